@@ -1,0 +1,71 @@
+# Vocelio — every entry point of the project. `make help` lists the targets.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DELETE_ON_ERROR:
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BUF := node_modules/.bin/buf
+PROTOS := $(shell find protos -name '*.proto')
+TEST_PROTOS := $(shell find tests/protos -name '*.proto' 2>/dev/null)
+SITE := $(VENV)/lib/python3.11/site-packages
+
+.PHONY: help install proto run migrate test lint breaking bench clean vendor-protos
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+install: $(VENV)/.installed $(BUF) ## create the virtualenv and install everything
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	# the generated root (gen/) and the tests' generated root are import roots
+	$(PY) -c 'import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()["purelib"], "vocelio_gen.pth").write_text("\n".join(str(pathlib.Path(p).resolve()) for p in ("gen", "tests/gen")) + "\n")'
+	touch $@
+
+$(BUF): package.json
+	npm install --no-audit --no-fund --silent
+	touch $@
+
+proto: gen/.stamp tests/gen/.stamp ## generate Python code and the descriptor set from protos/
+
+gen/.stamp: $(VENV)/.installed $(PROTOS) tools/genproto.py
+	$(PY) tools/genproto.py --protos protos --out gen --descriptor-set gen/vocelio.binpb
+	touch $@
+
+tests/gen/.stamp: $(VENV)/.installed $(TEST_PROTOS) tools/genproto.py
+	$(PY) tools/genproto.py --protos tests/protos --out tests/gen --descriptor-set tests/gen/testing.binpb
+	touch $@
+
+vendor-protos: $(VENV)/.installed ## re-copy Google's API protos from googleapis-common-protos
+	$(PY) tools/vendor_googleapis.py
+
+run: install proto ## start the whole mesh (SQLite under var/ unless VOCELIO_DATABASE_URL is set)
+	$(PY) -m runtime run
+
+migrate: install proto ## apply database migrations for every service
+	$(PY) -m runtime migrate
+
+test: install proto ## run every test (PostgreSQL at VOCELIO_TEST_DATABASE_URL too)
+	$(PY) -m pytest -q
+
+lint: install proto ## buf lint, ruff and mypy (strict)
+	$(BUF) lint
+	$(BUF) format --diff --exit-code protos
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+breaking: install ## buf breaking against the main branch
+	$(BUF) breaking --against '.git#branch=main'
+
+bench: install proto ## benchmarks: print figures and ratios
+	$(PY) -m bench
+
+clean: ## remove generated code and local state (keeps the virtualenv)
+	rm -rf gen tests/gen var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,208 @@
+"""Process configuration: one frozen, validated dataclass read from the environment.
+
+The environment is injected (``Settings.from_environ(os.environ)``), read once at start-up
+and passed explicitly; nothing else in the code reads ``os.environ``. A bad value stops
+start-up with a :class:`ConfigError` that names the variable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import re
+from collections.abc import Mapping
+from typing import Literal
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+Environment = Literal["development", "production"]
+MeshMode = Literal["processes", "all-in-one"]
+
+_SCHEMA_PREFIX = re.compile(r"^[a-z][a-z0-9_]{0,30}$|^$")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class ConfigError(ValueError):
+    """A configuration variable has a value the product cannot run with."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a Vocelio process needs to know about its surroundings.
+
+    Attributes:
+        environment: ``development`` applies migrations on start; ``production`` expects
+            ``make migrate`` to have run.
+        database_url: PostgreSQL URL (psycopg 3); ``None`` means SQLite files under ``var_dir``.
+        schema_prefix: prepended to every service's PostgreSQL schema name (tests use it to
+            isolate runs that share one database).
+        var_dir: where SQLite files, logs and pid files live.
+        host: address services bind and dial.
+        port_offset: added to every contract port (runs side by side with another mesh).
+        edge_port: port of the REST edge, before the offset.
+        shutdown_grace: seconds in-flight RPCs get to finish after SIGTERM.
+        shutdown_drain: seconds the server keeps answering (health NOT_SERVING) before it
+            stops accepting calls, so balancers and probes see the change.
+        health_probe_interval: seconds between database probes.
+        health_probe_timeout: seconds one database probe may take.
+        migrate_on_start: apply pending migrations when a service starts.
+        mesh_mode: ``processes`` (one per service) or ``all-in-one`` (one process).
+        log_level: DEBUG, INFO, WARNING or ERROR.
+
+    """
+
+    environment: Environment = "development"
+    database_url: URL | None = None
+    schema_prefix: str = ""
+    var_dir: pathlib.Path = pathlib.Path("var")
+    host: str = "127.0.0.1"
+    port_offset: int = 0
+    edge_port: int = 8000
+    shutdown_grace: float = 10.0
+    shutdown_drain: float = 0.5
+    health_probe_interval: float = 2.0
+    health_probe_timeout: float = 2.0
+    migrate_on_start: bool = True
+    mesh_mode: MeshMode = "processes"
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        if self.port_offset < 0 or self.port_offset > 50000:
+            raise ConfigError("VOCELIO_PORT_OFFSET", f"must be between 0 and 50000, got {self.port_offset}")
+        if not 0 <= self.edge_port <= 65535:
+            raise ConfigError("VOCELIO_EDGE_PORT", f"must be a TCP port, got {self.edge_port}")
+        if not _SCHEMA_PREFIX.match(self.schema_prefix):
+            raise ConfigError(
+                "VOCELIO_DATABASE_SCHEMA_PREFIX",
+                "must be lower case letters, digits and underscores, starting with a letter",
+            )
+        for variable, value in (
+            ("VOCELIO_SHUTDOWN_GRACE", self.shutdown_grace),
+            ("VOCELIO_SHUTDOWN_DRAIN", self.shutdown_drain),
+        ):
+            if value < 0:
+                raise ConfigError(variable, f"must not be negative, got {value}")
+        for variable, value in (
+            ("VOCELIO_HEALTH_PROBE_INTERVAL", self.health_probe_interval),
+            ("VOCELIO_HEALTH_PROBE_TIMEOUT", self.health_probe_timeout),
+        ):
+            if value <= 0:
+                raise ConfigError(variable, f"must be positive, got {value}")
+        if self.log_level not in _LOG_LEVELS:
+            raise ConfigError("VOCELIO_LOG_LEVEL", f"must be one of {', '.join(_LOG_LEVELS)}")
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Settings:
+        """Read and validate the settings from an environment mapping.
+
+        Raises:
+            ConfigError: a variable is malformed or out of range.
+
+        """
+        environment = _choice(environ, "VOCELIO_ENV", ("development", "production"), "development")
+        return cls(
+            environment=environment,  # type: ignore[arg-type]
+            database_url=parse_database_url(environ.get("VOCELIO_DATABASE_URL", "")),
+            schema_prefix=environ.get("VOCELIO_DATABASE_SCHEMA_PREFIX", ""),
+            var_dir=pathlib.Path(environ.get("VOCELIO_VAR_DIR", "var")),
+            host=environ.get("VOCELIO_HOST", "127.0.0.1") or "127.0.0.1",
+            port_offset=_integer(environ, "VOCELIO_PORT_OFFSET", 0),
+            edge_port=_integer(environ, "VOCELIO_EDGE_PORT", 8000),
+            shutdown_grace=_number(environ, "VOCELIO_SHUTDOWN_GRACE", 10.0),
+            shutdown_drain=_number(environ, "VOCELIO_SHUTDOWN_DRAIN", 0.5),
+            health_probe_interval=_number(environ, "VOCELIO_HEALTH_PROBE_INTERVAL", 2.0),
+            health_probe_timeout=_number(environ, "VOCELIO_HEALTH_PROBE_TIMEOUT", 2.0),
+            migrate_on_start=_boolean(environ, "VOCELIO_MIGRATE_ON_START", environment == "development"),
+            mesh_mode=_choice(environ, "VOCELIO_MESH_MODE", ("processes", "all-in-one"), "processes"),  # type: ignore[arg-type]
+            log_level=environ.get("VOCELIO_LOG_LEVEL", "INFO").upper(),
+        )
+
+    def port_for(self, contract_port: int) -> int:
+        """The port a service with this contract port listens on."""
+        return contract_port + self.port_offset if contract_port else 0
+
+    @property
+    def edge_listen_port(self) -> int:
+        """The port the REST edge listens on."""
+        return self.edge_port + self.port_offset if self.edge_port else 0
+
+
+def parse_database_url(raw: str) -> URL | None:
+    """Validate ``VOCELIO_DATABASE_URL`` and normalise it to the psycopg 3 driver.
+
+    Returns:
+        The URL, or ``None`` when the variable is empty (SQLite under ``var/``).
+
+    Raises:
+        ConfigError: the URL cannot be parsed or names an unsupported database. The
+            message never contains the password.
+
+    """
+    raw = raw.strip()
+    if not raw:
+        return None
+    try:
+        url = make_url(raw)
+    except (ArgumentError, ValueError):
+        raise ConfigError(
+            "VOCELIO_DATABASE_URL",
+            "is not a database URL; expected postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE",
+        ) from None
+    if url.get_backend_name() != "postgresql":
+        raise ConfigError(
+            "VOCELIO_DATABASE_URL",
+            f"names the {url.get_backend_name()!r} backend; only postgresql is supported "
+            "(leave it unset for the embedded SQLite default)",
+        )
+    if url.get_driver_name() not in ("psycopg", "psycopg2", "psycopg_async", ""):
+        raise ConfigError("VOCELIO_DATABASE_URL", f"driver {url.get_driver_name()!r} is not supported; use psycopg")
+    if not url.host and "host" not in url.query:
+        raise ConfigError("VOCELIO_DATABASE_URL", "has no host")
+    if not url.database:
+        raise ConfigError("VOCELIO_DATABASE_URL", "has no database name")
+    return url.set(drivername="postgresql+psycopg")
+
+
+def _integer(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(name, f"must be a whole number, got {raw!r}") from None
+
+
+def _number(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(name, f"must be a number of seconds, got {raw!r}") from None
+
+
+def _boolean(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(name, f"must be true or false, got {raw!r}")
+
+
+def _choice(environ: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in choices:
+        raise ConfigError(name, f"must be one of {', '.join(choices)}, got {raw!r}")
+    return raw

@@ -1,0 +1,99 @@
+"""Database engines and sessions, one database (schema or file) per service.
+
+PostgreSQL (psycopg 3) when ``VOCELIO_DATABASE_URL`` is set, each service in its own
+schema; otherwise one SQLite file per service under ``var/``. One engine and one
+``async_sessionmaker(expire_on_commit=False)`` per service per process; servicers open
+``async with database.sessions.begin() as session`` per RPC and pass the session down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import URL, Engine, create_engine
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+
+from mesh.config import Settings
+
+log = logging.getLogger(__name__)
+
+# libpq waits this long for a TCP connection before giving up; the health probe has its
+# own, usually shorter, timeout on top.
+_CONNECT_TIMEOUT_SECONDS = 3
+
+
+class ServiceDatabase:
+    """The database of one service: where it lives, its engine and its sessions."""
+
+    def __init__(self, settings: Settings, service_name: str) -> None:
+        self.service_name = service_name
+        self.schema: str | None = None
+        self._connect_args: dict[str, Any] = {}
+        if settings.database_url is None:
+            settings.var_dir.mkdir(parents=True, exist_ok=True)
+            path = (settings.var_dir / f"{service_name}.sqlite3").resolve()
+            self.kind = "sqlite"
+            self.async_url = URL.create("sqlite+aiosqlite", database=str(path))
+            self.sync_url = URL.create("sqlite", database=str(path))
+            self.engine = create_async_engine(self.async_url, pool_pre_ping=True)
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        else:
+            self.kind = "postgresql"
+            self.schema = f"{settings.schema_prefix}{service_name}"
+            self.async_url = settings.database_url
+            self.sync_url = settings.database_url
+            self._connect_args = {
+                "options": f"-c search_path={self.schema}",
+                "connect_timeout": _CONNECT_TIMEOUT_SECONDS,
+                "application_name": f"vocelio-{service_name}",
+            }
+            self.engine = create_async_engine(
+                self.async_url,
+                connect_args=self._connect_args,
+                pool_size=5,
+                max_overflow=5,
+                pool_pre_ping=True,
+                pool_recycle=1800,
+            )
+        self.sessions: async_sessionmaker[AsyncSession] = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    def describe(self) -> str:
+        """Where the data lives, without credentials (for logs and tables)."""
+        if self.kind == "sqlite":
+            return f"sqlite:{self.async_url.database}"
+        return f"postgresql:{self.async_url.host}:{self.async_url.port or 5432}/{self.async_url.database}#{self.schema}"
+
+    def sync_engine(self) -> Engine:
+        """A short-lived synchronous engine, for migrations."""
+        engine = create_engine(self.sync_url, connect_args=self._connect_args, poolclass=None)
+        if self.kind == "sqlite":
+            event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+
+    async def probe(self, timeout: float) -> bool:
+        """Whether the database answers ``SELECT 1`` within ``timeout`` seconds."""
+        try:
+            async with asyncio.timeout(timeout):
+                async with self.engine.connect() as connection:
+                    await connection.execute(text("SELECT 1"))
+            return True
+        except Exception as error:  # noqa: BLE001 - any failure means "not reachable"
+            log.debug("database probe failed for %s: %s", self.service_name, type(error).__name__)
+            # A half-open pool would keep failing after the database returns.
+            await self.engine.dispose()
+            return False
+
+    async def dispose(self) -> None:
+        """Close every pooled connection."""
+        await self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()

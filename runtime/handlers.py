@@ -1,0 +1,84 @@
+"""Find the implementation of a service, or answer UNIMPLEMENTED for it.
+
+A service implements its contract in ``services/<name>/service.py`` with a function
+``register(server, context)`` that adds its servicer to the server. Until then, every
+method of the contract answers UNIMPLEMENTED with a message saying that the method is
+part of the contract but not built in this release — never a fake success.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol
+
+import grpc
+
+from mesh.config import Settings
+from mesh.db import ServiceDatabase
+from mesh.errors import Unimplemented
+from mesh.registry import MethodSpec, Registry, ServiceSpec
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ServiceContext:
+    """What a service implementation gets to build its servicer."""
+
+    spec: ServiceSpec
+    settings: Settings
+    database: ServiceDatabase
+    registry: Registry
+
+
+class ServiceModule(Protocol):
+    """The shape of ``services/<name>/service.py``."""
+
+    def register(self, server: grpc.aio.Server, context: ServiceContext) -> None:
+        """Add the service's servicer(s) to the server."""
+
+
+def load_service_module(spec: ServiceSpec) -> ServiceModule | None:
+    """The implementation module of a service, or ``None`` if it has none yet."""
+    module_name = f"services.{spec.name}.service"
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        # Only the absence of the module itself means "not implemented"; a missing
+        # import inside an existing implementation is a real error.
+        if error.name and (module_name == error.name or module_name.startswith(error.name + ".")):
+            return None
+        raise
+
+
+def unimplemented_handler(spec: ServiceSpec) -> grpc.GenericRpcHandler[Any, Any]:
+    """A handler answering UNIMPLEMENTED for every method of the contract."""
+    handlers = {method.name: _unimplemented_method(method) for method in spec.methods}
+    return grpc.method_handlers_generic_handler(spec.full_name, handlers)
+
+
+def unimplemented_message(method: MethodSpec) -> str:
+    """The message callers get from a method this release does not implement."""
+    return f"{method.path} is part of the Vocelio contract but is not implemented in this release yet"
+
+
+def _unimplemented_method(method: MethodSpec) -> grpc.RpcMethodHandler[Any, Any]:
+    message = unimplemented_message(method)
+
+    async def unary(_request: bytes, _context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+        raise Unimplemented(message)
+
+    async def streaming(_request: bytes, _context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[bytes]:
+        raise Unimplemented(message)
+        yield b""  # pragma: no cover - makes this an async generator
+
+    # Requests stay raw bytes: nothing is decoded for a method that does nothing.
+    factory: Callable[..., grpc.RpcMethodHandler[Any, Any]]
+    if method.client_streaming and method.server_streaming:
+        return grpc.stream_stream_rpc_method_handler(streaming)
+    if method.client_streaming:
+        return grpc.stream_unary_rpc_method_handler(unary)
+    if method.server_streaming:
+        return grpc.unary_stream_rpc_method_handler(streaming)
+    factory = grpc.unary_unary_rpc_method_handler
+    return factory(unary)

@@ -1,0 +1,129 @@
+"""Serve one or more mesh services in this process until SIGTERM or SIGINT.
+
+One service per process is the default (``make run``); several in one process is the
+all-in-one mode for tests and small machines. Either way each service has its own
+server on its own port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Iterator
+
+import uvicorn
+
+from gateway_rest.app import create_app
+from gateway_rest.mesh_upstreams import mesh_upstreams
+from mesh.config import Settings
+from mesh.registry import Registry, ServiceSpec
+from runtime.server import ServiceHost
+
+log = logging.getLogger(__name__)
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn without its own signal handlers: the mesh's loop owns SIGTERM and SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """Leave signal handling to the caller."""
+        yield
+
+
+class InProcessMesh:
+    """Several service hosts (and optionally the edge) sharing one event loop."""
+
+    def __init__(
+        self, specs: list[ServiceSpec], settings: Settings, registry: Registry, *, ephemeral_ports: bool = False
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.hosts = [ServiceHost(spec, settings, registry, port=0 if ephemeral_ports else None) for spec in specs]
+        self.edge: uvicorn.Server | None = None
+        self._edge_task: asyncio.Task[None] | None = None
+
+    @property
+    def ports(self) -> dict[str, int]:
+        """The port each service listens on, by service name."""
+        return {host.spec.name: host.port for host in self.hosts}
+
+    async def start(self) -> None:
+        """Start every host; if one cannot start, stop the others and raise."""
+        results = await asyncio.gather(*(host.start() for host in self.hosts), return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            await self.shutdown()
+            raise failures[0]
+
+    async def start_edge(self, port: int | None = None) -> int:
+        """Start the REST edge in this loop; returns its port."""
+        upstreams = mesh_upstreams(self.registry, self.settings, self.ports)
+        listen = self.settings.edge_listen_port if port is None else port
+        config = uvicorn.Config(
+            create_app(upstreams), host=self.settings.host, port=listen, log_config=None, access_log=False
+        )
+        self.edge = _EmbeddedServer(config)
+        self._edge_task = asyncio.create_task(self.edge.serve())
+        while not self.edge.started:
+            if self._edge_task.done():
+                self._edge_task.result()
+                raise RuntimeError("the REST edge stopped during start-up")
+            await asyncio.sleep(0.01)
+        sockets = [s for server in self.edge.servers for s in server.sockets]
+        return int(sockets[0].getsockname()[1])
+
+    async def shutdown(self) -> None:
+        """Stop the edge, then every host, concurrently and gracefully."""
+        if self.edge is not None and self._edge_task is not None and not self._edge_task.done():
+            self.edge.should_exit = True
+            await self._edge_task
+        await asyncio.gather(*(host.shutdown() for host in self.hosts))
+
+
+async def serve(
+    specs: list[ServiceSpec],
+    settings: Settings,
+    registry: Registry,
+    *,
+    with_edge: bool = False,
+    parent_pid: int | None = None,
+) -> None:
+    """Serve until SIGTERM or SIGINT (or the parent's death), then shut down gracefully.
+
+    Args:
+        specs: the services to host (may be empty when only the edge runs here).
+        settings: the process settings.
+        registry: the service registry.
+        with_edge: also run the REST edge in this process.
+        parent_pid: stop when this process (the supervisor) is gone, so a killed
+            supervisor never leaves orphans holding the mesh's ports.
+
+    """
+    mesh = InProcessMesh(specs, settings, registry)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    orphan_watch = asyncio.create_task(_stop_when_orphaned(parent_pid, stop)) if parent_pid else None
+    await mesh.start()
+    if with_edge:
+        await mesh.start_edge()
+    await stop.wait()
+    log.info("shutting down %d service(s)%s", len(specs), " and the edge" if with_edge else "")
+    if orphan_watch is not None:
+        orphan_watch.cancel()
+    await mesh.shutdown()
+
+
+async def _stop_when_orphaned(parent_pid: int, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        if os.getppid() != parent_pid:
+            log.warning("the supervisor (pid %d) is gone; stopping", parent_pid)
+            stop.set()
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 1.0)

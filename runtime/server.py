@@ -1,0 +1,124 @@
+"""One service's gRPC server: interceptors, servicer, health, reflection, database watch.
+
+Start-up: bind the port, answer health NOT_SERVING until the database has answered
+(and, in development, migrations have run), then SERVING. The status follows the
+database from then on. Shutdown (SIGTERM): health turns NOT_SERVING first, the server
+keeps answering for ``shutdown_drain`` seconds so probes and balancers notice, then
+stops taking calls and gives in-flight calls ``shutdown_grace`` seconds to finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from interceptors.errors import ErrorsInterceptor
+from mesh import migrations
+from mesh.config import Settings
+from mesh.db import ServiceDatabase
+from mesh.health import DatabaseWatch
+from mesh.registry import Registry, ServiceSpec
+from runtime.handlers import ServiceContext, load_service_module, unimplemented_handler
+
+log = logging.getLogger(__name__)
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+# SO_REUSEPORT would let a second mesh bind the same ports and silently share traffic.
+_SERVER_OPTIONS = [("grpc.so_reuseport", 0)]
+
+
+class PortInUseError(RuntimeError):
+    """The service's port is taken by another process."""
+
+
+class ServiceHost:
+    """Runs one mesh service in the current event loop."""
+
+    def __init__(self, spec: ServiceSpec, settings: Settings, registry: Registry, *, port: int | None = None) -> None:
+        self.spec = spec
+        self.settings = settings
+        self.registry = registry
+        self.requested_port = settings.port_for(spec.contract_port) if port is None else port
+        self.port = 0
+        self.database = ServiceDatabase(settings, spec.name)
+        self.health = HealthServicer()
+        self.server = grpc.aio.server(interceptors=[ErrorsInterceptor()], options=_SERVER_OPTIONS)
+        self._watch = DatabaseWatch(
+            self.database,
+            self._database_changed,
+            interval=settings.health_probe_interval,
+            timeout=settings.health_probe_timeout,
+            prepare=self._migrate if settings.migrate_on_start else None,
+        )
+        self._stopped = asyncio.Event()
+
+    async def start(self) -> int:
+        """Bind, start serving and begin watching the database.
+
+        Returns:
+            The port the server listens on.
+
+        Raises:
+            PortInUseError: the port is taken.
+
+        """
+        # The generated module registers the service's descriptors for reflection.
+        importlib.import_module(self.spec.pb2_module)
+        module = load_service_module(self.spec)
+        if module is None:
+            self.server.add_generic_rpc_handlers((unimplemented_handler(self.spec),))
+        else:
+            module.register(self.server, ServiceContext(self.spec, self.settings, self.database, self.registry))
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            (self.spec.full_name, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            self.server,
+        )
+        await self._set_status(NOT_SERVING)
+        address = f"{self.settings.host}:{self.requested_port}"
+        try:
+            self.port = self.server.add_insecure_port(address)
+        except RuntimeError as error:
+            raise PortInUseError(f"{self.spec.name}: cannot listen on {address} (is the port in use?)") from error
+        if self.port == 0:
+            raise PortInUseError(f"{self.spec.name}: cannot listen on {address} (is the port in use?)")
+        await self.server.start()
+        await self._watch.check_once()
+        self._watch.start()
+        log.info("%s listening on %s:%d (%s)", self.spec.name, self.settings.host, self.port, self.database.describe())
+        return self.port
+
+    async def shutdown(self) -> None:
+        """Leave gracefully: NOT_SERVING, drain, stop with a grace period, close the database."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        await self.health.enter_graceful_shutdown()
+        await self._watch.stop()
+        log.info("%s is shutting down: NOT_SERVING, draining for %.1fs", self.spec.name, self.settings.shutdown_drain)
+        await asyncio.sleep(self.settings.shutdown_drain)
+        await self.server.stop(self.settings.shutdown_grace)
+        await self.database.dispose()
+        log.info("%s stopped", self.spec.name)
+
+    async def wait_for_termination(self) -> None:
+        """Wait until the server has stopped."""
+        await self.server.wait_for_termination()
+
+    async def _database_changed(self, reachable: bool) -> None:
+        await self._set_status(SERVING if reachable else NOT_SERVING)
+
+    async def _set_status(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
+        await self.health.set("", status)
+        await self.health.set(self.spec.full_name, status)
+
+    async def _migrate(self) -> None:
+        await asyncio.to_thread(migrations.upgrade, self.database)

@@ -1,0 +1,198 @@
+"""The supervisor behind ``make run``: starts the mesh, reports it, keeps it alive.
+
+Processes mode (default) runs one process per service plus the REST edge; all-in-one
+mode runs every service and the edge in a single process. Either way the supervisor
+prints a table of services and their health once the mesh is up, restarts a child that
+crashes (with exponential backoff, and says so), and on Ctrl-C or SIGTERM stops every
+child gracefully (SIGTERM, then SIGKILL after the grace period).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+import sys
+import time
+from typing import TextIO
+
+from mesh.config import Settings
+from mesh.registry import Registry
+from runtime.probe import grpc_health, http_status, rss_bytes
+
+log = logging.getLogger(__name__)
+
+_MAX_BACKOFF = 30.0
+_STABLE_AFTER = 60.0
+
+
+@dataclasses.dataclass
+class Child:
+    """One supervised process."""
+
+    name: str
+    argv: list[str]
+    ports: list[tuple[str, int]]  # (service name or "edge", port) served by this process
+    process: asyncio.subprocess.Process | None = None
+    started_at: float = 0.0
+    restarts: int = 0
+    backoff: float = 1.0
+
+
+class Supervisor:
+    """Starts, reports and restarts the mesh's processes."""
+
+    def __init__(
+        self, settings: Settings, registry: Registry, *, out: TextIO = sys.stdout, ready_timeout: float = 20.0
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.out = out
+        self.ready_timeout = ready_timeout
+        self.log_dir = settings.var_dir / "log"
+        self.children = self._plan()
+        self._stopping = asyncio.Event()
+
+    def _plan(self) -> list[Child]:
+        python = sys.executable
+        edge_port = self.settings.edge_listen_port
+        if self.settings.mesh_mode == "all-in-one":
+            ports = [(spec.name, self.settings.port_for(spec.contract_port)) for spec in self.registry]
+            return [
+                Child("mesh", [python, "-m", "runtime", "serve", "--all", "--with-edge"], [*ports, ("edge", edge_port)])
+            ]
+        children = [
+            Child(
+                spec.name,
+                [python, "-m", "runtime", "serve", spec.name],
+                [(spec.name, self.settings.port_for(spec.contract_port))],
+            )
+            for spec in self.registry
+        ]
+        children.append(Child("edge", [python, "-m", "gateway_rest", "--mesh"], [("edge", edge_port)]))
+        return children
+
+    async def run(self) -> int:
+        """Run until stopped; returns the exit code for the command line."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stopping.set)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        begin = time.monotonic()
+        self._say(
+            f"starting {len(self.registry)} services and the REST edge ({self.settings.mesh_mode} mode); "
+            f"logs in {self.log_dir}/"
+        )
+        for child in self.children:
+            await self._spawn(child)
+        watchers = [asyncio.create_task(self._watch(child)) for child in self.children]
+        ready = await self._wait_ready(begin)
+        self._print_table(ready, time.monotonic() - begin)
+        await self._stopping.wait()
+        self._say("stopping the mesh…")
+        for watcher in watchers:
+            watcher.cancel()
+        await self._terminate_all()
+        self._say("mesh stopped")
+        return 0
+
+    async def _spawn(self, child: Child) -> None:
+        log_file = open(self.log_dir / f"{child.name}.log", "ab")  # noqa: SIM115, ASYNC230 - handed to the child; opening is instant
+        try:
+            child.process = await asyncio.create_subprocess_exec(
+                *child.argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=log_file,
+                env=os.environ.copy(),
+                start_new_session=True,  # Ctrl-C reaches the supervisor only; it stops children in order
+            )
+        finally:
+            log_file.close()
+        child.started_at = time.monotonic()
+
+    async def _watch(self, child: Child) -> None:
+        while not self._stopping.is_set():
+            assert child.process is not None
+            code = await child.process.wait()
+            if self._stopping.is_set():
+                return
+            if time.monotonic() - child.started_at > _STABLE_AFTER:
+                child.backoff = 1.0
+            self._say(
+                f"{child.name} exited with code {code} (see {self.log_dir / (child.name + '.log')}); "
+                f"restarting in {child.backoff:.0f}s"
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), child.backoff)
+            if self._stopping.is_set():
+                return
+            child.backoff = min(child.backoff * 2, _MAX_BACKOFF)
+            child.restarts += 1
+            await self._spawn(child)
+            self._say(f"{child.name} restarted (restart #{child.restarts})")
+
+    async def _status(self, name: str, port: int) -> str:
+        if name == "edge":
+            code = await http_status(self.settings.host, port, "/health")
+            return "UNREACHABLE" if code is None else f"HTTP {code}"
+        return await grpc_health(f"{self.settings.host}:{port}")
+
+    async def _statuses(self) -> dict[str, str]:
+        pairs = [pair for child in self.children for pair in child.ports]
+        results = await asyncio.gather(*(self._status(name, port) for name, port in pairs))
+        return {name: status for (name, _), status in zip(pairs, results, strict=True)}
+
+    async def _wait_ready(self, begin: float) -> dict[str, str]:
+        statuses: dict[str, str] = {}
+        while time.monotonic() - begin < self.ready_timeout and not self._stopping.is_set():
+            statuses = await self._statuses()
+            if all(s in ("SERVING", "HTTP 200") for s in statuses.values()):
+                return statuses
+            await asyncio.sleep(0.25)
+        return statuses or await self._statuses()
+
+    def _print_table(self, statuses: dict[str, str], elapsed: float) -> None:
+        rows = [("SERVICE", "ADDRESS", "PID", "HEALTH")]
+        total_rss = 0
+        for child in self.children:
+            pid = child.process.pid if child.process else 0
+            total_rss += rss_bytes(pid)
+            for name, port in child.ports:
+                rows.append((name, f"{self.settings.host}:{port}", str(pid), statuses.get(name, "?")))
+        widths = [max(len(row[i]) for row in rows) for i in range(4)]
+        for row in rows:
+            self.out.write(
+                "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() + "\n"
+            )
+        serving = sum(1 for name, s in statuses.items() if name != "edge" and s == "SERVING")
+        verdict = "ready" if serving == len(self.registry) else "NOT ready"
+        self._say(
+            f"mesh {verdict}: {serving}/{len(self.registry)} services SERVING after {elapsed:.1f}s; "
+            f"resident memory {total_rss / 2**20:.0f} MiB in {len(self.children)} processes; "
+            f"REST edge on http://{self.settings.host}:{self.settings.edge_listen_port}; Ctrl-C stops"
+        )
+
+    async def _terminate_all(self) -> None:
+        running = [c.process for c in self.children if c.process is not None and c.process.returncode is None]
+        for process in running:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+        deadline = self.settings.shutdown_drain + self.settings.shutdown_grace + 5.0
+        try:
+            async with asyncio.timeout(deadline):
+                await asyncio.gather(*(p.wait() for p in running))
+        except TimeoutError:
+            for process in running:
+                if process.returncode is None:
+                    self._say(f"pid {process.pid} did not stop within {deadline:.0f}s; killing it")
+                    with contextlib.suppress(ProcessLookupError):
+                        process.kill()
+            await asyncio.gather(*(p.wait() for p in running))
+
+    def _say(self, message: str) -> None:
+        self.out.write(f"[vocelio] {message}\n")
+        self.out.flush()

@@ -1,0 +1,137 @@
+"""The errors interceptor on a real server on port 0."""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from interceptors.errors import ErrorsInterceptor
+from mesh import errors
+
+SECRET = "password=hunter2 SELECT * FROM users"
+
+
+async def _raise_domain(request, context):
+    raise errors.FailedPrecondition("campaign is not running")
+
+
+async def _raise_invalid(request, context):
+    raise errors.InvalidArgument("bad agent", {"agent.display_name": "must not be empty"})
+
+
+async def _raise_bug(request, context):
+    raise RuntimeError(SECRET)
+
+
+async def _abort_directly(request, context):
+    await context.abort(grpc.StatusCode.PERMISSION_DENIED, "no")
+
+
+async def _echo(request, context):
+    return request
+
+
+async def _stream_then_fail(request, context):
+    yield b"first"
+    raise errors.Aborted("stream version conflict")
+
+
+async def _stream_bug(request, context):
+    yield b"first"
+    raise KeyError(SECRET)
+
+
+HANDLERS = {
+    "Domain": grpc.unary_unary_rpc_method_handler(_raise_domain),
+    "Invalid": grpc.unary_unary_rpc_method_handler(_raise_invalid),
+    "Bug": grpc.unary_unary_rpc_method_handler(_raise_bug),
+    "Abort": grpc.unary_unary_rpc_method_handler(_abort_directly),
+    "Echo": grpc.unary_unary_rpc_method_handler(_echo),
+    "StreamFail": grpc.unary_stream_rpc_method_handler(_stream_then_fail),
+    "StreamBug": grpc.unary_stream_rpc_method_handler(_stream_bug),
+}
+
+
+@pytest.fixture
+async def channel():
+    server = grpc.aio.server(interceptors=[ErrorsInterceptor()])
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Errors", HANDLERS),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        yield channel
+    await server.stop(None)
+
+
+async def _call(channel, method: str) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await channel.unary_unary(f"/test.Errors/{method}")(b"x", timeout=5)
+    return caught.value
+
+
+async def test_domain_errors_keep_their_code_and_message(channel):
+    error = await _call(channel, "Domain")
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert error.details() == "campaign is not running"
+
+
+async def test_field_violations_travel_as_bad_request_details(channel):
+    error = await _call(channel, "Invalid")
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]  # AioRpcError is a Call
+    assert status is not None
+    detail = error_details_pb2.BadRequest()
+    assert status.details[0].Unpack(detail)
+    assert [(v.field, v.description) for v in detail.field_violations] == [("agent.display_name", "must not be empty")]
+
+
+async def test_unknown_errors_become_internal_without_leaking(channel, caplog):
+    with caplog.at_level(logging.ERROR, logger="interceptors.errors"):
+        error = await _call(channel, "Bug")
+    assert error.code() == grpc.StatusCode.INTERNAL
+    details = error.details() or ""
+    assert details.startswith("internal error (incident ")
+    assert "hunter2" not in details
+    assert "SELECT" not in details
+    incident = details.split()[-1].rstrip(")")
+    logged = [r for r in caplog.records if incident in r.getMessage()]
+    assert logged
+    assert logged[0].exc_info is not None
+
+
+async def test_aborts_pass_through_untouched(channel):
+    error = await _call(channel, "Abort")
+    assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert error.details() == "no"
+
+
+async def test_success_is_untouched(channel):
+    assert await channel.unary_unary("/test.Errors/Echo")(b"hello", timeout=5) == b"hello"
+
+
+async def test_streams_map_errors_after_partial_output(channel):
+    call = channel.unary_stream("/test.Errors/StreamFail")(b"x", timeout=5)
+    assert await call.read() == b"first"
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call.read()
+    assert caught.value.code() == grpc.StatusCode.ABORTED
+
+
+async def test_stream_bugs_become_internal(channel):
+    call = channel.unary_stream("/test.Errors/StreamBug")(b"x", timeout=5)
+    received = [message async for message in _drain(call)]
+    assert received == [b"first"]
+    assert await call.code() == grpc.StatusCode.INTERNAL
+    assert "hunter2" not in (await call.details())
+
+
+async def _drain(call):
+    try:
+        async for message in call:
+            yield message
+    except grpc.aio.AioRpcError:
+        return

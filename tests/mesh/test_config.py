@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+
+from mesh.config import ConfigError, Settings
+
+
+def test_defaults_need_no_environment():
+    settings = Settings.from_environ({})
+    assert settings.database_url is None
+    assert settings.var_dir == pathlib.Path("var")
+    assert settings.environment == "development"
+    assert settings.migrate_on_start is True
+    assert settings.port_for(8002) == 8002
+    assert settings.edge_listen_port == 8000
+
+
+def test_postgres_url_is_normalised_to_psycopg3():
+    settings = Settings.from_environ({"VOCELIO_DATABASE_URL": "postgresql://app:pw@db.internal:6543/vocelio"})
+    assert settings.database_url is not None
+    assert settings.database_url.drivername == "postgresql+psycopg"
+    assert settings.database_url.port == 6543
+
+
+def test_production_does_not_migrate_on_start_unless_told():
+    assert Settings.from_environ({"VOCELIO_ENV": "production"}).migrate_on_start is False
+    assert Settings.from_environ({"VOCELIO_ENV": "production", "VOCELIO_MIGRATE_ON_START": "yes"}).migrate_on_start
+
+
+def test_port_offset_moves_every_port():
+    settings = Settings.from_environ({"VOCELIO_PORT_OFFSET": "1000"})
+    assert settings.port_for(8023) == 9023
+    assert settings.edge_listen_port == 9000
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "fragment"),
+    [
+        ("VOCELIO_DATABASE_URL", "not a url at all", "is not a database URL"),
+        ("VOCELIO_DATABASE_URL", "mysql://root@localhost/test", "only postgresql is supported"),
+        ("VOCELIO_DATABASE_URL", "postgresql://user@/test", "has no host"),
+        ("VOCELIO_DATABASE_URL", "postgresql://user@localhost", "has no database name"),
+        ("VOCELIO_DATABASE_URL", "postgresql+asyncpg://u@localhost/db", "use psycopg"),
+        ("VOCELIO_DATABASE_URL", "postgresql://u@localhost:port/db", "is not a database URL"),
+        ("VOCELIO_ENV", "staging", "must be one of development, production"),
+        ("VOCELIO_PORT_OFFSET", "ten", "must be a whole number"),
+        ("VOCELIO_PORT_OFFSET", "-5", "between 0 and 50000"),
+        ("VOCELIO_SHUTDOWN_GRACE", "soon", "must be a number of seconds"),
+        ("VOCELIO_SHUTDOWN_GRACE", "-1", "must not be negative"),
+        ("VOCELIO_HEALTH_PROBE_INTERVAL", "0", "must be positive"),
+        ("VOCELIO_MIGRATE_ON_START", "maybe", "must be true or false"),
+        ("VOCELIO_MESH_MODE", "threads", "must be one of processes, all-in-one"),
+        ("VOCELIO_DATABASE_SCHEMA_PREFIX", "Bad-Prefix", "lower case letters"),
+        ("VOCELIO_LOG_LEVEL", "chatty", "must be one of"),
+    ],
+)
+def test_bad_values_are_refused_naming_the_variable(variable, value, fragment):
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_environ({variable: value})
+    assert caught.value.variable == variable
+    assert str(caught.value).startswith(f"{variable}: ")
+    assert fragment in str(caught.value)
+
+
+def test_a_rejected_url_never_echoes_its_password():
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_environ({"VOCELIO_DATABASE_URL": "mysql://root:hunter2secret@localhost/test"})
+    assert "hunter2secret" not in str(caught.value)
+
+
+def test_settings_are_frozen():
+    settings = Settings()
+    with pytest.raises(AttributeError):
+        settings.host = "0.0.0.0"  # type: ignore[misc]

@@ -1,0 +1,77 @@
+"""The whole mesh in one process (the all-in-one mode), on ephemeral ports, with the edge."""
+
+from __future__ import annotations
+
+import grpc
+import httpx
+import pytest
+
+from mesh.config import Settings
+from mesh.registry import default_registry
+from runtime.handlers import unimplemented_message
+from runtime.serve import InProcessMesh
+from tests.support.grpc_helpers import SERVING, health_status, reflection_services
+
+
+@pytest.fixture
+async def mesh(sqlite_settings: Settings):
+    registry = default_registry()
+    mesh = InProcessMesh(list(registry), sqlite_settings, registry, ephemeral_ports=True)
+    await mesh.start()
+    edge_port = await mesh.start_edge(port=0)
+    yield mesh, edge_port
+    await mesh.shutdown()
+
+
+async def test_every_service_serves_health_and_reflection(mesh):
+    in_process, _ = mesh
+    assert len(in_process.hosts) == 23
+    for host in in_process.hosts:
+        address = f"127.0.0.1:{host.port}"
+        assert await health_status(address) == SERVING, host.spec.name
+        assert await health_status(address, host.spec.full_name) == SERVING
+        assert host.spec.full_name in await reflection_services(address)
+
+
+async def test_every_method_answers_unimplemented_with_a_reason(mesh):
+    in_process, _ = mesh
+    for host in in_process.hosts:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{host.port}") as channel:
+            for method in host.spec.methods:
+                if method.server_streaming:
+                    call = channel.unary_stream(method.path, None, None)(b"", timeout=5)
+                    with pytest.raises(grpc.aio.AioRpcError) as caught:
+                        await call.read()
+                else:
+                    with pytest.raises(grpc.aio.AioRpcError) as caught:
+                        await channel.unary_unary(method.path, None, None)(b"", timeout=5)
+                assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED, method.path
+                assert caught.value.details() == unimplemented_message(method)
+
+
+async def test_edge_aggregates_health_and_lists_the_registry(mesh):
+    in_process, edge_port = mesh
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{edge_port}") as client:
+        health = await client.get("/health")
+        assert health.status_code == 200
+        body = health.json()
+        assert body["status"] == "SERVING"
+        assert set(body["services"]) == {s.name for s in default_registry()}
+        assert all(s["status"] == "SERVING" for s in body["services"].values())
+
+        services = (await client.get("/services")).json()["services"]
+        by_name = {s["name"]: s for s in services}
+        agents = by_name["agents"]
+        assert agents["grpc_services"] == ["vocelio.agents.v1.AgentsService"]
+        assert agents["address"] == f"127.0.0.1:{in_process.ports['agents']}"
+        assert agents["health"] == "SERVING"
+        assert agents["title"] == "Agents"
+
+        # One service goes away: the aggregate turns 503 and says which one.
+        billing = next(h for h in in_process.hosts if h.spec.name == "billing")
+        await billing.shutdown()
+        health = await client.get("/health")
+        assert health.status_code == 503
+        detail = health.json()["services"]
+        assert detail["billing"]["status"] in {"UNREACHABLE", "NOT_SERVING"}
+        assert detail["agents"]["status"] == "SERVING"
