@@ -105,6 +105,7 @@ async def test_shutdown_reports_not_serving_first_and_lets_in_flight_calls_finis
         await entered.wait()
         shutdown = asyncio.ensure_future(host.shutdown())
         assert (await watch.read()).status == NOT_SERVING
+        watch.cancel()  # a long-lived stream would otherwise hold the server for the whole grace period
         assert not in_flight.done()
         release.set()
         assert isinstance(await in_flight, agents_service_pb2.GetAgentResponse)

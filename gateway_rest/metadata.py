@@ -1,0 +1,52 @@
+"""HTTP headers ↔ gRPC metadata, by allow-list in both directions.
+
+In: ``Authorization``, the configured allow-list (``X-Request-Id``, ``X-Api-Key``,
+``Idempotency-Key``, ``Traceparent``, ``Tracestate`` by default) under their own names,
+and ``Grpc-Metadata-<key>`` as ``<key>``. Out: response metadata (headers and trailers)
+as ``Grpc-Metadata-<key>``. Nothing else crosses, so hop-by-hop and internal headers
+never leak either way.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Iterable
+
+DEFAULT_FORWARDED = ("authorization", "x-request-id", "x-api-key", "idempotency-key", "traceparent", "tracestate")
+_PREFIX = "grpc-metadata-"
+_VALID_KEY = re.compile(r"^[0-9a-z_.\-]+$")
+_RESERVED = ("grpc-", ":")
+
+
+def request_metadata(headers: Iterable[tuple[str, str]], forwarded: frozenset[str]) -> list[tuple[str, str | bytes]]:
+    """The metadata to send upstream for these (lower-case) request headers."""
+    metadata: list[tuple[str, str | bytes]] = []
+    for name, value in headers:
+        if name.startswith(_PREFIX):
+            key = name[len(_PREFIX) :]
+        elif name in forwarded:
+            key = name
+        else:
+            continue
+        if not key or not _VALID_KEY.match(key) or key.startswith(_RESERVED):
+            continue
+        if key.endswith("-bin"):
+            try:
+                metadata.append((key, base64.b64decode(value + "=" * (-len(value) % 4))))
+            except ValueError:
+                continue
+        else:
+            metadata.append((key, value))
+    return metadata
+
+
+def response_headers(metadata: Iterable[tuple[str, str | bytes]]) -> list[tuple[str, str]]:
+    """Response headers for upstream metadata (initial and trailing)."""
+    headers: list[tuple[str, str]] = []
+    for key, value in metadata:
+        if key.startswith(_RESERVED) or key in ("content-type", "te"):
+            continue
+        text = base64.b64encode(value).decode() if isinstance(value, bytes) else value
+        headers.append((f"Grpc-Metadata-{key}", text))
+    return headers
