@@ -46,3 +46,14 @@ def rss_bytes(pid: int) -> int:
     except OSError:
         return 0
     return 0
+
+
+def pss_bytes(pid: int) -> int:
+    """Proportional set size of a process (shared pages split among their users), from /proc."""
+    try:
+        for line in pathlib.Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return 0
+    return 0

@@ -19,9 +19,11 @@ import sys
 import time
 from typing import TextIO
 
+from mesh import migrations
 from mesh.config import Settings
+from mesh.db import ServiceDatabase
 from mesh.registry import Registry
-from runtime.probe import grpc_health, http_status, rss_bytes
+from runtime.probe import grpc_health, http_status, pss_bytes, rss_bytes
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,7 @@ class Supervisor:
         self.log_dir = settings.var_dir / "log"
         self.children = self._plan()
         self._stopping = asyncio.Event()
+        self._child_environment = os.environ.copy()
 
     def _plan(self) -> list[Child]:
         python = sys.executable
@@ -82,6 +85,11 @@ class Supervisor:
             loop.add_signal_handler(sig, self._stopping.set)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         begin = time.monotonic()
+        child_environment = os.environ.copy()
+        if self.settings.migrate_on_start and await self._migrate_all():
+            # Every database is current: the children need not load Alembic at all.
+            child_environment["VOCELIO_MIGRATE_ON_START"] = "false"
+        self._child_environment = child_environment
         self._say(
             f"starting {len(self.registry)} services and the REST edge ({self.settings.mesh_mode} mode); "
             f"logs in {self.log_dir}/"
@@ -99,6 +107,30 @@ class Supervisor:
         self._say("mesh stopped")
         return 0
 
+    async def _migrate_all(self) -> bool:
+        """Migrate every service's database up front, in one process; False if any failed.
+
+        A failure is not fatal: the services then migrate by themselves once their
+        database answers (and report NOT_SERVING until it does).
+        """
+
+        def migrate() -> list[str]:
+            failed = []
+            for spec in self.registry:
+                database = ServiceDatabase(self.settings, spec.name)
+                try:
+                    migrations.upgrade(database)
+                except Exception as error:  # noqa: BLE001 - reported, and retried by the service
+                    failed.append(f"{spec.name} ({type(error).__name__})")
+                finally:
+                    database.engine.sync_engine.dispose()
+            return failed
+
+        failed = await asyncio.to_thread(migrate)
+        if failed:
+            self._say(f"could not migrate {', '.join(failed)} now; those services will retry by themselves")
+        return not failed
+
     async def _spawn(self, child: Child) -> None:
         log_file = open(self.log_dir / f"{child.name}.log", "ab")  # noqa: SIM115, ASYNC230 - handed to the child; opening is instant
         try:
@@ -107,7 +139,7 @@ class Supervisor:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=log_file,
-                env=os.environ.copy(),
+                env=self._child_environment,
                 start_new_session=True,  # Ctrl-C reaches the supervisor only; it stops children in order
             )
         finally:
@@ -157,10 +189,11 @@ class Supervisor:
 
     def _print_table(self, statuses: dict[str, str], elapsed: float) -> None:
         rows = [("SERVICE", "ADDRESS", "PID", "HEALTH")]
-        total_rss = 0
+        total_rss = total_pss = 0
         for child in self.children:
             pid = child.process.pid if child.process else 0
             total_rss += rss_bytes(pid)
+            total_pss += pss_bytes(pid)
             for name, port in child.ports:
                 rows.append((name, f"{self.settings.host}:{port}", str(pid), statuses.get(name, "?")))
         widths = [max(len(row[i]) for row in rows) for i in range(4)]
@@ -172,7 +205,8 @@ class Supervisor:
         verdict = "ready" if serving == len(self.registry) else "NOT ready"
         self._say(
             f"mesh {verdict}: {serving}/{len(self.registry)} services SERVING after {elapsed:.1f}s; "
-            f"resident memory {total_rss / 2**20:.0f} MiB in {len(self.children)} processes; "
+            f"resident memory {total_rss / 2**20:.0f} MiB (proportional {total_pss / 2**20:.0f} MiB) "
+            f"in {len(self.children)} processes; "
             f"REST edge on http://{self.settings.host}:{self.settings.edge_listen_port}; Ctrl-C stops"
         )
 

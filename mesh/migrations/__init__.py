@@ -12,8 +12,6 @@ import logging
 import pathlib
 import threading
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import text
 
 from mesh.db import ServiceDatabase
@@ -45,6 +43,10 @@ def upgrade(database: ServiceDatabase, revision: str = "heads") -> None:
     that start together never migrate the same schema twice at once, and creates the
     schema first. Runs synchronously; call it in a thread from async code.
     """
+    # Imported here: a service that does not migrate on start never pays for Alembic.
+    from alembic import command
+    from alembic.config import Config
+
     engine = database.sync_engine()
     try:
         with _ALEMBIC_LOCK, engine.begin() as connection:

@@ -19,7 +19,10 @@ from mesh.registry import default_registry
 from tests.support.grpc_helpers import SERVING, health_status, reflection_services, wait_for_status
 from tests.support.processes import PYTHON, REPO, environment, free_port_offset
 
-READY = re.compile(r"mesh (ready|NOT ready): (\d+)/(\d+) services SERVING after ([\d.]+)s; resident memory (\d+) MiB")
+READY = re.compile(
+    r"mesh (ready|NOT ready): (\d+)/(\d+) services SERVING after ([\d.]+)s; "
+    r"resident memory (\d+) MiB \(proportional (\d+) MiB\)"
+)
 
 
 async def _read_until(stream: asyncio.StreamReader, pattern: str | re.Pattern[str], limit: float, seen: list[str]):
