@@ -1,12 +1,12 @@
 """Run the REST edge.
 
-In the mesh (``make run`` does this)::
-
-    python -m gateway_rest --mesh
-
 In front of any gRPC server, knowing nothing of Vocelio::
 
     python -m gateway_rest --descriptor-set FILE --upstream HOST:PORT --listen HOST:PORT
+
+In front of the Vocelio mesh (``make run`` runs it inside the supervisor instead)::
+
+    python -m gateway_rest --mesh [--listen HOST:PORT]
 """
 
 from __future__ import annotations
@@ -17,53 +17,58 @@ import pathlib
 import sys
 
 import uvicorn
-from google.protobuf import descriptor_pb2
+from starlette.applications import Starlette
 
 from gateway_rest.app import create_app
-from gateway_rest.mesh_upstreams import mesh_upstreams
+from gateway_rest.descriptors import Catalog
+from gateway_rest.mesh_upstreams import edge_options, mesh_app
 from gateway_rest.upstreams import Upstream, Upstreams
 from mesh import logs
 from mesh.config import ConfigError, Settings
 from mesh.registry import default_registry
 
 
-def _split_address(value: str) -> tuple[str, int]:
+def _address(value: str) -> tuple[str, int]:
     host, _, port = value.rpartition(":")
-    if not host or not port.isdigit():
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
-    return host, int(port)
+    return host.strip("[]"), int(port)
 
 
-def _generic_upstreams(descriptor_set: str, upstream: str) -> Upstreams:
-    fds = descriptor_pb2.FileDescriptorSet.FromString(pathlib.Path(descriptor_set).read_bytes())
-    services = tuple(f"{f.package}.{s.name}" if f.package else s.name for f in fds.file for s in f.service)
-    return Upstreams([Upstream(name="upstream", title="upstream", address=upstream, services=services)])
+def generic_app(descriptor_set: pathlib.Path, upstream: str, settings: Settings) -> Starlette:
+    """The edge in front of one arbitrary gRPC server described by a descriptor set."""
+    catalog = Catalog.from_file(descriptor_set)
+    services = tuple(service.full_name for service in catalog.services)
+    upstreams = Upstreams([Upstream(name="upstream", title=upstream, address=upstream, services=services)])
+    return create_app(upstreams, catalog, options=edge_options(settings), cors_origins=settings.edge_cors_origins)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the flags and serve until interrupted."""
-    parser = argparse.ArgumentParser(prog="python -m gateway_rest", description=__doc__.splitlines()[0])
-    parser.add_argument("--mesh", action="store_true", help="front the Vocelio mesh described by the registry")
-    parser.add_argument("--descriptor-set", help="FileDescriptorSet of the upstream's services")
+    parser = argparse.ArgumentParser(prog="python -m gateway_rest", description="REST/JSON transcoding edge for gRPC")
+    parser.add_argument("--descriptor-set", type=pathlib.Path, help="FileDescriptorSet of the upstream's services")
     parser.add_argument("--upstream", help="HOST:PORT of the gRPC server")
-    parser.add_argument("--listen", type=_split_address, help="HOST:PORT to listen on")
+    parser.add_argument("--listen", type=_address, help="HOST:PORT to listen on")
+    parser.add_argument("--mesh", action="store_true", help="front the Vocelio mesh described by the registry")
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_environ(os.environ)
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
-    logs.configure(settings.log_level, "gateway_rest")
     if args.mesh:
-        upstreams = mesh_upstreams(default_registry(), settings)
+        app = mesh_app(default_registry(), settings)
         host, port = args.listen or (settings.host, settings.edge_listen_port)
     else:
         if not (args.descriptor_set and args.upstream and args.listen):
-            parser.error("give --mesh, or all of --descriptor-set, --upstream and --listen")
-        upstreams = _generic_upstreams(args.descriptor_set, args.upstream)
+            parser.error("give --descriptor-set, --upstream and --listen (or --mesh)")
+        if not args.descriptor_set.is_file():
+            parser.error(f"--descriptor-set {args.descriptor_set}: no such file")
+        _address(args.upstream)
+        app = generic_app(args.descriptor_set, args.upstream, settings)
         host, port = args.listen
-    config = uvicorn.Config(create_app(upstreams), host=host, port=port, log_config=None, access_log=False)
-    uvicorn.Server(config).run()
+    logs.configure(settings.log_level, "gateway_rest")
+    uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False)).run()
     return 0
 
 

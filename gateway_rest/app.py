@@ -1,25 +1,41 @@
-"""The edge's ASGI application (Starlette)."""
+"""The edge's ASGI application (Starlette): operational routes plus the transcoder."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
 
+from gateway_rest.descriptors import Catalog
 from gateway_rest.health import aggregate
+from gateway_rest.metrics import EdgeMetrics
+from gateway_rest.transcoder import EdgeOptions, Transcoder
 from gateway_rest.upstreams import Upstreams
 
 
-def create_app(upstreams: Upstreams, *, health_timeout: float = 1.0) -> Starlette:
-    """Build the edge for these upstreams.
+def create_app(
+    upstreams: Upstreams,
+    catalog: Catalog | None = None,
+    *,
+    options: EdgeOptions | None = None,
+    cors_origins: Sequence[str] = (),
+    extra_routes: Sequence[BaseRoute] = (),
+    health_timeout: float = 1.0,
+) -> Starlette:
+    """Build the edge.
 
-    Routes: ``GET /health`` (200 when every upstream is SERVING, else 503, with per-service
-    detail) and ``GET /services`` (the registry with each service's address and health).
+    Routes: ``GET /health`` (200 when every upstream is SERVING, else 503, with
+    per-service detail), ``GET /services`` (each upstream's address and health),
+    ``GET /metrics`` (Prometheus text), any ``extra_routes`` (OpenAPI, docs), and every
+    REST binding of the catalogue.
     """
+    metrics = EdgeMetrics()
 
     async def health(_request: Request) -> JSONResponse:
         ok, detail = await aggregate(upstreams, health_timeout)
@@ -42,12 +58,32 @@ def create_app(upstreams: Upstreams, *, health_timeout: float = 1.0) -> Starlett
         }
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
+    async def prometheus(_request: Request) -> Response:
+        return Response(metrics.render(), media_type=metrics.content_type)
+
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         yield
         await upstreams.close()
 
-    return Starlette(
-        routes=[Route("/health", health, methods=["GET"]), Route("/services", services, methods=["GET"])],
-        lifespan=lifespan,
-    )
+    routes: list[BaseRoute] = [
+        Route("/health", health, methods=["GET"]),
+        Route("/services", services, methods=["GET"]),
+        Route("/metrics", prometheus, methods=["GET"]),
+        *extra_routes,
+    ]
+    if catalog is not None:
+        routes.append(Mount("/", app=Transcoder(catalog, upstreams, options or EdgeOptions(), metrics)))
+    middleware = []
+    if cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(cors_origins),
+                allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                allow_headers=["*"],
+                expose_headers=["X-Request-Id", "Retry-After", "WWW-Authenticate"],
+                max_age=600,
+            )
+        )
+    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)

@@ -65,6 +65,8 @@ class Catalog:
     """The services of a descriptor set and their REST bindings."""
 
     def __init__(self, fds: descriptor_pb2.FileDescriptorSet) -> None:
+        # The raw files keep source_code_info (the comments), which the pool does not expose.
+        self.file_protos = list(fds.file)
         self.pool = descriptor_pool.DescriptorPool()
         for file in fds.file:
             self.pool.Add(file)

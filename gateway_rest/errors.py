@@ -98,10 +98,11 @@ def bad_request(field: str, description: str, message: str | None = None) -> Edg
 def status_json(status: status_pb2.Status) -> bytes:
     """``google.rpc.Status`` as ProtoJSON bytes; ``details`` is always present."""
     try:
-        body = json_format.MessageToDict(status, always_print_fields_with_no_presence=True)
+        details = json_format.MessageToDict(status).get("details", [])
     except (json_format.Error, TypeError, KeyError):
         # A detail of a type this edge does not know: keep code and message, drop details.
-        body = {"code": status.code, "message": status.message, "details": []}
+        details = []
+    body = {"code": status.code, "message": status.message, "details": details}
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 

@@ -1,10 +1,15 @@
-"""Upstreams of the Vocelio mesh, from the registry and the settings."""
+"""The edge as the Vocelio mesh runs it: upstreams from the registry, options from the settings."""
 
 from __future__ import annotations
 
+from starlette.applications import Starlette
+
+from gateway_rest.app import create_app
+from gateway_rest.descriptors import Catalog
+from gateway_rest.transcoder import EdgeOptions
 from gateway_rest.upstreams import Upstream, Upstreams
 from mesh.config import Settings
-from mesh.registry import Registry
+from mesh.registry import Registry, default_descriptor_set
 
 
 def mesh_upstreams(registry: Registry, settings: Settings, ports: dict[str, int] | None = None) -> Upstreams:
@@ -28,4 +33,24 @@ def mesh_upstreams(registry: Registry, settings: Settings, ports: dict[str, int]
             )
             for spec in registry
         ]
+    )
+
+
+def edge_options(settings: Settings) -> EdgeOptions:
+    """The edge's request handling options from the process settings."""
+    return EdgeOptions(
+        max_body_bytes=settings.edge_max_body_bytes,
+        default_timeout=settings.edge_timeout,
+        strict=settings.edge_strict,
+    )
+
+
+def mesh_app(registry: Registry, settings: Settings, ports: dict[str, int] | None = None) -> Starlette:
+    """The REST edge in front of the whole mesh."""
+    catalog = Catalog.from_file(default_descriptor_set())
+    return create_app(
+        mesh_upstreams(registry, settings, ports),
+        catalog,
+        options=edge_options(settings),
+        cors_origins=settings.edge_cors_origins,
     )

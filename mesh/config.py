@@ -70,6 +70,10 @@ class Settings:
     migrate_on_start: bool = True
     mesh_mode: MeshMode = "processes"
     log_level: str = "INFO"
+    edge_cors_origins: tuple[str, ...] = ()
+    edge_max_body_bytes: int = 4 * 1024 * 1024
+    edge_timeout: float = 30.0
+    edge_strict: bool = False
 
     def __post_init__(self) -> None:
         if self.port_offset < 0 or self.port_offset > 50000:
@@ -93,6 +97,15 @@ class Settings:
         ):
             if value <= 0:
                 raise ConfigError(variable, f"must be positive, got {value}")
+        if self.edge_max_body_bytes <= 0:
+            raise ConfigError("VOCELIO_EDGE_MAX_BODY_BYTES", f"must be positive, got {self.edge_max_body_bytes}")
+        if self.edge_timeout <= 0:
+            raise ConfigError("VOCELIO_EDGE_TIMEOUT", f"must be positive, got {self.edge_timeout}")
+        for origin in self.edge_cors_origins:
+            if origin != "*" and not re.match(r"^https?://[^/\s]+$", origin):
+                raise ConfigError(
+                    "VOCELIO_EDGE_CORS_ORIGINS", f"{origin!r} is not an origin like https://app.example.com"
+                )
         if self.log_level not in _LOG_LEVELS:
             raise ConfigError("VOCELIO_LOG_LEVEL", f"must be one of {', '.join(_LOG_LEVELS)}")
 
@@ -120,6 +133,12 @@ class Settings:
             migrate_on_start=_boolean(environ, "VOCELIO_MIGRATE_ON_START", environment == "development"),
             mesh_mode=_choice(environ, "VOCELIO_MESH_MODE", ("processes", "all-in-one"), "processes"),  # type: ignore[arg-type]
             log_level=environ.get("VOCELIO_LOG_LEVEL", "INFO").upper(),
+            edge_cors_origins=tuple(
+                o.strip() for o in environ.get("VOCELIO_EDGE_CORS_ORIGINS", "").split(",") if o.strip()
+            ),
+            edge_max_body_bytes=_integer(environ, "VOCELIO_EDGE_MAX_BODY_BYTES", 4 * 1024 * 1024),
+            edge_timeout=_number(environ, "VOCELIO_EDGE_TIMEOUT", 30.0),
+            edge_strict=_boolean(environ, "VOCELIO_EDGE_STRICT", False),
         )
 
     def port_for(self, contract_port: int) -> int:

@@ -16,8 +16,7 @@ from collections.abc import Iterator
 
 import uvicorn
 
-from gateway_rest.app import create_app
-from gateway_rest.mesh_upstreams import mesh_upstreams
+from gateway_rest.mesh_upstreams import mesh_app
 from mesh.config import Settings
 from mesh.registry import Registry, ServiceSpec
 from runtime.server import ServiceHost
@@ -61,11 +60,9 @@ class InProcessMesh:
 
     async def start_edge(self, port: int | None = None) -> int:
         """Start the REST edge in this loop; returns its port."""
-        upstreams = mesh_upstreams(self.registry, self.settings, self.ports)
+        app = mesh_app(self.registry, self.settings, self.ports)
         listen = self.settings.edge_listen_port if port is None else port
-        config = uvicorn.Config(
-            create_app(upstreams), host=self.settings.host, port=listen, log_config=None, access_log=False
-        )
+        config = uvicorn.Config(app, host=self.settings.host, port=listen, log_config=None, access_log=False)
         self.edge = _EmbeddedServer(config)
         self._edge_task = asyncio.create_task(self.edge.serve())
         while not self.edge.started:
