@@ -19,6 +19,8 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 install: $(VENV)/.installed $(BUF) ## create the virtualenv and install everything
+	@# headless Chromium renders the API reference page in tests/gateway_rest/test_docs_browser.py
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -64,8 +66,11 @@ lint: install proto ## buf lint, ruff and mypy (strict)
 breaking: install ## buf breaking against the main branch
 	$(BUF) breaking --against '.git#branch=main'
 
-bench: install proto ## benchmarks: print figures and ratios
-	$(PY) -m bench
+bench: install proto ## benchmarks: the REST edge next to direct gRPC (throughput, latency, ratio)
+	@# h2load (and nghttp) drive gRPC, wrk drives HTTP; BENCH_ARGS passes options, e.g. BENCH_ARGS='--duration 15'
+	@command -v h2load >/dev/null && command -v wrk >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq nghttp2-client wrk)
+	PYTHONPATH=. $(PY) -m bench $(BENCH_ARGS)
 
 clean: ## remove generated code and local state (keeps the virtualenv)
 	rm -rf gen tests/gen var .pytest_cache .mypy_cache .ruff_cache

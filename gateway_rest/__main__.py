@@ -12,6 +12,7 @@ In front of the Vocelio mesh (``make run`` runs it inside the supervisor instead
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import pathlib
 import sys
@@ -21,7 +22,9 @@ from starlette.applications import Starlette
 
 from gateway_rest.app import create_app
 from gateway_rest.descriptors import Catalog
+from gateway_rest.docs import docs_routes, openapi_route
 from gateway_rest.mesh_upstreams import edge_options, mesh_app
+from gateway_rest.openapi import build_openapi
 from gateway_rest.upstreams import Upstream, Upstreams
 from mesh import logs
 from mesh.config import ConfigError, Settings
@@ -40,7 +43,15 @@ def generic_app(descriptor_set: pathlib.Path, upstream: str, settings: Settings)
     catalog = Catalog.from_file(descriptor_set)
     services = tuple(service.full_name for service in catalog.services)
     upstreams = Upstreams([Upstream(name="upstream", title=upstream, address=upstream, services=services)])
-    return create_app(upstreams, catalog, options=edge_options(settings), cors_origins=settings.edge_cors_origins)
+    title = ", ".join(sorted(s.name for s in catalog.services)) or "gRPC API"
+    document = functools.partial(build_openapi, catalog, title=title, version="v1")
+    return create_app(
+        upstreams,
+        catalog,
+        options=edge_options(settings),
+        cors_origins=settings.edge_cors_origins,
+        extra_routes=[openapi_route(document), *docs_routes(title=f"{title} reference")],
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Route
 
 from gateway_rest.descriptors import Catalog
 from gateway_rest.health import aggregate
@@ -72,18 +72,29 @@ def create_app(
         Route("/metrics", prometheus, methods=["GET"]),
         *extra_routes,
     ]
-    if catalog is not None:
-        routes.append(Mount("/", app=Transcoder(catalog, upstreams, options or EdgeOptions(), metrics)))
     middleware = []
     if cors_origins:
         middleware.append(
             Middleware(
                 CORSMiddleware,
                 allow_origins=list(cors_origins),
-                allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                # Custom HttpRule methods (``custom: {kind: "SEARCH"}``) are allowed too.
+                allow_methods=_cors_methods(catalog),
                 allow_headers=["*"],
                 expose_headers=["X-Request-Id", "Retry-After", "WWW-Authenticate"],
                 max_age=600,
             )
         )
-    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    if catalog is not None:
+        # Everything the fixed routes do not claim goes to the transcoder, which answers
+        # 404/405 itself as google.rpc.Status JSON (a Mount's regex would miss paths with
+        # encoded control characters and answer plain text).
+        app.router.default = Transcoder(catalog, upstreams, options or EdgeOptions(), metrics)
+    return app
+
+
+def _cors_methods(catalog: Catalog | None) -> list[str]:
+    standard = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+    custom = sorted({b.http_method for b in catalog.bindings} - set(standard)) if catalog is not None else []
+    return standard + custom

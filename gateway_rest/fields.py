@@ -4,7 +4,8 @@ Values are read as ProtoJSON literals of the field's type: numbers in decimal (6
 ones too), booleans ``true``/``false`` (``1``/``0`` accepted), enums by name or number,
 bytes as base64 (standard or URL-safe, padding optional), and the well-known types in
 their JSON forms (Timestamp RFC 3339, Duration ``"1.5s"``, FieldMask ``"a,b.c"`` in
-camelCase or snake_case, wrappers as their plain value).
+camelCase or snake_case, wrappers as their plain value). A oneof takes one member per
+request: naming a second one is an error, as in a JSON body.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import re
 from typing import Any
 
 from google.protobuf import descriptor
@@ -42,6 +44,7 @@ _WRAPPERS = {
     "google.protobuf.BytesValue",
 }
 _TEXT_WKT = {"google.protobuf.Timestamp", "google.protobuf.Duration", "google.protobuf.FieldMask"}
+_SNAKE_PART = re.compile(r"_([a-z0-9])")
 
 
 class FieldError(ValueError):
@@ -59,24 +62,28 @@ class FieldError(ValueError):
         self.reason = reason
 
 
+class UnknownField(FieldError):
+    """A path names no field at all (as opposed to a known field used the wrong way)."""
+
+
 def resolve(message_descriptor: descriptor.Descriptor, path: str) -> list[descriptor.FieldDescriptor]:
     """The chain of fields a dotted path names; proto names and JSON names are both accepted.
 
     Raises:
-        FieldError: a part of the path names no field, or passes through a repeated or
-            scalar field.
+        UnknownField: a part of the path names no field.
+        FieldError: the path passes through a repeated, map or scalar field.
 
     """
     chain: list[descriptor.FieldDescriptor] = []
     current: descriptor.Descriptor | None = message_descriptor
     for part in path.split("."):
+        if chain and chain[-1].is_repeated:
+            raise FieldError(path, "goes through a repeated or map field")
         if current is None:
             raise FieldError(path, "goes through a field that is not a message")
         field = current.fields_by_name.get(part) or _by_json_name(current, part)
         if field is None:
-            raise FieldError(path, "no such field")
-        if chain and (chain[-1].is_repeated):
-            raise FieldError(path, "goes through a repeated field")
+            raise UnknownField(path, "no such field")
         chain.append(field)
         current = field.message_type if field.type == FD.TYPE_MESSAGE else None
     return chain
@@ -107,6 +114,11 @@ def set_path(message: Any, chain: list[descriptor.FieldDescriptor], values: list
         return
     if len(values) > 1:
         raise FieldError(path, "is not repeated but was given several times")
+    oneof = leaf.containing_oneof
+    if oneof is not None:
+        chosen = target.WhichOneof(oneof.name)
+        if chosen is not None and chosen != leaf.name:
+            raise FieldError(path, f"is in oneof {oneof.name} with {chosen}, which is already set")
     if leaf.type == FD.TYPE_MESSAGE:
         _set_message_from_text(getattr(target, leaf.name), values[0], path)
     else:
@@ -119,6 +131,9 @@ def _set_message_from_text(message: Any, text: str, path: str) -> None:
         message.value = convert(message.DESCRIPTOR.fields_by_name["value"], text, path)
         return
     if name in _TEXT_WKT:
+        if name == "google.protobuf.FieldMask":
+            # ProtoJSON paths are camelCase; snake_case (the proto names) is accepted too.
+            text = _SNAKE_PART.sub(lambda match: match.group(1).upper(), text)
         try:
             message.FromJsonString(text)
         except ValueError as error:

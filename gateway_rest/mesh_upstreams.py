@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import functools
+
 from starlette.applications import Starlette
 
 from gateway_rest.app import create_app
 from gateway_rest.descriptors import Catalog
+from gateway_rest.docs import docs_routes, openapi_route
+from gateway_rest.openapi import build_openapi
 from gateway_rest.transcoder import EdgeOptions
 from gateway_rest.upstreams import Upstream, Upstreams
+from gateway_rest.vocelio_policy import vocelio_is_public, vocelio_operation_extras
 from mesh.config import Settings
 from mesh.registry import Registry, default_descriptor_set
 
@@ -46,11 +51,29 @@ def edge_options(settings: Settings) -> EdgeOptions:
 
 
 def mesh_app(registry: Registry, settings: Settings, ports: dict[str, int] | None = None) -> Starlette:
-    """The REST edge in front of the whole mesh."""
+    """The REST edge in front of the whole mesh, with the Vocelio OpenAPI document and docs."""
     catalog = Catalog.from_file(default_descriptor_set())
+    document = functools.partial(
+        build_openapi,
+        catalog,
+        title="Vocelio API",
+        version="v1",
+        description=API_DESCRIPTION,
+        is_public=vocelio_is_public,
+        operation_extras=vocelio_operation_extras,
+    )
     return create_app(
         mesh_upstreams(registry, settings, ports),
         catalog,
         options=edge_options(settings),
         cors_origins=settings.edge_cors_origins,
+        extra_routes=[openapi_route(document), *docs_routes()],
     )
+
+
+API_DESCRIPTION = (
+    "The public REST/JSON API of Vocelio, the backend for AI call centers: agents, phone numbers, campaigns, "
+    "calls, compliance, billing, analytics, webhooks and the rest. Every operation is a gRPC method of the "
+    "same contract, transcoded by the edge. Authenticate with `Authorization: Bearer <token>` or "
+    "`X-Api-Key: <key>`. Errors are `google.rpc.Status` JSON with the canonical HTTP status."
+)

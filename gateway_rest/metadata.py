@@ -17,10 +17,24 @@ DEFAULT_FORWARDED = ("authorization", "x-request-id", "x-api-key", "idempotency-
 _PREFIX = "grpc-metadata-"
 _VALID_KEY = re.compile(r"^[0-9a-z_.\-]+$")
 _RESERVED = ("grpc-", ":")
+_PRINTABLE_ASCII = re.compile(r"^[\x20-\x7e]*$")
+
+
+class InvalidHeader(ValueError):
+    """A forwarded header value that gRPC metadata cannot carry (control or non-ASCII characters)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"header {name} has characters gRPC metadata cannot carry (printable ASCII only)")
+        self.name = name
 
 
 def request_metadata(headers: Iterable[tuple[str, str]], forwarded: frozenset[str]) -> list[tuple[str, str | bytes]]:
-    """The metadata to send upstream for these (lower-case) request headers."""
+    """The metadata to send upstream for these (lower-case) request headers.
+
+    Raises:
+        InvalidHeader: a forwarded value is not printable ASCII (gRPC would refuse it).
+
+    """
     metadata: list[tuple[str, str | bytes]] = []
     for name, value in headers:
         if name.startswith(_PREFIX):
@@ -37,6 +51,8 @@ def request_metadata(headers: Iterable[tuple[str, str]], forwarded: frozenset[st
             except ValueError:
                 continue
         else:
+            if not _PRINTABLE_ASCII.match(value):
+                raise InvalidHeader(name)
             metadata.append((key, value))
     return metadata
 

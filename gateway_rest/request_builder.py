@@ -2,12 +2,18 @@
 
 Order, so that the path always wins: the body (per the rule's ``body``), then query
 parameters for fields the path and body do not cover, then the path variables.
+
+Query parameters naming no field are ignored (400 in strict mode); a known field that
+cannot be set from the URL (a map, a field inside a repeated message) is always a 400.
+A body that does not fit the message is a 400 whose ``BadRequest`` names the field as the
+client wrote it, in words that do not depend on the language the edge is written in.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import urllib.parse
 from typing import Any
 
@@ -16,11 +22,17 @@ from google.protobuf import json_format
 
 from gateway_rest.descriptors import Binding
 from gateway_rest.errors import EdgeError, bad_request
-from gateway_rest.fields import FieldError, resolve, set_path
+from gateway_rest.fields import FieldError, UnknownField, resolve, set_path
 
 HTTP_BODY = "google.api.HttpBody"
 # Query parameters some clients always send; never an error, even in strict mode.
 IGNORED_QUERY_PARAMETERS = frozenset({"access_token", "api_key", "key", "alt", "prettyPrint", "$fields", "_"})
+# json_format's ParseError texts: "Failed to parse <field> field: " once per level, then the reason,
+# which is sometimes a Python built-in's own message ("invalid literal for int() …").
+_FAILED_FIELD = re.compile(r"Failed to parse (\S+) field: ")
+_NO_SUCH_FIELD = re.compile(r'has no field named "([^"]+)"')
+_AT_LOCATION = re.compile(r'\s+at "?[\w.\[\]]+"?$')
+_PYTHON_TEXT = re.compile(r"\w\(\)|\bobject\b|bytes-like|unhashable|NoneType|\bnot '\w+'")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -106,7 +118,27 @@ def _apply_body(binding: Binding, message: Any, body: bytes, content_type: str, 
             json_format.ParseDict({field.json_name: document}, staging, ignore_unknown_fields=ignore_unknown)
             message.MergeFrom(staging)
     except json_format.ParseError as error:
-        raise EdgeError(grpc.StatusCode.INVALID_ARGUMENT, f"request body does not fit the message: {error}") from None
+        raise _body_error(error) from None
+
+
+def _body_error(error: json_format.ParseError) -> EdgeError:
+    """A 400 naming the offending field, without the parser's Python-specific wording."""
+    text = str(error)
+    path: list[str] = []
+    while match := _FAILED_FIELD.match(text):
+        path.append(match.group(1))
+        text = text[match.end() :]
+    text = text.split("\n", 1)[0].strip().rstrip(".")
+    unknown = _NO_SUCH_FIELD.search(text)
+    if unknown:
+        path.append(unknown.group(1))
+        description = "no such field"
+    elif _PYTHON_TEXT.search(text):
+        description = "has a JSON value of the wrong type"
+    else:
+        description = _AT_LOCATION.sub("", text).rstrip(".")
+    field = ".".join(path) or "(body)"
+    return bad_request(field, description, f"request body does not fit the message: {field}: {description}")
 
 
 def _is_wkt_scalar(full_name: str) -> bool:
@@ -138,22 +170,24 @@ def _apply_query(
                 grpc.StatusCode.INVALID_ARGUMENT, "this method takes every field in the body; no query parameters"
             )
         return
-    grouped: dict[str, list[str]] = {}
-    for name, value in pairs:
-        grouped.setdefault(name, []).append(value)
+    # Grouped by the field they name, so "displayName=a&display_name=b" is one field given twice.
+    grouped: dict[str, tuple[str, list[Any], list[str]]] = {}
     descriptor = message.DESCRIPTOR
-    for name, values in grouped.items():
+    for name, value in pairs:
         if name in IGNORED_QUERY_PARAMETERS:
             continue
         try:
             chain = resolve(descriptor, name)
-        except FieldError as error:
+        except UnknownField as error:
             if options.strict:
                 raise bad_request(error.field, error.reason) from None
             continue
-        top = chain[0].name
+        except FieldError as error:
+            raise bad_request(error.field, error.reason) from None
         canonical = ".".join(f.name for f in chain)
-        if top == binding.body or any(canonical == v or canonical.startswith(v + ".") for v in variables):
+        grouped.setdefault(canonical, (name, chain, []))[2].append(value)
+    for canonical, (name, chain, values) in grouped.items():
+        if chain[0].name == binding.body or any(canonical == v or canonical.startswith(v + ".") for v in variables):
             if options.strict:
                 raise bad_request(name, "is already set by the path or the body")
             continue

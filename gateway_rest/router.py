@@ -6,6 +6,7 @@ match the path but not for this method.
 
 from __future__ import annotations
 
+import urllib.parse
 from collections import defaultdict
 
 from gateway_rest.descriptors import Binding
@@ -52,8 +53,9 @@ class Router:
 
         """
         parts = path[1:].split("/", 2) if path.startswith("/") else []
-        # A verb on the second segment ("/v1/agents:browse") must not hide its prefix.
-        heads = [p.split(":", 1)[0] for p in parts[:2]]
+        # A verb on the second segment ("/v1/agents:browse") must not hide its prefix, nor may a
+        # percent-encoded literal ("/v1/%73helves/…"): templates compare literals decoded.
+        heads = [urllib.parse.unquote(p.split(":", 1)[0]) for p in parts[:2]]
         keys = [tuple(heads[:2]), tuple(heads[:1]), ()]
         allowed: list[str] = []
         verb: str | None = None

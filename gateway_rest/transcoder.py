@@ -26,7 +26,7 @@ from starlette.types import Receive, Scope, Send
 from gateway_rest import responses
 from gateway_rest.descriptors import Binding, Catalog
 from gateway_rest.errors import EdgeError, http_status, status_from_rpc_error, status_json
-from gateway_rest.metadata import DEFAULT_FORWARDED, request_metadata, response_headers
+from gateway_rest.metadata import DEFAULT_FORWARDED, InvalidHeader, request_metadata, response_headers
 from gateway_rest.metrics import UNMATCHED, EdgeMetrics
 from gateway_rest.request_builder import RequestOptions, build_request
 from gateway_rest.router import MethodNotAllowed, NoRoute, Router
@@ -113,7 +113,8 @@ class Transcoder:
         upstream = self.upstreams.for_service(binding.service_name)
         if upstream is None:
             raise EdgeError(grpc.StatusCode.UNIMPLEMENTED, f"no upstream serves {binding.service_name}")
-        body = await self._read_body(request) if binding.body or request.method not in ("GET", "HEAD") else b""
+        # Read even on GET: a body sent to a route without one is a 400, never silently dropped.
+        body = await self._read_body(request)
         message = build_request(
             binding,
             variables,
@@ -122,7 +123,10 @@ class Transcoder:
             request.headers.get("content-type", ""),
             self._request_options,
         )
-        metadata = request_metadata(request.headers.items(), self.options.forwarded_headers)
+        try:
+            metadata = request_metadata(request.headers.items(), self.options.forwarded_headers)
+        except InvalidHeader as error:
+            raise EdgeError(grpc.StatusCode.INVALID_ARGUMENT, str(error)) from None
         if "x-request-id" not in request.headers:
             metadata.append(("x-request-id", request_id))
         timeout = self._timeout(request, binding)
