@@ -74,6 +74,15 @@ class Settings:
     edge_max_body_bytes: int = 4 * 1024 * 1024
     edge_timeout: float = 30.0
     edge_strict: bool = False
+    service_secret: str = dataclasses.field(default="", repr=False)
+    key_encryption_key: str = dataclasses.field(default="", repr=False)
+    jwt_issuer: str = "https://identity.vocelio.local"
+    jwt_audience: str = "vocelio"
+    access_token_ttl: int = 900
+    refresh_token_ttl: int = 30 * 24 * 3600
+    jwt_signing_key_file: pathlib.Path | None = None
+    bootstrap_admin_email: str = ""
+    bootstrap_admin_password: str = dataclasses.field(default="", repr=False)
 
     def __post_init__(self) -> None:
         if self.port_offset < 0 or self.port_offset > 50000:
@@ -106,6 +115,26 @@ class Settings:
                 raise ConfigError(
                     "VOCELIO_EDGE_CORS_ORIGINS", f"{origin!r} is not an origin like https://app.example.com"
                 )
+        if not 60 <= self.access_token_ttl <= 900:
+            raise ConfigError("VOCELIO_ACCESS_TOKEN_TTL", "must be between 60 and 900 seconds")
+        if self.refresh_token_ttl < self.access_token_ttl:
+            raise ConfigError("VOCELIO_REFRESH_TOKEN_TTL", "must be at least the access token lifetime")
+        if self.jwt_signing_key_file is not None and not self.jwt_signing_key_file.is_file():
+            raise ConfigError("VOCELIO_JWT_SIGNING_KEY_FILE", f"{self.jwt_signing_key_file} is not a readable file")
+        if bool(self.bootstrap_admin_email) != bool(self.bootstrap_admin_password):
+            raise ConfigError(
+                "VOCELIO_BOOTSTRAP_ADMIN_PASSWORD",
+                "set both VOCELIO_BOOTSTRAP_ADMIN_EMAIL and VOCELIO_BOOTSTRAP_ADMIN_PASSWORD, or neither",
+            )
+        if self.bootstrap_admin_password and len(self.bootstrap_admin_password) < 12:
+            raise ConfigError("VOCELIO_BOOTSTRAP_ADMIN_PASSWORD", "must be at least 12 characters")
+        if self.environment == "production":
+            for name, secret in (
+                ("VOCELIO_SERVICE_SECRET", self.service_secret),
+                ("VOCELIO_KEY_ENCRYPTION_KEY", self.key_encryption_key),
+            ):
+                if not secret:
+                    raise ConfigError(name, "is required in production")
         if self.log_level not in _LOG_LEVELS:
             raise ConfigError("VOCELIO_LOG_LEVEL", f"must be one of {', '.join(_LOG_LEVELS)}")
 
@@ -139,11 +168,38 @@ class Settings:
             edge_max_body_bytes=_integer(environ, "VOCELIO_EDGE_MAX_BODY_BYTES", 4 * 1024 * 1024),
             edge_timeout=_number(environ, "VOCELIO_EDGE_TIMEOUT", 30.0),
             edge_strict=_boolean(environ, "VOCELIO_EDGE_STRICT", False),
+            service_secret=environ.get("VOCELIO_SERVICE_SECRET", ""),
+            key_encryption_key=environ.get("VOCELIO_KEY_ENCRYPTION_KEY", ""),
+            jwt_issuer=environ.get("VOCELIO_JWT_ISSUER", "") or "https://identity.vocelio.local",
+            jwt_audience=environ.get("VOCELIO_JWT_AUDIENCE", "") or "vocelio",
+            access_token_ttl=_integer(environ, "VOCELIO_ACCESS_TOKEN_TTL", 900),
+            refresh_token_ttl=_integer(environ, "VOCELIO_REFRESH_TOKEN_TTL", 30 * 24 * 3600),
+            jwt_signing_key_file=pathlib.Path(environ["VOCELIO_JWT_SIGNING_KEY_FILE"])
+            if environ.get("VOCELIO_JWT_SIGNING_KEY_FILE")
+            else None,
+            bootstrap_admin_email=environ.get("VOCELIO_BOOTSTRAP_ADMIN_EMAIL", "").strip(),
+            bootstrap_admin_password=environ.get("VOCELIO_BOOTSTRAP_ADMIN_PASSWORD", ""),
         )
 
     def port_for(self, contract_port: int) -> int:
         """The port a service with this contract port listens on."""
         return contract_port + self.port_offset if contract_port else 0
+
+    def mesh_service_secret(self) -> str:
+        """The service secret: configured, or generated once under ``var_dir``."""
+        if self.service_secret:
+            return self.service_secret
+        from mesh.secrets import load_or_create
+
+        return load_or_create(self.var_dir / "secrets" / "service-secret")
+
+    def mesh_key_encryption_key(self) -> str:
+        """The key-encryption key: configured, or generated once under ``var_dir``."""
+        if self.key_encryption_key:
+            return self.key_encryption_key
+        from mesh.secrets import load_or_create
+
+        return load_or_create(self.var_dir / "secrets" / "key-encryption-key")
 
     @property
     def edge_listen_port(self) -> int:

@@ -19,16 +19,27 @@ from mesh.config import Settings
 from mesh.db import ServiceDatabase
 from mesh.errors import Unimplemented
 from mesh.registry import MethodSpec, Registry, ServiceSpec
+from runtime.clients import MeshClients
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ServiceContext:
-    """What a service implementation gets to build its servicer."""
+    """What a service implementation gets to build its servicer.
+
+    Attributes:
+        spec: the service's registry entry.
+        settings: the process settings.
+        database: its database (``database.sessions`` opens sessions).
+        registry: every service of the mesh.
+        clients: authenticated stubs to other services.
+
+    """
 
     spec: ServiceSpec
     settings: Settings
     database: ServiceDatabase
     registry: Registry
+    clients: MeshClients
 
 
 class ServiceModule(Protocol):

@@ -19,6 +19,7 @@ import uvicorn
 from gateway_rest.mesh_upstreams import mesh_app
 from mesh.config import Settings
 from mesh.registry import Registry, ServiceSpec
+from runtime.security import SecurityOptions
 from runtime.server import ServiceHost
 
 log = logging.getLogger(__name__)
@@ -37,12 +38,22 @@ class InProcessMesh:
     """Several service hosts (and optionally the edge) sharing one event loop."""
 
     def __init__(
-        self, specs: list[ServiceSpec], settings: Settings, registry: Registry, *, ephemeral_ports: bool = False
+        self,
+        specs: list[ServiceSpec],
+        settings: Settings,
+        registry: Registry,
+        *,
+        ephemeral_ports: bool = False,
+        security: SecurityOptions | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
-        self.hosts = [ServiceHost(spec, settings, registry, port=0 if ephemeral_ports else None) for spec in specs]
+        self.hosts = [
+            ServiceHost(spec, settings, registry, port=0 if ephemeral_ports else None, security=security)
+            for spec in specs
+        ]
         self.edge: uvicorn.Server | None = None
+        self.edge_port = 0
         self._edge_task: asyncio.Task[None] | None = None
 
     @property
@@ -57,6 +68,9 @@ class InProcessMesh:
         if failures:
             await self.shutdown()
             raise failures[0]
+        # Services on ephemeral ports learn where their peers actually listen.
+        for host in self.hosts:
+            host.clients.update_ports(self.ports)
 
     async def start_edge(self, port: int | None = None) -> int:
         """Start the REST edge in this loop; returns its port."""

@@ -18,13 +18,21 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from interceptors.auth import AuthenticationInterceptor
 from interceptors.errors import ErrorsInterceptor
+from interceptors.rbac import AuthorizationInterceptor
 from mesh import migrations
+from mesh.access import default_access_table
 from mesh.config import Settings
 from mesh.db import ServiceDatabase
 from mesh.health import DatabaseWatch
 from mesh.registry import Registry, ServiceSpec
+from mesh.revocations import RevocationSet
+from mesh.tokens import TokenVerifier
+from runtime.clients import MeshClients
 from runtime.handlers import ServiceContext, load_service_module, unimplemented_handler
+from runtime.revocations import RevocationWatcher
+from runtime.security import Authenticator, SecurityOptions, identity_jwks
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +50,48 @@ class PortInUseError(RuntimeError):
 class ServiceHost:
     """Runs one mesh service in the current event loop."""
 
-    def __init__(self, spec: ServiceSpec, settings: Settings, registry: Registry, *, port: int | None = None) -> None:
+    def __init__(
+        self,
+        spec: ServiceSpec,
+        settings: Settings,
+        registry: Registry,
+        *,
+        port: int | None = None,
+        security: SecurityOptions | None = None,
+    ) -> None:
         self.spec = spec
         self.settings = settings
         self.registry = registry
         self.requested_port = settings.port_for(spec.contract_port) if port is None else port
         self.port = 0
         self.database = ServiceDatabase(settings, spec.name)
+        self.clients = MeshClients(spec.name, settings, registry)
+        security = security or SecurityOptions()
+        self.revocations = RevocationSet()
+        self.authenticator = Authenticator(
+            TokenVerifier(
+                issuer=settings.jwt_issuer,
+                audience=settings.jwt_audience,
+                keys=security.keys or identity_jwks(self.clients),
+                revocations=self.revocations,
+            ),
+            default_access_table(),
+            self.revocations,
+            self.clients,
+            api_keys=security.api_keys,
+        )
+        self._revocation_watcher = (
+            RevocationWatcher(self.clients, self.revocations) if security.watch_revocations else None
+        )
         self.health = HealthServicer()
-        self.server = grpc.aio.server(interceptors=[ErrorsInterceptor()], options=_SERVER_OPTIONS)
+        self.server = grpc.aio.server(
+            interceptors=[
+                ErrorsInterceptor(),
+                AuthenticationInterceptor(registry, self.authenticator),
+                AuthorizationInterceptor(registry),
+            ],
+            options=_SERVER_OPTIONS,
+        )
         self._watch = DatabaseWatch(
             self.database,
             self._database_changed,
@@ -76,7 +117,8 @@ class ServiceHost:
         if module is None:
             self.server.add_generic_rpc_handlers((unimplemented_handler(self.spec),))
         else:
-            module.register(self.server, ServiceContext(self.spec, self.settings, self.database, self.registry))
+            context = ServiceContext(self.spec, self.settings, self.database, self.registry, self.clients)
+            module.register(self.server, context)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             (self.spec.full_name, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
@@ -93,6 +135,8 @@ class ServiceHost:
         await self.server.start()
         await self._watch.check_once()
         self._watch.start()
+        if self._revocation_watcher is not None:
+            self._revocation_watcher.start()
         log.info("%s listening on %s:%d (%s)", self.spec.name, self.settings.host, self.port, self.database.describe())
         return self.port
 
@@ -103,9 +147,12 @@ class ServiceHost:
         self._stopped.set()
         await self.health.enter_graceful_shutdown()
         await self._watch.stop()
+        if self._revocation_watcher is not None:
+            await self._revocation_watcher.stop()
         log.info("%s is shutting down: NOT_SERVING, draining for %.1fs", self.spec.name, self.settings.shutdown_drain)
         await asyncio.sleep(self.settings.shutdown_drain)
         await self.server.stop(self.settings.shutdown_grace)
+        await self.clients.close()
         await self.database.dispose()
         log.info("%s stopped", self.spec.name)
 

@@ -24,9 +24,37 @@ def test_postgres_url_is_normalised_to_psycopg3():
     assert settings.database_url.port == 6543
 
 
+PRODUCTION = {"VOCELIO_ENV": "production", "VOCELIO_SERVICE_SECRET": "s" * 32, "VOCELIO_KEY_ENCRYPTION_KEY": "k" * 43}
+
+
 def test_production_does_not_migrate_on_start_unless_told():
-    assert Settings.from_environ({"VOCELIO_ENV": "production"}).migrate_on_start is False
-    assert Settings.from_environ({"VOCELIO_ENV": "production", "VOCELIO_MIGRATE_ON_START": "yes"}).migrate_on_start
+    assert Settings.from_environ(PRODUCTION).migrate_on_start is False
+    assert Settings.from_environ({**PRODUCTION, "VOCELIO_MIGRATE_ON_START": "yes"}).migrate_on_start
+
+
+@pytest.mark.parametrize("missing", ["VOCELIO_SERVICE_SECRET", "VOCELIO_KEY_ENCRYPTION_KEY"])
+def test_production_requires_its_secrets(missing):
+    environ = {k: v for k, v in PRODUCTION.items() if k != missing}
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_environ(environ)
+    assert caught.value.variable == missing
+
+
+def test_development_generates_shared_secrets_once(tmp_path):
+    settings = Settings(var_dir=tmp_path)
+    first = settings.mesh_service_secret()
+    assert len(first) >= 40
+    assert Settings(var_dir=tmp_path).mesh_service_secret() == first
+    assert (tmp_path / "secrets" / "service-secret").stat().st_mode & 0o777 == 0o600
+    assert settings.mesh_key_encryption_key() != first
+
+
+def test_secrets_stay_out_of_repr():
+    settings = Settings(
+        service_secret="topsecret-value", bootstrap_admin_email="a@b.c", bootstrap_admin_password="another-secret-1"
+    )
+    assert "topsecret-value" not in repr(settings)
+    assert "another-secret-1" not in repr(settings)
 
 
 def test_port_offset_moves_every_port():

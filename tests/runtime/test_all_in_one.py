@@ -8,19 +8,29 @@ import pytest
 
 from mesh.config import Settings
 from mesh.registry import default_registry
-from runtime.handlers import unimplemented_message
-from runtime.serve import InProcessMesh
+from runtime.handlers import load_service_module, unimplemented_message
 from tests.support.grpc_helpers import SERVING, health_status, reflection_services
+from tests.support.mesh import running_services
+from tests.support.tokens import TestIssuer
+
+ISSUER = TestIssuer()
 
 
 @pytest.fixture
 async def mesh(sqlite_settings: Settings):
-    registry = default_registry()
-    mesh = InProcessMesh(list(registry), sqlite_settings, registry, ephemeral_ports=True)
-    await mesh.start()
-    edge_port = await mesh.start_edge(port=0)
-    yield mesh, edge_port
-    await mesh.shutdown()
+    async with running_services(sqlite_settings, issuer=ISSUER, edge=True) as in_process:
+        yield in_process, in_process.edge_port
+
+
+async def _call(channel, method, metadata):
+    if method.server_streaming:
+        call = channel.unary_stream(method.path, None, None)(b"", timeout=5, metadata=metadata)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call.read()
+    else:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await channel.unary_unary(method.path, None, None)(b"", timeout=5, metadata=metadata)
+    return caught.value
 
 
 async def test_every_service_serves_health_and_reflection(mesh):
@@ -33,20 +43,33 @@ async def test_every_service_serves_health_and_reflection(mesh):
         assert host.spec.full_name in await reflection_services(address)
 
 
-async def test_every_method_answers_unimplemented_with_a_reason(mesh):
+async def test_unbuilt_methods_answer_unimplemented_with_a_reason(mesh):
+    in_process, _ = mesh
+    service_token = ISSUER.mint(subject="services/tests", role="SERVICE", org="")
+    checked = 0
+    for host in in_process.hosts:
+        if load_service_module(host.spec) is not None:
+            continue  # implemented services are tested on their own
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{host.port}") as channel:
+            for method in host.spec.methods:
+                error = await _call(channel, method, (("authorization", f"Bearer {service_token}"),))
+                assert error.code() == grpc.StatusCode.UNIMPLEMENTED, method.path
+                assert error.details() == unimplemented_message(method)
+                checked += 1
+    assert checked > 200
+
+
+async def test_no_method_but_public_ones_runs_without_credentials(mesh):
     in_process, _ = mesh
     for host in in_process.hosts:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{host.port}") as channel:
             for method in host.spec.methods:
-                if method.server_streaming:
-                    call = channel.unary_stream(method.path, None, None)(b"", timeout=5)
-                    with pytest.raises(grpc.aio.AioRpcError) as caught:
-                        await call.read()
-                else:
-                    with pytest.raises(grpc.aio.AioRpcError) as caught:
-                        await channel.unary_unary(method.path, None, None)(b"", timeout=5)
-                assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED, method.path
-                assert caught.value.details() == unimplemented_message(method)
+                assert method.policy is not None
+                if method.policy.public:
+                    continue
+                error = await _call(channel, method, ())
+                assert error.code() == grpc.StatusCode.UNAUTHENTICATED, method.path
+                assert error.details() == "authentication required"
 
 
 async def test_edge_aggregates_health_and_lists_the_registry(mesh):

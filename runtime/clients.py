@@ -1,0 +1,118 @@
+"""Typed stubs to other mesh services, with the client interceptor chain.
+
+Every outgoing call is authenticated: it carries the credential of the principal the
+service is working for, or, for work the service does on its own (background tasks,
+start-up), the service's own token from identity. There is no unauthenticated internal
+path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import grpc
+
+from interceptors.client_auth import ClientAuthInterceptor
+from mesh.config import Settings
+from mesh.registry import Registry
+
+StubT = TypeVar("StubT")
+
+# Renew the service token this long before it expires.
+_RENEW_MARGIN = 60.0
+
+
+class ServiceCredential:
+    """The calling service's own access token, obtained from identity and renewed before expiry."""
+
+    def __init__(self, service_name: str, settings: Settings, identity_channel: Callable[[], grpc.aio.Channel]) -> None:
+        self.subject = f"services/{service_name}"
+        self._settings = settings
+        self._channel = identity_channel
+        self._token = ""
+        self._expires_at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def token(self) -> str:
+        """A valid token (single-flight: concurrent callers share one request)."""
+        if self._token and time.monotonic() < self._expires_at - _RENEW_MARGIN:
+            return self._token
+        async with self._lock:
+            if self._token and time.monotonic() < self._expires_at - _RENEW_MARGIN:
+                return self._token
+            from vocelio.identity.v1 import identity_service_pb2, identity_service_pb2_grpc
+
+            stub = identity_service_pb2_grpc.IdentityServiceStub(self._channel())  # type: ignore[no-untyped-call]
+            reply = await stub.IssueToken(
+                identity_service_pb2.IssueTokenRequest(
+                    grant_type="client_credentials",
+                    client_id=self.subject,
+                    client_secret=self._settings.mesh_service_secret(),
+                ),
+                timeout=10,
+            )
+            self._token = reply.access_token
+            self._expires_at = time.monotonic() + reply.expires_in
+            return self._token
+
+
+class MeshClients:
+    """One channel per target service, shared; stubs carry the client interceptor chain."""
+
+    def __init__(
+        self, service_name: str, settings: Settings, registry: Registry, ports: dict[str, int] | None = None
+    ) -> None:
+        self._settings = settings
+        self._registry = registry
+        self._ports = ports if ports is not None else {}
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._plain_identity: grpc.aio.Channel | None = None
+        self.credential = ServiceCredential(service_name, settings, self._identity_channel)
+
+    def address(self, service_name: str) -> str:
+        """``host:port`` of a service."""
+        spec = self._registry.service(service_name)
+        port = self._ports.get(service_name) or self._settings.port_for(spec.contract_port)
+        return f"{self._settings.host}:{port}"
+
+    def channel(self, service_name: str) -> grpc.aio.Channel:
+        """The shared, intercepted channel to a service."""
+        channel = self._channels.get(service_name)
+        if channel is None:
+            interceptors: list[Any] = [ClientAuthInterceptor(self.credential.token)]
+            channel = grpc.aio.insecure_channel(self.address(service_name), interceptors=interceptors)
+            self._channels[service_name] = channel
+        return channel
+
+    def stub(self, service_name: str, stub_class: type[StubT]) -> StubT:
+        """A generated stub for a service (``clients.stub("team_hub", TeamHubServiceStub)``)."""
+        return stub_class(self.channel(service_name))  # type: ignore[call-arg]
+
+    def _identity_channel(self) -> grpc.aio.Channel:
+        # Token requests themselves go out without the auth interceptor (IssueToken is public).
+        if self._plain_identity is None:
+            self._plain_identity = grpc.aio.insecure_channel(self.address("identity"))
+        return self._plain_identity
+
+    def plain_channel(self, service_name: str) -> grpc.aio.Channel:
+        """A channel without credentials, only for public methods (identity's token and key endpoints)."""
+        if service_name != "identity":
+            raise ValueError("only identity's public endpoints are called without credentials")
+        return self._identity_channel()
+
+    def update_ports(self, ports: dict[str, int]) -> None:
+        """Learn the actual ports of services that listen on ephemeral ports (in-process meshes).
+
+        Call it before the first call to those services: channels already open keep their address.
+        """
+        self._ports.update(ports)
+
+    async def close(self) -> None:
+        """Close every channel."""
+        for channel in [*self._channels.values(), *([self._plain_identity] if self._plain_identity else [])]:
+            await channel.close(grace=None)
+        self._channels.clear()
+        self._plain_identity = None

@@ -1,0 +1,207 @@
+"""Authentication: turn the credential on a call into a :class:`Principal`.
+
+Credentials: ``authorization: Bearer <access token>`` (a JWT from identity),
+``authorization: Bearer <API key>`` or ``x-api-key: <API key>`` (``vk_…``, checked by
+developer_api). Permissions: a user's come from the role table; an API key's (and a
+down-scoped token's) are its scopes; a service's are all of them. Verified tokens are
+cached until they expire, but revocation is checked on every call.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import hashlib
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import grpc
+from google.protobuf import json_format
+
+from mesh.access import AccessTable, Role
+from mesh.errors import Unauthenticated
+from mesh.jwks import JwksCache
+from mesh.principal import Principal, PrincipalKind
+from mesh.revocations import RevocationSet
+from mesh.tokens import Claims, InvalidToken, KeySource, TokenVerifier
+from runtime.clients import MeshClients
+
+log = logging.getLogger(__name__)
+
+GENERIC_FAILURE = "invalid or missing credentials"
+_API_KEY_PREFIX = "vk_"
+_API_KEY_CACHE_SECONDS = 30.0
+_TOKEN_CACHE_SIZE = 4096
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SecurityOptions:
+    """How a service host authenticates (tests replace the sources).
+
+    Attributes:
+        keys: verification keys; ``None`` means identity's JWKS, fetched and cached.
+        watch_revocations: follow identity's revocation stream.
+        api_keys: accept API keys (checked with developer_api).
+
+    """
+
+    keys: KeySource | None = None
+    watch_revocations: bool = True
+    api_keys: bool = True
+
+
+class Authenticator:
+    """Credentials in, principals out; every failure is the same UNAUTHENTICATED."""
+
+    def __init__(
+        self,
+        verifier: TokenVerifier,
+        table: AccessTable,
+        revocations: RevocationSet,
+        clients: MeshClients | None,
+        *,
+        api_keys: bool = True,
+    ) -> None:
+        self.verifier = verifier
+        self.table = table
+        self.revocations = revocations
+        self._clients = clients
+        self._api_keys = api_keys and clients is not None
+        self._tokens: collections.OrderedDict[str, Claims] = collections.OrderedDict()
+        self._keys: dict[str, tuple[float, Principal]] = {}
+
+    async def authenticate(self, metadata: Mapping[str, str], client_address: str = "") -> Principal:
+        """The principal for a call's metadata.
+
+        Raises:
+            Unauthenticated: no credential, or one that does not verify (the reason is logged).
+
+        """
+        credential = _credential(metadata)
+        if not credential:
+            raise Unauthenticated("authentication required")
+        try:
+            if credential.startswith(_API_KEY_PREFIX):
+                return await self._api_key(credential, client_address, metadata.get("origin", ""))
+            return self._principal(await self._claims(credential), credential)
+        except InvalidToken as error:
+            log.info("credential refused: %s", error.reason)
+            raise Unauthenticated(GENERIC_FAILURE) from None
+
+    async def _claims(self, token: str) -> Claims:
+        cached = self._tokens.get(token)
+        if cached is not None:
+            if cached.expires_at + self.verifier.leeway < time.time():
+                del self._tokens[token]
+                raise InvalidToken("expired")
+            if self.revocations.is_revoked(cached):
+                raise InvalidToken("token revoked")
+            self._tokens.move_to_end(token)
+            return cached
+        claims = await self.verifier.verify(token)
+        self._tokens[token] = claims
+        if len(self._tokens) > _TOKEN_CACHE_SIZE:
+            self._tokens.popitem(last=False)
+        return claims
+
+    def _principal(self, claims: Claims, credential: str) -> Principal:
+        subject = claims.subject
+        if subject.startswith("services/"):
+            if claims.role != "SERVICE":
+                raise InvalidToken("service subject without the SERVICE role")
+            kind, permissions, role = PrincipalKind.SERVICE, frozenset({"*"}), "SERVICE"
+        elif subject.startswith("api_keys/"):
+            if not claims.scopes:
+                raise InvalidToken("API key token without scopes")
+            kind, permissions, role = PrincipalKind.API_KEY, frozenset(claims.scopes), claims.role
+        elif subject.startswith("users/"):
+            try:
+                role_value = Role.parse(claims.role)
+            except ValueError:
+                raise InvalidToken(f"unknown role {claims.role!r}") from None
+            permissions = self.table.permissions(role_value)
+            if claims.scopes:  # a down-scoped token never exceeds its role
+                permissions = frozenset(claims.scopes) if "*" in permissions else permissions & frozenset(claims.scopes)
+            kind, role = PrincipalKind.USER, role_value.name
+        else:
+            raise InvalidToken("unknown kind of subject")
+        if role != "SUPER_ADMIN" and kind is not PrincipalKind.SERVICE and not claims.organization_id:
+            raise InvalidToken("token without an organisation")
+        return Principal(
+            subject=subject,
+            kind=kind,
+            organization_id=claims.organization_id,
+            role=role,
+            permissions=permissions,
+            token_id=claims.token_id,
+            session_id=claims.session_id,
+            credential=credential,
+        )
+
+    async def _api_key(self, secret: str, client_address: str, origin: str) -> Principal:
+        if not self._api_keys or self._clients is None:
+            raise InvalidToken("API keys are not accepted here")
+        digest = hashlib.sha256(secret.encode()).hexdigest()
+        cached = self._keys.get(digest)
+        if cached is not None and time.monotonic() - cached[0] < _API_KEY_CACHE_SECONDS:
+            principal = cached[1]
+        else:
+            principal = await self._verify_api_key(secret, client_address, origin)
+            self._keys[digest] = (time.monotonic(), principal)
+            if len(self._keys) > _TOKEN_CACHE_SIZE:
+                self._keys.pop(next(iter(self._keys)))
+        if self.revocations.principal_revoked(principal.subject):
+            self._keys.pop(digest, None)
+            raise InvalidToken("API key revoked")
+        return principal
+
+    async def _verify_api_key(self, secret: str, client_address: str, origin: str) -> Principal:
+        from vocelio.developer_api.v1 import developer_api_service_pb2 as pb
+        from vocelio.developer_api.v1 import developer_api_service_pb2_grpc as pb_grpc
+
+        assert self._clients is not None
+        stub = self._clients.stub("developer_api", pb_grpc.DeveloperApiServiceStub)
+        try:
+            reply: Any = await stub.VerifyApiKey(
+                pb.VerifyApiKeyRequest(secret=secret, client_address=client_address, origin=origin), timeout=5
+            )
+        except grpc.aio.AioRpcError as error:
+            raise InvalidToken(f"API key verification failed: {error.code().name}") from None
+        if not reply.scopes:
+            raise InvalidToken("API key without scopes")
+        expires = json_format.MessageToDict(reply).get("expireTime", "")
+        log.debug("API key %s verified (expires %s)", reply.api_key, expires or "never")
+        return Principal(
+            subject=reply.api_key,
+            kind=PrincipalKind.API_KEY,
+            organization_id=reply.organization_id,
+            role="",
+            permissions=frozenset(reply.scopes),
+            credential=secret,
+        )
+
+
+def _credential(metadata: Mapping[str, str]) -> str:
+    authorization = metadata.get("authorization", "")
+    if authorization:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() != "bearer":
+            return ""
+        return value.strip()
+    return metadata.get("x-api-key", "").strip()
+
+
+def identity_jwks(clients: MeshClients) -> JwksCache:
+    """A JWKS cache that fetches identity's key set over gRPC (``GetJwks``, public)."""
+
+    async def fetch() -> dict[str, Any]:
+        from vocelio.identity.v1 import identity_service_pb2 as pb
+        from vocelio.identity.v1 import identity_service_pb2_grpc as pb_grpc
+
+        stub = pb_grpc.IdentityServiceStub(clients.plain_channel("identity"))  # type: ignore[no-untyped-call]
+        reply = await stub.GetJwks(pb.GetJwksRequest(), timeout=5)
+        return json_format.MessageToDict(reply, preserving_proto_field_name=True)
+
+    return JwksCache(fetch)
