@@ -126,9 +126,20 @@ class Transcoder:
         try:
             metadata = request_metadata(request.headers.items(), self.options.forwarded_headers)
         except InvalidHeader as error:
+            if error.name in ("authorization", "x-api-key"):
+                # A credential gRPC cannot even carry is no credential: 401, like any other bad one.
+                raise EdgeError(
+                    grpc.StatusCode.UNAUTHENTICATED,
+                    "invalid or missing credentials",
+                    headers={"WWW-Authenticate": "Bearer"},
+                ) from None
             raise EdgeError(grpc.StatusCode.INVALID_ARGUMENT, str(error)) from None
         if "x-request-id" not in request.headers:
             metadata.append(("x-request-id", request_id))
+        if request.client is not None:
+            # The edge is the first hop: what the client claims in its own X-Forwarded-For is not trusted.
+            metadata = [(k, v) for k, v in metadata if k != "x-forwarded-for"]
+            metadata.append(("x-forwarded-for", request.client.host))
         timeout = self._timeout(request, binding)
         if binding.server_streaming:
             return await self._stream(request, binding, upstream, message, metadata, timeout)

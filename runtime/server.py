@@ -40,7 +40,9 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 # SO_REUSEPORT would let a second mesh bind the same ports and silently share traffic.
-_SERVER_OPTIONS = [("grpc.so_reuseport", 0)]
+# Metadata up to 64 KiB reaches the interceptors, so an oversized token is refused as
+# UNAUTHENTICATED by the authentication interceptor rather than by the transport.
+_SERVER_OPTIONS = [("grpc.so_reuseport", 0), ("grpc.max_metadata_size", 64 * 1024)]
 
 
 class PortInUseError(RuntimeError):
