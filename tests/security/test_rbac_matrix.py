@@ -153,7 +153,7 @@ async def agents_stub(sqlite_settings: Settings):
     async with running_services(sqlite_settings, ["agents"], issuer=ISSUER) as mesh:
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{mesh.hosts[0].port}")
         yield pb_grpc.AgentsServiceStub(channel)
-        await channel.close()
+        await channel.close(None)
 
 
 def _auth(token: str):
