@@ -1,0 +1,402 @@
+"""The rules of API keys, without I/O: names, scopes, expiry, rotation, restrictions, state.
+
+Everything here takes plain values and the current time, and raises ``mesh.errors``
+exceptions with field violations named after the request fields (``api_key.scopes`` …).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import enum
+import re
+import secrets
+from collections.abc import Iterable, Mapping
+
+from mesh.access import AccessTable, Role
+from mesh.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from mesh.principal import Principal
+from services.developer_api.restrictions import Restrictions, validate_restrictions
+
+COLLECTION = "api_keys"
+MAX_SCOPES = 100
+MAX_ACTIVE_KEYS_PER_ORGANIZATION = 100
+MAX_DISPLAY_NAME = 100
+MAX_REVOKE_REASON = 500
+MAX_LABELS = 64
+MIN_LIFETIME = datetime.timedelta(hours=1)
+MAX_LIFETIME = datetime.timedelta(days=365)
+DEFAULT_OVERLAP = datetime.timedelta(hours=24)
+MAX_OVERLAP = datetime.timedelta(days=7)
+# An idempotent create or rotate answers with the same secret for this long, then forgets it.
+IDEMPOTENCY_WINDOW = datetime.timedelta(hours=24)
+# last_used_time is kept to the minute, so a busy key costs at most one write a minute.
+LAST_USED_RESOLUTION = datetime.timedelta(minutes=1)
+
+# Permissions a PUBLISHABLE key (one that ships to browsers and apps) may hold: starting
+# and following web calls with the organisation's agents and voices, nothing that reads
+# or changes the organisation's configuration.
+CLIENT_SAFE_SCOPES = frozenset(
+    {"calls.create", "calls.get", "calls.hangup", "agents.get", "voices.get", "voices.list", "voices.preview"}
+)
+
+_USER_KEY_ID = re.compile(r"^[a-z0-9][a-z0-9-]{2,61}[a-z0-9]$")
+_ANY_KEY_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
+
+
+class Environment(enum.StrEnum):
+    """Live or test traffic (``vocelio.developer_api.v1.ApiKeyEnvironment`` without its prefix)."""
+
+    LIVE = "LIVE"
+    TEST = "TEST"
+
+
+class KeyType(enum.StrEnum):
+    """Where a key may be used (``ApiKeyType`` without its prefix)."""
+
+    SECRET = "SECRET"
+    PUBLISHABLE = "PUBLISHABLE"
+
+
+class KeyState(enum.StrEnum):
+    """Lifecycle state (``ApiKeyState`` without its prefix). EXPIRED and REVOKED are terminal."""
+
+    ACTIVE = "ACTIVE"
+    EXPIRED = "EXPIRED"
+    REVOKED = "REVOKED"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class KeySettings:
+    """The caller-chosen part of a key, validated."""
+
+    display_name: str
+    key_type: KeyType
+    environment: Environment
+    scopes: tuple[str, ...]
+    restrictions: Restrictions
+    expire_time: datetime.datetime | None
+    labels: dict[str, str]
+
+
+def organization_scope(principal: Principal) -> str | None:
+    """The organisation whose keys the caller may touch; ``None`` for every organisation (SUPER_ADMIN, services)."""
+    return None if principal.is_platform_admin else principal.organization_id
+
+
+def new_key_id() -> str:
+    """A generated key id, ``k_`` + 16 base32 characters (user-chosen ids never contain ``_``)."""
+    return "k_" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(16))
+
+
+def key_name(key_id: str) -> str:
+    """The resource name of a key."""
+    return f"{COLLECTION}/{key_id}"
+
+
+def parse_key_name(name: str, field: str = "name") -> str:
+    """The id in ``api_keys/{id}``.
+
+    Raises:
+        InvalidArgument: not a key name.
+
+    """
+    collection, _, key_id = name.partition("/")
+    if collection != COLLECTION or not _ANY_KEY_ID.match(key_id):
+        raise InvalidArgument("expected an API key name like api_keys/abc", {field: "must look like api_keys/{id}"})
+    return key_id
+
+
+def validate_key_id(key_id: str) -> str:
+    """A caller-chosen key id, or a generated one when empty.
+
+    Raises:
+        InvalidArgument: not 4 to 63 characters of ``[a-z0-9-]`` starting and ending alphanumeric.
+
+    """
+    if not key_id:
+        return new_key_id()
+    if not _USER_KEY_ID.match(key_id):
+        raise InvalidArgument(
+            "invalid api_key_id", {"api_key_id": "4 to 63 characters of a-z, 0-9 and -, not starting or ending with -"}
+        )
+    return key_id
+
+
+def validate_display_name(value: str, field: str = "api_key.display_name") -> str:
+    """A display name, stripped.
+
+    Raises:
+        InvalidArgument: empty, longer than 100 characters, or containing control characters.
+
+    """
+    name = value.strip()
+    if not name:
+        raise InvalidArgument("a display name is required", {field: "required"})
+    if len(name) > MAX_DISPLAY_NAME:
+        raise InvalidArgument("display name too long", {field: f"at most {MAX_DISPLAY_NAME} characters"})
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise InvalidArgument("display name contains control characters", {field: "no control characters"})
+    return name
+
+
+def validate_labels(labels: Mapping[str, str], field: str = "api_key.labels") -> dict[str, str]:
+    """Labels: at most 64, keys like ``crm_sync``, values up to 255 characters.
+
+    Raises:
+        InvalidArgument: a bad key or value.
+
+    """
+    if len(labels) > MAX_LABELS:
+        raise InvalidArgument("too many labels", {field: f"at most {MAX_LABELS}"})
+    for key, value in labels.items():
+        if not _LABEL_KEY.match(key):
+            raise InvalidArgument("invalid label key", {f"{field}[{key}]": "lower-case letter, then [a-z0-9_-]{0,62}"})
+        if len(value) > 255:
+            raise InvalidArgument("label value too long", {f"{field}[{key}]": "at most 255 characters"})
+    return dict(sorted(labels.items()))
+
+
+def held_permissions(permissions: frozenset[str], role: str, table: AccessTable) -> frozenset[str]:
+    """What a principal holds: its own permissions, or else everything its role allows."""
+    if permissions:
+        return permissions
+    try:
+        return table.permissions(Role.parse(role))
+    except ValueError:
+        return frozenset()
+
+
+def validate_scopes(
+    requested: Iterable[str],
+    *,
+    held: frozenset[str],
+    creator_role: str,
+    known: frozenset[str],
+    key_type: KeyType,
+    field: str = "api_key.scopes",
+) -> tuple[str, ...]:
+    """The scopes of a new key: 1 to 100 known permissions the creator holds.
+
+    ``"*"`` (every permission) is for keys a SUPER_ADMIN creates, alone.
+
+    Raises:
+        InvalidArgument: none, too many, unknown, or not allowed for a publishable key.
+        PermissionDenied: scopes the creator does not hold, named in the message.
+
+    """
+    scopes = tuple(sorted({s.strip() for s in requested if s.strip()}))
+    if not scopes:
+        raise InvalidArgument("an API key needs at least one scope", {field: "at least one permission"})
+    if len(scopes) > MAX_SCOPES:
+        raise InvalidArgument("too many scopes", {field: f"at most {MAX_SCOPES}"})
+    if "*" in scopes:
+        if creator_role != Role.SUPER_ADMIN.name:
+            raise PermissionDenied("only a SUPER_ADMIN may create a key with every permission (*)")
+        if len(scopes) > 1:
+            raise InvalidArgument("* already holds every permission", {field: "* must be the only scope"})
+    unknown = [s for s in scopes if s != "*" and s not in known]
+    if unknown:
+        raise InvalidArgument(f"unknown scopes: {', '.join(unknown)}", {field: "must be permissions of the API"})
+    if "*" not in held:
+        beyond = [s for s in scopes if s not in held]
+        if beyond:
+            raise PermissionDenied(f"scopes exceed your own permissions: {', '.join(beyond)}")
+    if key_type is KeyType.PUBLISHABLE:
+        unsafe = [s for s in scopes if s not in CLIENT_SAFE_SCOPES]
+        if unsafe:
+            raise InvalidArgument(
+                f"publishable keys may not hold {', '.join(unsafe)}",
+                {field: f"publishable keys hold only {', '.join(sorted(CLIENT_SAFE_SCOPES))}"},
+            )
+    return scopes
+
+
+def narrowed_scopes(current: Iterable[str], requested: Iterable[str], *, known: frozenset[str]) -> tuple[str, ...]:
+    """New scopes for an existing key: never more than it has.
+
+    Raises:
+        InvalidArgument: empty, unknown, or adding a scope the key does not hold.
+
+    """
+    field = "api_key.scopes"
+    scopes = tuple(sorted({s.strip() for s in requested if s.strip()}))
+    if not scopes:
+        raise InvalidArgument("an API key needs at least one scope; revoke it instead", {field: "at least one"})
+    existing = set(current)
+    if "*" in scopes and "*" not in existing:
+        raise InvalidArgument("scopes may only be removed", {field: "may only remove scopes"})
+    if "*" in scopes:
+        return ("*",)
+    unknown = [s for s in scopes if s not in known]
+    if unknown:
+        raise InvalidArgument(f"unknown scopes: {', '.join(unknown)}", {field: "must be permissions of the API"})
+    added = [s for s in scopes if s not in existing and "*" not in existing]
+    if added:
+        raise InvalidArgument(
+            f"scopes may only be removed; create a new key to add {', '.join(added)}", {field: "may only remove scopes"}
+        )
+    return scopes
+
+
+def check_creator_holds(scopes: Iterable[str], held: frozenset[str]) -> None:
+    """Refuse a rotation that would hand its caller a secret more powerful than they are.
+
+    Raises:
+        PermissionDenied: the key holds scopes the caller does not.
+
+    """
+    if "*" in held:
+        return
+    beyond = [s for s in scopes if s not in held]
+    if beyond:
+        raise PermissionDenied(f"the key holds permissions you do not: {', '.join(beyond)}")
+
+
+def validate_new_expiry(
+    expire_time: datetime.datetime | None, now: datetime.datetime, field: str = "api_key.expire_time"
+) -> datetime.datetime | None:
+    """The expiry of a new key: unset (never), or between 1 hour and 1 year ahead.
+
+    Raises:
+        InvalidArgument: in the past, too soon or too far.
+
+    """
+    if expire_time is None:
+        return None
+    if expire_time < now + MIN_LIFETIME:
+        raise InvalidArgument("expire_time must be at least 1 hour ahead", {field: "at least 1 hour in the future"})
+    if expire_time > now + MAX_LIFETIME:
+        raise InvalidArgument("expire_time must be within 1 year", {field: "at most 1 year in the future"})
+    return expire_time
+
+
+def brought_forward_expiry(
+    current: datetime.datetime | None, requested: datetime.datetime | None, now: datetime.datetime
+) -> datetime.datetime:
+    """A new expiry for an existing key: in the future, and never later than the current one.
+
+    Raises:
+        InvalidArgument: unset, in the past, or later than the current expiry (or than 1 year).
+
+    """
+    field = "api_key.expire_time"
+    if requested is None:
+        raise InvalidArgument("expire_time can only be brought forward, not removed", {field: "required"})
+    if requested <= now:
+        raise InvalidArgument("expire_time must be in the future; revoke the key instead", {field: "in the future"})
+    if current is not None and requested > current:
+        raise InvalidArgument("expire_time can only be brought forward", {field: "not later than the current expiry"})
+    if current is None and requested > now + MAX_LIFETIME:
+        raise InvalidArgument("expire_time must be within 1 year", {field: "at most 1 year in the future"})
+    return requested
+
+
+def rotation_expiry(
+    current: datetime.datetime | None, overlap: datetime.timedelta | None, now: datetime.datetime
+) -> datetime.datetime:
+    """When a rotated key stops working: after the overlap (24 h by default), never later than before.
+
+    Raises:
+        InvalidArgument: an overlap outside 0 to 7 days.
+
+    """
+    overlap = DEFAULT_OVERLAP if overlap is None else overlap
+    if overlap < datetime.timedelta(0) or overlap > MAX_OVERLAP:
+        raise InvalidArgument("overlap must be between 0 and 7 days", {"overlap": "0 to 7 days"})
+    end = now + overlap
+    return end if current is None else min(end, current)
+
+
+def effective_state(state: KeyState, expire_time: datetime.datetime | None, now: datetime.datetime) -> KeyState:
+    """The state a reader sees: an ACTIVE key past its expiry is EXPIRED."""
+    if state is KeyState.ACTIVE and expire_time is not None and expire_time <= now:
+        return KeyState.EXPIRED
+    return state
+
+
+def require_active(state: KeyState, action: str) -> None:
+    """Refuse to change a key that no longer works.
+
+    Raises:
+        FailedPrecondition: the key is EXPIRED or REVOKED.
+
+    """
+    if state is not KeyState.ACTIVE:
+        raise FailedPrecondition(f"the key is {state.value}; only an ACTIVE key can be {action}")
+
+
+def require_rotatable(state: KeyState, rotated_to: str) -> None:
+    """Refuse a second rotation or the rotation of a dead key.
+
+    Raises:
+        FailedPrecondition: already rotated, EXPIRED or REVOKED.
+
+    """
+    if rotated_to:
+        raise FailedPrecondition(f"the key was already rotated to {rotated_to}")
+    require_active(state, "rotated")
+
+
+def validate_revoke_reason(reason: str) -> str:
+    """A revocation reason, stripped.
+
+    Raises:
+        InvalidArgument: longer than 500 characters.
+
+    """
+    reason = reason.strip()
+    if len(reason) > MAX_REVOKE_REASON:
+        raise InvalidArgument("reason too long", {"reason": f"at most {MAX_REVOKE_REASON} characters"})
+    return reason
+
+
+def last_used_minute(now: datetime.datetime) -> datetime.datetime:
+    """``now`` truncated to the minute, the resolution of last_used_time."""
+    return now.replace(second=0, microsecond=0)
+
+
+def needs_last_used_write(previous: datetime.datetime | None, now: datetime.datetime) -> bool:
+    """Whether a verification should record its time (at most once a minute per key)."""
+    return previous is None or last_used_minute(now) > previous
+
+
+# -- settings of a new key -----------------------------------------------------------------
+
+
+def validate_new_key(
+    *,
+    display_name: str,
+    key_type: KeyType | None,
+    environment: Environment | None,
+    scopes: Iterable[str],
+    restrictions: Restrictions,
+    expire_time: datetime.datetime | None,
+    labels: Mapping[str, str],
+    held: frozenset[str],
+    creator_role: str,
+    known: frozenset[str],
+    now: datetime.datetime,
+) -> KeySettings:
+    """Everything a new key's creator chose, validated; see the individual rules.
+
+    Raises:
+        InvalidArgument: a malformed field.
+        PermissionDenied: scopes beyond the creator's permissions.
+
+    """
+    name = validate_display_name(display_name)
+    if environment is None:
+        raise InvalidArgument("environment is required", {"api_key.environment": "LIVE or TEST"})
+    kind = key_type or KeyType.SECRET
+    return KeySettings(
+        display_name=name,
+        key_type=kind,
+        environment=environment,
+        scopes=validate_scopes(scopes, held=held, creator_role=creator_role, known=known, key_type=kind),
+        restrictions=validate_restrictions(restrictions, publishable=kind is KeyType.PUBLISHABLE),
+        expire_time=validate_new_expiry(expire_time, now),
+        labels=validate_labels(labels),
+    )

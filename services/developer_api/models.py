@@ -1,0 +1,119 @@
+"""Tables of the developer_api service (mirrored by ``migrations/developer_api_0001_api_keys.py``).
+
+Times are timezone-aware UTC; SQLite hands them back naive, and :func:`utc` is the one
+place that puts the zone back. Lists and maps (scopes, restrictions, labels, latency
+histograms) are JSON text, which both backends store and compare the same way.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+from sqlalchemy import BigInteger, DateTime, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    """Declarative base of this service's tables."""
+
+
+def utc(value: datetime.datetime) -> datetime.datetime:
+    """A stored time as aware UTC (SQLite returns naive datetimes)."""
+    return value.replace(tzinfo=datetime.UTC) if value.tzinfo is None else value.astimezone(datetime.UTC)
+
+
+def utc_or_none(value: datetime.datetime | None) -> datetime.datetime | None:
+    """:func:`utc` for nullable columns."""
+    return None if value is None else utc(value)
+
+
+class ApiKeyRow(Base):
+    """An API key. The secret itself is never stored; ``secret_hash`` is its SHA-256."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        UniqueConstraint("secret_hash", name="uq_api_keys_secret_hash"),
+        Index("ix_api_keys_organization_created", "organization_id", "create_time", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String(64))
+    display_name: Mapped[str] = mapped_column(String(100))
+    prefix: Mapped[str] = mapped_column(String(16))
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    key_type: Mapped[str] = mapped_column(String(16))
+    environment: Mapped[str] = mapped_column(String(8))
+    scopes: Mapped[str] = mapped_column(Text)
+    restrictions: Mapped[str] = mapped_column(Text)
+    labels: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16))
+    expire_time: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_time: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_address: Mapped[str] = mapped_column(String(64), default="")
+    revoke_time: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True))
+    revoke_reason: Mapped[str] = mapped_column(String(500), default="")
+    rotated_from: Mapped[str] = mapped_column(String(63), default="")
+    rotated_to: Mapped[str] = mapped_column(String(63), default="")
+    creator: Mapped[str] = mapped_column(String(200))
+    creator_role: Mapped[str] = mapped_column(String(32))
+    last_modifier: Mapped[str] = mapped_column(String(200))
+    create_time: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True))
+    update_time: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class IdempotentRequestRow(Base):
+    """A CreateApiKey or RotateApiKey request_id, with the secret it produced sealed, for 24 hours."""
+
+    __tablename__ = "idempotent_requests"
+    __table_args__ = (Index("ix_idempotent_requests_expire", "expire_time"),)
+
+    organization_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    api_key_id: Mapped[str] = mapped_column(String(63))
+    sealed_secret: Mapped[bytes] = mapped_column(LargeBinary)
+    expire_time: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ApiRequestLogRow(Base):
+    """One request authenticated by an API key, kept 30 days."""
+
+    __tablename__ = "api_request_logs"
+    __table_args__ = (
+        UniqueConstraint("request_id", name="uq_api_request_logs_request_id"),
+        Index("ix_api_request_logs_organization_time", "organization_id", "request_time", "id"),
+        Index("ix_api_request_logs_request_time", "request_time"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String(64))
+    api_key_id: Mapped[str] = mapped_column(String(63))
+    environment: Mapped[str] = mapped_column(String(8))
+    request_id: Mapped[str] = mapped_column(String(128))
+    request_time: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True))
+    method: Mapped[str] = mapped_column(String(300))
+    http_method: Mapped[str] = mapped_column(String(16))
+    http_path: Mapped[str] = mapped_column(String(2048))
+    http_status: Mapped[int] = mapped_column(Integer)
+    grpc_code: Mapped[str] = mapped_column(String(32))
+    error_reason: Mapped[str] = mapped_column(String(128))
+    latency_micros: Mapped[int] = mapped_column(BigInteger)
+    client_address: Mapped[str] = mapped_column(String(64))
+    user_agent: Mapped[str] = mapped_column(String(512))
+
+
+class ApiKeyUsageRow(Base):
+    """A key's traffic in one UTC hour: counters and a latency histogram (JSON list of counts)."""
+
+    __tablename__ = "api_key_usage_hours"
+    __table_args__ = (Index("ix_api_key_usage_hours_organization_hour", "organization_id", "hour_start"),)
+
+    api_key_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    hour_start: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String(64))
+    request_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    client_error_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    server_error_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    throttled_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    latency_histogram: Mapped[str] = mapped_column(Text, default="[]")
