@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from interceptors.client_auth import ClientAuthInterceptor
+from interceptors.client_auth import client_auth_interceptors
 from mesh.config import Settings
 from mesh.registry import Registry
 
@@ -82,7 +82,7 @@ class MeshClients:
         """The shared, intercepted channel to a service."""
         channel = self._channels.get(service_name)
         if channel is None:
-            interceptors: list[Any] = [ClientAuthInterceptor(self.credential.token)]
+            interceptors: list[Any] = client_auth_interceptors(self.credential.token)
             channel = grpc.aio.insecure_channel(self.address(service_name), interceptors=interceptors)
             self._channels[service_name] = channel
         return channel

@@ -63,7 +63,7 @@ class InProcessMesh:
 
     async def start(self) -> None:
         """Start every host; if one cannot start, stop the others and raise."""
-        results = await asyncio.gather(*(host.start() for host in self.hosts), return_exceptions=True)
+        results = await asyncio.gather(*(host.start(background=False) for host in self.hosts), return_exceptions=True)
         failures = [r for r in results if isinstance(r, BaseException)]
         if failures:
             await self.shutdown()
@@ -71,6 +71,7 @@ class InProcessMesh:
         # Services on ephemeral ports learn where their peers actually listen.
         for host in self.hosts:
             host.clients.update_ports(self.ports)
+            host.start_background()
 
     async def start_edge(self, port: int | None = None) -> int:
         """Start the REST edge in this loop; returns its port."""

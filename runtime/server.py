@@ -103,7 +103,7 @@ class ServiceHost:
         )
         self._stopped = asyncio.Event()
 
-    async def start(self) -> int:
+    async def start(self, *, background: bool = True) -> int:
         """Bind, start serving and begin watching the database.
 
         Returns:
@@ -137,10 +137,18 @@ class ServiceHost:
         await self.server.start()
         await self._watch.check_once()
         self._watch.start()
-        if self._revocation_watcher is not None:
-            self._revocation_watcher.start()
+        if background:
+            self.start_background()
         log.info("%s listening on %s:%d (%s)", self.spec.name, self.settings.host, self.port, self.database.describe())
         return self.port
+
+    def start_background(self) -> None:
+        """Start the work that talks to other services (the revocation stream).
+
+        An in-process mesh calls it once every service's real port is known.
+        """
+        if self._revocation_watcher is not None:
+            self._revocation_watcher.start()
 
     async def shutdown(self) -> None:
         """Leave gracefully: NOT_SERVING, drain, stop with a grace period, close the database."""

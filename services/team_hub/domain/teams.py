@@ -1,0 +1,33 @@
+"""Teams: their fields, what an update may change, and their size."""
+
+from __future__ import annotations
+
+from mesh.errors import InvalidArgument, ResourceExhausted
+
+MAX_DESCRIPTION = 1000
+MAX_TEAM_MEMBERS = 1000
+UPDATABLE_FIELDS = frozenset({"display_name", "description", "labels"})
+
+
+def description(value: str, field: str = "team.description") -> str:
+    """A team description, stripped, at most 1,000 characters.
+
+    Raises:
+        InvalidArgument: too long.
+
+    """
+    text = value.strip()
+    if len(text) > MAX_DESCRIPTION:
+        raise InvalidArgument("description too long", {field: f"at most {MAX_DESCRIPTION} characters"})
+    return text
+
+
+def check_room(member_count: int) -> None:
+    """Raise when a team is full.
+
+    Raises:
+        ResourceExhausted: the team has 1,000 members.
+
+    """
+    if member_count >= MAX_TEAM_MEMBERS:
+        raise ResourceExhausted(f"a team has at most {MAX_TEAM_MEMBERS} members")

@@ -1,0 +1,1 @@
+"""Team hub's RPCs, one module per resource; ``services.team_hub.servicer`` combines them."""

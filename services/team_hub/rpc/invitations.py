@@ -1,0 +1,356 @@
+"""Invitation RPCs: create, get, list, revoke, accept (signed-in users) and redeem (identity's sign-up)."""
+
+from __future__ import annotations
+
+import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mesh.access import Role
+from mesh.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from mesh.principal import Principal, PrincipalKind, current
+from services.team_hub import convert
+from services.team_hub.domain import common, filters, invitations, paging
+from services.team_hub.domain.invitations import InvitationState
+from services.team_hub.domain.organizations import OrganizationState, ensure_writable
+from services.team_hub.domain.teams import MAX_TEAM_MEMBERS
+from services.team_hub.identity import RequestInfo
+from services.team_hub.models import Invitation, Membership, Organization, TeamMember
+from services.team_hub.rpc.base import Context, RpcBase
+from services.team_hub.store import invitations as invitation_store
+from services.team_hub.store import members as member_store
+from services.team_hub.store import organizations as organization_store
+from services.team_hub.store import teams as team_store
+from vocelio.identity.v1 import audit_event_pb2
+from vocelio.team_hub.v1 import team_hub_service_pb2 as pb
+
+# AcceptInvitation answers every unusable token the same way: no oracle.
+_UNUSABLE = "invitation not found, revoked, expired or already used"
+
+
+def _request_id(value: str) -> str:
+    request_id = value.strip()
+    if len(request_id) > 128:
+        raise InvalidArgument("request_id too long", {"request_id": "at most 128 characters"})
+    return request_id
+
+
+class InvitationRpcs(RpcBase):
+    """CreateInvitation, GetInvitation, ListInvitations, RevokeInvitation, AcceptInvitation, RedeemInvitation."""
+
+    async def CreateInvitation(
+        self, request: pb.CreateInvitationRequest, context: Context
+    ) -> pb.CreateInvitationResponse:
+        """Invite an address to the caller's organisation; the token is in this response only."""
+        principal = current()
+        organization_id = self._home(principal)
+        message = request.invitation
+        now = self._now()
+        spec = invitations.validate_new(
+            self._actor(principal),
+            email=message.email,
+            role=message.role,
+            teams=list(message.teams),
+            member_expire_time=convert.optional_time(message, "member_expire_time"),
+            message=message.message,
+            expire_time=convert.optional_time(message, "expire_time"),
+            now=now,
+        )
+        request_id = _request_id(request.request_id)
+        info = RequestInfo.of(context)
+        async with self._sessions.begin() as session:
+            organization = await self._organization(session, principal, organization_id, lock=True)
+            ensure_writable(OrganizationState(organization.state), platform_admin=principal.is_platform_admin)
+            if request_id:
+                earlier = await invitation_store.by_request_id(session, organization_id, request_id)
+                if earlier is not None:
+                    token = invitations.derived_token(self._token_key, earlier.token_salt or "")
+                    if invitations.token_hash(token) != earlier.token_hash:
+                        token = ""  # the configured key changed since: the token cannot be shown again
+                    return pb.CreateInvitationResponse(
+                        invitation=convert.invitation(earlier, now), invitation_token=token
+                    )
+            await self._check_new(session, organization, spec, now)
+            salt = invitations.new_salt() if request_id else None
+            token = invitations.derived_token(self._token_key, salt) if salt else invitations.new_token()
+            row = Invitation(
+                id=common.new_id("inv"),
+                organization_id=organization_id,
+                email=spec.email,
+                role=int(spec.role),
+                teams=list(spec.teams),
+                member_expire_time=spec.member_expire_time,
+                message=spec.message,
+                state=InvitationState.PENDING.value,
+                expire_time=spec.expire_time,
+                inviter=principal.subject,
+                accepted_by="",
+                membership="",
+                token_hash=invitations.token_hash(token),
+                token_salt=salt,
+                request_id=request_id or None,
+                create_time=now,
+                update_time=now,
+                creator=principal.subject,
+                last_modifier=principal.subject,
+                version=1,
+            )
+            await invitation_store.add(session, row)
+            name = common.resource_name("invitations", row.id)
+            label = await self._actor_label(session, principal, organization_id)
+            await self._audit(
+                session,
+                principal,
+                info,
+                organization_id,
+                audit_event_pb2.AUDIT_ACTION_INVITATION_CREATED,
+                name,
+                now,
+                label,
+                {"email": spec.email, "role": spec.role.name},
+            )
+        await self._identity.deliver(organization_id)
+        # accept_uri needs the console's address (and white_label's custom domains), which
+        # no configuration carries yet; the caller builds the link from the token.
+        return pb.CreateInvitationResponse(invitation=convert.invitation(row, now), invitation_token=token)
+
+    async def _check_new(
+        self,
+        session: AsyncSession,
+        organization: Organization,
+        spec: invitations.InvitationSpec,
+        now: datetime.datetime,
+    ) -> None:
+        if await member_store.email_taken(session, organization.id, spec.email):
+            raise AlreadyExists(f"{spec.email} is already a member of this organization")
+        await invitation_store.expire_stale(session, organization.id, spec.email, now)
+        if await invitation_store.has_pending(session, organization.id, spec.email, now):
+            raise AlreadyExists(f"{spec.email} already has a pending invitation; revoke it to invite again")
+        invitations.check_capacity(
+            max_members=organization.max_members,
+            members=await member_store.count(session, organization.id),
+            pending=await invitation_store.pending_count(session, organization.id, now),
+        )
+        missing = sorted(set(spec.teams) - await team_store.existing_ids(session, organization.id, spec.teams))
+        if missing:
+            raise InvalidArgument(
+                "unknown team", {"invitation.teams": f"no team {common.resource_name('teams', missing[0])}"}
+            )
+
+    async def GetInvitation(self, request: pb.GetInvitationRequest, context: Context) -> pb.GetInvitationResponse:
+        """Get one invitation of the caller's organisation."""
+        principal = current()
+        invitation_id = common.parse_name(request.name, "invitations")
+        async with self._sessions.begin() as session:
+            row = await _visible_invitation(session, principal, invitation_id)
+        return pb.GetInvitationResponse(invitation=convert.invitation(row, self._now()))
+
+    async def ListInvitations(self, request: pb.ListInvitationsRequest, context: Context) -> pb.ListInvitationsResponse:
+        """List the caller's organisation's invitations, newest first."""
+        principal = current()
+        organization_id = self._home(principal)
+        conditions = filters.parse(request.filter, invitation_store.FILTERABLE)
+        size = paging.page_size(request.page_size)
+        bound = paging.fingerprint("invitations", organization_id, request.filter)
+        after = paging.decode_token(request.page_token, bound)
+        now = self._now()
+        async with self._sessions.begin() as session:
+            rows, next_key = await invitation_store.list_page(
+                session, organization_id, conditions=conditions, now=now, after=after, limit=size
+            )
+        return pb.ListInvitationsResponse(
+            invitations=[convert.invitation(r, now) for r in rows],
+            next_page_token=paging.encode_token(next_key, bound) if next_key else "",
+        )
+
+    async def RevokeInvitation(
+        self, request: pb.RevokeInvitationRequest, context: Context
+    ) -> pb.RevokeInvitationResponse:
+        """Withdraw a PENDING invitation (repeating it is a no-op)."""
+        principal = current()
+        invitation_id = common.parse_name(request.name, "invitations")
+        info = RequestInfo.of(context)
+        now = self._now()
+        async with self._sessions.begin() as session:
+            row = await _visible_invitation(session, principal, invitation_id)
+            organization = await self._organization(session, principal, row.organization_id)
+            ensure_writable(OrganizationState(organization.state), platform_admin=principal.is_platform_admin)
+            state = invitations.effective_state(InvitationState(row.state), row.expire_time, now)
+            if invitations.check_revoke(state):
+                row.state = InvitationState.REVOKED.value
+                row.revoke_time = now
+                row.version += 1
+                row.update_time = now
+                row.last_modifier = principal.subject
+                await session.flush()
+                label = await self._actor_label(session, principal, row.organization_id)
+                await self._audit(
+                    session,
+                    principal,
+                    info,
+                    row.organization_id,
+                    audit_event_pb2.AUDIT_ACTION_INVITATION_REVOKED,
+                    request.name,
+                    now,
+                    label,
+                    {"email": row.email, "role": Role(row.role).name},
+                )
+        await self._identity.deliver(row.organization_id)
+        return pb.RevokeInvitationResponse(invitation=convert.invitation(row, now))
+
+    async def AcceptInvitation(
+        self, request: pb.AcceptInvitationRequest, context: Context
+    ) -> pb.AcceptInvitationResponse:
+        """Join the inviting organisation as the signed-in caller, whose e-mail must be the invited one."""
+        principal = current()
+        if principal.kind is not PrincipalKind.USER:
+            raise PermissionDenied("only a signed-in user can accept an invitation")
+        token = request.invitation_token.strip()
+        if not invitations.well_formed_token(token):
+            raise NotFound(_UNUSABLE)
+        email, display_name = await self._identity.user_email(principal.subject)
+        info = RequestInfo.of(context)
+        now = self._now()
+        async with self._sessions.begin() as session:
+            row = await invitation_store.by_token_hash(session, invitations.token_hash(token))
+            if row is None:
+                raise NotFound(_UNUSABLE)
+            state = invitations.effective_state(InvitationState(row.state), row.expire_time, now)
+            decision = invitations.acceptable(state, accepted_by=row.accepted_by, user=principal.subject)
+            if decision is None:
+                raise NotFound(_UNUSABLE)
+            if decision:
+                if email.strip().lower() != row.email:
+                    raise PermissionDenied("this invitation was sent to another e-mail address than your account's")
+                membership = await self._join(session, row, principal.subject, email, display_name, now, principal)
+                await self._audit(
+                    session,
+                    principal,
+                    info,
+                    row.organization_id,
+                    audit_event_pb2.AUDIT_ACTION_INVITATION_ACCEPTED,
+                    common.resource_name("invitations", row.id),
+                    now,
+                    email.strip().lower(),
+                    {"role": Role(row.role).name, "membership": row.membership},
+                )
+            else:
+                membership = await self._joined(session, row)
+            teams = await member_store.teams_of(session, [membership.id])
+        if decision:
+            await self._identity.deliver(row.organization_id)
+        return pb.AcceptInvitationResponse(
+            membership=convert.membership(membership, teams[membership.id], now),
+            invitation=convert.invitation(row, now),
+        )
+
+    async def RedeemInvitation(
+        self, request: pb.RedeemInvitationRequest, context: Context
+    ) -> pb.RedeemInvitationResponse:
+        """Create the membership of a user identity has just signed up with an invitation token."""
+        principal = current()
+        if not principal.is_platform_admin:
+            raise PermissionDenied("only mesh services redeem invitations")
+        token = request.invitation_token.strip()
+        if not invitations.well_formed_token(token):
+            raise InvalidArgument("malformed invitation token", {"invitation_token": "43 base64url characters"})
+        common.parse_name(request.user, "users", "user")
+        email = common.email(request.email, "email")
+        display_name = request.display_name.strip()[: common.MAX_DISPLAY_NAME]
+        info = RequestInfo.of(context)
+        now = self._now()
+        async with self._sessions.begin() as session:
+            row = await invitation_store.by_token_hash(session, invitations.token_hash(token))
+            if row is None:
+                raise NotFound("invitation not found")
+            state = invitations.effective_state(InvitationState(row.state), row.expire_time, now)
+            create = invitations.check_redeem(
+                state, accepted_by=row.accepted_by, user=request.user, invited_email=row.email, user_email=email
+            )
+            if create:
+                membership = await self._join(session, row, request.user, email, display_name, now, principal)
+                # Identity is the caller (inside its sign-up): the event waits for the next
+                # delivery in this organisation rather than calling identity back now.
+                await self._audit(
+                    session,
+                    principal,
+                    info,
+                    row.organization_id,
+                    audit_event_pb2.AUDIT_ACTION_INVITATION_ACCEPTED,
+                    common.resource_name("invitations", row.id),
+                    now,
+                    "",
+                    {"role": Role(row.role).name, "membership": row.membership, "user": request.user},
+                )
+            else:
+                membership = await self._joined(session, row)
+            teams = await member_store.teams_of(session, [membership.id])
+        return pb.RedeemInvitationResponse(
+            membership=convert.membership(membership, teams[membership.id], now),
+            invitation=convert.invitation(row, now),
+        )
+
+    async def _join(
+        self,
+        session: AsyncSession,
+        row: Invitation,
+        user: str,
+        email: str,
+        display_name: str,
+        now: datetime.datetime,
+        principal: Principal,
+    ) -> Membership:
+        """Create the membership an invitation grants and mark the invitation ACCEPTED."""
+        organization = await organization_store.lock(session, row.organization_id)
+        if organization is None or organization.state != OrganizationState.ACTIVE.value:
+            raise FailedPrecondition("the inviting organization is not active")
+        membership = Membership(
+            id=common.new_id("mem"),
+            organization_id=row.organization_id,
+            user=user,
+            email=email.strip().lower(),
+            display_name=display_name,
+            role=row.role,
+            expire_time=invitations.guest_access_end(Role(row.role), row.member_expire_time, now),
+            invitation=common.resource_name("invitations", row.id),
+            join_time=now,
+            create_time=now,
+            update_time=now,
+            creator=principal.subject,
+            last_modifier=principal.subject,
+            version=1,
+        )
+        if await member_store.find_by_user(session, row.organization_id, user) is not None:
+            raise AlreadyExists("the user is already a member of the inviting organization")
+        await member_store.add(session, membership)
+        name = common.resource_name("members", membership.id)
+        if not await invitation_store.mark_accepted(session, row, user=user, membership=name, now=now):
+            raise FailedPrecondition("invitation already used")
+        for team_id in sorted(await team_store.existing_ids(session, row.organization_id, row.teams)):
+            if await team_store.member_count(session, team_id) < MAX_TEAM_MEMBERS:
+                await team_store.add_place(
+                    session, TeamMember(team_id=team_id, membership_id=membership.id, lead=False, add_time=now)
+                )
+        return membership
+
+    @staticmethod
+    async def _joined(session: AsyncSession, row: Invitation) -> Membership:
+        """The membership an invitation already created (it may have been removed since)."""
+        membership_id = row.membership.removeprefix("members/")
+        membership = await member_store.get(session, membership_id) if membership_id else None
+        if membership is None:
+            raise FailedPrecondition("invitation already used; its membership was removed since")
+        return membership
+
+
+async def _visible_invitation(session: AsyncSession, principal: Principal, invitation_id: str) -> Invitation:
+    """An invitation the caller may see.
+
+    Raises:
+        NotFound: it does not exist, or belongs to another tenant.
+
+    """
+    row = await invitation_store.get(session, invitation_id)
+    if row is None or not principal.can_access(row.organization_id):
+        raise NotFound("invitation not found")
+    return row
