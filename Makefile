@@ -66,7 +66,7 @@ lint: install proto ## buf lint, ruff and mypy (strict)
 breaking: install ## buf breaking against the main branch
 	$(BUF) breaking --against '.git#branch=main'
 
-bench: install proto ## benchmarks: the REST edge next to direct gRPC (throughput, latency, ratio)
+bench: install proto ## benchmarks: REST edge vs direct gRPC, and auth+RBAC vs none (throughput, latency, ratios)
 	@# h2load (and nghttp) drive gRPC, wrk drives HTTP; BENCH_ARGS passes options, e.g. BENCH_ARGS='--duration 15'
 	@command -v h2load >/dev/null && command -v wrk >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq nghttp2-client wrk)

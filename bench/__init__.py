@@ -1,4 +1,4 @@
-"""Benchmarks: the REST edge next to direct gRPC for the same call, on the same upstream server.
+"""Benchmarks: the REST edge next to direct gRPC, and authentication + RBAC next to none, for the same call.
 
 Run with ``make bench`` (or ``.venv/bin/python -m bench --help`` for the knobs).
 """

@@ -156,28 +156,34 @@ class Child:
         self.close()
 
 
-class Upstream(Child):
-    """The counting conformance gRPC server (``bench.upstream``)."""
+class CountingServer(Child):
+    """A gRPC server pinned to a core that counts the calls it answered (``served ok=N failed=M`` on SIGUSR1).
 
-    def __init__(self, core: int, log: pathlib.Path) -> None:
-        super().__init__(
-            "upstream gRPC server",
-            pinned(core, [sys.executable, "-m", "bench.upstream", "0"]),
-            log,
-            capture_stdout=True,
-        )
+    It prints one ready line ending with its ``host:port`` when it listens.
+    """
+
+    def __init__(self, name: str, core: int, argv: Sequence[str], ready_prefix: str, log: pathlib.Path) -> None:
+        super().__init__(name, pinned(core, argv), log, capture_stdout=True)
         try:
-            self.address = self.next_line(READY_PREFIX, timeout=30)[len(READY_PREFIX) :].strip()
+            self.address = self.next_line(ready_prefix, timeout=30).split()[-1]
         except BaseException:
             self.close()
             raise
 
     def served(self) -> tuple[int, int]:
-        """How many ``GetItem`` calls it answered so far: (OK, failed)."""
+        """How many calls it answered so far: (OK, failed)."""
         self.check_alive()
         os.kill(self.pid, signal.SIGUSR1)
         fields = dict(item.split("=") for item in self.next_line(COUNT_PREFIX, timeout=10).split()[1:])
         return int(fields["ok"]), int(fields["failed"])
+
+
+class Upstream(CountingServer):
+    """The counting conformance gRPC server (``bench.upstream``)."""
+
+    def __init__(self, core: int, log: pathlib.Path) -> None:
+        argv = [sys.executable, "-m", "bench.upstream", "0"]
+        super().__init__("upstream gRPC server", core, argv, READY_PREFIX, log)
 
 
 class Edge(Child):

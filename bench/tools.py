@@ -10,6 +10,7 @@ import shutil
 import struct
 import subprocess
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from bench.processes import BenchError, pinned
@@ -39,9 +40,9 @@ class LoadResult:
     detail: dict[str, int] = field(default_factory=dict)
 
 
-def check_installed() -> None:
-    """Raise BenchError naming the Debian packages to install if a tool is missing."""
-    missing = sorted({package for tool, package in REQUIRED.items() if shutil.which(tool) is None})
+def check_installed(tools: Iterable[str] = REQUIRED) -> None:
+    """Raise BenchError naming the Debian packages to install if one of ``tools`` (default: all) is missing."""
+    missing = sorted({REQUIRED[tool] for tool in tools if shutil.which(tool) is None})
     if missing:
         raise BenchError(f"missing load tools; run: apt-get install -y {' '.join(missing)}")
 
@@ -50,6 +51,9 @@ def tool_versions() -> dict[str, str]:
     """One version line per load tool."""
     versions = {}
     for argv in (["h2load", "--version"], ["wrk", "-v"]):
+        if shutil.which(argv[0]) is None:
+            versions[argv[0]] = "not installed"
+            continue
         done = subprocess.run(argv, capture_output=True, text=True, check=False)
         lines = (done.stdout + done.stderr).strip().splitlines()
         versions[argv[0]] = lines[0].strip() if lines else "unknown"
@@ -96,10 +100,20 @@ def run_tool(argv: list[str], core: int, duration: float) -> ToolRun:
     return ToolRun(command, output, time.monotonic() - start, cpu)
 
 
-def h2load_argv(url: str, body: pathlib.Path, concurrency: int, duration: float, log: pathlib.Path | None) -> list[str]:
-    """h2load for unary gRPC: ``concurrency`` connections, one stream in flight on each (like wrk)."""
+def h2load_argv(
+    url: str,
+    body: pathlib.Path,
+    concurrency: int,
+    duration: float,
+    log: pathlib.Path | None,
+    headers: Sequence[str] = (),
+) -> list[str]:
+    """h2load for unary gRPC: ``concurrency`` connections, one stream in flight on each (like wrk).
+
+    ``headers`` (``"name: value"``) are sent on every request after the gRPC ones.
+    """
     argv = ["h2load", "-t", "1", "-c", str(concurrency), "-m", "1", "-D", f"{duration:g}", "-d", str(body)]
-    for header in GRPC_HEADERS:
+    for header in (*GRPC_HEADERS, *headers):
         argv += ["-H", header]
     if log is not None:
         argv += ["--log-file", str(log)]
@@ -211,10 +225,10 @@ def parse_wrk(output: str, concurrency: int, duration: float) -> LoadResult:
     )
 
 
-def nghttp_grpc_status(url: str, body: pathlib.Path) -> str:
-    """Send the exact h2load request once with nghttp and return the ``grpc-status`` trailer it got."""
+def nghttp_grpc_status(url: str, body: pathlib.Path, headers: Sequence[str] = ()) -> str:
+    """Send the exact h2load request (same body, same ``headers``) once with nghttp; the ``grpc-status`` it got."""
     argv = ["nghttp", "-v", "-d", str(body)]
-    for header in GRPC_HEADERS:
+    for header in (*GRPC_HEADERS, *headers):
         argv += ["-H", header]
     output, _ = _run([*argv, url], timeout=30)
     match = re.search(r"recv \(stream_id=\d+\) grpc-status: (\d+)", output)
