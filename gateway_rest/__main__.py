@@ -79,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         app = generic_app(args.descriptor_set, args.upstream, settings)
         host, port = args.listen
     logs.configure(settings.log_level, "gateway_rest")
-    uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False)).run()
+    # The edge is the first hop: it trusts no X-Forwarded-For a client sends (proxy_headers off).
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, proxy_headers=False)
+    uvicorn.Server(config).run()
     return 0
 
 

@@ -136,6 +136,10 @@ class Transcoder:
             raise EdgeError(grpc.StatusCode.INVALID_ARGUMENT, str(error)) from None
         if "x-request-id" not in request.headers:
             metadata.append(("x-request-id", request_id))
+        user_agent = request.headers.get("user-agent")
+        if user_agent and user_agent.isascii():
+            # gRPC replaces a client's own user-agent, so the browser's travels under its own name.
+            metadata.append(("x-user-agent", user_agent[:256]))
         if request.client is not None:
             # The edge is the first hop: what the client claims in its own X-Forwarded-For is not trusted.
             metadata = [(k, v) for k, v in metadata if k != "x-forwarded-for"]

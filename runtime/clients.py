@@ -70,6 +70,7 @@ class MeshClients:
         self._ports = ports if ports is not None else {}
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._plain_identity: grpc.aio.Channel | None = None
+        self._retired: list[grpc.aio.Channel] = []
         self.credential = ServiceCredential(service_name, settings, self._identity_channel)
 
     def address(self, service_name: str) -> str:
@@ -106,13 +107,27 @@ class MeshClients:
     def update_ports(self, ports: dict[str, int]) -> None:
         """Learn the actual ports of services that listen on ephemeral ports (in-process meshes).
 
-        Call it before the first call to those services: channels already open keep their address.
+        Channels already open to a service whose port changed are closed and reopened on next use.
         """
-        self._ports.update(ports)
+        for name, port in ports.items():
+            if self._ports.get(name) == port:
+                continue
+            self._ports[name] = port
+            stale = [self._channels.pop(name, None)]
+            if name == "identity":
+                stale.append(self._plain_identity)
+                self._plain_identity = None
+            # Closed with the others in close(); nothing new will use them.
+            self._retired.extend(channel for channel in stale if channel is not None)
 
     async def close(self) -> None:
         """Close every channel."""
-        for channel in [*self._channels.values(), *([self._plain_identity] if self._plain_identity else [])]:
+        for channel in [
+            *self._channels.values(),
+            *([self._plain_identity] if self._plain_identity else []),
+            *self._retired,
+        ]:
             await channel.close(grace=None)
         self._channels.clear()
+        self._retired.clear()
         self._plain_identity = None

@@ -50,7 +50,6 @@ async def test_binary_metadata_is_base64_decoded(client: httpx.AsyncClient):
     [
         ("Cookie", "session=secret"),
         ("X-Internal-Thing", "1"),
-        ("X-Forwarded-For", "10.0.0.1"),
         ("Grpc-Metadata-Grpc-Status", "0"),  # reserved names cannot be smuggled in
         ("Proxy-Authorization", "Basic c2VjcmV0"),
         ("Te", "trailers"),
@@ -65,10 +64,17 @@ async def test_other_headers_are_not_forwarded(client: httpx.AsyncClient, header
 
 
 async def test_transport_headers_are_not_forwarded(client: httpx.AsyncClient):
-    metadata = await received_metadata(client, {"Cookie": "a=b", "Accept-Language": "fr"})
-    assert set(metadata) <= {"user-agent", "x-request-id"}  # gRPC's own user agent and the request id
+    metadata = await received_metadata(client, {"Cookie": "a=b", "Accept-Language": "fr", "User-Agent": "console/2.1"})
+    # gRPC's own user agent, the request id, and what the edge itself vouches for about the client
+    assert set(metadata) <= {"user-agent", "x-request-id", "x-forwarded-for", "x-user-agent"}
     assert "host" not in metadata
-    assert "grpc-python" in metadata["user-agent"]  # the client's own User-Agent stays at the edge
+    assert "grpc-python" in metadata["user-agent"]  # gRPC sets its own user-agent upstream
+    assert metadata["x-user-agent"] == "console/2.1"  # the client's travels under its own name
+
+
+async def test_the_edge_sets_x_forwarded_for_to_the_client_it_sees(client: httpx.AsyncClient):
+    metadata = await received_metadata(client, {"X-Forwarded-For": "10.0.0.1"})  # a client cannot claim an address
+    assert metadata["x-forwarded-for"] == "127.0.0.1"
 
 
 async def test_response_metadata_and_trailers_come_back(client: httpx.AsyncClient):

@@ -20,6 +20,7 @@ class _Server(uvicorn.Server):
 @contextlib.asynccontextmanager
 async def serve_app(app: Starlette, **config: Any) -> AsyncIterator[int]:
     """Serve ``app`` on 127.0.0.1 and yield its port."""
+    config.setdefault("proxy_headers", False)
     server = _Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, access_log=False, **config))
     task = asyncio.create_task(server.serve())
     while not server.started:

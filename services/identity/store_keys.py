@@ -1,0 +1,85 @@
+"""Queries on signing keys. Every function takes the session first."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.identity.models import SigningKey
+
+ACTIVE = "ACTIVE"
+PREVIOUS = "PREVIOUS"
+RETIRED = "RETIRED"
+
+
+async def retire_due(session: AsyncSession, now: dt.datetime) -> None:
+    """Move PREVIOUS keys whose retire time has passed to RETIRED."""
+    await session.execute(
+        update(SigningKey)
+        .where(SigningKey.state == PREVIOUS, SigningKey.retire_time <= now)
+        .values(state=RETIRED)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def verifying_keys(session: AsyncSession) -> list[SigningKey]:
+    """ACTIVE and PREVIOUS keys: the ACTIVE one first, then the most recently demoted."""
+    query = select(SigningKey).where(SigningKey.state.in_((ACTIVE, PREVIOUS)))
+    rows = list((await session.execute(query)).scalars())
+    epoch = dt.datetime.min.replace(tzinfo=dt.UTC)
+    return sorted(rows, key=lambda k: (k.state != ACTIVE, -(k.deactivate_time or epoch).timestamp()))
+
+
+async def active_key(session: AsyncSession) -> SigningKey | None:
+    """The ACTIVE key, if there is one."""
+    return (await session.execute(select(SigningKey).where(SigningKey.state == ACTIVE))).scalar_one_or_none()
+
+
+async def get_key(session: AsyncSession, kid: str) -> SigningKey | None:
+    """The key with this kid."""
+    return (await session.execute(select(SigningKey).where(SigningKey.kid == kid))).scalar_one_or_none()
+
+
+async def key_by_rotation_request(session: AsyncSession, request_id: str) -> SigningKey | None:
+    """The key a RotateSigningKey call with this idempotency key created."""
+    query = select(SigningKey).where(SigningKey.rotation_request_id == request_id)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def key_deactivated_at(session: AsyncSession, moment: dt.datetime) -> SigningKey | None:
+    """The key that stopped signing at this instant (the one a rotation replaced)."""
+    query = select(SigningKey).where(SigningKey.deactivate_time == moment).limit(1)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def demote(session: AsyncSession, key: SigningKey, now: dt.datetime, retire_after: dt.timedelta) -> None:
+    """Make the ACTIVE key PREVIOUS: it stops signing and retires once its last token has expired."""
+    key.state = PREVIOUS
+    key.deactivate_time = now
+    key.retire_time = now + retire_after
+    await session.flush()
+
+
+async def add_key(session: AsyncSession, key: SigningKey) -> SigningKey:
+    """Insert a key (flushes, so the one-ACTIVE index is checked now)."""
+    session.add(key)
+    await session.flush()
+    return key
+
+
+async def list_keys(
+    session: AsyncSession, *, show_retired: bool, after: tuple[dt.datetime, str] | None, limit: int
+) -> list[SigningKey]:
+    """Keys newest first."""
+    query = select(SigningKey)
+    if not show_retired:
+        query = query.where(SigningKey.state != RETIRED)
+    if after is not None:
+        moment, kid = after
+        query = query.where(
+            or_(SigningKey.create_time < moment, and_(SigningKey.create_time == moment, SigningKey.kid < kid))
+        )
+    query = query.order_by(SigningKey.create_time.desc(), SigningKey.kid.desc()).limit(limit)
+    return list((await session.execute(query)).scalars())

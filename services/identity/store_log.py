@@ -1,0 +1,176 @@
+"""Queries on the two logs: revocations and security audit events. Every function takes the session first.
+
+Revocation sequences come from a one-row counter incremented with ``UPDATE … RETURNING``:
+the row lock it takes is held until commit, so sequences are handed out in commit order
+and a follower that resumes after the highest sequence it saw misses nothing. (An
+autoincrement column would not do: two transactions can commit in the opposite order
+of their sequences.)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.identity.filters import Condition, parse_time
+from services.identity.models import AuditEvent, Revocation, RevocationCounter
+
+TOKEN = "TOKEN"
+SESSION = "SESSION"
+PRINCIPAL = "PRINCIPAL"
+
+# session.info key set when a transaction wrote a revocation (see app.Identity.transaction).
+WROTE_REVOCATION = "identity.wrote_revocation"
+
+
+async def append_revocation(
+    session: AsyncSession,
+    *,
+    kind: str,
+    now: dt.datetime,
+    expire_time: dt.datetime,
+    reason: str,
+    token_id: str = "",
+    session_name: str = "",
+    principal: str = "",
+    organization_id: str = "",
+    issued_before: dt.datetime | None = None,
+) -> Revocation:
+    """Append a revocation with the next sequence."""
+    result = await session.execute(
+        update(RevocationCounter)
+        .where(RevocationCounter.id == 1)
+        .values(sequence=RevocationCounter.sequence + 1)
+        .returning(RevocationCounter.sequence)
+    )
+    sequence = int(result.scalar_one())
+    row = Revocation(
+        sequence=sequence,
+        kind=kind,
+        token_id=token_id,
+        session=session_name,
+        principal=principal,
+        organization_id=organization_id,
+        issued_before=issued_before,
+        revoke_time=now,
+        expire_time=expire_time,
+        reason=reason[:64],
+    )
+    session.add(row)
+    await session.flush()
+    session.info[WROTE_REVOCATION] = True
+    return row
+
+
+async def head_sequence(session: AsyncSession) -> int:
+    """The highest sequence handed out (committed)."""
+    result = await session.execute(select(RevocationCounter.sequence).where(RevocationCounter.id == 1))
+    return int(result.scalar_one_or_none() or 0)
+
+
+async def revocations_after(session: AsyncSession, after: int, now: dt.datetime, limit: int) -> list[Revocation]:
+    """Unexpired revocations with a sequence above ``after``, oldest first."""
+    query = (
+        select(Revocation)
+        .where(Revocation.sequence > after, Revocation.expire_time > now)
+        .order_by(Revocation.sequence)
+        .limit(limit)
+    )
+    return list((await session.execute(query)).scalars())
+
+
+async def latest_cutoff(session: AsyncSession, principal: str, now: dt.datetime) -> dt.datetime | None:
+    """The latest principal-revocation cut-off of ``principal`` that is still ahead of ``now``."""
+    query = select(func.max(Revocation.issued_before)).where(
+        Revocation.principal == principal, Revocation.kind == PRINCIPAL, Revocation.issued_before > now
+    )
+    value = (await session.execute(query)).scalar_one_or_none()
+    if value is None:
+        return None
+    moment: dt.datetime = value
+    # func.max bypasses the column type on SQLite, so normalise here too.
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment
+
+
+async def prune_revocations(session: AsyncSession, now: dt.datetime) -> int:
+    """Delete revocations no unexpired token can match any more; returns how many."""
+    result = await session.execute(delete(Revocation).where(Revocation.expire_time <= now))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def add_audit_event(session: AsyncSession, event: AuditEvent) -> AuditEvent:
+    """Append an audit event."""
+    session.add(event)
+    await session.flush()
+    return event
+
+
+async def audit_event_by_key(session: AsyncSession, key: str) -> AuditEvent | None:
+    """The event recorded with this idempotency key."""
+    query = select(AuditEvent).where(AuditEvent.idempotency_key == key)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+_AUDIT_COLUMNS = {
+    "action": AuditEvent.action,
+    "outcome": AuditEvent.outcome,
+    "actor.principal": AuditEvent.actor_principal,
+    "target": AuditEvent.target,
+    "source_service": AuditEvent.source_service,
+}
+_PREFIXES = {"action": "AUDIT_ACTION_", "outcome": "AUDIT_OUTCOME_"}
+
+
+def _audit_condition(condition: Condition) -> ColumnElement[bool]:
+    if condition.field == "event_time":
+        moment = parse_time(condition.value, "event_time")
+        column = AuditEvent.event_time
+        return {
+            "=": column == moment,
+            ">=": column >= moment,
+            "<=": column <= moment,
+            ">": column > moment,
+            "<": column < moment,
+        }[condition.op]
+    value = condition.value
+    prefix = _PREFIXES.get(condition.field)
+    if prefix:
+        value = value.upper().removeprefix(prefix)
+    clause = _AUDIT_COLUMNS[condition.field] == value
+    return ~clause if condition.op == "!=" else clause
+
+
+async def list_audit_events(
+    session: AsyncSession,
+    *,
+    organization_id: str | None,
+    conditions: Sequence[Condition],
+    after: tuple[dt.datetime, str] | None,
+    limit: int,
+) -> list[AuditEvent]:
+    """Audit events newest first.
+
+    Args:
+        session: the session.
+        organization_id: only this organisation's events (``""`` for platform events);
+            ``None`` for every event.
+        conditions: filter terms.
+        after: the (event_time, id) keyset position to continue after.
+        limit: most rows to return.
+
+    """
+    query = select(AuditEvent)
+    if organization_id is not None:
+        query = query.where(AuditEvent.organization_id == organization_id)
+    for condition in conditions:
+        query = query.where(_audit_condition(condition))
+    if after is not None:
+        moment, event_id = after
+        query = query.where(
+            or_(AuditEvent.event_time < moment, and_(AuditEvent.event_time == moment, AuditEvent.id < event_id))
+        )
+    query = query.order_by(AuditEvent.event_time.desc(), AuditEvent.id.desc()).limit(limit)
+    return list((await session.execute(query)).scalars())
