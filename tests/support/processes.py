@@ -18,8 +18,8 @@ def free_port_offset(count: int = 24, base: int = 8000) -> int:
         try:
             for port in range(base + offset, base + offset + count):
                 sock = socket.socket()
+                sockets.append(sock)  # closed below whether or not the bind works
                 sock.bind(("127.0.0.1", port))
-                sockets.append(sock)
             return offset
         except OSError:
             continue
