@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import grpc
 
+from interceptors.handlers import wrap_behaviour
 from mesh.errors import PermissionDenied
 from mesh.principal import Principal, acting_as
 from mesh.registry import Registry
@@ -56,11 +57,7 @@ class AuthenticationInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[typ
 
 
 def _wrap(handler: Any, authenticator: Authenticator, metadata: dict[str, str], *, known: bool) -> Any:
-    for field in ("unary_unary", "unary_stream", "stream_unary", "stream_stream"):
-        behaviour = getattr(handler, field)
-        if behaviour is not None:
-            return handler._replace(**{field: _guarded(behaviour, authenticator, metadata, known)})
-    return handler
+    return wrap_behaviour(handler, lambda behaviour: _guarded(behaviour, authenticator, metadata, known))
 
 
 def _guarded(behaviour: Any, authenticator: Authenticator, metadata: dict[str, str], known: bool) -> Any:

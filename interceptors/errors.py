@@ -20,6 +20,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from interceptors.handlers import wrap_behaviour
 from mesh.errors import InvalidArgument, VocelioError
 
 log = logging.getLogger(__name__)
@@ -40,12 +41,7 @@ class ErrorsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         if handler is None:
             return None
         method = handler_call_details.method
-        fields = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
-        for field in fields:
-            behaviour = getattr(handler, field)
-            if behaviour is not None:
-                return handler._replace(**{field: _guard(behaviour, method)})
-        return handler
+        return wrap_behaviour(handler, lambda behaviour: _guard(behaviour, method))
 
 
 def _guard(behaviour: Handler, method: str) -> Handler:

@@ -13,6 +13,7 @@ from typing import Any
 
 import grpc
 
+from interceptors.handlers import wrap_behaviour
 from mesh.errors import PermissionDenied
 from mesh.principal import current_or_none
 from mesh.registry import MethodSpec, Registry
@@ -36,11 +37,7 @@ class AuthorizationInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type
         method = self._registry.method(handler_call_details.method)
         if method is None or method.policy is None or method.policy.public:
             return handler
-        for field in ("unary_unary", "unary_stream", "stream_unary", "stream_stream"):
-            behaviour = getattr(handler, field)
-            if behaviour is not None:
-                return handler._replace(**{field: _checked(behaviour, method)})
-        return handler
+        return wrap_behaviour(handler, lambda behaviour: _checked(behaviour, method))
 
 
 def check(method: MethodSpec) -> None:
