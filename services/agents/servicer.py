@@ -242,37 +242,34 @@ class AgentsServicer(agents_service_pb2_grpc.AgentsServiceServicer):
         self, request: agents_service_pb2.ArchiveAgentRequest, context: Context
     ) -> agents_service_pb2.ArchiveAgentResponse:
         """Archives an agent (archiving an archived agent changes nothing)."""
-        principal = current()
-        agent_id = names.parse_agent_name(request.name)
-        now = self._clock()
-        async with self._sessions.begin() as session:
-            row = await self._changeable_agent(session, agent_id, principal)
-            state = next_state(row.state, Action.ARCHIVE, has_versions=row.latest_version > 0)
-            if state == row.state:
-                return agents_service_pb2.ArchiveAgentResponse(agent=convert.agent_to_proto(row))
-            row.state = state
-            agent = await self._save(session, row, principal, now)
-            await store.append_event(session, events.archived(agent, principal), now)
+        agent = await self._move(request.name, Action.ARCHIVE, events.archived)
         return agents_service_pb2.ArchiveAgentResponse(agent=agent)
 
     async def UnarchiveAgent(
         self, request: agents_service_pb2.UnarchiveAgentRequest, context: Context
     ) -> agents_service_pb2.UnarchiveAgentResponse:
         """Brings an archived agent back: PUBLISHED if it has versions, else DRAFT."""
-        principal = current()
-        agent_id = names.parse_agent_name(request.name)
-        now = self._clock()
-        async with self._sessions.begin() as session:
-            row = await self._changeable_agent(session, agent_id, principal)
-            state = next_state(row.state, Action.UNARCHIVE, has_versions=row.latest_version > 0)
-            if state == row.state:
-                return agents_service_pb2.UnarchiveAgentResponse(agent=convert.agent_to_proto(row))
-            row.state = state
-            agent = await self._save(session, row, principal, now)
-            await store.append_event(session, events.updated(agent, principal, ["state"]), now)
+        agent = await self._move(request.name, Action.UNARCHIVE, lambda a, p: events.updated(a, p, ["state"]))
         return agents_service_pb2.UnarchiveAgentResponse(agent=agent)
 
     # Shared steps
+
+    async def _move(
+        self, name: str, action: Action, event: Callable[[agent_pb2.Agent, Principal], events.AgentEvent]
+    ) -> agent_pb2.Agent:
+        """Apply a lifecycle action; a move that changes nothing writes nothing and emits no event."""
+        principal = current()
+        agent_id = names.parse_agent_name(name)
+        now = self._clock()
+        async with self._sessions.begin() as session:
+            row = await self._changeable_agent(session, agent_id, principal)
+            state = next_state(row.state, action, has_versions=row.latest_version > 0)
+            if state == row.state:
+                return convert.agent_to_proto(row)
+            row.state = state
+            agent = await self._save(session, row, principal, now)
+            await store.append_event(session, event(agent, principal), now)
+        return agent
 
     async def _changeable_agent(
         self, session: AsyncSession, agent_id: str, principal: Principal, etag: str = ""
