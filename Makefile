@@ -54,7 +54,7 @@ migrate: install proto ## apply database migrations for every service
 	$(PY) -m runtime migrate
 
 test: install proto ## run every test (PostgreSQL at VOCELIO_TEST_DATABASE_URL too)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist loadscope
 
 lint: install proto ## buf lint, ruff and mypy (strict)
 	$(BUF) lint

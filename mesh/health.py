@@ -15,6 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from mesh.db import ServiceDatabase
+from mesh.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +77,7 @@ class DatabaseWatch:
         """Stop probing and wait for the probe loop to end."""
         self._stopping.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait([self._task])
 
     async def _run(self) -> None:
         while not self._stopping.is_set():

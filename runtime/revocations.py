@@ -6,12 +6,12 @@ Catch-up from the last sequence seen, then live; on any failure, reconnect with 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 import grpc
 
 from mesh.revocations import RevocationSet
+from mesh.tasks import cancel_and_wait
 from runtime.clients import MeshClients
 
 log = logging.getLogger(__name__)
@@ -35,9 +35,7 @@ class RevocationWatcher:
     async def stop(self) -> None:
         """Stop following."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait([self._task])
 
     async def _run(self) -> None:
         from vocelio.identity.v1 import identity_service_pb2, identity_service_pb2_grpc

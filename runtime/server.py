@@ -20,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 
 from interceptors.auth import AuthenticationInterceptor
 from interceptors.errors import ErrorsInterceptor
+from interceptors.inflight import InFlightCalls
 from interceptors.rbac import AuthorizationInterceptor
 from mesh import migrations
 from mesh.access import default_access_table
@@ -43,6 +44,10 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 # Metadata up to 64 KiB reaches the interceptors, so an oversized token is refused as
 # UNAUTHENTICATED by the authentication interceptor rather than by the transport.
 _SERVER_OPTIONS = [("grpc.so_reuseport", 0), ("grpc.max_metadata_size", 64 * 1024)]
+
+
+# Once our own handlers have ended, the transport gets this long to finish its last writes.
+_STOP_GRACE = 1.0
 
 
 class PortInUseError(RuntimeError):
@@ -86,9 +91,11 @@ class ServiceHost:
             RevocationWatcher(self.clients, self.revocations) if security.watch_revocations else None
         )
         self.health = HealthServicer()
+        self.inflight = InFlightCalls()
         self.server = grpc.aio.server(
             interceptors=[
                 ErrorsInterceptor(),
+                self.inflight,
                 AuthenticationInterceptor(registry, self.authenticator),
                 AuthorizationInterceptor(registry),
             ],
@@ -151,7 +158,12 @@ class ServiceHost:
             self._revocation_watcher.start()
 
     async def shutdown(self) -> None:
-        """Leave gracefully: NOT_SERVING, drain, stop with a grace period, close the database."""
+        """Leave gracefully, in bounded time: NOT_SERVING, drain, finish in-flight calls, close.
+
+        In-flight handlers get ``shutdown_grace`` seconds and are then cancelled; the server
+        stops only once their tasks have ended (or a short unwind time has passed), so no
+        handler is left running against a stopped server or a disposed database.
+        """
         if self._stopped.is_set():
             return
         self._stopped.set()
@@ -161,7 +173,10 @@ class ServiceHost:
             await self._revocation_watcher.stop()
         log.info("%s is shutting down: NOT_SERVING, draining for %.1fs", self.spec.name, self.settings.shutdown_drain)
         await asyncio.sleep(self.settings.shutdown_drain)
-        await self.server.stop(self.settings.shutdown_grace)
+        stuck = await self.inflight.drain(self.settings.shutdown_grace)
+        if stuck:
+            log.warning("%s: handlers still running after cancellation: %s", self.spec.name, ", ".join(sorted(stuck)))
+        await self.server.stop(_STOP_GRACE)
         await self.clients.close()
         await self.database.dispose()
         log.info("%s stopped", self.spec.name)

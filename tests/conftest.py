@@ -8,6 +8,7 @@ PostgreSQL cannot be reached, its tests fail under CI (``CI`` set) and skip else
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 import pathlib
 import uuid
@@ -18,8 +19,19 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from mesh.config import Settings, parse_database_url
+from tests.support.leaks import no_leftover_tasks
 
 DEFAULT_TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+__all__ = ["no_leftover_tasks"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every async test checks, last of all, that it left no task running."""
+    for item in items:
+        function = getattr(item, "function", None)
+        if function is not None and inspect.iscoroutinefunction(function):
+            item.fixturenames.insert(0, "no_leftover_tasks")  # type: ignore[attr-defined]
 
 
 def postgres_url() -> str:

@@ -1,0 +1,83 @@
+"""Server side: know which RPC handlers are running, so a shutdown can wait for them.
+
+grpc.aio's ``server.stop(grace)`` returns once the transport has finished every call, but a
+handler whose call was cancelled (the client went away, the grace ran out) may still be
+unwinding in its task: rolling back a transaction, closing a database connection. If the
+service then disposes its database and the loop ends, that task waits forever for a
+completion the stopped server will never deliver. This interceptor records each
+handler's task; :meth:`InFlightCalls.drain` refuses new calls and waits, bounded, for the
+recorded ones while the server can still complete them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from interceptors.handlers import wrap_behaviour
+from mesh.errors import Unavailable
+from mesh.tasks import cancel_and_wait, wait_for_tasks
+
+
+class InFlightCalls(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    """Tracks running handler tasks; refuses new calls once draining."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._draining = False
+
+    @property
+    def count(self) -> int:
+        """How many handlers are running now."""
+        return len(self._tasks)
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Any:
+        """Wrap the handler so that its task is known while it runs."""
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        return wrap_behaviour(handler, self._tracked)
+
+    async def drain(self, grace: float, *, unwind: float = 2.0) -> set[str]:
+        """Refuse new calls, give running ones ``grace`` seconds, then cancel what is left.
+
+        Returns:
+            Names of handler tasks still running after the cancellation (logged too).
+
+        """
+        self._draining = True
+        await wait_for_tasks(set(self._tasks), timeout=grace)
+        return await cancel_and_wait(set(self._tasks), timeout=unwind)
+
+    def _enter(self) -> None:
+        if self._draining:
+            raise Unavailable("the service is shutting down; retry on another instance")
+        task = asyncio.current_task()
+        # The task is forgotten only when it has ended, after grpc has sent the call's status.
+        if task is not None and task not in self._tasks:
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _tracked(self, behaviour: Any) -> Any:
+        if inspect.isasyncgenfunction(behaviour):
+
+            async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+                self._enter()
+                async for response in behaviour(request, context):
+                    yield response
+
+            return stream
+
+        async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            self._enter()
+            return await behaviour(request, context)
+
+        return call
