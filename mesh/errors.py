@@ -3,11 +3,67 @@
 Domain code raises these; the errors interceptor turns them into gRPC statuses and the
 REST edge turns statuses into HTTP statuses with one table. Each class carries its gRPC
 code, so the mapping lives in exactly one place: the class.
+
+An error may also carry a machine-readable reason from its service's ``ErrorReason`` enum
+(``protos/vocelio/<service>/v1/<service>_errors.proto``), sent as a ``google.rpc.ErrorInfo``
+detail: ``raise FailedPrecondition("…").with_reason(REASONS, ERROR_REASON_X)``, where
+``REASONS = ErrorReasons(<service>_errors_pb2.ErrorReason)``. :func:`rich_status` builds the
+status with every detail the error carries.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any, Self
+
 import grpc
+from google.protobuf import any_pb2
+from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
+from google.rpc import error_details_pb2, status_pb2
+
+REASON_PREFIX = "ERROR_REASON_"
+DOMAIN_SUFFIX = ".vocelio.com"
+
+
+class ErrorReasons:
+    """One service's ``ErrorReason`` enum, as ``google.rpc.ErrorInfo`` reasons.
+
+    ``ErrorInfo.reason`` is the enum value's name without the ``ERROR_REASON_`` prefix
+    (AIP-193 UPPER_SNAKE: ``INVALID_GRANT``) and ``ErrorInfo.domain`` is
+    ``<service>.vocelio.com``, the service being the enum's package segment.
+
+    Attributes:
+        domain: the service's error domain (``identity.vocelio.com``).
+
+    """
+
+    def __init__(self, enum: EnumTypeWrapper) -> None:
+        descriptor: Any = enum.DESCRIPTOR
+        package = descriptor.full_name.rsplit(".", 1)[0]
+        parts = package.split(".")
+        if descriptor.name != "ErrorReason" or len(parts) != 3 or parts[0] != "vocelio":
+            raise ValueError(f"{descriptor.full_name} is not a service's ErrorReason enum")
+        self._enum = enum
+        self.domain = parts[1] + DOMAIN_SUFFIX
+
+    def reason(self, value: int) -> str:
+        """The ErrorInfo reason of an enum value (``INVALID_GRANT``).
+
+        Raises:
+            ValueError: the value is ``ERROR_REASON_UNSPECIFIED`` or not in the enum.
+
+        """
+        if value == 0 or value not in self._enum.values():
+            raise ValueError(f"{value!r} is not a declared reason of {self._enum.DESCRIPTOR.full_name}")
+        return str(self._enum.Name(value)).removeprefix(REASON_PREFIX)
+
+    def declared(self) -> frozenset[str]:
+        """Every reason the enum declares, as sent (without the prefix)."""
+        return frozenset(self.reason(value) for value in self._enum.values() if value != 0)
+
+    def info(self, value: int, metadata: Mapping[str, str] | None = None) -> error_details_pb2.ErrorInfo:
+        """The ``google.rpc.ErrorInfo`` of an enum value, with optional metadata (never secrets)."""
+        return error_details_pb2.ErrorInfo(reason=self.reason(value), domain=self.domain, metadata=metadata or {})
 
 
 class VocelioError(Exception):
@@ -20,10 +76,21 @@ class VocelioError(Exception):
     """
 
     code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    error_info: error_details_pb2.ErrorInfo | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    def with_reason(self, reasons: ErrorReasons, value: int, metadata: Mapping[str, str] | None = None) -> Self:
+        """Attach a declared reason (sent as ``google.rpc.ErrorInfo``); returns the error, to raise it.
+
+        Raises:
+            ValueError: the value is not a declared reason of that enum.
+
+        """
+        self.error_info = reasons.info(value, metadata)
+        return self
 
 
 class InvalidArgument(VocelioError):
@@ -106,3 +173,30 @@ class Internal(VocelioError):
     """An invariant broke. The caller sees a generic message; the details go to the log."""
 
     code = grpc.StatusCode.INTERNAL
+
+
+def rich_status(error: VocelioError) -> status_pb2.Status:
+    """The ``google.rpc.Status`` of an error, with its details.
+
+    ``BadRequest`` for the field violations of an :class:`InvalidArgument`, then the
+    ``ErrorInfo`` of a reason attached with :meth:`VocelioError.with_reason`.
+    """
+    details: list[any_pb2.Any] = []
+    violations = getattr(error, "field_violations", None)
+    if violations:
+        bad_request = error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(field=field, description=description)
+                for field, description in violations.items()
+            ]
+        )
+        details.append(_packed(bad_request))
+    if error.error_info is not None:
+        details.append(_packed(error.error_info))
+    return status_pb2.Status(code=error.code.value[0], message=error.message, details=details)
+
+
+def _packed(detail: Any) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(detail)
+    return packed

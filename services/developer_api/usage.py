@@ -16,6 +16,7 @@ import math
 from collections.abc import Iterable, Sequence
 
 from mesh.errors import InvalidArgument
+from vocelio.common.v1 import usage_pb2
 
 LOG_RETENTION = datetime.timedelta(days=30)
 USAGE_RETENTION = datetime.timedelta(days=400)
@@ -45,6 +46,26 @@ class Granularity(enum.Enum):
         """The start of the bucket holding ``moment`` (UTC)."""
         moment = moment.astimezone(datetime.UTC).replace(minute=0, second=0, microsecond=0)
         return moment.replace(hour=0) if self is Granularity.DAY else moment
+
+
+def granularity_of(value: int) -> Granularity:
+    """The bucket width a request's ``vocelio.common.v1.UsageGranularity`` asks for.
+
+    Unset means DAY; the shared enum's other widths (MONTH, YEAR, ALL_TIME) are billing's.
+
+    Raises:
+        InvalidArgument: a width API usage does not offer.
+
+    """
+    if value == usage_pb2.USAGE_GRANULARITY_HOUR:
+        return Granularity.HOUR
+    if value in (usage_pb2.USAGE_GRANULARITY_UNSPECIFIED, usage_pb2.USAGE_GRANULARITY_DAY):
+        return Granularity.DAY
+    name = usage_pb2.UsageGranularity.Name(value) if value in usage_pb2.UsageGranularity.values() else str(value)
+    raise InvalidArgument(
+        "granularity must be USAGE_GRANULARITY_HOUR or USAGE_GRANULARITY_DAY",
+        {"granularity": f"{name} is not offered for API usage"},
+    )
 
 
 @dataclasses.dataclass(slots=True)

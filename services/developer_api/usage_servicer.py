@@ -24,8 +24,15 @@ from services.developer_api.listing import (
     query_fingerprint,
 )
 from services.developer_api.models import utc
-from services.developer_api.usage import MAX_BATCH, Counters, Granularity, group_buckets, usage_range, validate_log_time
-from vocelio.developer_api.v1 import api_usage_pb2
+from services.developer_api.usage import (
+    MAX_BATCH,
+    Counters,
+    Granularity,
+    granularity_of,
+    group_buckets,
+    usage_range,
+    validate_log_time,
+)
 from vocelio.developer_api.v1 import developer_api_service_pb2 as pb
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -170,9 +177,7 @@ class UsageRpcs:
         principal = current()
         now = self._clock()
         key_id = None if request.parent == "api_keys/-" else domain.parse_key_name(request.parent, "parent")
-        granularity = (
-            Granularity.HOUR if request.granularity == api_usage_pb2.USAGE_GRANULARITY_HOUR else Granularity.DAY
-        )
+        granularity = granularity_of(request.granularity)
         start, end = usage_range(
             convert.moment(request, "start_time"), convert.moment(request, "end_time"), granularity, now
         )

@@ -10,9 +10,14 @@ from typing import Any
 
 import grpc
 
-from mesh.errors import ResourceExhausted, VocelioError
+from mesh.errors import ErrorReasons, ResourceExhausted, VocelioError
+from vocelio.identity.v1 import identity_errors_pb2
 
-ERROR_DOMAIN = "identity.vocelio.com"
+# ErrorInfo.reason is the identity ErrorReason value (INVALID_GRANT); the RFC 6749 code the
+# protocol mandates (invalid_grant) travels beside it in ErrorInfo.metadata["oauth_error"].
+REASONS = ErrorReasons(identity_errors_pb2.ErrorReason)
+ERROR_DOMAIN = REASONS.domain
+OAUTH_ERROR_KEY = "oauth_error"
 
 GRANT_PASSWORD = "password"
 GRANT_REFRESH_TOKEN = "refresh_token"
@@ -26,9 +31,16 @@ INVALID_GRANT = "invalid_grant"
 UNSUPPORTED_GRANT_TYPE = "unsupported_grant_type"
 INVALID_SCOPE = "invalid_scope"
 ACCOUNT_LOCKED = "account_locked"
-RATE_LIMITED = "rate_limited"
 
 _UNAUTHENTICATED_CODES = (INVALID_CLIENT, INVALID_GRANT, ACCOUNT_LOCKED)
+_REASON_OF_CODE = {
+    INVALID_REQUEST: identity_errors_pb2.ERROR_REASON_INVALID_REQUEST,
+    INVALID_CLIENT: identity_errors_pb2.ERROR_REASON_INVALID_CLIENT,
+    INVALID_GRANT: identity_errors_pb2.ERROR_REASON_INVALID_GRANT,
+    UNSUPPORTED_GRANT_TYPE: identity_errors_pb2.ERROR_REASON_UNSUPPORTED_GRANT_TYPE,
+    INVALID_SCOPE: identity_errors_pb2.ERROR_REASON_INVALID_SCOPE,
+    ACCOUNT_LOCKED: identity_errors_pb2.ERROR_REASON_ACCOUNT_LOCKED,
+}
 
 # The one message for every failed password check, whatever the cause (RFC 6749 §10.x:
 # no account enumeration).
@@ -36,7 +48,10 @@ BAD_CREDENTIALS = "the e-mail address or the password is wrong"
 
 
 class OAuthError(VocelioError):
-    """A failed grant, carrying its RFC 6749 error code as the ``google.rpc.ErrorInfo`` reason.
+    """A failed grant, carrying its RFC 6749 error code.
+
+    Its ``google.rpc.ErrorInfo`` has the identity ``ErrorReason`` as reason (``INVALID_GRANT``)
+    and the RFC code in ``metadata["oauth_error"]`` (``invalid_grant``).
 
     Attributes:
         reason: the RFC error code (``invalid_grant`` …).
@@ -51,6 +66,7 @@ class OAuthError(VocelioError):
         self.code = (
             grpc.StatusCode.UNAUTHENTICATED if reason in _UNAUTHENTICATED_CODES else grpc.StatusCode.INVALID_ARGUMENT
         )
+        self.with_reason(REASONS, _REASON_OF_CODE[reason], {OAUTH_ERROR_KEY: reason, **self.metadata})
 
 
 class RateLimited(ResourceExhausted):
@@ -66,6 +82,7 @@ class RateLimited(ResourceExhausted):
         super().__init__(f"too many sign-in attempts; try again in {max(1, round(retry_after))} s")
         self.retry_after = retry_after
         self.limit = limit
+        self.with_reason(REASONS, identity_errors_pb2.ERROR_REASON_RATE_LIMITED, {"limit": limit})
 
 
 def account_locked(until: dt.datetime) -> OAuthError:

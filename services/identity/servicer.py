@@ -1,8 +1,9 @@
 """IdentityService over gRPC: proto in, use case, proto out.
 
-Grant failures carry a ``google.rpc.ErrorInfo`` (the RFC 6749 error code as reason) and
-rate limits a ``google.rpc.RetryInfo``: the errors interceptor only knows BadRequest
-details, so :func:`rich_errors` sends these statuses itself.
+Grant failures carry a ``google.rpc.ErrorInfo`` (identity's ``ErrorReason`` as reason, the
+RFC 6749 error code in ``metadata["oauth_error"]``) and rate limits a ``google.rpc.RetryInfo``:
+the errors interceptor only knows BadRequest details, so :func:`rich_errors` sends these
+statuses itself.
 """
 
 from __future__ import annotations
@@ -14,15 +15,16 @@ from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from mesh.errors import PermissionDenied, Unimplemented
+from mesh.errors import rich_status as mesh_rich_status
 from mesh.principal import Principal, current
 from services.identity import accounts, convert, grants, oauth, security, sessions, signup
 from services.identity.app import Identity
 from services.identity.audit import RequestInfo
-from services.identity.oauth import ERROR_DOMAIN, RATE_LIMITED, OAuthError, RateLimited
+from services.identity.oauth import OAuthError, RateLimited
 from vocelio.identity.v1 import identity_service_pb2 as pb
 from vocelio.identity.v1 import identity_service_pb2_grpc
 
@@ -40,17 +42,12 @@ def _packed(message: Any) -> any_pb2.Any:
 
 def rich_status(error: OAuthError | RateLimited) -> status_pb2.Status:
     """The ``google.rpc.Status`` for a grant failure or a rate limit, with its details."""
+    status = mesh_rich_status(error)
     if isinstance(error, RateLimited):
         delay = duration_pb2.Duration(seconds=max(1, math.ceil(error.retry_after)))
-        details = [
-            _packed(error_details_pb2.RetryInfo(retry_delay=delay)),
-            _packed(
-                error_details_pb2.ErrorInfo(reason=RATE_LIMITED, domain=ERROR_DOMAIN, metadata={"limit": error.limit})
-            ),
-        ]
-        return status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message=error.message, details=details)
-    info = error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata)
-    return status_pb2.Status(code=error.code.value[0], message=error.message, details=[_packed(info)])
+        retry = _packed(error_details_pb2.RetryInfo(retry_delay=delay))
+        return status_pb2.Status(code=status.code, message=status.message, details=[retry, *status.details])
+    return status
 
 
 def rich_errors(method: Method[RequestT, ResponseT]) -> Method[RequestT, ResponseT]:

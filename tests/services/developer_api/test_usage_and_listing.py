@@ -18,6 +18,7 @@ from services.developer_api.listing import (
     parse_filter,
     query_fingerprint,
 )
+from vocelio.common.v1 import usage_pb2
 
 NOW = datetime.datetime(2026, 6, 1, 12, 30, tzinfo=datetime.UTC)
 MS = datetime.timedelta(milliseconds=1)
@@ -67,6 +68,15 @@ def test_buckets_align_to_utc_hours_and_days():
     moment = datetime.datetime(2026, 6, 1, 14, 45, 12, tzinfo=datetime.timezone(datetime.timedelta(hours=2)))
     assert usage.Granularity.HOUR.floor(moment) == datetime.datetime(2026, 6, 1, 12, tzinfo=datetime.UTC)
     assert usage.Granularity.DAY.floor(moment) == datetime.datetime(2026, 6, 1, tzinfo=datetime.UTC)
+
+
+def test_usage_offers_hourly_and_daily_buckets_of_the_shared_granularity_only():
+    assert usage.granularity_of(usage_pb2.USAGE_GRANULARITY_UNSPECIFIED) is usage.Granularity.DAY
+    assert usage.granularity_of(usage_pb2.USAGE_GRANULARITY_HOUR) is usage.Granularity.HOUR
+    assert usage.granularity_of(usage_pb2.USAGE_GRANULARITY_DAY) is usage.Granularity.DAY
+    with pytest.raises(InvalidArgument) as refused:
+        usage.granularity_of(usage_pb2.USAGE_GRANULARITY_MONTH)
+    assert refused.value.field_violations == {"granularity": "USAGE_GRANULARITY_MONTH is not offered for API usage"}
 
 
 def test_usage_ranges():

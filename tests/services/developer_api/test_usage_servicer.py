@@ -11,6 +11,7 @@ from google.protobuf import duration_pb2, timestamp_pb2
 
 from tests.services.developer_api.conftest import Harness
 from tests.services.developer_api.test_servicer import ADMIN_A, ADMIN_B, SERVICE, create, refused
+from vocelio.common.v1 import usage_pb2
 from vocelio.developer_api.v1 import api_usage_pb2
 from vocelio.developer_api.v1 import developer_api_service_pb2 as pb
 
@@ -106,7 +107,7 @@ async def test_usage_buckets(harness: Harness, keys):
         pb.ListApiKeyUsageRequest(
             parent=first,
             start_time=at(NOW - datetime.timedelta(hours=3)),
-            granularity=api_usage_pb2.USAGE_GRANULARITY_HOUR,
+            granularity=usage_pb2.USAGE_GRANULARITY_HOUR,
         ),
         metadata=ADMIN_A,
         timeout=10,
@@ -140,7 +141,7 @@ async def test_usage_buckets(harness: Harness, keys):
             pb.ListApiKeyUsageRequest(
                 parent=first,
                 start_time=at(NOW - datetime.timedelta(days=8)),
-                granularity=api_usage_pb2.USAGE_GRANULARITY_HOUR,
+                granularity=usage_pb2.USAGE_GRANULARITY_HOUR,
             ),
             metadata=ADMIN_A,
             timeout=10,

@@ -61,6 +61,19 @@ def error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
     raise AssertionError("no ErrorInfo detail")
 
 
+def oauth_error(error: grpc.aio.AioRpcError) -> str:
+    """The RFC 6749 error code of a failed grant, checking the ErrorInfo that carries it.
+
+    ErrorInfo.reason is identity's ErrorReason value (``INVALID_GRANT``), the RFC code rides in
+    ``metadata["oauth_error"]`` (``invalid_grant``).
+    """
+    info = error_info(error)
+    assert info.domain == "identity.vocelio.com"
+    code = str(info.metadata["oauth_error"])
+    assert info.reason == code.upper(), (info.reason, code)
+    return code
+
+
 def retry_info(error: grpc.aio.AioRpcError) -> error_details_pb2.RetryInfo:
     """The RetryInfo detail of a failed call."""
     status = rpc_status.from_call(error)  # type: ignore[arg-type]

@@ -15,6 +15,7 @@ from tests.services.identity.conftest import (
     claims_of,
     error_info,
     header_of,
+    oauth_error,
     pb,
     retry_info,
 )
@@ -57,13 +58,13 @@ async def test_sign_up_password_grant_refresh_rotation_and_reuse_detection(any_b
     with pytest.raises(grpc.aio.AioRpcError) as reused:
         await harness.refresh(first.refresh_token)
     assert reused.value.code() == grpc.StatusCode.UNAUTHENTICATED
-    assert error_info(reused.value).reason == "invalid_grant"
+    assert oauth_error(reused.value) == "invalid_grant"
     assert error_info(reused.value).domain == "identity.vocelio.com"
     assert "already used" in (reused.value.details() or "")
     # The whole family is gone, the successor too.
     with pytest.raises(grpc.aio.AioRpcError) as successor:
         await harness.refresh(second.refresh_token)
-    assert error_info(successor.value).reason == "invalid_grant"
+    assert oauth_error(successor.value) == "invalid_grant"
     # ... and the session's access tokens are on the revocation log.
     service = harness.with_token(await harness.service_token())
     page = await service.ListRevokedTokens(pb.ListRevokedTokensRequest())
@@ -133,19 +134,19 @@ async def test_five_wrong_passwords_lock_the_account_with_a_clear_error(harness:
             await harness.password_grant("ada@example.com", "not the password!")
         assert wrong.value.code() == grpc.StatusCode.UNAUTHENTICATED
         assert wrong.value.details() == BAD_CREDENTIALS
-        assert error_info(wrong.value).reason == "invalid_grant"
+        assert oauth_error(wrong.value) == "invalid_grant"
     with pytest.raises(grpc.aio.AioRpcError) as locking:
         await harness.password_grant("ada@example.com", "not the password!")
     assert locking.value.code() == grpc.StatusCode.UNAUTHENTICATED
     info = error_info(locking.value)
-    assert info.reason == "account_locked"
+    assert (info.reason, info.metadata["oauth_error"]) == ("ACCOUNT_LOCKED", "account_locked")
     until = dt.datetime.fromisoformat(info.metadata["locked_until"].replace("Z", "+00:00"))
     assert dt.timedelta(minutes=14) < until - dt.datetime.now(dt.UTC) <= dt.timedelta(minutes=15)
     assert locking.value.details() == f"account locked until {info.metadata['locked_until']}"
     # Even the right password is refused while locked.
     with pytest.raises(grpc.aio.AioRpcError) as locked:
         await harness.password_grant("ada@example.com")
-    assert error_info(locked.value).reason == "account_locked"
+    assert oauth_error(locked.value) == "account_locked"
     # An admin of the organisation lifts the lock; the right password works again.
     admin = await harness.admin()
     user = (await admin.ListUsers(pb.ListUsersRequest(organization_id="-", filter="state = LOCKED"))).users
@@ -172,7 +173,7 @@ async def test_unknown_addresses_fail_like_wrong_passwords_and_attempts_are_rate
     for _ in range(9):
         with pytest.raises(grpc.aio.AioRpcError) as attempt:
             await harness.password_grant("nobody@example.com", "not the password!")
-        reasons.append(error_info(attempt.value).reason)
+        reasons.append(oauth_error(attempt.value))
     # Unknown addresses lock after five failures too, so locking cannot tell accounts apart.
     assert reasons == ["invalid_grant"] * 3 + ["account_locked"] * 6
     # The eleventh attempt in a minute on one address is not even checked.
@@ -197,6 +198,7 @@ async def test_the_address_limit_counts_the_first_x_forwarded_for_hop(harness: H
     assert codes[:30] == [grpc.StatusCode.UNAUTHENTICATED] * 30
     assert codes[-1] == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert error_info(caught.value).metadata["limit"] == "per_address"
+    assert error_info(caught.value).reason == "RATE_LIMITED"
     # Another address is not limited.
     with pytest.raises(grpc.aio.AioRpcError) as other:
         await harness.password_grant("p0@example.com", "x" * 12)
@@ -222,7 +224,7 @@ async def test_grant_errors_carry_rfc_6749_codes(harness: Harness, request_field
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await harness.anonymous.IssueToken(pb.IssueTokenRequest(**request_fields))
     assert caught.value.code() == code
-    assert error_info(caught.value).reason == reason
+    assert oauth_error(caught.value) == reason
     assert caught.value.details()
 
 
@@ -245,7 +247,7 @@ async def test_services_get_tokens_with_the_mesh_secret(harness: Harness):
                 pb.IssueTokenRequest(grant_type="client_credentials", client_id=client_id, client_secret=secret)
             )
         assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
-        assert error_info(caught.value).reason == "invalid_client"
+        assert oauth_error(caught.value) == "invalid_client"
 
 
 async def test_api_keys_get_scoped_tokens_that_do_not_outlive_them(harness: Harness):
@@ -281,12 +283,12 @@ async def test_api_keys_get_scoped_tokens_that_do_not_outlive_them(harness: Harn
     ):
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await harness.anonymous.IssueToken(request)
-        assert error_info(caught.value).reason == "invalid_client"
+        assert oauth_error(caught.value) == "invalid_client"
     with pytest.raises(grpc.aio.AioRpcError) as scope:
         await harness.anonymous.IssueToken(
             pb.IssueTokenRequest(grant_type="client_credentials", client_secret="vk_live_secret", scope="calls.delete")
         )
-    assert error_info(scope.value).reason == "invalid_scope"
+    assert oauth_error(scope.value) == "invalid_scope"
 
 
 async def test_users_choose_among_their_organisations_and_refresh_rereads_the_role(harness: Harness):
@@ -297,7 +299,7 @@ async def test_users_choose_among_their_organisations_and_refresh_rereads_the_ro
     assert claims_of(other.access_token)["role"] == "VIEWER" and other.organization_id == "org_other"
     with pytest.raises(grpc.aio.AioRpcError) as stranger:
         await harness.password_grant("ada@example.com", organization_id="org_unknown")
-    assert error_info(stranger.value).reason == "invalid_grant"
+    assert oauth_error(stranger.value) == "invalid_grant"
     harness.team_hub.set_role(user, "org_1", member_pb2.ROLE_MANAGER)
     refreshed = await harness.refresh(tokens.refresh_token)
     assert claims_of(refreshed.access_token)["role"] == "MANAGER"
@@ -306,7 +308,7 @@ async def test_users_choose_among_their_organisations_and_refresh_rereads_the_ro
     harness.team_hub.remove(user, "org_other")
     with pytest.raises(grpc.aio.AioRpcError) as removed:
         await harness.refresh(switched.refresh_token)
-    assert error_info(removed.value).reason == "invalid_grant"
+    assert oauth_error(removed.value) == "invalid_grant"
 
 
 async def test_down_scoped_user_tokens_keep_their_scope_on_refresh(harness: Harness):
@@ -317,10 +319,10 @@ async def test_down_scoped_user_tokens_keep_their_scope_on_refresh(harness: Harn
     assert claims_of(refreshed.access_token)["scope"] == "agents.get agents.list"
     with pytest.raises(grpc.aio.AioRpcError) as wider:
         await harness.refresh(refreshed.refresh_token, scope="agents.delete")
-    assert error_info(wider.value).reason == "invalid_scope"
+    assert oauth_error(wider.value) == "invalid_scope"
     with pytest.raises(grpc.aio.AioRpcError) as unknown:
         await harness.password_grant("ada@example.com", scope="signing_keys.rotate")
-    assert error_info(unknown.value).reason == "invalid_scope"
+    assert oauth_error(unknown.value) == "invalid_scope"
 
 
 async def test_the_bootstrap_super_admin_signs_in_without_an_organisation(any_backend: Harness):

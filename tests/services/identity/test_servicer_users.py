@@ -14,9 +14,9 @@ from tests.services.identity.conftest import (
     SERVICE_SECRET,
     Client,
     Harness,
-    error_info,
     eventually,
     identity_settings,
+    oauth_error,
     pb,
     start_harness,
 )
@@ -115,7 +115,7 @@ async def test_disabling_is_for_super_admins_and_ends_every_session(harness: Har
     assert disabled.user.disabled_reason == "left the company"
     with pytest.raises(grpc.aio.AioRpcError) as grant:
         await harness.password_grant("bob@example.com")
-    assert error_info(grant.value).reason == "invalid_grant" and "disabled" in (grant.value.details() or "")
+    assert oauth_error(grant.value) == "invalid_grant" and "disabled" in (grant.value.details() or "")
     with pytest.raises(grpc.aio.AioRpcError):
         await harness.refresh(bob_refresh)
 

@@ -1,0 +1,60 @@
+"""Errors with a declared reason become statuses with google.rpc.ErrorInfo (and BadRequest)."""
+
+from __future__ import annotations
+
+import pytest
+from google.rpc import code_pb2, error_details_pb2
+
+from mesh.errors import ErrorReasons, FailedPrecondition, InvalidArgument, rich_status
+from vocelio.agents.v1 import agents_errors_pb2
+from vocelio.common.v1 import usage_pb2
+from vocelio.identity.v1 import identity_errors_pb2
+
+IDENTITY = ErrorReasons(identity_errors_pb2.ErrorReason)
+
+
+def _details(status):
+    found = []
+    for packed in status.details:
+        for kind in (error_details_pb2.BadRequest, error_details_pb2.ErrorInfo):
+            if packed.Is(kind.DESCRIPTOR):
+                detail = kind()
+                packed.Unpack(detail)
+                found.append(detail)
+    return found
+
+
+def test_a_reason_travels_as_error_info_with_the_service_domain():
+    error = FailedPrecondition("account locked").with_reason(
+        IDENTITY, identity_errors_pb2.ERROR_REASON_ACCOUNT_LOCKED, {"locked_until": "2026-06-01T12:00:00Z"}
+    )
+    status = rich_status(error)
+    assert (status.code, status.message) == (code_pb2.FAILED_PRECONDITION, "account locked")
+    assert _details(status) == [
+        error_details_pb2.ErrorInfo(
+            reason="ACCOUNT_LOCKED", domain="identity.vocelio.com", metadata={"locked_until": "2026-06-01T12:00:00Z"}
+        )
+    ]
+
+
+def test_field_violations_and_a_reason_are_both_sent():
+    error = InvalidArgument("bad grant", {"grant_type": "required"}).with_reason(
+        IDENTITY, identity_errors_pb2.ERROR_REASON_INVALID_REQUEST
+    )
+    bad_request, info = _details(rich_status(error))
+    assert [v.field for v in bad_request.field_violations] == ["grant_type"]
+    assert (info.reason, info.domain) == ("INVALID_REQUEST", "identity.vocelio.com")
+
+
+def test_an_error_without_a_reason_has_no_error_info():
+    assert _details(rich_status(FailedPrecondition("no"))) == []
+
+
+def test_only_declared_values_of_a_service_error_reason_enum_are_accepted():
+    with pytest.raises(ValueError, match="not a declared reason"):
+        IDENTITY.reason(identity_errors_pb2.ERROR_REASON_UNSPECIFIED)
+    with pytest.raises(ValueError, match="not a declared reason"):
+        IDENTITY.reason(999)
+    with pytest.raises(ValueError, match="not a service's ErrorReason"):
+        ErrorReasons(usage_pb2.UsageGranularity)
+    assert ErrorReasons(agents_errors_pb2.ErrorReason).declared() == frozenset()
