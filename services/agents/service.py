@@ -17,5 +17,6 @@ def register(server: grpc.aio.Server, context: ServiceContext) -> None:
         context.database.sessions,
         PageTokens.from_secret(context.settings.mesh_service_secret(), context.spec.name),
         NoReferringServices(),
+        reads=context.database,
     )
     agents_service_pb2_grpc.add_AgentsServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]

@@ -44,9 +44,11 @@ class AgentsServicer(agents_service_pb2_grpc.AgentsServiceServicer):
         page_tokens: paging.PageTokens,
         usage: AgentUsage,
         *,
+        reads: store.PointReads,
         clock: Clock = utc_now,
     ) -> None:
         self._sessions = sessions
+        self._reads = reads
         self._page_tokens = page_tokens
         self._usage = usage
         self._clock = clock
@@ -59,9 +61,8 @@ class AgentsServicer(agents_service_pb2_grpc.AgentsServiceServicer):
         """Gets one agent."""
         principal = current()
         agent_id = names.parse_agent_name(request.name)
-        async with self._sessions.begin() as session:
-            row = await store.get_agent(session, agent_id, tenancy.reading_scope(principal))
-            return agents_service_pb2.GetAgentResponse(agent=convert.agent_to_proto(row))
+        row = await store.read_agent(self._reads, agent_id, tenancy.reading_scope(principal))
+        return agents_service_pb2.GetAgentResponse(agent=convert.agent_to_proto(row))
 
     async def ListAgents(
         self, request: agents_service_pb2.ListAgentsRequest, context: Context

@@ -12,10 +12,10 @@ import dataclasses
 import datetime
 import json
 import uuid
-from collections.abc import Sequence
-from typing import Generic, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any, Generic, Protocol, TypeVar
 
-from sqlalchemy import delete, select, tuple_
+from sqlalchemy import Select, bindparam, delete, inspect, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
@@ -49,6 +49,37 @@ class Page(Generic[RowT]):
 
 
 # Agents
+
+
+class PointReads(Protocol):
+    """Single-row reads outside a session (``mesh.db.ServiceDatabase.point_read``)."""
+
+    async def point_read(self, statement: Select[Any], params: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        """One row of ``statement``, or ``None``."""
+
+
+_AGENT_FIELDS = tuple((attribute.key, attribute.columns[0]) for attribute in inspect(AgentRow).column_attrs)
+_AGENT_BY_ID = select(*(column for _key, column in _AGENT_FIELDS)).where(AgentRow.id == bindparam("agent_id"))
+_AGENT_BY_ID_IN_ORGANIZATION = _AGENT_BY_ID.where(AgentRow.organization_id == bindparam("organization_id"))
+
+
+async def read_agent(database: PointReads, agent_id: str, organization_id: str | None) -> AgentRow:
+    """:func:`get_agent` for a read-only caller, as one point read without a session (the hot path).
+
+    The row is detached: read it, do not change it.
+
+    Raises:
+        NotFound: no such agent in the scope (same message as :func:`get_agent`).
+
+    """
+    if organization_id is None:
+        values = await database.point_read(_AGENT_BY_ID, {"agent_id": agent_id})
+    else:
+        params = {"agent_id": agent_id, "organization_id": organization_id}
+        values = await database.point_read(_AGENT_BY_ID_IN_ORGANIZATION, params)
+    if values is None:
+        raise NotFound(f"{names.agent_name(agent_id)} not found")
+    return AgentRow(**{key: value for (key, _column), value in zip(_AGENT_FIELDS, values, strict=True)})
 
 
 async def find_agent(session: AsyncSession, agent_id: str, organization_id: str | None) -> AgentRow | None:

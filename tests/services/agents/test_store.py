@@ -364,3 +364,30 @@ async def test_an_event_rolls_back_with_its_change(sessions):
     assert await outbox_rows(sessions) == []
     async with sessions.begin() as session:
         assert await store.find_agent(session, "sales-bot", None) is None
+
+
+async def test_the_point_read_returns_what_the_session_returns(database, sessions):
+    row = agent_row("front-desk", labels={"team": "north"}, state=AgentState.PUBLISHED)
+    await insert(sessions, row)
+    async with sessions.begin() as session:
+        expected = convert.agent_to_proto(await store.get_agent(session, "front-desk", "org_a"))
+    assert convert.agent_to_proto(await store.read_agent(database, "front-desk", "org_a")) == expected
+    assert convert.agent_to_proto(await store.read_agent(database, "front-desk", None)) == expected
+
+
+async def test_the_point_read_keeps_tenancy_and_the_same_not_found(database, sessions):
+    await insert(sessions, agent_row("front-desk", org="org_b"))
+    with pytest.raises(NotFound) as elsewhere:
+        await store.read_agent(database, "front-desk", "org_a")
+    with pytest.raises(NotFound) as missing:
+        await store.read_agent(database, "nobody-here", "org_a")
+    assert str(elsewhere.value) == "agents/front-desk not found"
+    assert str(missing.value) == "agents/nobody-here not found"
+
+
+async def test_the_point_read_sees_the_latest_commit(database, sessions):
+    await insert(sessions, agent_row("front-desk"))
+    assert (await store.read_agent(database, "front-desk", "org_a")).display_name == "Front-Desk"
+    async with sessions.begin() as session:
+        (await store.get_agent(session, "front-desk", "org_a")).display_name = "Renamed"
+    assert (await store.read_agent(database, "front-desk", "org_a")).display_name == "Renamed"
