@@ -13,12 +13,12 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Select, event, text
+from sqlalchemy import event, text
 from sqlalchemy.engine import URL, Engine, create_engine
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from mesh.config import Settings
-from mesh.reads import PointReader, Row, libpq_conninfo
+from mesh.reads import AnySelect, PointReader, Row, libpq_conninfo
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class ServiceDatabase:
             await self.engine.dispose()
             return False
 
-    async def point_read(self, statement: Select[Any], params: Mapping[str, Any]) -> Row | None:
+    async def point_read(self, statement: AnySelect, params: Mapping[str, Any]) -> Row | None:
         """One row of a single-row ``statement`` (built once, with ``bindparam``), outside any session.
 
         For hot lookups by key: no ORM session, no transaction (see ``mesh.reads``). The

@@ -25,7 +25,7 @@ import dataclasses
 import logging
 import sqlite3
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeAlias
 
 import psycopg
 from sqlalchemy import Select
@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 log = logging.getLogger(__name__)
 
 Row = tuple[Any, ...]
+AnySelect: TypeAlias = "Select[*tuple[Any, ...]]"
 _POOL_SIZE = 4
 
 
@@ -49,7 +50,7 @@ class _Compiled:
         return tuple(value if p is None else p(value) for p, value in zip(self.processors, raw, strict=True))
 
 
-def _compile(statement: Select[Any], dialect: Dialect) -> _Compiled:
+def _compile(statement: AnySelect, dialect: Dialect) -> _Compiled:
     compiled = statement.compile(dialect=dialect)
     processors = tuple(
         column.type.dialect_impl(dialect).result_processor(dialect, None) for column in statement.selected_columns
@@ -68,13 +69,13 @@ class PointReader:
         self._sqlite_path = sqlite_path
         self._conninfo = conninfo
         self._connect = connect
-        self._compiled: dict[int, tuple[Select[Any], _Compiled]] = {}
+        self._compiled: dict[int, tuple[AnySelect, _Compiled]] = {}
         self._sqlite: sqlite3.Connection | None = None
         self._idle: list[psycopg.AsyncConnection[Any]] = []
         self._open = 0
         self._available = asyncio.Condition()
 
-    def compiled(self, statement: Select[Any]) -> _Compiled:
+    def compiled(self, statement: AnySelect) -> _Compiled:
         """The statement compiled for this database (once per statement object)."""
         cached = self._compiled.get(id(statement))
         if cached is not None and cached[0] is statement:
@@ -84,7 +85,7 @@ class PointReader:
         self._compiled[id(statement)] = (statement, compiled)
         return compiled
 
-    async def one(self, statement: Select[Any], params: Mapping[str, Any]) -> Row | None:
+    async def one(self, statement: AnySelect, params: Mapping[str, Any]) -> Row | None:
         """The first row of ``statement`` with ``params``, processed like the ORM's, or ``None``.
 
         Raises:
@@ -110,7 +111,7 @@ class PointReader:
 
     # SQLite
 
-    async def _sqlite_one(self, statement: Select[Any], compiled: _Compiled, params: Mapping[str, Any]) -> Row | None:
+    async def _sqlite_one(self, statement: AnySelect, compiled: _Compiled, params: Mapping[str, Any]) -> Row | None:
         values = tuple(params[name] for name in compiled.positional)
         try:
             raw = self._sqlite_connection().execute(compiled.sql, values).fetchone()

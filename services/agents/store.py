@@ -15,12 +15,13 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
-from sqlalchemy import Select, bindparam, delete, inspect, select, tuple_
+from sqlalchemy import bindparam, delete, inspect, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
 from mesh.errors import Aborted, AlreadyExists, InvalidArgument, NotFound
+from mesh.reads import AnySelect
 from services.agents.domain import names
 from services.agents.domain.filtering import AgentFilter
 from services.agents.domain.lifecycle import AgentState
@@ -54,7 +55,7 @@ class Page(Generic[RowT]):
 class PointReads(Protocol):
     """Single-row reads outside a session (``mesh.db.ServiceDatabase.point_read``)."""
 
-    async def point_read(self, statement: Select[Any], params: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    async def point_read(self, statement: AnySelect, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
         """One row of ``statement``, or ``None``."""
 
 

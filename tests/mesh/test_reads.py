@@ -75,7 +75,7 @@ async def test_a_missing_parameter_is_an_error(database):
 async def test_reads_see_every_commit(database):
     for count in (4, 5):
         async with database.sessions.begin() as session:
-            (await session.get(ThingRow, "t1")).count = count  # type: ignore[union-attr]
+            (await session.get(ThingRow, "t1")).count = count
         row = await database.point_read(BY_ID, {"id": "t1", "owner": "o1"})
         assert row is not None and row[4] == count
 
