@@ -119,6 +119,20 @@ def wait_for(url: str, child: Child, timeout: float) -> None:
     raise BenchError(f"{url} did not answer 200 within {timeout:.0f}s (see {child.log})")
 
 
+def settled(send: Callable[[], tuple[int, Any]], patience: float = 30) -> tuple[int, Any]:
+    """``send()`` again while it answers 401 or 503, for up to ``patience`` seconds.
+
+    Right after start-up a service may not have identity's key set yet (its first fetch
+    raced identity's start and waits out a cool-down), so a fresh token is refused briefly.
+    """
+    deadline = time.monotonic() + patience
+    while True:
+        status, body = send()
+        if status not in (401, 503) or time.monotonic() > deadline:
+            return status, body
+        time.sleep(1)
+
+
 def expect(status: int, body: Any, wanted: int, what: str) -> Any:
     """``body`` if ``status`` is ``wanted``; BenchError otherwise."""
     if status != wanted:
@@ -209,7 +223,7 @@ def vocelio(work: pathlib.Path) -> Iterator[Target]:
                 "firstMessage": "Hello! How can I help?",
             },
         }
-        name = expect(*request("POST", f"{base}/v1/agents", agent, token), 200, "create agent")["name"]
+        name = expect(*settled(lambda: request("POST", f"{base}/v1/agents", agent, token)), 200, "create agent")["name"]
         url = f"{base}/v1/{name}"
         got = expect(*request("GET", url, token=token), 200, "sanity GET")
         if got.get("name") != name:
