@@ -22,6 +22,7 @@ from interceptors.auth import AuthenticationInterceptor
 from interceptors.errors import ErrorsInterceptor
 from interceptors.inflight import InFlightCalls
 from interceptors.rbac import AuthorizationInterceptor
+from interceptors.validation import ValidationInterceptor
 from mesh import migrations
 from mesh.access import default_access_table
 from mesh.config import Settings
@@ -98,6 +99,8 @@ class ServiceHost:
                 self.inflight,
                 AuthenticationInterceptor(registry, self.authenticator),
                 AuthorizationInterceptor(registry),
+                # after authentication, so only a caller allowed to make the call learns the contract's rules
+                ValidationInterceptor(),
             ],
             options=_SERVER_OPTIONS,
         )
