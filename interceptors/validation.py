@@ -28,6 +28,8 @@ def check(request: Message) -> None:
         InvalidArgument: one or more fields break a rule; every one is listed, by field path.
 
     """
+    if not isinstance(request, Message):  # a generic handler without a deserializer gets raw bytes
+        return
     found = violations(request)
     if found:
         raise InvalidArgument(
