@@ -8,8 +8,9 @@ limit the comment does not state, are both reported. Output-only fields and resp
 clients never send them. Limits that only domain code can check ("at most 400 days" of an interval, "at least
 1 hour ahead") are not matched by any phrase here and stay with the services.
 
-Every derived rule is "if set": ``ignore = IGNORE_IF_ZERO_VALUE`` (implied for fields that track presence). Proto3 cannot tell an unset scalar from
-zero, partial updates leave fields empty, and requiredness belongs to ``field_behavior`` and the services.
+Every derived rule is "if set": ``ignore = IGNORE_IF_ZERO_VALUE`` (implied for fields that track presence).
+Proto3 cannot tell an unset scalar from zero, partial updates leave fields empty, and requiredness belongs
+to ``field_behavior`` and the services.
 
 Usage: python tools/comment_limits.py [--descriptor-set FILE] [--apply]
     --apply writes the missing rules into the .proto sources (then run ``buf format -w``).
@@ -22,13 +23,16 @@ import dataclasses
 import pathlib
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 # Importing the option modules first makes the descriptor set's parse decode their extensions.
 from buf.validate import validate_pb2
 from google.api import field_behavior_pb2
 from google.protobuf import descriptor_pb2, duration_pb2, text_format
 
+# The generated stubs type extensions as plain FieldDescriptors, which the Extensions stub refuses.
+_FIELD_RULES: Any = validate_pb2.field
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 FDP = descriptor_pb2.FieldDescriptorProto
 FIELD_RULES = 1159  # (buf.validate.field)
@@ -99,7 +103,7 @@ def contract_fields(descriptor_set: descriptor_pb2.FileDescriptorSet) -> Iterato
 
 def _fields(
     file: descriptor_pb2.FileDescriptorProto,
-    messages: list[descriptor_pb2.DescriptorProto],
+    messages: Sequence[descriptor_pb2.DescriptorProto],
     path: tuple[int, ...],
     scope: str,
     locations: dict[tuple[int, ...], descriptor_pb2.SourceCodeInfo.Location],
@@ -203,7 +207,7 @@ def _is_phone_number(field: Field) -> bool:
 
 def actual_rules(field: descriptor_pb2.FieldDescriptorProto) -> dict[str, str]:
     """The ``buf.validate`` rules a field carries, flattened to ``{rule path: value}``."""
-    rules = field.options.Extensions[validate_pb2.field]
+    rules: Any = field.options.Extensions[_FIELD_RULES]
     flat: dict[str, str] = {}
     for descriptor, value in rules.ListFields():
         if descriptor.name == "ignore":
