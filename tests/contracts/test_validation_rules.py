@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 from google.protobuf import descriptor_pb2, message_factory
+from google.protobuf.message import Message
 
 from mesh.registry import default_descriptor_set
 from mesh.validation_rules import has_rules, violations
@@ -74,7 +75,7 @@ def test_e164_numbers_carry_the_e164_pattern(descriptor_set):
     assert comment_limits.actual_rules(value.proto)["string.pattern"] == comment_limits._quoted(comment_limits.E164)
 
 
-def _message_classes(descriptor_set) -> Iterator[type]:
+def _message_classes(descriptor_set) -> Iterator[type[Message]]:
     for file in descriptor_set.file:
         if not file.package.startswith("vocelio."):
             continue
