@@ -27,6 +27,7 @@ from interceptors.chain import chained_server
 from interceptors.errors import with_errors
 from interceptors.inflight import InFlightCalls
 from interceptors.rbac import authorized
+from interceptors.validation import validated
 from mesh import migrations
 from mesh.access import default_access_table
 from mesh.config import Settings
@@ -104,7 +105,14 @@ class ServiceHost:
         self.health = HealthServicer()
         self.inflight = InFlightCalls()
         self.server: grpc.aio.Server = chained_server(
-            [with_errors, self.inflight.tracked, authenticated(registry, self.authenticator), authorized(registry)],
+            [
+                with_errors,
+                self.inflight.tracked,
+                authenticated(registry, self.authenticator),
+                authorized(registry),
+                # after authentication, so only a caller allowed to make the call learns the contract's rules
+                validated(registry),
+            ],
             options=_SERVER_OPTIONS,
         )
         self._watch = DatabaseWatch(

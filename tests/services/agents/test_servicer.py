@@ -286,15 +286,11 @@ async def test_chosen_ids_are_unique_per_organisation(mesh: Mesh):
     assert (await mesh.alice.GetAgent(pb.GetAgentRequest(name=agent.name))).agent == agent
 
 
-async def test_field_violations_arrive_as_bad_request_details(mesh: Mesh):
+async def test_contract_rule_violations_are_refused_before_the_service_runs(mesh: Mesh):
     agent = agent_pb2.Agent(
-        display_name="",
-        labels={"Team": "x"},
-        draft=agent_pb2.AgentConfig(
-            voice="aria", fallback_voice="voices/v1", language_code="english", model_temperature=2.5,
-            interruption_sensitivity=-1, script="flows/f1",
-        ),
-    )  # fmt: skip
+        display_name="Front desk",
+        draft=agent_pb2.AgentConfig(model_temperature=2.5, interruption_sensitivity=-1),
+    )
     error = await refused(
         mesh.alice.CreateAgent(
             pb.CreateAgentRequest(parent=mesh.alice.parent, agent=agent, agent_id="X", request_id="a b")
@@ -302,15 +298,33 @@ async def test_field_violations_arrive_as_bad_request_details(mesh: Mesh):
     )
     assert error.code() == Code.INVALID_ARGUMENT
     assert set(field_violations(error)) == {
+        "agent.draft.model_temperature",
+        "agent.draft.interruption_sensitivity",
+        "agent_id",
+        "request_id",
+    }
+
+
+async def test_field_violations_arrive_as_bad_request_details(mesh: Mesh):
+    # Within the contract's rules, so the service's own validation lists everything it refuses.
+    agent = agent_pb2.Agent(
+        display_name="",
+        labels={"Team": "x"},
+        draft=agent_pb2.AgentConfig(
+            voice="aria", fallback_voice="voices/v1", language_code="english", script="flows/f1",
+        ),
+    )  # fmt: skip
+    error = await refused(
+        mesh.alice.CreateAgent(pb.CreateAgentRequest(parent=mesh.alice.parent, agent=agent, agent_id="Xy z"))
+    )
+    assert error.code() == Code.INVALID_ARGUMENT
+    assert set(field_violations(error)) == {
         "agent.display_name",
         'agent.labels["Team"]',
         "agent.draft.voice",
         "agent.draft.language_code",
-        "agent.draft.model_temperature",
-        "agent.draft.interruption_sensitivity",
         "agent.draft.script",
         "agent_id",
-        "request_id",
     }
 
 
