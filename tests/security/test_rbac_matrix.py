@@ -163,6 +163,7 @@ def _auth(token: str):
 async def _published_agent(stub, owner: str) -> str:
     created = await stub.CreateAgent(
         pb.CreateAgentRequest(
+            parent="organizations/org_a",
             agent=agent_pb2.Agent(
                 display_name="Front desk",
                 draft=agent_pb2.AgentConfig(
