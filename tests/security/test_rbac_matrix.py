@@ -169,7 +169,7 @@ async def _published_agent(stub, owner: str) -> str:
                 draft=agent_pb2.AgentConfig(
                     language_code="en-US", voice="voices/v1", prompt="Be helpful.", first_message="Hello!"
                 ),
-            )
+            ),
         ),
         metadata=_auth(owner),
     )
