@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, TypeVar
 
@@ -152,6 +153,11 @@ class KitService:
     issuer: TestIssuer
     clock: Clock
     audit: RecordingAudit
+
+    def tick(self, delta: datetime.timedelta = datetime.timedelta(seconds=1)) -> None:
+        """Move a :class:`FixedClock` forward, so resources made one after another have distinct times."""
+        if isinstance(self.clock, FixedClock):
+            self.clock.advance(delta)
 
     def stub(self, stub_class: type[StubT]) -> StubT:
         """A generated stub on the service's channel."""
