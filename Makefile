@@ -42,8 +42,8 @@ gen/.stamp: $(VENV)/.installed $(PROTOS) $(VENDORED_PROTOS) tools/genproto.py
 	$(PY) tools/genproto.py --protos protos --out gen --descriptor-set gen/vocelio.binpb --with-protovalidate
 	touch $@
 
-tests/gen/.stamp: $(VENV)/.installed $(TEST_PROTOS) tools/genproto.py
-	$(PY) tools/genproto.py --protos tests/protos --out tests/gen --descriptor-set tests/gen/testing.binpb
+tests/gen/.stamp: $(VENV)/.installed $(TEST_PROTOS) $(PROTOS) tools/genproto.py
+	$(PY) tools/genproto.py --protos tests/protos --include protos --out tests/gen --descriptor-set tests/gen/testing.binpb
 	touch $@
 
 vendor-protos: $(VENV)/.installed ## re-copy Google's API protos and re-render protovalidate's from its wheel
