@@ -13,7 +13,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from mesh.config import Settings
 from mesh.db import ServiceDatabase
-from services.agents.models import JsonDocument, UtcDateTime
+from mesh.kit.sql import JsonDocument, UtcDateTime
 
 T0 = datetime.datetime(2026, 12, 7, 9, 30, 15, 123456, tzinfo=datetime.UTC)
 
