@@ -51,6 +51,7 @@ def generic_app(descriptor_set: pathlib.Path, upstream: str, settings: Settings)
         options=edge_options(settings),
         cors_origins=settings.edge_cors_origins,
         extra_routes=[openapi_route(document), *docs_routes(title=f"{title} reference")],
+        health_timeout=settings.health_probe_timeout,
     )
 
 

@@ -28,7 +28,7 @@ def create_app(
     options: EdgeOptions | None = None,
     cors_origins: Sequence[str] = (),
     extra_routes: Sequence[BaseRoute] = (),
-    health_timeout: float = 1.0,
+    health_timeout: float = 2.0,
 ) -> Starlette:
     """Build the edge.
 

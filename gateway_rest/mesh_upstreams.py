@@ -68,6 +68,7 @@ def mesh_app(registry: Registry, settings: Settings, ports: dict[str, int] | Non
         options=edge_options(settings),
         cors_origins=settings.edge_cors_origins,
         extra_routes=[openapi_route(document), *docs_routes()],
+        health_timeout=settings.health_probe_timeout,
     )
 
 

@@ -49,7 +49,11 @@ class Settings:
         shutdown_drain: seconds the server keeps answering (health NOT_SERVING) before it
             stops accepting calls, so balancers and probes see the change.
         health_probe_interval: seconds between database probes.
-        health_probe_timeout: seconds one database probe may take.
+        health_probe_timeout: seconds one database probe, or one health check the edge or
+            the supervisor makes of a service, may take.
+        ready_timeout: seconds ``make run`` waits for every service to be SERVING before it
+            reports the mesh NOT ready (two dozen Python processes start slowly on a busy
+            2-core machine).
         migrate_on_start: apply pending migrations when a service starts.
         mesh_mode: ``processes`` (one per service) or ``all-in-one`` (one process).
         log_level: DEBUG, INFO, WARNING or ERROR.
@@ -67,6 +71,7 @@ class Settings:
     shutdown_drain: float = 0.5
     health_probe_interval: float = 2.0
     health_probe_timeout: float = 2.0
+    ready_timeout: float = 120.0
     migrate_on_start: bool = True
     mesh_mode: MeshMode = "processes"
     log_level: str = "INFO"
@@ -103,6 +108,7 @@ class Settings:
         for variable, value in (
             ("VOCELIO_HEALTH_PROBE_INTERVAL", self.health_probe_interval),
             ("VOCELIO_HEALTH_PROBE_TIMEOUT", self.health_probe_timeout),
+            ("VOCELIO_READY_TIMEOUT", self.ready_timeout),
         ):
             if value <= 0:
                 raise ConfigError(variable, f"must be positive, got {value}")
@@ -159,6 +165,7 @@ class Settings:
             shutdown_drain=_number(environ, "VOCELIO_SHUTDOWN_DRAIN", 0.5),
             health_probe_interval=_number(environ, "VOCELIO_HEALTH_PROBE_INTERVAL", 2.0),
             health_probe_timeout=_number(environ, "VOCELIO_HEALTH_PROBE_TIMEOUT", 2.0),
+            ready_timeout=_number(environ, "VOCELIO_READY_TIMEOUT", 120.0),
             migrate_on_start=_boolean(environ, "VOCELIO_MIGRATE_ON_START", environment == "development"),
             mesh_mode=_choice(environ, "VOCELIO_MESH_MODE", ("processes", "all-in-one"), "processes"),  # type: ignore[arg-type]
             log_level=environ.get("VOCELIO_LOG_LEVEL", "INFO").upper(),

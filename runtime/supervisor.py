@@ -48,12 +48,14 @@ class Supervisor:
     """Starts, reports and restarts the mesh's processes."""
 
     def __init__(
-        self, settings: Settings, registry: Registry, *, out: TextIO = sys.stdout, ready_timeout: float = 20.0
+        self, settings: Settings, registry: Registry, *, out: TextIO = sys.stdout, ready_timeout: float | None = None
     ) -> None:
         self.settings = settings
         self.registry = registry
         self.out = out
-        self.ready_timeout = ready_timeout
+        # A fixed 20 s was too short: 24 processes starting at once on a loaded 2-core machine
+        # took longer, and the supervisor then called a healthy mesh "NOT ready".
+        self.ready_timeout = settings.ready_timeout if ready_timeout is None else ready_timeout
         self.log_dir = settings.var_dir / "log"
         self.children = self._plan()
         self._stopping = asyncio.Event()
@@ -169,9 +171,10 @@ class Supervisor:
 
     async def _status(self, name: str, port: int) -> str:
         if name == "edge":
-            code = await http_status(self.settings.host, port, "/health")
+            # the edge asks every service in turn, so it gets their budget and one more
+            code = await http_status(self.settings.host, port, "/health", 2 * self.settings.health_probe_timeout)
             return "UNREACHABLE" if code is None else f"HTTP {code}"
-        return await grpc_health(f"{self.settings.host}:{port}")
+        return await grpc_health(f"{self.settings.host}:{port}", self.settings.health_probe_timeout)
 
     async def _statuses(self) -> dict[str, str]:
         pairs = [pair for child in self.children for pair in child.ports]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import grpc
 import httpx
 import pytest
@@ -18,7 +20,11 @@ ISSUER = TestIssuer()
 
 @pytest.fixture
 async def mesh(sqlite_settings: Settings):
-    async with running_services(sqlite_settings, issuer=ISSUER, edge=True) as in_process:
+    # The product's probe cadence: 23 services probing every 0.1 s (the shared settings, for tests
+    # that watch a database go away) load this one loop with 230 probes a second, and on a busy
+    # machine one probe past its 1 s budget turned a service NOT_SERVING mid-test.
+    settings = dataclasses.replace(sqlite_settings, health_probe_interval=2.0, health_probe_timeout=2.0)
+    async with running_services(settings, issuer=ISSUER, edge=True) as in_process:
         yield in_process, in_process.edge_port
 
 

@@ -60,7 +60,8 @@ async def test_run_starts_reports_restarts_and_stops_the_mesh(mode, tmp_path):
     seen: list[str] = []
     registry = default_registry()
     try:
-        ready = await _read_until(supervisor.stdout, READY, 120, seen)
+        # past the supervisor's own ready_timeout (120 s), so its verdict is what we read
+        ready = await _read_until(supervisor.stdout, READY, 150, seen)
         assert ready.group(1) == "ready", "".join(seen)
         assert int(ready.group(2)) == int(ready.group(3)) == len(registry) == 23
 
