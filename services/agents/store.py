@@ -39,14 +39,11 @@ FILTERS: FilterSchema = {
 # Agents
 
 
-<<<<<<< HEAD
 async def find_agent(session: AsyncSession, organization_id: str, agent_id: str) -> AgentRow | None:
     """The agent with this id in this organisation, or ``None`` (a primary-key point read)."""
     return await session.get(AgentRow, (organization_id, agent_id))
 
 
-=======
->>>>>>> hot
 class PointReads(Protocol):
     """Single-row reads outside a session (``mesh.db.ServiceDatabase.point_read``)."""
 
@@ -71,14 +68,6 @@ async def read_agent(database: PointReads, organization_id: str, agent_id: str) 
     return AgentRow(**{key: value for (key, _column), value in zip(_AGENT_FIELDS, values, strict=True)})
 
 
-<<<<<<< HEAD
-=======
-async def find_agent(session: AsyncSession, organization_id: str, agent_id: str) -> AgentRow | None:
-    """The agent with this id in this organisation, or ``None`` (a primary-key point read)."""
-    return await session.get(AgentRow, (organization_id, agent_id))
-
-
->>>>>>> hot
 async def get_agent(session: AsyncSession, organization_id: str, agent_id: str) -> AgentRow:
     """Like :func:`find_agent`, but a missing agent is an error.
 
