@@ -36,7 +36,7 @@ def _audit(row: Audited) -> audit_pb2.AuditInfo:
 def organization(row: Organization, member_count: int) -> organization_pb2.Organization:
     """An Organization message."""
     return organization_pb2.Organization(
-        name=common.resource_name("organizations", row.id),
+        name=common.organization_name(row.id),
         organization_id=row.id,
         display_name=row.display_name,
         state=f"ORGANIZATION_STATE_{row.state}",
@@ -53,15 +53,31 @@ def organization(row: Organization, member_count: int) -> organization_pb2.Organ
         close_time=row.close_time,
         labels=row.labels,
         audit=_audit(row),
-        etag=common.etag(row.id, row.version),
+        etag=common.etag(common.organization_name(row.id), row.version),
     )
+
+
+def membership_name(row: Membership) -> str:
+    """``organizations/{organization}/members/{member}``."""
+    return common.child_name(row.organization_id, "members", row.id)
+
+
+def team_name(row: Team) -> str:
+    """``organizations/{organization}/teams/{team}``."""
+    return common.child_name(row.organization_id, "teams", row.id)
+
+
+def invitation_name(row: Invitation) -> str:
+    """``organizations/{organization}/invitations/{invitation}``."""
+    return common.child_name(row.organization_id, "invitations", row.id)
 
 
 def membership(row: Membership, team_ids: list[str], now: datetime.datetime) -> member_pb2.Membership:
     """A Membership message (its state follows the clock for a GUEST)."""
     active = roles.membership_active(row.expire_time, now)
+    name = membership_name(row)
     return member_pb2.Membership(
-        name=common.resource_name("members", row.id),
+        name=name,
         organization_id=row.organization_id,
         user=row.user,
         email=row.email,
@@ -69,11 +85,13 @@ def membership(row: Membership, team_ids: list[str], now: datetime.datetime) -> 
         role=member_pb2.Role.Name(row.role),
         state=member_pb2.MEMBERSHIP_STATE_ACTIVE if active else member_pb2.MEMBERSHIP_STATE_EXPIRED,
         expire_time=row.expire_time,
-        teams=[common.resource_name("teams", team_id) for team_id in team_ids],
-        invitation=row.invitation,
+        teams=[common.child_name(row.organization_id, "teams", team_id) for team_id in team_ids],
+        invitation=(
+            common.child_name(row.organization_id, "invitations", row.invitation_id) if row.invitation_id else ""
+        ),
         join_time=row.join_time,
         audit=_audit(row),
-        etag=common.etag(row.id, row.version),
+        etag=common.etag(name, row.version),
     )
 
 
@@ -81,11 +99,11 @@ def invitation(row: Invitation, now: datetime.datetime) -> invitation_pb2.Invita
     """An Invitation message (never its token; PENDING past its expiry reads EXPIRED)."""
     state = invitations.effective_state(invitations.InvitationState(row.state), row.expire_time, now)
     return invitation_pb2.Invitation(
-        name=common.resource_name("invitations", row.id),
+        name=invitation_name(row),
         organization_id=row.organization_id,
         email=row.email,
         role=member_pb2.Role.Name(row.role),
-        teams=[common.resource_name("teams", team_id) for team_id in row.teams],
+        teams=[common.child_name(row.organization_id, "teams", team_id) for team_id in row.teams],
         member_expire_time=row.member_expire_time,
         message=row.message,
         state=f"INVITATION_STATE_{state.value}",
@@ -93,7 +111,7 @@ def invitation(row: Invitation, now: datetime.datetime) -> invitation_pb2.Invita
         inviter=row.inviter,
         accept_time=row.accept_time,
         accepted_by=row.accepted_by,
-        membership=row.membership,
+        membership=common.child_name(row.organization_id, "members", row.membership_id) if row.membership_id else "",
         revoke_time=row.revoke_time,
         last_send_time=row.last_send_time,
         audit=_audit(row),
@@ -102,14 +120,15 @@ def invitation(row: Invitation, now: datetime.datetime) -> invitation_pb2.Invita
 
 def team(row: Team, members: list[tuple[TeamMember, Membership]]) -> team_pb2.Team:
     """A Team message with its members."""
+    name = team_name(row)
     return team_pb2.Team(
-        name=common.resource_name("teams", row.id),
+        name=name,
         organization_id=row.organization_id,
         display_name=row.display_name,
         description=row.description,
         members=[
             team_pb2.TeamMember(
-                member=common.resource_name("members", m.id),
+                member=membership_name(m),
                 user=m.user,
                 display_name=m.display_name,
                 lead=place.lead,
@@ -120,7 +139,7 @@ def team(row: Team, members: list[tuple[TeamMember, Membership]]) -> team_pb2.Te
         member_count=len(members),
         labels=row.labels,
         audit=_audit(row),
-        etag=common.etag(row.id, row.version),
+        etag=common.etag(name, row.version),
     )
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import uuid
 from collections.abc import Callable, Collection, Mapping
 
 import grpc
@@ -25,7 +26,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from mesh.errors import NotFound, Unavailable
 from mesh.principal import Principal, PrincipalKind
 from runtime.clients import MeshClients
-from services.team_hub.domain.common import new_id
 from services.team_hub.store import outbox
 from vocelio.identity.v1 import audit_event_pb2, identity_service_pb2, identity_service_pb2_grpc
 
@@ -98,7 +98,7 @@ def audit_event(
     )
     event.event_time.FromDatetime(now)
     return identity_service_pb2.RecordAuditEventRequest(
-        audit_event=event, organization_id=organization_id, request_id=new_id("audit")
+        audit_event=event, organization_id=organization_id, request_id=str(uuid.uuid4())
     ).SerializeToString()
 
 

@@ -1,5 +1,9 @@
 """Team hub's tables: organisations, memberships, invitations, teams and the identity outbox.
 
+Every row that belongs to an organisation has ``(organization_id, id)`` as its primary
+key, so ids are unique per organisation (two organisations may both have a team
+``sales``) and every lookup names the organisation it reads in. Rows refer to other rows
+of their organisation by id; resource names are composed on the way out.
 Times are stored in UTC; :class:`UtcDateTime` is the one place that makes them
 timezone-aware again (SQLite hands back naive values). Roles are stored as their
 ladder numbers (``vocelio.team_hub.v1.Role``), states as their names without prefix.
@@ -15,6 +19,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     LargeBinary,
@@ -99,15 +104,16 @@ class Membership(Audited, Base):
 
     __tablename__ = "memberships"
 
+    organization_id: Mapped[str] = mapped_column(String(63), ForeignKey("organizations.id"), primary_key=True)
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    organization_id: Mapped[str] = mapped_column(String(63), ForeignKey("organizations.id"))
     user: Mapped[str] = mapped_column(String(200))
     email: Mapped[str] = mapped_column(String(254))
     display_name: Mapped[str] = mapped_column(String(100), default="")
     role: Mapped[int] = mapped_column(Integer)
     # GUEST only: when access ends (the membership is EXPIRED from then on).
     expire_time: Mapped[datetime.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
-    invitation: Mapped[str] = mapped_column(String(100), default="")
+    # The invitation the member joined with, in the same organisation ("" for a creator).
+    invitation_id: Mapped[str] = mapped_column(String(32), default="")
     join_time: Mapped[datetime.datetime] = mapped_column(UtcDateTime())
 
     __table_args__ = (
@@ -122,10 +128,11 @@ class Invitation(Audited, Base):
 
     __tablename__ = "invitations"
 
+    organization_id: Mapped[str] = mapped_column(String(63), ForeignKey("organizations.id"), primary_key=True)
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    organization_id: Mapped[str] = mapped_column(String(63), ForeignKey("organizations.id"))
     email: Mapped[str] = mapped_column(String(254))
     role: Mapped[int] = mapped_column(Integer)
+    # Ids of teams of the same organisation.
     teams: Mapped[list[str]] = mapped_column(JSON, default=list)
     member_expire_time: Mapped[datetime.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     message: Mapped[str] = mapped_column(String(500), default="")
@@ -134,7 +141,8 @@ class Invitation(Audited, Base):
     inviter: Mapped[str] = mapped_column(String(200))
     accept_time: Mapped[datetime.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     accepted_by: Mapped[str] = mapped_column(String(200), default="")
-    membership: Mapped[str] = mapped_column(String(100), default="")
+    # The membership created on acceptance, in the same organisation.
+    membership_id: Mapped[str] = mapped_column(String(32), default="")
     revoke_time: Mapped[datetime.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     last_send_time: Mapped[datetime.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     # SHA-256 of the token, hex.
@@ -164,8 +172,8 @@ class Team(Audited, Base):
 
     __tablename__ = "teams"
 
+    organization_id: Mapped[str] = mapped_column(String(63), ForeignKey("organizations.id"), primary_key=True)
     id: Mapped[str] = mapped_column(String(63), primary_key=True)
-    organization_id: Mapped[str] = mapped_column(String(63), ForeignKey("organizations.id"))
     display_name: Mapped[str] = mapped_column(String(100))
     description: Mapped[str] = mapped_column(String(1000), default="")
     labels: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
@@ -182,14 +190,27 @@ class TeamMember(Base):
 
     __tablename__ = "team_members"
 
-    team_id: Mapped[str] = mapped_column(String(63), ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True)
-    membership_id: Mapped[str] = mapped_column(
-        String(32), ForeignKey("memberships.id", ondelete="CASCADE"), primary_key=True
-    )
+    organization_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    team_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    membership_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     lead: Mapped[bool] = mapped_column(Boolean, default=False)
     add_time: Mapped[datetime.datetime] = mapped_column(UtcDateTime())
 
-    __table_args__ = (Index("ix_team_members_membership", "membership_id"),)
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["organization_id", "team_id"],
+            ["teams.organization_id", "teams.id"],
+            name="fk_team_members_team",
+            ondelete="CASCADE",
+        ),
+        ForeignKeyConstraint(
+            ["organization_id", "membership_id"],
+            ["memberships.organization_id", "memberships.id"],
+            name="fk_team_members_membership",
+            ondelete="CASCADE",
+        ),
+        Index("ix_team_members_membership", "organization_id", "membership_id"),
+    )
 
 
 class IdentityCall(Base):
@@ -203,8 +224,8 @@ class IdentityCall(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     organization_id: Mapped[str] = mapped_column(String(63))
-    # The resource the call is about ("members/…", "invitations/…").
-    target: Mapped[str] = mapped_column(String(100))
+    # The resource the call is about ("organizations/…/members/…").
+    target: Mapped[str] = mapped_column(String(200))
     # "revoke" (RevokePrincipalTokens) or "audit" (RecordAuditEvent).
     kind: Mapped[str] = mapped_column(String(16))
     # The serialised request message.

@@ -1,10 +1,11 @@
-"""Shared rules: resource names and ids, display names, e-mail addresses, labels, etags."""
+"""Shared rules: resource names and ids, idempotency keys, display names, e-mail addresses, labels, etags."""
 
 from __future__ import annotations
 
 import hashlib
 import re
 import secrets
+import uuid
 from collections.abc import Mapping
 
 from mesh.errors import Aborted, InvalidArgument
@@ -13,6 +14,9 @@ MAX_DISPLAY_NAME = 100
 MAX_EMAIL = 254
 MAX_LABELS = 64
 MAX_LABEL_VALUE = 63
+ORGANIZATIONS = "organizations"
+# AIP-159: ``organizations/-`` in a parent means every organisation.
+EVERY_ORGANIZATION = "-"
 
 _CLIENT_ID = re.compile(r"^[a-z0-9][a-z0-9-]{2,61}[a-z0-9]$")
 _ANY_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -28,12 +32,22 @@ def new_id(prefix: str) -> str:
 
 
 def resource_name(collection: str, resource_id: str) -> str:
-    """``collection/id``."""
+    """``collection/id`` (a platform-global name such as ``organizations/acme``)."""
     return f"{collection}/{resource_id}"
 
 
+def organization_name(organization_id: str) -> str:
+    """``organizations/{organization}``."""
+    return f"{ORGANIZATIONS}/{organization_id}"
+
+
+def child_name(organization_id: str, collection: str, resource_id: str) -> str:
+    """``organizations/{organization}/{collection}/{id}``."""
+    return f"{ORGANIZATIONS}/{organization_id}/{collection}/{resource_id}"
+
+
 def parse_name(name: str, collection: str, field: str = "name") -> str:
-    """The id in ``collection/{id}``.
+    """The id in a platform-global ``collection/{id}``.
 
     Raises:
         InvalidArgument: not a name of that collection.
@@ -43,6 +57,59 @@ def parse_name(name: str, collection: str, field: str = "name") -> str:
     if prefix != collection or not _ANY_ID.match(resource_id):
         raise InvalidArgument(f"expected a name like {collection}/abc", {field: f"must look like {collection}/{{id}}"})
     return resource_id
+
+
+def parse_child(name: str, collection: str, field: str = "name") -> tuple[str, str]:
+    """The organisation and the id in ``organizations/{organization}/{collection}/{id}``.
+
+    Raises:
+        InvalidArgument: not a name of that collection (``organizations/-`` included: a
+            single resource is always named in its own organisation).
+
+    """
+    parts = name.split("/")
+    if (
+        len(parts) != 4
+        or parts[0] != ORGANIZATIONS
+        or parts[2] != collection
+        or not _ANY_ID.match(parts[1])
+        or not _ANY_ID.match(parts[3])
+    ):
+        shape = f"organizations/{{organization}}/{collection}/{{id}}"
+        raise InvalidArgument(f"{field} must look like {shape}", {field: f"must look like {shape}"})
+    return parts[1], parts[3]
+
+
+def parse_parent(parent: str, field: str = "parent") -> str:
+    """The organisation id in ``organizations/{organization}`` (``-`` for every organisation).
+
+    Raises:
+        InvalidArgument: not an organisation name.
+
+    """
+    prefix, _, organization_id = parent.partition("/")
+    if prefix != ORGANIZATIONS or not (organization_id == EVERY_ORGANIZATION or _ANY_ID.match(organization_id)):
+        problem = "is required" if not parent else "must look like organizations/{organization}"
+        raise InvalidArgument(f"{field} {problem}", {field: problem})
+    return organization_id
+
+
+def request_id(value: str, field: str = "request_id") -> str:
+    """An idempotency key (AIP-155): a UUID4 in its canonical form, or ``""``.
+
+    Raises:
+        InvalidArgument: not a UUID4.
+
+    """
+    if not value:
+        return ""
+    try:
+        parsed = uuid.UUID(value)
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.version != 4 or str(parsed) != value.lower():
+        raise InvalidArgument(f"{field} must be a UUID4", {field: "a UUID4, generated once per logical request"})
+    return str(parsed)
 
 
 def client_chosen_id(value: str, field: str) -> str | None:
@@ -127,19 +194,19 @@ def labels(values: Mapping[str, str], field: str) -> dict[str, str]:
     return dict(sorted(values.items()))
 
 
-def etag(resource_id: str, version: int) -> str:
-    """The opaque etag of one version of a resource."""
-    return hashlib.sha256(f"{resource_id}:{version}".encode()).hexdigest()[:16]
+def etag(name: str, version: int) -> str:
+    """The opaque etag of one version of the resource called ``name``."""
+    return hashlib.sha256(f"{name}:{version}".encode()).hexdigest()[:16]
 
 
-def check_etag(given: str, resource_id: str, version: int) -> None:
+def check_etag(given: str, name: str, version: int) -> None:
     """Nothing when ``given`` is empty or current.
 
     Raises:
         Aborted: someone changed the resource since the caller read it.
 
     """
-    if given and given != etag(resource_id, version):
+    if given and given != etag(name, version):
         raise Aborted("the resource changed since it was read (etag mismatch); read it again and retry")
 
 

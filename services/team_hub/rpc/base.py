@@ -10,10 +10,10 @@ import grpc
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mesh.access import AccessTable, default_access_table
-from mesh.errors import FailedPrecondition, NotFound
+from mesh.errors import InvalidArgument, NotFound, PermissionDenied
 from mesh.principal import Principal, PrincipalKind
 from runtime.handlers import ServiceContext
-from services.team_hub.domain import invitations, roles
+from services.team_hub.domain import common, invitations, roles
 from services.team_hub.identity import IdentityLink, RequestInfo, audit_event
 from services.team_hub.models import Organization
 from services.team_hub.store import members as member_store
@@ -40,17 +40,39 @@ class RpcBase:
         self._table: AccessTable = default_access_table()
 
     @staticmethod
-    def _home(principal: Principal) -> str:
-        """The organisation a call acts in (the credential's).
+    def _parent(principal: Principal, parent: str, field: str = "parent") -> str:
+        """The organisation a List or Create acts in, from its ``parent``.
 
         Raises:
-            FailedPrecondition: the credential is not for an organisation (a platform
-                operator or a service outside any).
+            InvalidArgument: not ``organizations/{organization}``, or ``organizations/-``
+                from a platform principal (team hub's lists do not span organisations).
+            PermissionDenied: the caller is not in that organisation: one answer whether
+                or not it exists, ``organizations/-`` included.
 
         """
-        if not principal.organization_id:
-            raise FailedPrecondition("this call works in one organisation: use a token issued for it")
-        return principal.organization_id
+        organization_id = common.parse_parent(parent, field)
+        if organization_id == common.EVERY_ORGANIZATION and principal.is_platform_admin:
+            raise InvalidArgument(f"{field}: this list does not span organizations", {field: "name one organization"})
+        if organization_id == common.EVERY_ORGANIZATION or not principal.can_access(organization_id):
+            raise PermissionDenied(f"{field}: you have no access to {parent}; name your own organization")
+        return organization_id
+
+    @staticmethod
+    def _child(
+        principal: Principal, name: str, collection: str, not_found: str, field: str = "name"
+    ) -> tuple[str, str]:
+        """The organisation and id of a resource name the caller may look up.
+
+        Raises:
+            InvalidArgument: not ``organizations/{organization}/{collection}/{id}``.
+            NotFound: the name is in another organisation (``not_found``, exactly what a
+                missing resource answers).
+
+        """
+        organization_id, resource_id = common.parse_child(name, collection, field)
+        if not principal.can_access(organization_id):
+            raise NotFound(not_found)
+        return organization_id, resource_id
 
     @staticmethod
     def _actor(principal: Principal) -> roles.Actor:

@@ -28,11 +28,8 @@ from vocelio.team_hub.v1 import team_hub_service_pb2 as pb
 _UNUSABLE = "invitation not found, revoked, expired or already used"
 
 
-def _request_id(value: str) -> str:
-    request_id = value.strip()
-    if len(request_id) > 128:
-        raise InvalidArgument("request_id too long", {"request_id": "at most 128 characters"})
-    return request_id
+# The one answer for an invitation that is missing or in another organisation.
+_NOT_FOUND = "invitation not found"
 
 
 class InvitationRpcs(RpcBase):
@@ -41,13 +38,14 @@ class InvitationRpcs(RpcBase):
     async def CreateInvitation(
         self, request: pb.CreateInvitationRequest, context: Context
     ) -> pb.CreateInvitationResponse:
-        """Invite an address to the caller's organisation; the token is in this response only."""
+        """Invite an address to an organisation; the token is in this response only."""
         principal = current()
-        organization_id = self._home(principal)
+        organization_id = self._parent(principal, request.parent)
         message = request.invitation
         now = self._now()
         spec = invitations.validate_new(
             self._actor(principal),
+            organization_id=organization_id,
             email=message.email,
             role=message.role,
             teams=list(message.teams),
@@ -56,7 +54,7 @@ class InvitationRpcs(RpcBase):
             expire_time=convert.optional_time(message, "expire_time"),
             now=now,
         )
-        request_id = _request_id(request.request_id)
+        request_id = common.request_id(request.request_id)
         info = RequestInfo.of(context)
         async with self._sessions.begin() as session:
             organization = await self._organization(session, principal, organization_id, lock=True)
@@ -64,6 +62,11 @@ class InvitationRpcs(RpcBase):
             if request_id:
                 earlier = await invitation_store.by_request_id(session, organization_id, request_id)
                 if earlier is not None:
+                    if (earlier.email, earlier.role) != (spec.email, int(spec.role)):
+                        raise InvalidArgument(
+                            "request_id was already used for another invitation",
+                            {"request_id": "a new UUID4 for every logical request"},
+                        )
                     token = invitations.derived_token(self._token_key, earlier.token_salt or "")
                     if invitations.token_hash(token) != earlier.token_hash:
                         token = ""  # the configured key changed since: the token cannot be shown again
@@ -85,7 +88,7 @@ class InvitationRpcs(RpcBase):
                 expire_time=spec.expire_time,
                 inviter=principal.subject,
                 accepted_by="",
-                membership="",
+                membership_id="",
                 token_hash=invitations.token_hash(token),
                 token_salt=salt,
                 request_id=request_id or None,
@@ -96,7 +99,7 @@ class InvitationRpcs(RpcBase):
                 version=1,
             )
             await invitation_store.add(session, row)
-            name = common.resource_name("invitations", row.id)
+            name = convert.invitation_name(row)
             label = await self._actor_label(session, principal, organization_id)
             await self._audit(
                 session,
@@ -133,22 +136,20 @@ class InvitationRpcs(RpcBase):
         )
         missing = sorted(set(spec.teams) - await team_store.existing_ids(session, organization.id, spec.teams))
         if missing:
-            raise InvalidArgument(
-                "unknown team", {"invitation.teams": f"no team {common.resource_name('teams', missing[0])}"}
-            )
+            raise invitations.unknown_team(common.child_name(organization.id, "teams", missing[0]))
 
     async def GetInvitation(self, request: pb.GetInvitationRequest, context: Context) -> pb.GetInvitationResponse:
-        """Get one invitation of the caller's organisation."""
+        """Get one invitation."""
         principal = current()
-        invitation_id = common.parse_name(request.name, "invitations")
+        organization_id, invitation_id = self._child(principal, request.name, "invitations", _NOT_FOUND)
         async with self._sessions.begin() as session:
-            row = await _visible_invitation(session, principal, invitation_id)
+            row = await _invitation(session, organization_id, invitation_id)
         return pb.GetInvitationResponse(invitation=convert.invitation(row, self._now()))
 
     async def ListInvitations(self, request: pb.ListInvitationsRequest, context: Context) -> pb.ListInvitationsResponse:
-        """List the caller's organisation's invitations, newest first."""
+        """List an organisation's invitations, newest first."""
         principal = current()
-        organization_id = self._home(principal)
+        organization_id = self._parent(principal, request.parent)
         conditions = filters.parse(request.filter, invitation_store.FILTERABLE)
         size = paging.page_size(request.page_size)
         bound = paging.fingerprint("invitations", organization_id, request.filter)
@@ -168,11 +169,11 @@ class InvitationRpcs(RpcBase):
     ) -> pb.RevokeInvitationResponse:
         """Withdraw a PENDING invitation (repeating it is a no-op)."""
         principal = current()
-        invitation_id = common.parse_name(request.name, "invitations")
+        organization_id, invitation_id = self._child(principal, request.name, "invitations", _NOT_FOUND)
         info = RequestInfo.of(context)
         now = self._now()
         async with self._sessions.begin() as session:
-            row = await _visible_invitation(session, principal, invitation_id)
+            row = await _invitation(session, organization_id, invitation_id)
             organization = await self._organization(session, principal, row.organization_id)
             ensure_writable(OrganizationState(organization.state), platform_admin=principal.is_platform_admin)
             state = invitations.effective_state(InvitationState(row.state), row.expire_time, now)
@@ -229,18 +230,18 @@ class InvitationRpcs(RpcBase):
                     info,
                     row.organization_id,
                     audit_event_pb2.AUDIT_ACTION_INVITATION_ACCEPTED,
-                    common.resource_name("invitations", row.id),
+                    convert.invitation_name(row),
                     now,
                     email.strip().lower(),
-                    {"role": Role(row.role).name, "membership": row.membership},
+                    {"role": Role(row.role).name, "membership": row.membership_id},
                 )
             else:
                 membership = await self._joined(session, row)
-            teams = await member_store.teams_of(session, [membership.id])
+            teams = await member_store.teams_of(session, [member_store.key(membership)])
         if decision:
             await self._identity.deliver(row.organization_id)
         return pb.AcceptInvitationResponse(
-            membership=convert.membership(membership, teams[membership.id], now),
+            membership=convert.membership(membership, teams[member_store.key(membership)], now),
             invitation=convert.invitation(row, now),
         )
 
@@ -277,16 +278,16 @@ class InvitationRpcs(RpcBase):
                     info,
                     row.organization_id,
                     audit_event_pb2.AUDIT_ACTION_INVITATION_ACCEPTED,
-                    common.resource_name("invitations", row.id),
+                    convert.invitation_name(row),
                     now,
                     "",
-                    {"role": Role(row.role).name, "membership": row.membership, "user": request.user},
+                    {"role": Role(row.role).name, "membership": row.membership_id, "user": request.user},
                 )
             else:
                 membership = await self._joined(session, row)
-            teams = await member_store.teams_of(session, [membership.id])
+            teams = await member_store.teams_of(session, [member_store.key(membership)])
         return pb.RedeemInvitationResponse(
-            membership=convert.membership(membership, teams[membership.id], now),
+            membership=convert.membership(membership, teams[member_store.key(membership)], now),
             invitation=convert.invitation(row, now),
         )
 
@@ -312,7 +313,7 @@ class InvitationRpcs(RpcBase):
             display_name=display_name,
             role=row.role,
             expire_time=invitations.guest_access_end(Role(row.role), row.member_expire_time, now),
-            invitation=common.resource_name("invitations", row.id),
+            invitation_id=row.id,
             join_time=now,
             create_time=now,
             update_time=now,
@@ -323,34 +324,41 @@ class InvitationRpcs(RpcBase):
         if await member_store.find_by_user(session, row.organization_id, user) is not None:
             raise AlreadyExists("the user is already a member of the inviting organization")
         await member_store.add(session, membership)
-        name = common.resource_name("members", membership.id)
-        if not await invitation_store.mark_accepted(session, row, user=user, membership=name, now=now):
+        if not await invitation_store.mark_accepted(session, row, user=user, membership_id=membership.id, now=now):
             raise FailedPrecondition("invitation already used")
         for team_id in sorted(await team_store.existing_ids(session, row.organization_id, row.teams)):
-            if await team_store.member_count(session, team_id) < MAX_TEAM_MEMBERS:
+            if await team_store.member_count(session, row.organization_id, team_id) < MAX_TEAM_MEMBERS:
                 await team_store.add_place(
-                    session, TeamMember(team_id=team_id, membership_id=membership.id, lead=False, add_time=now)
+                    session,
+                    TeamMember(
+                        organization_id=row.organization_id,
+                        team_id=team_id,
+                        membership_id=membership.id,
+                        lead=False,
+                        add_time=now,
+                    ),
                 )
         return membership
 
     @staticmethod
     async def _joined(session: AsyncSession, row: Invitation) -> Membership:
         """The membership an invitation already created (it may have been removed since)."""
-        membership_id = row.membership.removeprefix("members/")
-        membership = await member_store.get(session, membership_id) if membership_id else None
+        membership = (
+            await member_store.get(session, row.organization_id, row.membership_id) if row.membership_id else None
+        )
         if membership is None:
             raise FailedPrecondition("invitation already used; its membership was removed since")
         return membership
 
 
-async def _visible_invitation(session: AsyncSession, principal: Principal, invitation_id: str) -> Invitation:
-    """An invitation the caller may see.
+async def _invitation(session: AsyncSession, organization_id: str, invitation_id: str) -> Invitation:
+    """An invitation of the organisation (which the caller may see: checked by ``_child``).
 
     Raises:
-        NotFound: it does not exist, or belongs to another tenant.
+        NotFound: no such invitation in the organisation.
 
     """
-    row = await invitation_store.get(session, invitation_id)
-    if row is None or not principal.can_access(row.organization_id):
-        raise NotFound("invitation not found")
+    row = await invitation_store.get(session, organization_id, invitation_id)
+    if row is None:
+        raise NotFound(_NOT_FOUND)
     return row

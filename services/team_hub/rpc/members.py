@@ -6,7 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mesh.access import Role, can_grant
 from mesh.errors import InvalidArgument, NotFound, PermissionDenied
-from mesh.principal import Principal, current
+from mesh.principal import current
 from services.team_hub import convert
 from services.team_hub.domain import common, filters, paging, roles
 from services.team_hub.domain.organizations import OrganizationState, ensure_writable
@@ -22,6 +22,8 @@ from vocelio.team_hub.v1 import team_hub_service_pb2 as pb
 _ROLE_CHANGE_FAILURE = (
     "the role is changed, but identity could not be reached to revoke the member's current tokens; retry the request"
 )
+# The one answer for a membership that is missing or in another organisation.
+_NOT_FOUND = "member not found"
 _REMOVAL_FAILURE = (
     "the member is removed, but identity could not be reached to revoke their tokens and sessions; retry the request"
 )
@@ -31,9 +33,9 @@ class MemberRpcs(RpcBase):
     """ListMembers, GetMember, ChangeMemberRole, RemoveMember, ListUserMemberships, ListRoles."""
 
     async def ListMembers(self, request: pb.ListMembersRequest, context: Context) -> pb.ListMembersResponse:
-        """List the caller's organisation's members by display name."""
+        """List an organisation's members by display name."""
         principal = current()
-        organization_id = self._home(principal)
+        organization_id = self._parent(principal, request.parent)
         conditions = filters.parse(request.filter, member_store.FILTERABLE)
         size = paging.page_size(request.page_size)
         bound = paging.fingerprint("members", organization_id, request.filter)
@@ -43,36 +45,36 @@ class MemberRpcs(RpcBase):
             rows, next_key = await member_store.list_page(
                 session, organization_id, conditions=conditions, now=now, after=after, limit=size
             )
-            teams = await member_store.teams_of(session, [r.id for r in rows])
+            teams = await member_store.teams_of(session, [member_store.key(r) for r in rows])
         return pb.ListMembersResponse(
-            members=[convert.membership(r, teams[r.id], now) for r in rows],
+            members=[convert.membership(r, teams[member_store.key(r)], now) for r in rows],
             next_page_token=paging.encode_token(next_key, bound) if next_key else "",
         )
 
     async def GetMember(self, request: pb.GetMemberRequest, context: Context) -> pb.GetMemberResponse:
-        """Get one membership of the caller's organisation."""
+        """Get one membership."""
         principal = current()
-        membership_id = common.parse_name(request.name, "members")
+        organization_id, membership_id = self._child(principal, request.name, "members", _NOT_FOUND)
         async with self._sessions.begin() as session:
-            row = await _visible_membership(session, principal, membership_id)
-            teams = await member_store.teams_of(session, [row.id])
-        return pb.GetMemberResponse(membership=convert.membership(row, teams[row.id], self._now()))
+            row = await _membership(session, organization_id, membership_id)
+            teams = await member_store.teams_of(session, [member_store.key(row)])
+        return pb.GetMemberResponse(membership=convert.membership(row, teams[member_store.key(row)], self._now()))
 
     async def ChangeMemberRole(
         self, request: pb.ChangeMemberRoleRequest, context: Context
     ) -> pb.ChangeMemberRoleResponse:
         """Change a member's role (and a GUEST's access end), then revoke their current tokens."""
         principal = current()
-        membership_id = common.parse_name(request.name, "members")
+        organization_id, membership_id = self._child(principal, request.name, "members", _NOT_FOUND)
         new_role = roles.membership_role(request.role, "role")
         now = self._now()
         expire_time = roles.guest_expiry(new_role, convert.optional_time(request, "expire_time"), now, "expire_time")
         actor = self._actor(principal)
         info = RequestInfo.of(context)
         async with self._sessions.begin() as session:
-            row = await _visible_membership(session, principal, membership_id)
-            organization = await self._organization(session, principal, row.organization_id, lock=True)
-            row = await _visible_membership(session, principal, membership_id)  # re-read under the lock
+            await _membership(session, organization_id, membership_id)
+            organization = await self._organization(session, principal, organization_id, lock=True)
+            row = await _membership(session, organization_id, membership_id)  # re-read under the lock
             ensure_writable(OrganizationState(organization.state), platform_admin=principal.is_platform_admin)
             old_role = Role(row.role)
             admins = await member_store.count_admins(session, row.organization_id)
@@ -81,7 +83,7 @@ class MemberRpcs(RpcBase):
                 # Already so (a retry): only what a first attempt may have left undelivered remains.
                 required = await outbox.pending_for(session, row.organization_id, request.name)
             else:
-                common.check_etag(request.etag, row.id, row.version)
+                common.check_etag(request.etag, request.name, row.version)
                 row.role = int(new_role)
                 row.expire_time = expire_time
                 row.version += 1
@@ -110,32 +112,30 @@ class MemberRpcs(RpcBase):
                     label,
                     {"old_role": old_role.name, "new_role": new_role.name, "user": row.user},
                 )
-            teams = await member_store.teams_of(session, [row.id])
+            teams = await member_store.teams_of(session, [member_store.key(row)])
         await self._identity.deliver(row.organization_id, required=required, failure=_ROLE_CHANGE_FAILURE)
-        return pb.ChangeMemberRoleResponse(membership=convert.membership(row, teams[row.id], now))
+        return pb.ChangeMemberRoleResponse(membership=convert.membership(row, teams[member_store.key(row)], now))
 
     async def RemoveMember(self, request: pb.RemoveMemberRequest, context: Context) -> pb.RemoveMemberResponse:
         """Remove a member from the organisation and its teams, and revoke their tokens and sessions."""
         principal = current()
-        membership_id = common.parse_name(request.name, "members")
+        organization_id, membership_id = self._child(principal, request.name, "members", _NOT_FOUND)
         actor = self._actor(principal)
         info = RequestInfo.of(context)
         now = self._now()
         async with self._sessions.begin() as session:
-            row = await member_store.get(session, membership_id)
-            if row is None or not principal.can_access(row.organization_id):
+            row = await member_store.get(session, organization_id, membership_id)
+            if row is None:
                 # A retry (after UNAVAILABLE, or a lost answer): the outbox remembers the
                 # removal for a while; finish what it still owes identity and succeed.
-                organization_id = principal.organization_id
-                if not organization_id or not await outbox.known_target(session, organization_id, request.name):
-                    raise NotFound("member not found")
+                if not await outbox.known_target(session, organization_id, request.name):
+                    raise NotFound(_NOT_FOUND)
                 required = await outbox.pending_for(session, organization_id, request.name)
             else:
-                organization_id = row.organization_id
                 organization = await self._organization(session, principal, organization_id, lock=True)
-                row = await _visible_membership(session, principal, membership_id)
+                row = await _membership(session, organization_id, membership_id)
                 ensure_writable(OrganizationState(organization.state), platform_admin=principal.is_platform_admin)
-                common.check_etag(request.etag, row.id, row.version)
+                common.check_etag(request.etag, request.name, row.version)
                 admins = await member_store.count_admins(session, organization_id)
                 roles.check_removal(actor, row.user, Role(row.role), admins)
                 label = await self._actor_label(session, principal, organization_id)
@@ -182,11 +182,11 @@ class MemberRpcs(RpcBase):
             )
             organization_ids = sorted({organization.id for _, organization in pairs})
             counts = await organization_store.member_counts(session, organization_ids)
-            teams = await member_store.teams_of(session, [membership.id for membership, _ in pairs])
+            teams = await member_store.teams_of(session, [member_store.key(membership) for membership, _ in pairs])
         return pb.ListUserMembershipsResponse(
             user_memberships=[
                 pb.UserMembership(
-                    membership=convert.membership(membership, teams[membership.id], now),
+                    membership=convert.membership(membership, teams[member_store.key(membership)], now),
                     organization=convert.organization(organization, counts[organization.id]),
                 )
                 for membership, organization in pairs
@@ -225,14 +225,14 @@ class MemberRpcs(RpcBase):
         )
 
 
-async def _visible_membership(session: AsyncSession, principal: Principal, membership_id: str) -> Membership:
-    """A membership the caller may see.
+async def _membership(session: AsyncSession, organization_id: str, membership_id: str) -> Membership:
+    """A membership of the organisation (which the caller may see: checked by ``_child``).
 
     Raises:
-        NotFound: it does not exist, or belongs to another tenant.
+        NotFound: no such membership in the organisation.
 
     """
-    row = await member_store.get(session, membership_id)
-    if row is None or not principal.can_access(row.organization_id):
-        raise NotFound("member not found")
+    row = await member_store.get(session, organization_id, membership_id)
+    if row is None:
+        raise NotFound(_NOT_FOUND)
     return row

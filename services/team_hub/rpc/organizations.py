@@ -7,7 +7,7 @@ import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mesh.access import Role
-from mesh.errors import InvalidArgument, NotFound, PermissionDenied, Unimplemented
+from mesh.errors import InvalidArgument, PermissionDenied, Unimplemented
 from mesh.principal import current
 from services.team_hub import convert
 from services.team_hub.domain import common, filters, paging
@@ -111,7 +111,7 @@ class OrganizationRpcs(RpcBase):
         async with self._sessions.begin() as session:
             row = await self._organization(session, principal, organization_id)
             rules.ensure_writable(OrganizationState(row.state), platform_admin=principal.is_platform_admin)
-            common.check_etag(message.etag, row.id, row.version)
+            common.check_etag(message.etag, common.organization_name(row.id), row.version)
             if _apply(row, message, fields):
                 row.version += 1
                 row.update_time = self._now()
@@ -179,7 +179,7 @@ class OrganizationRpcs(RpcBase):
                     info,
                     row.id,
                     _TRANSITION_ACTIONS[action],
-                    common.resource_name("organizations", row.id),
+                    common.organization_name(row.id),
                     now,
                     "",
                     {"reason": reason} if reason else None,
@@ -202,7 +202,7 @@ class OrganizationRpcs(RpcBase):
                 await outbox.enqueue(
                     session,
                     organization_id=organization_id,
-                    target=common.resource_name("organizations", organization_id),
+                    target=common.organization_name(organization_id),
                     kind=outbox.REVOKE,
                     payload=revocation(user, organization_id, reason="organization_closed", end_sessions=True),
                     now=now,
@@ -217,9 +217,7 @@ class OrganizationRpcs(RpcBase):
         principal = current()
         if not principal.is_platform_admin:
             raise PermissionDenied("only mesh services provision organizations")
-        request_id = request.request_id.strip()
-        if not request_id or len(request_id) > 128:
-            raise InvalidArgument("request_id is required", {"request_id": "1 to 128 characters"})
+        request_id = common.request_id(request.request_id)
         admin_email = common.email(request.admin_email, "admin_email")
         if not request.admin_user:
             raise Unimplemented(
@@ -242,16 +240,20 @@ class OrganizationRpcs(RpcBase):
         parent = request.parent_organization_id
         info = RequestInfo.of(context)
         async with self._sessions.begin() as session:
-            existing = await organization_store.get_by_request_id(session, request_id)
+            existing = await organization_store.get_by_request_id(session, request_id) if request_id else None
             if existing is not None:
                 membership = await member_store.find_by_user(session, existing.id, admin_user)
-                if membership is None:
-                    raise NotFound("the organization of this request_id has no such admin_user")
+                if membership is None or (request.organization_id and request.organization_id != existing.id):
+                    raise InvalidArgument(
+                        "request_id was already used for another request",
+                        {"request_id": "a new UUID4 for every logical request"},
+                    )
                 counts = await organization_store.member_counts(session, [existing.id])
-                teams = await member_store.teams_of(session, [membership.id])
+                key = member_store.key(membership)
+                teams = await member_store.teams_of(session, [key])
                 return pb.ProvisionOrganizationResponse(
                     organization=convert.organization(existing, counts[existing.id]),
-                    membership=convert.membership(membership, teams[membership.id], self._now()),
+                    membership=convert.membership(membership, teams[key], self._now()),
                 )
             if parent and await organization_store.get(session, parent) is None:
                 raise InvalidArgument(
@@ -265,7 +267,7 @@ class OrganizationRpcs(RpcBase):
                 state_reason="",
                 parent_organization_id=parent,
                 kyc_verified=False,
-                request_id=request_id,
+                request_id=request_id or None,
                 member_epoch=0,
                 create_time=now,
                 update_time=now,
@@ -283,7 +285,7 @@ class OrganizationRpcs(RpcBase):
                 display_name=admin_name,
                 role=int(Role.ADMIN),
                 expire_time=None,
-                invitation="",
+                invitation_id="",
                 join_time=now,
                 create_time=now,
                 update_time=now,
@@ -300,7 +302,7 @@ class OrganizationRpcs(RpcBase):
                 info,
                 row.id,
                 audit_event_pb2.AUDIT_ACTION_ORGANIZATION_CREATED,
-                common.resource_name("organizations", row.id),
+                common.organization_name(row.id),
                 now,
                 "",
                 {"admin_user": admin_user},

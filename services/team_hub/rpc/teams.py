@@ -17,22 +17,24 @@ from services.team_hub.store import teams as team_store
 from vocelio.team_hub.v1 import team_hub_service_pb2 as pb
 from vocelio.team_hub.v1 import team_pb2
 
+# The one answer for a team that is missing or in another organisation.
+_NOT_FOUND = "team not found"
+
 
 class TeamRpcs(RpcBase):
     """CreateTeam, GetTeam, ListTeams, UpdateTeam, DeleteTeam, AddTeamMember, RemoveTeamMember."""
 
     async def CreateTeam(self, request: pb.CreateTeamRequest, context: Context) -> pb.CreateTeamResponse:
-        """Create a team in the caller's organisation (idempotent by request_id)."""
+        """Create a team in an organisation (idempotent by request_id)."""
         principal = current()
-        organization_id = self._home(principal)
+        organization_id = self._parent(principal, request.parent)
         message = request.team
         display_name = common.display_name(message.display_name, "team.display_name")
         description = rules.description(message.description)
         labels = common.labels(message.labels, "team.labels")
-        team_id = common.client_chosen_id(request.team_id, "team_id") or common.new_id("team")
-        request_id = request.request_id.strip()
-        if len(request_id) > 128:
-            raise InvalidArgument("request_id too long", {"request_id": "at most 128 characters"})
+        chosen_id = common.client_chosen_id(request.team_id, "team_id")
+        team_id = chosen_id or common.new_id("team")
+        request_id = common.request_id(request.request_id)
         now = self._now()
         async with self._sessions.begin() as session:
             organization = await self._organization(session, principal, organization_id)
@@ -40,8 +42,13 @@ class TeamRpcs(RpcBase):
             if request_id:
                 earlier = await team_store.by_request_id(session, organization_id, request_id)
                 if earlier is not None:
+                    if earlier.display_name != display_name or (chosen_id and earlier.id != chosen_id):
+                        raise InvalidArgument(
+                            "request_id was already used for another team",
+                            {"request_id": "a new UUID4 for every logical request"},
+                        )
                     return pb.CreateTeamResponse(team=await _message(session, earlier))
-            if await team_store.get(session, team_id) is not None:
+            if await team_store.get(session, organization_id, team_id) is not None:
                 raise AlreadyExists(f"team {team_id} already exists")
             if await team_store.display_name_taken(session, organization_id, display_name):
                 raise AlreadyExists(f"a team named {display_name!r} already exists")
@@ -63,15 +70,15 @@ class TeamRpcs(RpcBase):
 
     async def GetTeam(self, request: pb.GetTeamRequest, context: Context) -> pb.GetTeamResponse:
         """Get one team with its members."""
-        principal = current()
+        organization_id, team_id = self._child(current(), request.name, "teams", _NOT_FOUND)
         async with self._sessions.begin() as session:
-            row = await _visible_team(session, principal, request.name)
+            row = await _team(session, organization_id, team_id)
             return pb.GetTeamResponse(team=await _message(session, row))
 
     async def ListTeams(self, request: pb.ListTeamsRequest, context: Context) -> pb.ListTeamsResponse:
-        """List the caller's organisation's teams by display name."""
+        """List an organisation's teams by display name."""
         principal = current()
-        organization_id = self._home(principal)
+        organization_id = self._parent(principal, request.parent)
         conditions = filters.parse(request.filter, team_store.FILTERABLE)
         size = paging.page_size(request.page_size)
         bound = paging.fingerprint("teams", organization_id, request.filter)
@@ -80,7 +87,7 @@ class TeamRpcs(RpcBase):
             rows, next_key = await team_store.list_page(
                 session, organization_id, conditions=conditions, after=after, limit=size
             )
-            members = await team_store.members(session, [r.id for r in rows])
+            members = await team_store.members(session, organization_id, [r.id for r in rows])
         return pb.ListTeamsResponse(
             teams=[convert.team(r, members[r.id]) for r in rows],
             next_page_token=paging.encode_token(next_key, bound) if next_key else "",
@@ -90,6 +97,7 @@ class TeamRpcs(RpcBase):
         """Change a team's display name, description or labels."""
         principal = current()
         message = request.team
+        organization_id, team_id = self._child(principal, message.name, "teams", _NOT_FOUND, "team.name")
         populated = {field.name for field, _ in message.ListFields()}
         fields = common.update_paths(list(request.update_mask.paths), rules.UPDATABLE_FIELDS, populated)
         values: dict[str, object] = {}
@@ -100,9 +108,9 @@ class TeamRpcs(RpcBase):
         if "labels" in fields:
             values["labels"] = common.labels(message.labels, "team.labels")
         async with self._sessions.begin() as session:
-            row = await _visible_team(session, principal, message.name, field="team.name")
+            row = await _team(session, organization_id, team_id)
             await self._writable(session, principal, row)
-            common.check_etag(message.etag, row.id, row.version)
+            common.check_etag(message.etag, message.name, row.version)
             name = values.get("display_name")
             if isinstance(name, str) and await team_store.display_name_taken(
                 session, row.organization_id, name, other_than=row.id
@@ -119,29 +127,42 @@ class TeamRpcs(RpcBase):
     async def DeleteTeam(self, request: pb.DeleteTeamRequest, context: Context) -> pb.DeleteTeamResponse:
         """Delete a team; its members stay in the organisation."""
         principal = current()
+        organization_id, team_id = self._child(principal, request.name, "teams", _NOT_FOUND)
         async with self._sessions.begin() as session:
-            row = await _visible_team(session, principal, request.name)
+            row = await _team(session, organization_id, team_id)
             await self._writable(session, principal, row)
-            common.check_etag(request.etag, row.id, row.version)
+            common.check_etag(request.etag, request.name, row.version)
             await team_store.remove(session, row)
         return pb.DeleteTeamResponse()
 
     async def AddTeamMember(self, request: pb.AddTeamMemberRequest, context: Context) -> pb.AddTeamMemberResponse:
         """Add a member of the organisation to a team, or change their lead flag."""
         principal = current()
-        membership_id = common.parse_name(request.member, "members", "member")
+        organization_id, team_id = self._child(principal, request.name, "teams", _NOT_FOUND)
+        member_organization, membership_id = common.parse_child(request.member, "members", "member")
         async with self._sessions.begin() as session:
-            row = await _visible_team(session, principal, request.name)
+            row = await _team(session, organization_id, team_id)
             await self._writable(session, principal, row)
-            membership = await member_store.get(session, membership_id)
-            if membership is None or membership.organization_id != row.organization_id:
+            # A member of another organisation answers exactly what a missing one does.
+            membership = (
+                await member_store.get(session, organization_id, membership_id)
+                if member_organization == organization_id
+                else None
+            )
+            if membership is None:
                 raise NotFound("member not found in the team's organization")
-            place = await team_store.place(session, row.id, membership_id)
+            place = await team_store.place(session, organization_id, team_id, membership_id)
             if place is None:
-                rules.check_room(await team_store.member_count(session, row.id))
+                rules.check_room(await team_store.member_count(session, organization_id, team_id))
                 await team_store.add_place(
                     session,
-                    TeamMember(team_id=row.id, membership_id=membership_id, lead=request.lead, add_time=self._now()),
+                    TeamMember(
+                        organization_id=organization_id,
+                        team_id=team_id,
+                        membership_id=membership_id,
+                        lead=request.lead,
+                        add_time=self._now(),
+                    ),
                 )
                 self._touch(row, principal)
             elif place.lead != request.lead:
@@ -155,11 +176,16 @@ class TeamRpcs(RpcBase):
     ) -> pb.RemoveTeamMemberResponse:
         """Take a member out of a team (a non-member is a no-op)."""
         principal = current()
-        membership_id = common.parse_name(request.member, "members", "member")
+        organization_id, team_id = self._child(principal, request.name, "teams", _NOT_FOUND)
+        member_organization, membership_id = common.parse_child(request.member, "members", "member")
         async with self._sessions.begin() as session:
-            row = await _visible_team(session, principal, request.name)
+            row = await _team(session, organization_id, team_id)
             await self._writable(session, principal, row)
-            place = await team_store.place(session, row.id, membership_id)
+            place = (
+                await team_store.place(session, organization_id, team_id, membership_id)
+                if member_organization == organization_id
+                else None
+            )
             if place is not None:
                 await team_store.remove_place(session, place)
                 self._touch(row, principal)
@@ -176,19 +202,19 @@ class TeamRpcs(RpcBase):
         row.last_modifier = principal.subject
 
 
-async def _visible_team(session: AsyncSession, principal: Principal, name: str, field: str = "name") -> Team:
-    """A team the caller may see.
+async def _team(session: AsyncSession, organization_id: str, team_id: str) -> Team:
+    """A team of the organisation (which the caller may see: checked by ``_child``).
 
     Raises:
-        NotFound: it does not exist, or belongs to another tenant.
+        NotFound: no such team in the organisation.
 
     """
-    row = await team_store.get(session, common.parse_name(name, "teams", field))
-    if row is None or not principal.can_access(row.organization_id):
-        raise NotFound("team not found")
+    row = await team_store.get(session, organization_id, team_id)
+    if row is None:
+        raise NotFound(_NOT_FOUND)
     return row
 
 
 async def _message(session: AsyncSession, row: Team) -> team_pb2.Team:
-    members = await team_store.members(session, [row.id])
+    members = await team_store.members(session, row.organization_id, [row.id])
     return convert.team(row, members[row.id])

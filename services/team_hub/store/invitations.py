@@ -24,9 +24,9 @@ _STATES = frozenset(s.value for s in InvitationState)
 _PENDING = InvitationState.PENDING.value
 
 
-async def get(session: AsyncSession, invitation_id: str) -> Invitation | None:
-    """The invitation, whatever its organisation, or ``None``."""
-    return await session.get(Invitation, invitation_id, populate_existing=True)
+async def get(session: AsyncSession, organization_id: str, invitation_id: str) -> Invitation | None:
+    """The organisation's invitation with this id, or ``None``."""
+    return await session.get(Invitation, (organization_id, invitation_id), populate_existing=True)
 
 
 async def by_token_hash(session: AsyncSession, token_hash: str) -> Invitation | None:
@@ -98,19 +98,21 @@ async def add(session: AsyncSession, invitation: Invitation) -> None:
 
 
 async def mark_accepted(
-    session: AsyncSession, invitation: Invitation, *, user: str, membership: str, now: datetime.datetime
+    session: AsyncSession, invitation: Invitation, *, user: str, membership_id: str, now: datetime.datetime
 ) -> bool:
     """PENDING → ACCEPTED, only if it still is PENDING and unexpired (single use under races)."""
     result = cast(
         CursorResult[Any],
         await session.execute(
             update(Invitation)
-            .where(Invitation.id == invitation.id, _pending(now))
+            .where(
+                Invitation.organization_id == invitation.organization_id, Invitation.id == invitation.id, _pending(now)
+            )
             .values(
                 state=InvitationState.ACCEPTED.value,
                 accept_time=now,
                 accepted_by=user,
-                membership=membership,
+                membership_id=membership_id,
                 update_time=now,
                 last_modifier=user,
                 version=Invitation.version + 1,

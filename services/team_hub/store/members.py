@@ -6,14 +6,14 @@ import datetime
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, exists, func, not_, or_, select
+from sqlalchemy import ColumnElement, delete, exists, false, func, not_, or_, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mesh.access import Role
 from mesh.errors import AlreadyExists
 from services.team_hub.domain import filters
-from services.team_hub.domain.common import parse_name
+from services.team_hub.domain.common import parse_child
 from services.team_hub.domain.organizations import OrganizationState
 from services.team_hub.models import Membership, Organization, TeamMember
 from services.team_hub.store import keyset
@@ -28,9 +28,9 @@ FILTERABLE: dict[str, frozenset[str]] = {
 _MEMBERSHIP_STATES = frozenset({"ACTIVE", "EXPIRED"})
 
 
-async def get(session: AsyncSession, membership_id: str) -> Membership | None:
-    """The membership, whatever its organisation, or ``None``."""
-    return await session.get(Membership, membership_id, populate_existing=True)
+async def get(session: AsyncSession, organization_id: str, membership_id: str) -> Membership | None:
+    """The organisation's membership with this id, or ``None``."""
+    return await session.get(Membership, (organization_id, membership_id), populate_existing=True)
 
 
 async def find_by_user(session: AsyncSession, organization_id: str, user: str) -> Membership | None:
@@ -83,23 +83,35 @@ async def add(session: AsyncSession, membership: Membership) -> None:
 
 async def remove(session: AsyncSession, membership: Membership) -> None:
     """Delete a membership and its places in teams."""
-    await session.execute(delete(TeamMember).where(TeamMember.membership_id == membership.id))
+    await session.execute(
+        delete(TeamMember).where(
+            TeamMember.organization_id == membership.organization_id, TeamMember.membership_id == membership.id
+        )
+    )
     await session.delete(membership)
     await session.flush()
 
 
-async def teams_of(session: AsyncSession, membership_ids: Sequence[str]) -> dict[str, list[str]]:
+MembershipKey = tuple[str, str]
+
+
+def key(membership: Membership) -> MembershipKey:
+    """A membership's primary key: ``(organization_id, id)``."""
+    return membership.organization_id, membership.id
+
+
+async def teams_of(session: AsyncSession, keys: Sequence[MembershipKey]) -> dict[MembershipKey, list[str]]:
     """The ids of the teams each membership is in, in the order they joined them."""
-    result: dict[str, list[str]] = {membership_id: [] for membership_id in membership_ids}
-    if not membership_ids:
+    result: dict[MembershipKey, list[str]] = {k: [] for k in keys}
+    if not keys:
         return result
     rows = await session.execute(
-        select(TeamMember.membership_id, TeamMember.team_id)
-        .where(TeamMember.membership_id.in_(membership_ids))
+        select(TeamMember.organization_id, TeamMember.membership_id, TeamMember.team_id)
+        .where(tuple_(TeamMember.organization_id, TeamMember.membership_id).in_(list(result)))
         .order_by(TeamMember.add_time, TeamMember.team_id)
     )
-    for membership_id, team_id in rows:
-        result[membership_id].append(team_id)
+    for organization_id, membership_id, team_id in rows:
+        result[(organization_id, membership_id)].append(team_id)
     return result
 
 
@@ -107,7 +119,7 @@ def _active(now: datetime.datetime) -> ColumnElement[bool]:
     return or_(Membership.expire_time.is_(None), Membership.expire_time > now)
 
 
-def _condition(condition: filters.Condition, now: datetime.datetime) -> ColumnElement[bool]:
+def _condition(condition: filters.Condition, organization_id: str, now: datetime.datetime) -> ColumnElement[bool]:
     op = condition.op
     if condition.field == "role":
         role = int(filters.role_value(condition.value))
@@ -128,9 +140,18 @@ def _condition(condition: filters.Condition, now: datetime.datetime) -> ColumnEl
         clause = Membership.user == condition.value
     elif condition.field == "email":
         clause = Membership.email == condition.value.lower()
-    else:  # teams : "teams/{id}"
-        team_id = parse_name(condition.value, "teams", "filter")
-        clause = exists().where(TeamMember.membership_id == Membership.id, TeamMember.team_id == team_id)
+    else:  # teams : "organizations/{organization}/teams/{team}"
+        team_organization, team_id = parse_child(condition.value, "teams", "filter")
+        # A team of another organisation has no members here, whether or not it exists.
+        clause = (
+            exists().where(
+                TeamMember.organization_id == Membership.organization_id,
+                TeamMember.membership_id == Membership.id,
+                TeamMember.team_id == team_id,
+            )
+            if team_organization == organization_id
+            else false()
+        )
     return not_(clause) if op == "!=" else clause
 
 
@@ -145,7 +166,7 @@ async def list_page(
 ) -> tuple[list[Membership], list[Any] | None]:
     """One page of an organisation's members by display name, and the key to resume after."""
     statement = select(Membership).where(
-        Membership.organization_id == organization_id, *(_condition(c, now) for c in conditions)
+        Membership.organization_id == organization_id, *(_condition(c, organization_id, now) for c in conditions)
     )
     if after is not None:
         statement = statement.where(

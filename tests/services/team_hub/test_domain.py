@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import itertools
+import re
 
 import pytest
 
@@ -199,10 +200,26 @@ def test_limits_and_reasons() -> None:
 
 
 def test_names_and_ids() -> None:
-    assert common.parse_name("members/mem_0a1b", "members") == "mem_0a1b"
-    for bad in ("teams/x", "members/", "members/A B", "members"):
+    assert common.parse_name("users/u_0a1b", "users") == "u_0a1b"
+    for bad in ("teams/x", "users/", "users/A B", "users"):
         with pytest.raises(InvalidArgument):
-            common.parse_name(bad, "members")
+            common.parse_name(bad, "users")
+    assert common.parse_child("organizations/acme/members/mem_0a1b", "members") == ("acme", "mem_0a1b")
+    assert common.child_name("acme", "members", "mem_0a1b") == "organizations/acme/members/mem_0a1b"
+    for bad in (
+        "members/mem_0a1b",
+        "organizations/-/members/mem_0a1b",
+        "organizations/acme/teams/x",
+        "organizations/acme/members/",
+        "organizations/acme/members/a/b",
+    ):
+        with pytest.raises(InvalidArgument, match=re.escape("organizations/{organization}/members/{id}")):
+            common.parse_child(bad, "members")
+    assert common.parse_parent("organizations/acme") == "acme"
+    assert common.parse_parent("organizations/-") == common.EVERY_ORGANIZATION
+    for bad in ("", "organizations/", "organizations/acme/teams", "teams/acme"):
+        with pytest.raises(InvalidArgument):
+            common.parse_parent(bad)
     assert common.client_chosen_id("", "team_id") is None
     assert common.client_chosen_id("sales-emea", "team_id") == "sales-emea"
     for bad in ("abc", "-abc", "Sales", "a_bc"):
@@ -229,6 +246,16 @@ def test_field_values() -> None:
     assert common.labels({"segment": "smb"}, "labels") == {"segment": "smb"}
     with pytest.raises(InvalidArgument):
         common.labels({"Segment": "smb"}, "labels")
+
+
+def test_request_ids_are_uuid4() -> None:
+    assert common.request_id("") == ""
+    key = "3f1c2a9e-5b7d-4c8e-9f0a-1b2c3d4e5f60"
+    assert common.request_id(key) == key
+    assert common.request_id(key.upper()) == key
+    for bad in ("signup-acme", "3f1c2a9e-5b7d-1c8e-9f0a-1b2c3d4e5f60", "3f1c2a9e5b7d4c8e9f0a1b2c3d4e5f60"):
+        with pytest.raises(InvalidArgument, match="UUID4"):
+            common.request_id(bad)
 
 
 def test_etags() -> None:

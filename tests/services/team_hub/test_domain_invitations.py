@@ -20,6 +20,7 @@ def new(actor: roles.Actor = ADMIN, **overrides: object) -> invitations.Invitati
     values: dict[str, object] = {
         "email": "Bob@Example.com",
         "role": int(Role.AGENT),
+        "organization_id": "acme",
         "teams": [],
         "member_expire_time": None,
         "message": "",
@@ -87,9 +88,17 @@ def test_guest_invitations_need_an_access_end() -> None:
 
 
 def test_other_fields() -> None:
-    assert new(teams=["teams/a1b2", "teams/a1b2"]).teams == ("a1b2",)
+    assert new(teams=["organizations/acme/teams/a1b2", "organizations/acme/teams/a1b2"]).teams == ("a1b2",)
     with pytest.raises(InvalidArgument):
-        new(teams=["members/x"])
+        new(teams=["organizations/acme/members/x"])
+    with pytest.raises(InvalidArgument):
+        new(teams=["teams/a1b2"])
+    # Another organisation's team is unknown, in the words a missing team gets.
+    with pytest.raises(InvalidArgument, match="unknown team") as foreign:
+        new(teams=["organizations/globex/teams/a1b2"])
+    assert (
+        foreign.value.field_violations == invitations.unknown_team("organizations/globex/teams/a1b2").field_violations
+    )
     with pytest.raises(InvalidArgument, match="message"):
         new(message="x" * 501)
     with pytest.raises(InvalidArgument):

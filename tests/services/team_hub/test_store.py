@@ -65,7 +65,7 @@ def membership(membership_id: str, organization_id: str, user: str, role: Role =
         "display_name": user.split("/")[-1],
         "role": int(role),
         "expire_time": None,
-        "invitation": "",
+        "invitation_id": "",
         "join_time": NOW,
         **audit(),
     }
@@ -83,7 +83,7 @@ def invitation(invitation_id: str, organization_id: str, email: str, **values) -
         "expire_time": NOW + 7 * DAY,
         "inviter": "users/u_admin",
         "accepted_by": "",
-        "membership": "",
+        "membership_id": "",
         "token_hash": invitation_id.ljust(64, "0"),
         "token_salt": None,
         "request_id": None,
@@ -167,7 +167,8 @@ async def test_members_page_by_display_name_with_filters(database: ServiceDataba
             Team(id="sales", organization_id="org_a", display_name="Sales", description="", labels={}, **audit()),
         )
         await team_store.add_place(
-            session, TeamMember(team_id="sales", membership_id="mem_cid", lead=False, add_time=NOW)
+            session,
+            TeamMember(organization_id="org_a", team_id="sales", membership_id="mem_cid", lead=False, add_time=NOW),
         )
 
     async def names(filter_text: str = "", limit: int = 10, after=None):
@@ -192,7 +193,9 @@ async def test_members_page_by_display_name_with_filters(database: ServiceDataba
     assert (await names("role < AGENT"))[0] == ["Dee"]
     assert (await names("state = EXPIRED"))[0] == ["Dee"]
     assert (await names("state = ACTIVE AND role != ADMIN"))[0] == ["Bob", "Cid"]
-    assert (await names('teams : "teams/sales"'))[0] == ["Cid"]
+    assert (await names('teams : "organizations/org_a/teams/sales"'))[0] == ["Cid"]
+    # The same team id in another organisation names another team.
+    assert (await names('teams : "organizations/org_b/teams/sales"'))[0] == []
     assert (await names('email = "BOB@example.com"'))[0] == ["Bob"]
 
 
@@ -266,7 +269,7 @@ async def test_stale_pending_invitations_expire_and_free_the_address(database: S
         await invitation_store.expire_stale(session, "org_a", "late@example.com", NOW)
         await invitation_store.add(session, invitation("inv_new", "org_a", "late@example.com"))
         assert await invitation_store.has_pending(session, "org_a", "late@example.com", NOW)
-        old = await invitation_store.get(session, "inv_old")
+        old = await invitation_store.get(session, "org_a", "inv_old")
         assert old is not None
         assert old.state == "EXPIRED"
 
@@ -278,20 +281,16 @@ async def test_an_invitation_is_accepted_once(database: ServiceDatabase):
     async with database.sessions.begin() as session:
         row = await invitation_store.by_token_hash(session, "inv_1".ljust(64, "0"))
         assert row is not None
-        assert await invitation_store.mark_accepted(session, row, user="users/new", membership="members/m1", now=NOW)
+        assert await invitation_store.mark_accepted(session, row, user="users/new", membership_id="m1", now=NOW)
         assert row.state == "ACCEPTED"
         assert row.accepted_by == "users/new"
         assert row.accept_time == NOW
-        assert not await invitation_store.mark_accepted(
-            session, row, user="users/eve", membership="members/m2", now=NOW
-        )
+        assert not await invitation_store.mark_accepted(session, row, user="users/eve", membership_id="m2", now=NOW)
     async with database.sessions.begin() as session:
         await invitation_store.add(session, invitation("inv_x", "org_a", "x@example.com", expire_time=NOW - DAY))
-        expired = await invitation_store.get(session, "inv_x")
+        expired = await invitation_store.get(session, "org_a", "inv_x")
         assert expired is not None
-        assert not await invitation_store.mark_accepted(
-            session, expired, user="users/x", membership="members/m3", now=NOW
-        )
+        assert not await invitation_store.mark_accepted(session, expired, user="users/x", membership_id="m3", now=NOW)
 
 
 async def test_invitations_list_with_the_clock_in_their_state(database: ServiceDatabase):
@@ -343,18 +342,22 @@ async def test_team_members_in_order_and_gone_with_their_membership(database: Se
             session, Team(id="ops", organization_id="org_a", display_name="Ops", description="", labels={}, **audit())
         )
         await team_store.add_place(
-            session, TeamMember(team_id="sales", membership_id="mem_cid", lead=False, add_time=NOW + DAY)
+            session,
+            TeamMember(
+                organization_id="org_a", team_id="sales", membership_id="mem_cid", lead=False, add_time=NOW + DAY
+            ),
         )
         await team_store.add_place(
-            session, TeamMember(team_id="sales", membership_id="mem_bob", lead=True, add_time=NOW)
+            session,
+            TeamMember(organization_id="org_a", team_id="sales", membership_id="mem_bob", lead=True, add_time=NOW),
         )
         assert await team_store.display_name_taken(session, "org_a", "Sales")
         assert not await team_store.display_name_taken(session, "org_a", "Sales", other_than="sales")
         assert await team_store.existing_ids(session, "org_a", ["sales", "nope"]) == {"sales"}
         assert await team_store.existing_ids(session, "org_b", ["sales"]) == set()
-        members = await team_store.members(session, ["sales"])
+        members = await team_store.members(session, "org_a", ["sales"])
         assert [(p.membership_id, p.lead) for p, _ in members["sales"]] == [("mem_bob", True), ("mem_cid", False)]
-        assert (await member_store.teams_of(session, ["mem_cid"]))["mem_cid"] == ["sales"]
+        assert (await member_store.teams_of(session, [("org_a", "mem_cid")]))[("org_a", "mem_cid")] == ["sales"]
         listed, _ = await team_store.list_page(session, "org_a", conditions=[], after=None, limit=10)
         assert [t.id for t in listed] == ["ops", "sales"]
         labelled, _ = await team_store.list_page(
@@ -367,16 +370,17 @@ async def test_team_members_in_order_and_gone_with_their_membership(database: Se
         with_cid, _ = await team_store.list_page(
             session,
             "org_a",
-            conditions=filters.parse('members.member = "members/mem_cid"', team_store.FILTERABLE),
+            conditions=filters.parse('members.member = "organizations/org_a/members/mem_cid"', team_store.FILTERABLE),
             after=None,
             limit=10,
         )
         assert [t.id for t in labelled] == [t.id for t in with_cid] == ["sales"]
     async with database.sessions.begin() as session:
-        cid = await member_store.get(session, "mem_cid")
+        assert await member_store.get(session, "org_b", "mem_cid") is None
+        cid = await member_store.get(session, "org_a", "mem_cid")
         assert cid is not None
         await member_store.remove(session, cid)
-        assert await team_store.member_count(session, "sales") == 1
+        assert await team_store.member_count(session, "org_a", "sales") == 1
     with pytest.raises(AlreadyExists):
         async with database.sessions.begin() as session:
             await team_store.flush(
