@@ -54,7 +54,7 @@ class RpcBase:
         if organization_id == common.EVERY_ORGANIZATION and principal.is_platform_admin:
             raise InvalidArgument(f"{field}: this list does not span organizations", {field: "name one organization"})
         if organization_id == common.EVERY_ORGANIZATION or not principal.can_access(organization_id):
-            raise PermissionDenied(f"{field}: you have no access to {parent}; name your own organization")
+            raise PermissionDenied(f"{field}: you have no access to that organization; name your own")
         return organization_id
 
     @staticmethod
