@@ -103,9 +103,9 @@ async def test_old_rows_come_back_under_their_organization(old_database: Service
         ann = await member_store.get(session, "acme", "mem_ann")
         assert ann is not None
         assert convert.membership(ann, [], NOW).invitation == ""
-        invitation = await invitation_store.get(session, "acme", "inv_1")
-        assert invitation is not None
-        shown = convert.invitation(invitation, NOW)
+        accepted = await invitation_store.get(session, "acme", "inv_1")
+        assert accepted is not None
+        shown = convert.invitation(accepted, NOW)
         assert shown.membership == "organizations/acme/members/mem_bob"
         assert list(shown.teams) == ["organizations/acme/teams/sales"]
         team = await team_store.get(session, "acme", "sales")
