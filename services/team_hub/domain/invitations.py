@@ -25,6 +25,7 @@ import secrets
 from mesh.access import Role
 from mesh.errors import FailedPrecondition, InvalidArgument, PermissionDenied, ResourceExhausted
 from services.team_hub.domain import common, roles
+from services.team_hub.names import TEAMS
 
 DEFAULT_LIFETIME = datetime.timedelta(days=7)
 MIN_LIFETIME = datetime.timedelta(hours=1)
@@ -146,10 +147,10 @@ def validate_new(
         raise InvalidArgument("too many teams", {"invitation.teams": f"at most {MAX_TEAMS}"})
     team_ids: dict[str, None] = {}
     for team in teams:
-        team_organization, team_id = common.parse_child(team, "teams", "invitation.teams")
-        if team_organization != organization_id:
+        parsed = TEAMS.parse(team, field="invitation.teams")
+        if parsed.organization != organization_id:
             raise unknown_team(team)
-        team_ids[team_id] = None
+        team_ids[parsed["team"]] = None
     return InvitationSpec(address, invited_role, tuple(team_ids), member_expire_time, text, expire_time)
 
 

@@ -1,4 +1,4 @@
-"""Teams: their fields, what an update may change, and their size."""
+"""Teams: their fields and their size."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ from mesh.errors import InvalidArgument, ResourceExhausted
 
 MAX_DESCRIPTION = 1000
 MAX_TEAM_MEMBERS = 1000
-UPDATABLE_FIELDS = frozenset({"display_name", "description", "labels"})
 
 
 def description(value: str, field: str = "team.description") -> str:

@@ -3,36 +3,39 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
-from sqlalchemy import ColumnElement, delete, exists, false, func, not_, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import ColumnElement, and_, delete, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mesh.errors import AlreadyExists
-from services.team_hub.domain import filters
-from services.team_hub.domain.common import parse_child
+from mesh.kit import paging
+from mesh.kit.filtering import FilterField, FilterSchema, Kind, compile_filter
+from mesh.kit.sql import flush as kit_flush
+from mesh.kit.tenancy import ReadScope
 from services.team_hub.models import Membership, Team, TeamMember
-from services.team_hub.store import keyset
+from services.team_hub.names import MEMBERS
 
-FILTERABLE: dict[str, frozenset[str]] = {
-    "display_name": filters.EQUALITY,
-    "labels.*": filters.EQUALITY,
-    "members.member": filters.EQUALITY,
+
+def _has_member(member: str) -> ColumnElement[bool]:
+    """Teams with the member ``organizations/{organization}/members/{member}`` (a foreign one is in none)."""
+    parsed = MEMBERS.parse(member, field="filter")
+    return exists().where(
+        TeamMember.organization_id == parsed.organization,
+        TeamMember.organization_id == Team.organization_id,
+        TeamMember.team_id == Team.id,
+        TeamMember.membership_id == parsed["member"],
+    )
+
+
+FILTERS: FilterSchema = {
+    "display_name": FilterField(Kind.STRING, Team.display_name),
+    "labels": FilterField(Kind.LABELS, Team.labels),
+    "members.member": FilterField.has(_has_member),
 }
 
 
 async def get(session: AsyncSession, organization_id: str, team_id: str) -> Team | None:
     """The organisation's team with this id, or ``None``."""
     return await session.get(Team, (organization_id, team_id), populate_existing=True)
-
-
-async def by_request_id(session: AsyncSession, organization_id: str, request_id: str) -> Team | None:
-    """The team an earlier CreateTeam with this idempotency key created."""
-    result: Team | None = await session.scalar(
-        select(Team).where(Team.organization_id == organization_id, Team.request_id == request_id)
-    )
-    return result
 
 
 async def display_name_taken(session: AsyncSession, organization_id: str, name: str, *, other_than: str = "") -> bool:
@@ -61,10 +64,11 @@ async def flush(session: AsyncSession, team: Team) -> None:
 
     """
     session.add(team)
-    try:
-        await session.flush()
-    except IntegrityError:
-        raise AlreadyExists("a team with that id or display name already exists") from None
+    await kit_flush(
+        session,
+        exists="a team with that id or display name already exists",
+        stale="the team changed while it was being updated; read it again and retry",
+    )
 
 
 async def remove(session: AsyncSession, team: Team) -> None:
@@ -87,7 +91,7 @@ async def members(
         select(TeamMember, Membership)
         .join(
             Membership,
-            (Membership.organization_id == TeamMember.organization_id) & (Membership.id == TeamMember.membership_id),
+            and_(Membership.organization_id == TeamMember.organization_id, Membership.id == TeamMember.membership_id),
         )
         .where(TeamMember.organization_id == organization_id, TeamMember.team_id.in_(team_ids))
         .order_by(TeamMember.add_time, TeamMember.membership_id)
@@ -124,44 +128,31 @@ async def remove_place(session: AsyncSession, team_member: TeamMember) -> None:
     await session.flush()
 
 
-def _condition(condition: filters.Condition, organization_id: str) -> ColumnElement[bool]:
-    clause: ColumnElement[bool]
-    if condition.field == "display_name":
-        clause = Team.display_name == condition.value
-    elif condition.field == "members.member":
-        member_organization, membership_id = parse_child(condition.value, "members", "filter")
-        # A member of another organisation is in none of these teams, whether or not it exists.
-        clause = (
-            exists().where(
-                TeamMember.organization_id == Team.organization_id,
-                TeamMember.team_id == Team.id,
-                TeamMember.membership_id == membership_id,
-            )
-            if member_organization == organization_id
-            else false()
-        )
-    else:
-        label = condition.field.split(".", 1)[1]
-        clause = Team.labels[label].as_string() == condition.value
-    return not_(clause) if condition.op == "!=" else clause
-
-
 async def list_page(
     session: AsyncSession,
-    organization_id: str,
+    scope: ReadScope,
     *,
-    conditions: list[filters.Condition],
-    after: list[Any] | None,
+    filter_text: str,
+    after: paging.Position | None,
     limit: int,
-) -> tuple[list[Team], list[Any] | None]:
-    """One page of an organisation's teams by display name, and the key to resume after."""
-    statement = select(Team).where(
-        Team.organization_id == organization_id, *(_condition(c, organization_id) for c in conditions)
+) -> paging.Page[Team]:
+    """One page of teams by display name (one organisation's, or every one's).
+
+    Raises:
+        InvalidArgument: a bad filter, or a page token of another shape.
+
+    """
+    statement = select(Team)
+    if not scope.everywhere:
+        statement = statement.where(Team.organization_id == scope.organization_id)
+    if (clause := compile_filter(filter_text, FILTERS)) is not None:
+        statement = statement.where(clause)
+    return await paging.keyset_page(
+        session,
+        statement,
+        keys=[Team.display_name, Team.organization_id, Team.id],
+        after=None if after is None else paging.position_shape(after, str, str, str),
+        limit=limit,
+        position_of=lambda row: (row.display_name, row.organization_id, row.id),
+        descending=False,
     )
-    if after is not None:
-        statement = statement.where(
-            keyset.seek([Team.display_name, Team.id], keyset.string_key(after, 2), descending=False)
-        )
-    statement = statement.order_by(Team.display_name, Team.id).limit(limit + 1)
-    rows = (await session.execute(statement)).scalars().all()
-    return keyset.split(rows, limit, lambda t: [t.display_name, t.id])

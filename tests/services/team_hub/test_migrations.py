@@ -14,9 +14,9 @@ from mesh.config import Settings
 from mesh.db import ServiceDatabase
 from services.team_hub import convert
 from services.team_hub.models import Team
+from services.team_hub.store import identity_calls
 from services.team_hub.store import invitations as invitation_store
 from services.team_hub.store import members as member_store
-from services.team_hub.store import outbox
 from services.team_hub.store import teams as team_store
 
 NOW = datetime.datetime(2026, 12, 1, 12, 0, tzinfo=datetime.UTC)
@@ -112,9 +112,9 @@ async def test_old_rows_come_back_under_their_organization(old_database: Service
         assert team is not None
         [(place, member)] = (await team_store.members(session, "acme", ["sales"]))["sales"]
         assert (place.lead, member.user) == (True, "users/bob")
-        assert await outbox.known_target(session, "acme", "organizations/acme/members/mem_bob")
-        assert await outbox.known_target(session, "acme", "organizations/acme")
-        assert not await outbox.known_target(session, "acme", "members/mem_bob")
+        assert await identity_calls.known_target(session, "acme", "organizations/acme/members/mem_bob")
+        assert await identity_calls.known_target(session, "acme", "organizations/acme")
+        assert not await identity_calls.known_target(session, "acme", "members/mem_bob")
         # The key is per organisation now: globex may have its own team "sales".
         await team_store.flush(
             session,
@@ -128,7 +128,7 @@ async def test_old_rows_come_back_under_their_organization(old_database: Service
                 update_time=NOW,
                 creator="test",
                 last_modifier="test",
-                version=1,
+                revision=1,
             ),
         )
         assert await team_store.existing_ids(session, "globex", ["sales"]) == {"sales"}

@@ -152,7 +152,15 @@ async def test_lists_name_their_organization(harness: Harness):
     listed = await root.ListMembers(pb.ListMembersRequest(parent="organizations/globex"))
     assert [m.user for m in listed.members] == ["users/gina"]
     await expect(Code.INVALID_ARGUMENT, root.ListMembers, pb.ListMembersRequest(), "parent is required")
+    # organizations/- (AIP-159): every organisation's, each under its full name.
+    everyone = await root.ListMembers(pb.ListMembersRequest(parent="organizations/-"))
+    assert [m.name.split("/")[1] for m in everyone.members] == ["acme", "globex"]
+    await expect(Code.PERMISSION_DENIED, alice.ListMembers, pb.ListMembersRequest(parent="organizations/-"))
+    # A create names one organisation.
     await expect(
-        Code.INVALID_ARGUMENT, root.ListMembers, pb.ListMembersRequest(parent="organizations/-"), "does not span"
+        Code.INVALID_ARGUMENT,
+        root.CreateTeam,
+        pb.CreateTeamRequest(parent="organizations/-", team={"display_name": "X"}),
+        "names one organization",
     )
     await expect(Code.INVALID_ARGUMENT, alice.ListTeams, pb.ListTeamsRequest(parent="teams"), "organizations/")
