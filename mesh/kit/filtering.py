@@ -80,7 +80,7 @@ class FilterField:
         enum_prefix: a prefix callers may put before enum names (``AGENT_STATE_``).
         ordered: for an enum, its stored values are ordered, so ``<``, ``>``, ``<=`` and
             ``>=`` compare them (``role >= MANAGER``).
-        contains: for :attr:`Kind.HAS`, the condition "the repeated field holds this value".
+        holds: for :attr:`Kind.HAS`, the condition "the repeated field holds this value".
 
     """
 
@@ -89,7 +89,7 @@ class FilterField:
     enum_values: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     enum_prefix: str = ""
     ordered: bool = False
-    contains: Callable[[str], ColumnElement[bool]] | None = None
+    holds: Callable[[str], ColumnElement[bool]] | None = None
 
     @classmethod
     def enum(cls, column: Any, values: Mapping[str, Any], prefix: str = "", *, ordered: bool = False) -> FilterField:
@@ -97,9 +97,9 @@ class FilterField:
         return cls(Kind.ENUM, column, dict(values), prefix, ordered)
 
     @classmethod
-    def has(cls, contains: Callable[[str], ColumnElement[bool]]) -> FilterField:
-        """A repeated field kept in another table: ``field : "value"`` (or ``=``) is ``contains(value)``."""
-        return cls(Kind.HAS, None, contains=contains)
+    def has(cls, holds: Callable[[str], ColumnElement[bool]]) -> FilterField:
+        """A repeated field kept in another table: ``field : "value"`` (or ``=``) is ``holds(value)``."""
+        return cls(Kind.HAS, None, holds=holds)
 
 
 FilterSchema = Mapping[str, FilterField]
@@ -219,10 +219,11 @@ class _Parser:
         if operator.kind != "operator":
             raise _invalid(f"expected an operator after {name}, found {operator.text!r}", self.field)
         value = self.take(f"a value after {name} {operator.text}")
-        head, _, key = name.partition(".")
-        if name in self.schema:  # a dotted field name of its own (members.member)
-            head, key = name, ""
-        spec = self.schema.get(head)
+        # A dotted name is a field of its own ("actor.principal") when the schema says so, else a label key.
+        head, spec, key = name, self.schema.get(name), ""
+        if spec is None:
+            head, _, key = name.partition(".")
+            spec = self.schema.get(head)
         if spec is None or (key and spec.kind is not Kind.LABELS):
             known = ", ".join(sorted(f"{n}.<key>" if s.kind is Kind.LABELS else n for n, s in self.schema.items()))
             raise _invalid(f"cannot filter on {name!r}; use {known}", self.field)
@@ -230,9 +231,9 @@ class _Parser:
         if spec.kind is Kind.LABELS:
             return self.label(spec, name, key, operator.text, value)
         if spec.kind is Kind.HAS:
-            if operator.text not in (":", "=") or value.kind != "string" or spec.contains is None:
+            if operator.text not in (":", "=") or value.kind != "string" or spec.holds is None:
                 raise _invalid(f'{name} takes : with a quoted value: {name} : "value"', self.field)
-            return spec.contains(_string(value, self.field))
+            return spec.holds(_string(value, self.field))
         if operator.text == ":":
             if value.kind != "star":
                 raise _invalid(f"{name}: takes only * (is set); compare values with =", self.field)
