@@ -113,8 +113,10 @@ class Harness:
     def as_user(self, user: str, org: str, role: str) -> Caller:
         return Caller(self.stub, ISSUER.mint(subject=user, org=org, role=role), org)
 
-    def as_key(self, key: str, org: str, role: str, scope: str) -> Caller:
-        return Caller(self.stub, ISSUER.mint(subject=key, org=org, role=role, scope=scope, sid=""), org)
+    def as_key(self, key_id: str, org: str, role: str, scope: str) -> Caller:
+        # The one place that spells an API key principal (runtime/security.py decides its form).
+        subject = f"api_keys/{key_id}"
+        return Caller(self.stub, ISSUER.mint(subject=subject, org=org, role=role, scope=scope, sid=""), org)
 
     async def provision(self, organization_id: str, admin: str, *, max_members: int = 0) -> Any:
         return await self.service.ProvisionOrganization(
