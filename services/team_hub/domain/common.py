@@ -1,4 +1,4 @@
-"""Team hub's field rules: display names, e-mail addresses, country codes, labels."""
+"""Team hub's field rules: text, display names, e-mail addresses, country codes, labels."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from mesh.errors import InvalidArgument
 from mesh.kit.filtering import LABEL_KEY
+from mesh.kit.validation import text_problem
 
 MAX_DISPLAY_NAME = 100
 MAX_EMAIL = 254
@@ -18,6 +19,20 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 
 
+def text(value: str, field: str, *, limit: int, required: bool = False, multiline: bool = False) -> str:
+    """Free text, stripped, checked by the kit's one text rule (present, short enough, no control characters).
+
+    Raises:
+        InvalidArgument: naming ``field``.
+
+    """
+    stripped = value.strip()
+    problem = text_problem(stripped, limit=limit, required=required, multiline=multiline)
+    if problem is not None:
+        raise InvalidArgument(f"{field} {problem}", {field: problem})
+    return stripped
+
+
 def display_name(value: str, field: str) -> str:
     """A display name, stripped: 1 to 100 characters, no control characters.
 
@@ -25,14 +40,7 @@ def display_name(value: str, field: str) -> str:
         InvalidArgument: empty, too long or with control characters.
 
     """
-    name = value.strip()
-    if not name:
-        raise InvalidArgument("a display name is required", {field: "required"})
-    if len(name) > MAX_DISPLAY_NAME:
-        raise InvalidArgument("display name too long", {field: f"at most {MAX_DISPLAY_NAME} characters"})
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
-        raise InvalidArgument("display name contains control characters", {field: "no control characters"})
-    return name
+    return text(value, field, limit=MAX_DISPLAY_NAME, required=True)
 
 
 def email(value: str, field: str, *, required: bool = True) -> str:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from mesh.errors import InvalidArgument, ResourceExhausted
+from mesh.errors import ResourceExhausted
+from services.team_hub.domain import common
 
 MAX_DESCRIPTION = 1000
 MAX_TEAM_MEMBERS = 1000
@@ -12,13 +13,10 @@ def description(value: str, field: str = "team.description") -> str:
     """A team description, stripped, at most 1,000 characters.
 
     Raises:
-        InvalidArgument: too long.
+        InvalidArgument: too long, or with control characters other than line breaks.
 
     """
-    text = value.strip()
-    if len(text) > MAX_DESCRIPTION:
-        raise InvalidArgument("description too long", {field: f"at most {MAX_DESCRIPTION} characters"})
-    return text
+    return common.text(value, field, limit=MAX_DESCRIPTION, multiline=True)
 
 
 def check_room(member_count: int) -> None:
