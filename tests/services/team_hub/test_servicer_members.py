@@ -75,6 +75,7 @@ async def test_admin_changes_a_role_and_the_old_tokens_are_revoked(harness: Harn
         e for e in harness.identity.audit if e.request.audit_event.action == audit_event_pb2.AUDIT_ACTION_ROLE_CHANGED
     ]
     assert event.request.organization_id == "acme"
+    assert uuid.UUID(event.request.request_id).version == 4  # AIP-155: internal callers send UUID4s
     assert event.request.audit_event.actor.principal == "users/alice"
     assert event.request.audit_event.actor.display_name == "alice@acme.example"
     assert event.request.audit_event.target == bob.name
