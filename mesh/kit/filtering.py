@@ -11,8 +11,11 @@ Supported subset::
 
 Each list declares its fields (:class:`FilterField`): a string, integer, boolean,
 timestamp (compared with a quoted RFC 3339 time) or enum column, or a labels map
-(``labels.team = "sales"``, ``labels:team`` for "has the key"). A string compared with a
-value ending in ``*`` matches by prefix. ``field:*`` means "is set". The filter compiles to
+(``labels.team = "sales"``, ``labels:team`` for "has the key"), or a repeated value held in
+another table (:meth:`FilterField.has`: ``teams : "organizations/acme/teams/sales"``). An enum
+whose stored values are ordered (a role ladder) may also be compared with ``<``, ``>``,
+``<=`` and ``>=``. A field name may contain dots (``members.member``). A string compared with
+a value ending in ``*`` matches by prefix. ``field:*`` means "is set". The filter compiles to
 one SQLAlchemy clause; every error is INVALID_ARGUMENT naming the ``filter`` field.
 """
 
@@ -23,7 +26,7 @@ import datetime
 import enum
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from sqlalchemy import and_, not_, or_
@@ -63,6 +66,7 @@ class Kind(enum.Enum):
     TIMESTAMP = "timestamp"
     ENUM = "enum"
     LABELS = "labels"
+    HAS = "has"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -74,6 +78,9 @@ class FilterField:
         column: the column (or SQL expression) it reads.
         enum_values: for an enum, each accepted name → the stored value.
         enum_prefix: a prefix callers may put before enum names (``AGENT_STATE_``).
+        ordered: for an enum, its stored values are ordered, so ``<``, ``>``, ``<=`` and
+            ``>=`` compare them (``role >= MANAGER``).
+        holds: for :attr:`Kind.HAS`, the condition "the repeated field holds this value".
 
     """
 
@@ -81,11 +88,18 @@ class FilterField:
     column: Any
     enum_values: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     enum_prefix: str = ""
+    ordered: bool = False
+    holds: Callable[[str], ColumnElement[bool]] | None = None
 
     @classmethod
-    def enum(cls, column: Any, values: Mapping[str, Any], prefix: str = "") -> FilterField:
+    def enum(cls, column: Any, values: Mapping[str, Any], prefix: str = "", *, ordered: bool = False) -> FilterField:
         """An enum field: ``values`` maps names (``PUBLISHED``) to stored values."""
-        return cls(Kind.ENUM, column, dict(values), prefix)
+        return cls(Kind.ENUM, column, dict(values), prefix, ordered)
+
+    @classmethod
+    def has(cls, holds: Callable[[str], ColumnElement[bool]]) -> FilterField:
+        """A repeated field kept in another table: ``field : "value"`` (or ``=``) is ``holds(value)``."""
+        return cls(Kind.HAS, None, holds=holds)
 
 
 FilterSchema = Mapping[str, FilterField]
@@ -205,14 +219,21 @@ class _Parser:
         if operator.kind != "operator":
             raise _invalid(f"expected an operator after {name}, found {operator.text!r}", self.field)
         value = self.take(f"a value after {name} {operator.text}")
-        head, _, key = name.partition(".")
-        spec = self.schema.get(head)
+        # A dotted name is a field of its own ("actor.principal") when the schema says so, else a label key.
+        head, spec, key = name, self.schema.get(name), ""
+        if spec is None:
+            head, _, key = name.partition(".")
+            spec = self.schema.get(head)
         if spec is None or (key and spec.kind is not Kind.LABELS):
             known = ", ".join(sorted(f"{n}.<key>" if s.kind is Kind.LABELS else n for n, s in self.schema.items()))
             raise _invalid(f"cannot filter on {name!r}; use {known}", self.field)
         self.fields.add(head)
         if spec.kind is Kind.LABELS:
             return self.label(spec, name, key, operator.text, value)
+        if spec.kind is Kind.HAS:
+            if operator.text not in (":", "=") or value.kind != "string" or spec.holds is None:
+                raise _invalid(f'{name} takes : with a quoted value: {name} : "value"', self.field)
+            return spec.holds(_string(value, self.field))
         if operator.text == ":":
             if value.kind != "star":
                 raise _invalid(f"{name}: takes only * (is set); compare values with =", self.field)
@@ -251,7 +272,7 @@ def _is_set(spec: FilterField) -> ColumnElement[bool]:
 
 def _compare(spec: FilterField, name: str, operator: str, token: _Token, field: str) -> ColumnElement[bool]:
     kind = spec.kind
-    if operator in _ORDERING and kind in (Kind.BOOLEAN, Kind.ENUM):
+    if operator in _ORDERING and (kind is Kind.BOOLEAN or (kind is Kind.ENUM and not spec.ordered)):
         raise _invalid(f"{name} takes only = and !=", field)
     value: Any
     if kind is Kind.STRING:

@@ -49,9 +49,6 @@ NOT_YET_UUID = {
     "vocelio.identity.v1.SignUpRequest.request_id",
     "vocelio.identity.v1.RotateSigningKeyRequest.request_id",
     "vocelio.identity.v1.RecordAuditEventRequest.request_id",
-    "vocelio.team_hub.v1.CreateInvitationRequest.request_id",
-    "vocelio.team_hub.v1.CreateTeamRequest.request_id",
-    "vocelio.team_hub.v1.ProvisionOrganizationRequest.request_id",
 }
 
 

@@ -126,7 +126,9 @@ def test_the_whole_flow(edge):
 
     # Invite a member; she signs up with the invitation and joins as AGENT.
     invited = edge.post(
-        "/v1/invitations", headers=_bearer(access), json={"email": "bea@example.com", "role": "ROLE_AGENT"}
+        f"/v1/organizations/{org}/invitations",
+        headers=_bearer(access),
+        json={"email": "bea@example.com", "role": "ROLE_AGENT"},
     )
     assert invited.status_code == 200, invited.text
     invitation_token = invited.json()["invitationToken"]
@@ -138,12 +140,16 @@ def test_the_whole_flow(edge):
     # An AGENT cannot invite, and nobody can invite above their own role.
     assert (
         edge.post(
-            "/v1/invitations", headers=_bearer(bea_access), json={"email": "x@example.com", "role": "ROLE_VIEWER"}
+            f"/v1/organizations/{org}/invitations",
+            headers=_bearer(bea_access),
+            json={"email": "x@example.com", "role": "ROLE_VIEWER"},
         ).status_code
         == 403
     )
     assert edge.post(
-        "/v1/invitations", headers=_bearer(access), json={"email": "y@example.com", "role": "ROLE_SUPER_ADMIN"}
+        f"/v1/organizations/{org}/invitations",
+        headers=_bearer(access),
+        json={"email": "y@example.com", "role": "ROLE_SUPER_ADMIN"},
     ).status_code in (400, 403)
     # The invitation was single-use.
     reuse = edge.post(
