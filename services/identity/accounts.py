@@ -26,9 +26,18 @@ from services.identity.domain import (
     normalise_password,
     principal_cutoff,
 )
-from services.identity.filters import EQUALITY, HAS, decode_page_token, encode_page_token, page_size, parse_filter
+from services.identity.filters import (
+    EQUALITY,
+    HAS,
+    decode_page_token,
+    encode_page_token,
+    page_size,
+    parse_filter,
+    token_text,
+)
 from services.identity.grants import apply_lockout, lockout_of, record_wrong_password
 from services.identity.models import User
+from services.identity.parents import organization_scope
 from services.identity.sessions import is_admin_of, revoke_session
 from services.identity.store_log import PRINCIPAL, append_revocation
 
@@ -122,20 +131,14 @@ async def current_user(app: Identity, principal: Principal) -> CurrentUser:
 
 
 async def list_users(
-    app: Identity, principal: Principal, *, size: int, token: str, filter_text: str, organization_id: str
+    app: Identity, principal: Principal, *, size: int, token: str, filter_text: str, parent: str
 ) -> tuple[list[User], str]:
-    """Users of the caller's organisation (SUPER_ADMIN: of any, or all with ``-``), by display name."""
-    if organization_id and organization_id != principal.organization_id and not principal.is_platform_admin:
-        raise PermissionDenied("only SUPER_ADMIN may list another organisation's users")
-    scope: str | None = organization_id or principal.organization_id
-    if scope == "-" or (not scope and principal.is_platform_admin):
-        scope = None
-    elif not scope:
-        raise PermissionDenied("the caller acts in no organisation")
+    """Members of an organisation by display name (platform principals: of any, or every user with ``-``)."""
+    scope = organization_scope(principal, parent)
     conditions = parse_filter(filter_text, _USER_FILTERS)
     limit = page_size(size, default=50, maximum=100)
-    position = decode_page_token(token, ("n", "i"))
-    after = (str(position["n"]), str(position["i"])) if position else None
+    position = decode_page_token(token, {"n": token_text, "i": token_text})
+    after = (position["n"], position["i"]) if position else None
     async with app.transaction() as session:
         rows = await store.list_users(
             session, organization_id=scope, conditions=conditions, after=after, limit=limit + 1

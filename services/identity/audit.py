@@ -41,7 +41,7 @@ class Actor:
     """Who did an audited thing.
 
     Attributes:
-        principal: ``users/…``, ``api_keys/…``, ``services/…``, or ``""`` when anonymous.
+        principal: ``users/…``, ``organizations/…/api_keys/…``, ``services/…``, or ``""`` when anonymous.
         kind: USER, API_KEY, SERVICE or ANONYMOUS.
         display_name: a human label (e-mail, key name, service name).
         role: the role the principal acted with.
@@ -90,14 +90,14 @@ def event(
         id=new_id("ae"),
         organization_id=organization_id,
         event_time=now,
-        actor_principal=actor.principal[:100],
+        actor_principal=actor.principal[:200],
         actor_kind=actor.kind,
         actor_display_name=actor.display_name[:254],
         actor_role=actor.role[:20],
         actor_session=actor.session[:100],
         action=action,
         outcome=outcome,
-        target=target[:200],
+        target=target[:255],
         client_address=request.client_address[:64],
         user_agent=request.user_agent[:512],
         request_id=request.request_id[:100],

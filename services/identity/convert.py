@@ -102,10 +102,17 @@ def signing_key(row: SigningKey) -> signing_key_pb2.SigningKey:
     )
 
 
+def audit_event_name(row: AuditEvent) -> str:
+    """``organizations/{organization}/audit_events/{id}``; platform events have no organisation segment."""
+    if row.organization_id:
+        return f"organizations/{row.organization_id}/audit_events/{row.id}"
+    return f"audit_events/{row.id}"
+
+
 def audit_event(row: AuditEvent) -> audit_event_pb2.AuditEvent:
     """The AuditEvent resource."""
     return audit_event_pb2.AuditEvent(
-        name=f"audit_events/{row.id}",
+        name=audit_event_name(row),
         organization_id=row.organization_id,
         event_time=timestamp(row.event_time),
         actor=audit_event_pb2.Actor(

@@ -51,7 +51,7 @@ class ApiKeyGrant:
     """A verified API key.
 
     Attributes:
-        api_key: ``api_keys/…``, the principal.
+        api_key: ``organizations/…/api_keys/…``, the principal.
         organization_id: its organisation.
         scopes: its permissions.
         expire_time: when it expires, if ever.

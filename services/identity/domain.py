@@ -9,9 +9,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+import hashlib
 import re
 import secrets
 import unicodedata
+import uuid
 from collections.abc import Sequence
 
 from mesh.errors import FailedPrecondition, InvalidArgument
@@ -57,6 +59,48 @@ _COMMON_PASSWORDS = frozenset(
 def new_id(prefix: str) -> str:
     """A random identifier: ``prefix`` + ``_`` + 16 lowercase hex characters."""
     return f"{prefix}_{secrets.token_hex(8)}"
+
+
+# The principals a token can name (its ``sub``); API keys live under their organisation.
+_PRINCIPAL_KINDS = (
+    (re.compile(r"^users/[^/]+$"), "USER"),
+    (re.compile(r"^organizations/[^/]+/api_keys/[^/]+$"), "API_KEY"),
+    (re.compile(r"^services/[^/]+$"), "SERVICE"),
+)
+
+
+def principal_kind(subject: str) -> str:
+    """``USER``, ``API_KEY`` or ``SERVICE`` for a principal name, ``ANONYMOUS`` for anything else."""
+    for pattern, kind in _PRINCIPAL_KINDS:
+        if pattern.match(subject):
+            return kind
+    return "ANONYMOUS"
+
+
+_UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+
+
+def check_request_id(value: str, *, field: str = "request_id") -> str:
+    """An AIP-155 request id: empty (not deduplicated) or a UUID4, lower-cased.
+
+    Raises:
+        InvalidArgument: anything else.
+
+    """
+    lowered = value.lower()
+    if lowered and not _UUID4.match(lowered):
+        raise InvalidArgument(f"{field} must be a UUID4", {field: "a UUID4 such as 3f2b8c1e-…-4…"})
+    return lowered
+
+
+def derived_request_id(*parts: str) -> str:
+    """A UUID4-form request id (AIP-155) that is the same every time for the same parts.
+
+    Identity sends one when it calls another service on behalf of a request that may be
+    retried (sign-up provisions an organisation): the retry must carry the same id.
+    """
+    digest = hashlib.sha256("\x1f".join(parts).encode()).digest()
+    return str(uuid.UUID(bytes=digest[:16], version=4))
 
 
 def utc_now() -> dt.datetime:

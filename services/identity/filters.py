@@ -8,7 +8,7 @@ import dataclasses
 import datetime as dt
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from mesh.errors import InvalidArgument
@@ -30,6 +30,11 @@ class Condition:
     value: str
 
 
+MAX_FILTER_LENGTH = 2000
+# Values go into SQL parameters: PostgreSQL refuses NUL in text, and lone surrogates do not encode.
+_UNSTORABLE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
+
+
 def parse_filter(text: str, fields: Mapping[str, frozenset[str]]) -> list[Condition]:
     """Parse ``a = x AND b >= "y"`` into conditions.
 
@@ -38,10 +43,12 @@ def parse_filter(text: str, fields: Mapping[str, frozenset[str]]) -> list[Condit
         fields: the fields that may be filtered on, each with the operators it accepts.
 
     Raises:
-        InvalidArgument: the filter does not parse, names an unknown field or uses an
-            operator the field does not accept.
+        InvalidArgument: the filter does not parse, is too long, names an unknown field,
+            uses an operator the field does not accept or holds an unusable value.
 
     """
+    if len(text) > MAX_FILTER_LENGTH:
+        raise _bad(f"at most {MAX_FILTER_LENGTH} characters")
     conditions: list[Condition] = []
     position = 0
     text = text.strip()
@@ -59,10 +66,21 @@ def parse_filter(text: str, fields: Mapping[str, frozenset[str]]) -> list[Condit
             raise _bad(f"cannot filter on {field!r}; use one of {', '.join(sorted(fields))}")
         if op not in fields[field]:
             raise _bad(f"{field} does not support the operator {op}")
-        value = json.loads(raw) if raw.startswith('"') else raw
-        conditions.append(Condition(field, op, value))
+        conditions.append(Condition(field, op, _value(raw, field)))
         position = match.end()
     return conditions
+
+
+def _value(raw: str, field: str) -> str:
+    value = raw
+    if raw.startswith('"'):
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            raise _bad(f"the value of {field} is not a valid quoted string") from None
+    if _UNSTORABLE.search(value):
+        raise _bad(f"the value of {field} holds control characters")
+    return value
 
 
 def parse_time(value: str, field: str) -> dt.datetime:
@@ -74,11 +92,11 @@ def parse_time(value: str, field: str) -> dt.datetime:
     """
     try:
         moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        if moment.tzinfo is None:
+            raise _bad(f"{field} needs a time zone (Z or ±hh:mm)")
+        return moment.astimezone(dt.UTC)
+    except (ValueError, OverflowError):
         raise _bad(f"{field} needs an RFC 3339 time such as 2026-01-01T00:00:00Z") from None
-    if moment.tzinfo is None:
-        raise _bad(f"{field} needs a time zone (Z or ±hh:mm)")
-    return moment.astimezone(dt.UTC)
 
 
 def parse_bool(value: str, field: str) -> bool:
@@ -116,8 +134,13 @@ def encode_page_token(position: Mapping[str, Any]) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_page_token(token: str, keys: tuple[str, ...]) -> dict[str, Any] | None:
+def decode_page_token(token: str, fields: Mapping[str, Callable[[Any], Any]]) -> dict[str, Any] | None:
     """The keyset position in a page token (``None`` for an empty token).
+
+    Args:
+        token: the page token from the request.
+        fields: each key the position must hold, with the function that reads its value
+            (``str``, ``int``, :func:`token_time`); a value it refuses makes the token invalid.
 
     Raises:
         InvalidArgument: the token was not made by :func:`encode_page_token` with these keys.
@@ -127,8 +150,47 @@ def decode_page_token(token: str, keys: tuple[str, ...]) -> dict[str, Any] | Non
         return None
     try:
         position = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        position = None
-    if not isinstance(position, dict) or set(position) != set(keys):
-        raise InvalidArgument("page_token is not valid", {"page_token": "use a next_page_token from a response"})
-    return position
+        if not isinstance(position, dict) or set(position) != set(fields):
+            raise ValueError("not a position")
+        return {key: read(position[key]) for key, read in fields.items()}
+    except (binascii.Error, ValueError, TypeError, OverflowError, UnicodeDecodeError):
+        raise InvalidArgument(
+            "page_token is not valid", {"page_token": "use a next_page_token from a response"}
+        ) from None
+
+
+def token_time(value: Any) -> dt.datetime:
+    """A timezone-aware instant stored in a page token.
+
+    Raises:
+        ValueError: not an ISO 8601 instant with a zone.
+
+    """
+    moment = dt.datetime.fromisoformat(str(value))
+    if moment.tzinfo is None:
+        raise ValueError("naive time in a page token")
+    return moment.astimezone(dt.UTC)
+
+
+def token_text(value: Any) -> str:
+    """A string stored in a page token.
+
+    Raises:
+        ValueError: not a string, or one that cannot be a query parameter.
+
+    """
+    if not isinstance(value, str) or _UNSTORABLE.search(value):
+        raise ValueError("not a string")
+    return value
+
+
+def token_int(value: Any) -> int:
+    """An integer stored in a page token.
+
+    Raises:
+        ValueError: not an integer.
+
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("not an integer")
+    return value

@@ -1,4 +1,4 @@
-"""Identity's tables. The migration in ``migrations/identity_0001_initial.py`` mirrors them exactly."""
+"""Identity's tables. The migrations in ``migrations/`` (``identity_0001``, ``identity_0002``) build them exactly."""
 
 from __future__ import annotations
 
@@ -96,7 +96,8 @@ class UserOrganization(Base):
     user_id: Mapped[str] = mapped_column(String(40), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
     organization_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     role: Mapped[str] = mapped_column(String(20), default="")
-    member: Mapped[str] = mapped_column(String(100), default="")
+    # team_hub's membership name, "organizations/{organization}/members/{member}".
+    member: Mapped[str] = mapped_column(String(200), default="")
     learn_time: Mapped[dt.datetime] = mapped_column(UtcDateTime)
 
 
@@ -179,7 +180,7 @@ class Revocation(Base):
     kind: Mapped[str] = mapped_column(String(16))
     token_id: Mapped[str] = mapped_column(String(100), default="")
     session: Mapped[str] = mapped_column(String(100), default="")
-    principal: Mapped[str] = mapped_column(String(100), default="")
+    principal: Mapped[str] = mapped_column(String(200), default="")
     organization_id: Mapped[str] = mapped_column(String(64), default="")
     issued_before: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
     revoke_time: Mapped[dt.datetime] = mapped_column(UtcDateTime)
@@ -203,20 +204,21 @@ class AuditEvent(Base):
     __table_args__ = (
         Index("ix_audit_events_organization_time", "organization_id", "event_time"),
         Index("ix_audit_events_time", "event_time"),
-        UniqueConstraint("idempotency_key", name="uq_audit_events_idempotency_key"),
+        # A request_id is unique per organisation (AIP-155), so keys are too.
+        UniqueConstraint("organization_id", "idempotency_key", name="uq_audit_events_organization_idempotency_key"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     organization_id: Mapped[str] = mapped_column(String(64), default="")
     event_time: Mapped[dt.datetime] = mapped_column(UtcDateTime)
-    actor_principal: Mapped[str] = mapped_column(String(100), default="")
+    actor_principal: Mapped[str] = mapped_column(String(200), default="")
     actor_kind: Mapped[str] = mapped_column(String(16))
     actor_display_name: Mapped[str] = mapped_column(String(254), default="")
     actor_role: Mapped[str] = mapped_column(String(20), default="")
     actor_session: Mapped[str] = mapped_column(String(100), default="")
     action: Mapped[str] = mapped_column(String(64))
     outcome: Mapped[str] = mapped_column(String(16))
-    target: Mapped[str] = mapped_column(String(200), default="")
+    target: Mapped[str] = mapped_column(String(255), default="")
     client_address: Mapped[str] = mapped_column(String(64), default="")
     user_agent: Mapped[str] = mapped_column(String(512), default="")
     request_id: Mapped[str] = mapped_column(String(100), default="")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 from collections.abc import AsyncIterator
 
 from mesh.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from mesh.principal import Principal
 from services.identity import audit, signing, store_keys, store_log
 from services.identity.app import Identity
+from services.identity.domain import check_request_id
 from services.identity.filters import (
     EQUALITY,
     ORDERING,
@@ -17,8 +17,12 @@ from services.identity.filters import (
     encode_page_token,
     page_size,
     parse_filter,
+    token_int,
+    token_text,
+    token_time,
 )
 from services.identity.models import AuditEvent, Revocation, SigningKey
+from services.identity.parents import organization_scope
 
 _AUDIT_FILTERS = {
     "action": EQUALITY,
@@ -27,6 +31,7 @@ _AUDIT_FILTERS = {
     "target": EQUALITY,
     "source_service": EQUALITY,
     "event_time": ORDERING,
+    "organization_id": EQUALITY,
 }
 _CATCH_UP_PAGE = 500
 
@@ -46,6 +51,7 @@ async def rotate_signing_key(
 
     """
     _platform_only(principal)
+    request_id = check_request_id(request_id)
     if app.keyring.file_key is not None:
         raise FailedPrecondition(
             "the signing key comes from VOCELIO_JWT_SIGNING_KEY_FILE; rotate by replacing the file and restarting"
@@ -90,8 +96,8 @@ async def list_signing_keys(
     _platform_only(principal)
     await app.ready()
     limit = page_size(size, default=50, maximum=100)
-    position = decode_page_token(token, ("t", "k"))
-    after = (dt.datetime.fromisoformat(position["t"]), str(position["k"])) if position else None
+    position = decode_page_token(token, {"t": token_time, "k": token_text})
+    after = (position["t"], position["k"]) if position else None
     async with app.transaction() as session:
         await store_keys.retire_due(session, app.clock())
         rows = await store_keys.list_keys(session, show_retired=show_retired, after=after, limit=limit + 1)
@@ -101,27 +107,15 @@ async def list_signing_keys(
     return rows, encode_page_token({"t": rows[-1].create_time.isoformat(), "k": rows[-1].kid})
 
 
-def _audit_scope(principal: Principal, organization_id: str) -> str | None:
-    if principal.is_platform_admin:
-        if organization_id == "-":
-            return ""
-        return organization_id or principal.organization_id or None
-    if organization_id and organization_id != principal.organization_id:
-        raise PermissionDenied("only SUPER_ADMIN may read another organisation's audit log")
-    if not principal.organization_id:
-        raise PermissionDenied("the caller acts in no organisation")
-    return principal.organization_id
-
-
 async def list_audit_events(
-    app: Identity, principal: Principal, *, size: int, token: str, filter_text: str, organization_id: str
+    app: Identity, principal: Principal, *, size: int, token: str, filter_text: str, parent: str
 ) -> tuple[list[AuditEvent], str]:
-    """The audit log newest first: the caller's organisation's, or (SUPER_ADMIN) any, or all."""
-    scope = _audit_scope(principal, organization_id)
+    """The audit log newest first: an organisation's, or (platform principals, ``-``) every event."""
+    scope = organization_scope(principal, parent)
     conditions = parse_filter(filter_text, _AUDIT_FILTERS)
     limit = page_size(size, default=50, maximum=200)
-    position = decode_page_token(token, ("t", "i"))
-    after = (dt.datetime.fromisoformat(position["t"]), str(position["i"])) if position else None
+    position = decode_page_token(token, {"t": token_time, "i": token_text})
+    after = (position["t"], position["i"]) if position else None
     async with app.transaction() as session:
         rows = await store_log.list_audit_events(
             session, organization_id=scope, conditions=conditions, after=after, limit=limit + 1
@@ -132,25 +126,43 @@ async def list_audit_events(
     return rows, encode_page_token({"t": rows[-1].event_time.isoformat(), "i": rows[-1].id})
 
 
+def _same_event(earlier: AuditEvent, row: AuditEvent) -> bool:
+    """Whether a retried RecordAuditEvent asks for the event that was stored (AIP-155's "same request")."""
+    facts = ("action", "outcome", "target", "actor_principal", "actor_kind", "request_id", "details")
+    return all(getattr(earlier, fact) == getattr(row, fact) for fact in facts)
+
+
 async def record_audit_event(app: Identity, principal: Principal, row: AuditEvent, request_id: str) -> AuditEvent:
     """Append another service's audit event; a retry with the same request_id returns the first one.
 
-    ``row`` is the event as sent; its id, source service and idempotency key are set here.
+    ``row`` is the event as sent; its source service and idempotency key are set here.
+    The key is the calling principal and request_id, unique per organisation.
+
+    Raises:
+        InvalidArgument: no action or outcome, a request_id that is not a UUID4, or one
+            used before in this organisation for a different event.
+
     """
-    if not request_id:
-        raise InvalidArgument("request_id is required", {"request_id": "required"})
+    request_id = check_request_id(request_id)
     if row.action in ("", "UNSPECIFIED") or row.outcome in ("", "UNSPECIFIED"):
         raise InvalidArgument(
             "audit_event.action and audit_event.outcome are required",
             {"audit_event.action": "required", "audit_event.outcome": "required"},
         )
-    source = principal.subject.removeprefix("services/") if principal.is_service else ""
-    key = f"{principal.subject}|{request_id}"[:200]
+    row.source_service = principal.subject.removeprefix("services/") if principal.is_service else ""
+    if not request_id:
+        async with app.transaction() as session:
+            return await store_log.add_audit_event(session, row)
+    key = f"{principal.subject}|{request_id}"
     async with app.transaction() as session:
-        earlier = await store_log.audit_event_by_key(session, key)
+        earlier = await store_log.audit_event_by_key(session, row.organization_id, key)
         if earlier is not None:
+            if not _same_event(earlier, row):
+                raise InvalidArgument(
+                    "request_id was already used for a different audit event",
+                    {"request_id": "already used with a different request"},
+                )
             return earlier
-        row.source_service = source
         row.idempotency_key = key
         return await store_log.add_audit_event(session, row)
 
@@ -168,8 +180,8 @@ async def list_revocations(app: Identity, after_sequence: int, size: int, token:
     """Unexpired revocations after a sequence, oldest first."""
     await app.ready()
     limit = page_size(size, default=500, maximum=1000)
-    position = decode_page_token(token, ("s",))
-    after = max(after_sequence, int(position["s"])) if position else after_sequence
+    position = decode_page_token(token, {"s": token_int})
+    after = max(after_sequence, position["s"]) if position else after_sequence
     async with app.transaction() as session:
         head = await store_log.head_sequence(session)
         rows = await store_log.revocations_after(session, after, app.clock(), limit + 1)

@@ -230,7 +230,7 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
             size=request.page_size,
             token=request.page_token,
             filter_text=request.filter,
-            organization_id=request.organization_id,
+            parent=request.parent,
         )
         return pb.ListUsersResponse(users=[convert.user(r) for r in rows], next_page_token=token)
 
@@ -299,7 +299,7 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
             size=request.page_size,
             token=request.page_token,
             filter_text=request.filter,
-            organization_id=request.organization_id,
+            parent=request.parent,
         )
         return pb.ListAuditEventsResponse(audit_events=[convert.audit_event(r) for r in rows], next_page_token=token)
 

@@ -14,8 +14,8 @@ from mesh.principal import Principal, PrincipalKind
 from mesh.tokens import InvalidToken
 from services.identity import audit, store, store_log
 from services.identity.app import Identity
-from services.identity.domain import principal_cutoff
-from services.identity.filters import decode_page_token, encode_page_token, page_size
+from services.identity.domain import principal_cutoff, principal_kind
+from services.identity.filters import decode_page_token, encode_page_token, page_size, token_text, token_time
 from services.identity.models import Revocation, Session
 
 
@@ -141,16 +141,14 @@ async def revoke_token(app: Identity, token: str, hint: str, info: audit.Request
         await app.record(
             session,
             action="TOKEN_REVOKED",
-            actor=audit.Actor(claims.subject, _kind_of(claims.subject), role=claims.role, session=claims.session_id),
+            actor=audit.Actor(
+                claims.subject, principal_kind(claims.subject), role=claims.role, session=claims.session_id
+            ),
             request=info,
             organization_id=claims.organization_id,
             target=claims.session_id or claims.subject,
             details={"token_type": "access_token", "jti": claims.token_id},
         )
-
-
-def _kind_of(subject: str) -> str:
-    return {"users": "USER", "api_keys": "API_KEY", "services": "SERVICE"}.get(subject.split("/", 1)[0], "ANONYMOUS")
 
 
 async def list_sessions(
@@ -162,8 +160,8 @@ async def list_sessions(
     if not target.startswith("users/"):
         raise InvalidArgument("user must be a user resource name", {"user": "users/{user}"})
     limit = page_size(size, default=50, maximum=100)
-    position = decode_page_token(token, ("t", "i"))
-    after = (dt.datetime.fromisoformat(position["t"]), str(position["i"])) if position else None
+    position = decode_page_token(token, {"t": token_time, "i": token_text})
+    after = (position["t"], position["i"]) if position else None
     user_id = target.removeprefix("users/")
     async with app.transaction() as session:
         organization: str | None = None
@@ -213,8 +211,11 @@ async def revoke_principal_tokens(
     app: Identity, principal: str, organization_id: str, reason: str, end_sessions: bool
 ) -> PrincipalRevocation:
     """Revoke every token of a principal issued before now (optionally in one organisation)."""
-    if not principal.startswith(("users/", "api_keys/", "services/")) or "/" in principal.split("/", 1)[1]:
-        raise InvalidArgument("principal must be users/{user} or api_keys/{api_key}", {"principal": "not a principal"})
+    if principal_kind(principal) == "ANONYMOUS":
+        raise InvalidArgument(
+            "principal must be users/{user}, organizations/{organization}/api_keys/{api_key} or services/{service}",
+            {"principal": "not a principal"},
+        )
     if not reason:
         raise InvalidArgument("reason is required", {"reason": "required"})
     now = app.clock()

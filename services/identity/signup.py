@@ -20,6 +20,8 @@ from services.identity.domain import (
     UserState,
     check_display_name,
     check_password_policy,
+    check_request_id,
+    derived_request_id,
     new_id,
     normalise_email,
 )
@@ -60,8 +62,7 @@ def _check(form: SignUpForm) -> tuple[str, str, str]:
     check_password_policy(form.password, email)
     if not form.terms_accepted:
         raise InvalidArgument("the terms of service must be accepted", {"terms_accepted": "must be true"})
-    if len(form.request_id) > 100:
-        raise InvalidArgument("request_id is too long", {"request_id": "at most 100 characters"})
+    check_request_id(form.request_id)
     return email, display_name, organization_name
 
 
@@ -76,19 +77,23 @@ async def sign_up(app: Identity, form: SignUpForm, info: audit.RequestInfo) -> S
 
     """
     email, display_name, organization_name = _check(form)
+    request_id = form.request_id.lower()
     await app.ready()
     wait = app.address_limiter.take(info.client_address or "unknown")
     if wait:
         raise RateLimited(wait, "per_address")
     async with app.transaction() as session:
-        if form.request_id:
-            earlier = await store.get_user_by_signup_request(session, form.request_id)
+        if request_id:
+            earlier = await store.get_user_by_signup_request(session, request_id)
             if earlier is not None and earlier.email == email:
                 rows = await store.user_organizations(session, earlier.id)
                 role = next((r.role for r in rows if r.organization_id == earlier.home_organization_id), "")
                 return SignUpResult(earlier, earlier.home_organization_id, role)
             if earlier is not None:
-                raise AlreadyExists("request_id was already used for another sign-up")
+                raise InvalidArgument(
+                    "request_id was already used for another sign-up",
+                    {"request_id": "already used with a different request"},
+                )
         if await store.get_user_by_email(session, email) is not None:
             raise AlreadyExists(_TAKEN)
     password_hash = await app.passwords.hash(form.password)
@@ -102,7 +107,7 @@ async def sign_up(app: Identity, form: SignUpForm, info: audit.RequestInfo) -> S
         email_verified=False,
         state=UserState.ACTIVE.value,
         password_update_time=now,
-        signup_request_id=form.request_id or None,
+        signup_request_id=request_id or None,
         create_time=now,
         update_time=now,
         creator=f"users/{user_id}",
@@ -131,7 +136,7 @@ async def _join(app: Identity, form: SignUpForm, user: User, organization_name: 
         email=user.email,
         display_name=user.display_name,
         organization_display_name=organization_name,
-        request_id=f"signup-{user.id}",
+        request_id=derived_request_id("sign_up", user.id),
     )
 
 

@@ -108,9 +108,9 @@ async def add_audit_event(session: AsyncSession, event: AuditEvent) -> AuditEven
     return event
 
 
-async def audit_event_by_key(session: AsyncSession, key: str) -> AuditEvent | None:
-    """The event recorded with this idempotency key."""
-    query = select(AuditEvent).where(AuditEvent.idempotency_key == key)
+async def audit_event_by_key(session: AsyncSession, organization_id: str, key: str) -> AuditEvent | None:
+    """The event recorded in this organisation (``""``: the platform) with this idempotency key."""
+    query = select(AuditEvent).where(AuditEvent.organization_id == organization_id, AuditEvent.idempotency_key == key)
     return (await session.execute(query)).scalar_one_or_none()
 
 
@@ -120,6 +120,7 @@ _AUDIT_COLUMNS = {
     "actor.principal": AuditEvent.actor_principal,
     "target": AuditEvent.target,
     "source_service": AuditEvent.source_service,
+    "organization_id": AuditEvent.organization_id,
 }
 _PREFIXES = {"action": "AUDIT_ACTION_", "outcome": "AUDIT_OUTCOME_"}
 

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 import grpc
 import pytest
 
 from mesh.errors import FailedPrecondition, InvalidArgument
 from services.identity import domain, oauth
-from services.identity.domain import Lockout, Membership, RefreshFacts, RefreshVerdict, UserState
+from services.identity.domain import (
+    Lockout,
+    Membership,
+    RefreshFacts,
+    RefreshVerdict,
+    UserState,
+    check_request_id,
+    derived_request_id,
+    principal_kind,
+)
 from services.identity.filters import (
     EQUALITY,
     HAS,
@@ -20,6 +30,9 @@ from services.identity.filters import (
     page_size,
     parse_filter,
     parse_time,
+    token_int,
+    token_text,
+    token_time,
 )
 from services.identity.ratelimit import PhantomLockouts, RateLimiter
 
@@ -271,13 +284,19 @@ def test_user_token_claims_follow_rfc_9068():
 
 
 def test_api_key_tokens_carry_scopes_and_never_outlive_the_key():
-    who = oauth.TokenSubject("api_keys/k_1", "org_a", "", ("calls.get",), client_id="api_keys/k_1")
+    who = oauth.TokenSubject(
+        "organizations/org_a/api_keys/k_1", "org_a", "", ("calls.get",), client_id="organizations/org_a/api_keys/k_1"
+    )
     expiry = dt.datetime.fromtimestamp(1300, dt.UTC)
     claims = oauth.access_claims(
         who, issuer="i", audience="a", issued_at=1000, lifetime=900, not_after=expiry, token_id="j1"
     )
     assert claims["exp"] == 1300
-    assert claims["scope"] == "calls.get" and claims["client_id"] == "api_keys/k_1" and claims["role"] == ""
+    assert (
+        claims["scope"] == "calls.get"
+        and claims["client_id"] == "organizations/org_a/api_keys/k_1"
+        and claims["role"] == ""
+    )
     assert claims["jti"] == "j1"
     assert "sid" not in claims
 
@@ -345,12 +364,72 @@ def test_filter_times_need_a_zone():
 
 
 def test_page_tokens_round_trip_and_reject_forgeries():
-    token = encode_page_token({"t": "x", "i": "y"})
-    assert decode_page_token(token, ("t", "i")) == {"t": "x", "i": "y"}
-    assert decode_page_token("", ("t", "i")) is None
-    for forged in ("not-base64!", encode_page_token({"t": "x"}), "e30"):
+    fields = {"t": token_time, "i": token_text, "s": token_int}
+    moment = dt.datetime(2026, 12, 1, 8, 30, tzinfo=dt.UTC)
+    token = encode_page_token({"t": moment.isoformat(), "i": "y", "s": 7})
+    assert decode_page_token(token, fields) == {"t": moment, "i": "y", "s": 7}
+    assert decode_page_token("", fields) is None
+    forgeries = [
+        "not-base64!",
+        "e30",
+        "W10",  # a list
+        encode_page_token({"t": moment.isoformat()}),
+        encode_page_token({"t": 5, "i": "y", "s": 7}),
+        encode_page_token({"t": "2026-12-01T08:30:00", "i": "y", "s": 7}),  # no zone
+        encode_page_token({"t": "yesterday", "i": "y", "s": 7}),
+        encode_page_token({"t": moment.isoformat(), "i": ["y"], "s": 7}),
+        encode_page_token({"t": moment.isoformat(), "i": "\x00", "s": 7}),
+        encode_page_token({"t": moment.isoformat(), "i": "y", "s": "7"}),
+        encode_page_token({"t": moment.isoformat(), "i": "y", "s": True}),
+    ]
+    for forged in forgeries:
+        with pytest.raises(InvalidArgument) as caught:
+            decode_page_token(forged, fields)
+        assert caught.value.field_violations == {"page_token": "use a next_page_token from a response"}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'email = "\\x"',  # an escape JSON does not know
+        'email = "\\ud800"',  # a lone surrogate
+        'email = "a\\u0000b"',  # NUL, which PostgreSQL refuses
+        "email = " + "a" * 2001,
+        'event_time >= "9999-12-31T23:59:59-23:59"',  # overflows when moved to UTC
+        'event_time >= "0000-01-01T00:00:00Z"',
+        "email = x OR state = ACTIVE",
+        "(email = x)",
+        "email",
+        "= x",
+    ],
+)
+def test_malformed_filters_are_invalid_arguments(text: str):
+    fields = {"email": frozenset({"=", ":"}), "event_time": frozenset({">="})}
+
+    def parse() -> None:
+        for condition in parse_filter(text, fields):
+            if condition.field == "event_time":
+                parse_time(condition.value, "event_time")
+
+    with pytest.raises(InvalidArgument) as caught:
+        parse()
+    assert set(caught.value.field_violations) == {"filter"}
+
+
+def test_principal_names_and_request_ids():
+    assert principal_kind("users/u_1") == "USER"
+    assert principal_kind("organizations/acme/api_keys/k_1") == "API_KEY"
+    assert principal_kind("services/team_hub") == "SERVICE"
+    for other in ("api_keys/k_1", "users/", "users/a/b", "organizations/acme", "members/m_1", ""):
+        assert principal_kind(other) == "ANONYMOUS"
+    fixed = derived_request_id("sign_up", "u_1")
+    assert fixed == derived_request_id("sign_up", "u_1") != derived_request_id("sign_up", "u_2")
+    assert uuid.UUID(fixed).version == 4 and check_request_id(fixed) == fixed
+    assert check_request_id("") == ""
+    assert check_request_id(fixed.upper()) == fixed
+    for bad in ("signup-u_1", "team_hub:e1", str(uuid.uuid1()), fixed + "0"):
         with pytest.raises(InvalidArgument):
-            decode_page_token(forged, ("t", "i"))
+            check_request_id(bad)
 
 
 def test_page_sizes_default_and_cap():

@@ -204,5 +204,5 @@ async def test_principal_revocation_cuts_off_old_tokens_but_not_the_refreshed_on
     with pytest.raises(grpc.aio.AioRpcError):
         await harness.refresh(refreshed.refresh_token)
     admin = await harness.admin()
-    listed = await admin.ListUsers(pb.ListUsersRequest(organization_id="org_1"))
+    listed = await admin.ListUsers(pb.ListUsersRequest(parent="organizations/org_1"))
     assert listed.users == []

@@ -74,7 +74,7 @@ def a_session(session_id: str, user_id: str, org: str = "org_a", **changes) -> S
 
 
 async def test_migrations_reach_both_heads(database: ServiceDatabase):
-    assert await asyncio.to_thread(migrations.current_heads, database) == {"mesh_0001", "identity_0001"}
+    assert await asyncio.to_thread(migrations.current_heads, database) == {"mesh_0001", "identity_0002"}
 
 
 async def test_emails_are_unique_and_times_come_back_aware(database: ServiceDatabase):
@@ -365,7 +365,7 @@ async def test_audit_events_are_listed_newest_first_with_filters_and_idempotency
         page = await store_log.list_audit_events(
             session, organization_id=None, conditions=[], after=(recent[-1].event_time, recent[-1].id), limit=10
         )
-        keyed = await store_log.audit_event_by_key(session, "k1")
+        keyed = await store_log.audit_event_by_key(session, "org_a", "k1")
     assert [e.action for e in in_a] == ["SIGN_IN_SUCCEEDED", "SIGN_IN_FAILED"]
     assert [e.action for e in platform] == ["SIGNING_KEY_ROTATED"]
     assert [e.organization_id for e in failed] == ["org_b", "org_a"]
