@@ -15,7 +15,10 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from mesh.kit.tables import OutboxRow
 from services.agents.domain.lifecycle import AgentState
+
+__all__ = ["AgentRow", "AgentVersionRow", "Base", "CreateRequestRow", "OutboxRow", "UtcDateTime"]
 
 
 class UtcDateTime(TypeDecorator[datetime.datetime]):
@@ -103,18 +106,3 @@ class CreateRequestRow(Base):
     # SHA-256 of the request without its request_id: a reused key with another body is refused.
     fingerprint: Mapped[str] = mapped_column(String(64))
     create_time: Mapped[datetime.datetime] = mapped_column(UtcDateTime(), index=True)
-
-
-class OutboxRow(Base):
-    """An event waiting for the relay: the shared ``outbox`` table (created by the ``mesh`` migration)."""
-
-    __tablename__ = "outbox"
-
-    event_id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    stream: Mapped[str] = mapped_column(String(200))
-    event_type: Mapped[str] = mapped_column(String(200))
-    data: Mapped[str] = mapped_column(Text)  # JSON
-    metadata_: Mapped[str] = mapped_column("metadata", Text)  # JSON; "metadata" is reserved by SQLAlchemy
-    occurred_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime())
-    relayed_at: Mapped[datetime.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -94,7 +94,7 @@ def test_the_migration_creates_exactly_what_the_models_describe(database: Servic
             assert {i.name for i in table.indexes} <= indexes, table.name
     finally:
         engine.dispose()
-    assert migrations.current_heads(database) == {"mesh_0001", "agents_0001"}
+    assert migrations.current_heads(database) == {"mesh_0002", "agents_0001"}
 
 
 # Agents
