@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mesh.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Unavailable
+from mesh.kit.caller import CallerInfo
 from mesh.principal import Principal, PrincipalKind
 from services.identity import audit, oauth, store
 from services.identity.app import Identity
@@ -212,7 +213,7 @@ async def update_user(app: Identity, principal: Principal, change: ProfileChange
         return user
 
 
-async def change_password(app: Identity, principal: Principal, current: str, new: str, info: audit.RequestInfo) -> int:
+async def change_password(app: Identity, principal: Principal, current: str, new: str, info: CallerInfo) -> int:
     """Set a new password after checking the current one; ends the caller's other sessions."""
     user_id = user_id_of(principal, "users/me")
     if not current:
@@ -265,7 +266,7 @@ async def _platform_user(session: AsyncSession, principal: Principal, name: str)
     return user
 
 
-async def disable_user(app: Identity, principal: Principal, name: str, reason: str, info: audit.RequestInfo) -> User:
+async def disable_user(app: Identity, principal: Principal, name: str, reason: str, info: CallerInfo) -> User:
     """DISABLE a user platform-wide: every grant fails, every session and token is revoked."""
     async with app.transaction() as session:
         user = await _platform_user(session, principal, name)
@@ -292,7 +293,7 @@ async def disable_user(app: Identity, principal: Principal, name: str, reason: s
         return user
 
 
-async def enable_user(app: Identity, principal: Principal, name: str, info: audit.RequestInfo) -> User:
+async def enable_user(app: Identity, principal: Principal, name: str, info: CallerInfo) -> User:
     """Return a DISABLED user to ACTIVE (a user in another state is returned unchanged)."""
     async with app.transaction() as session:
         user = await _platform_user(session, principal, name)
@@ -305,7 +306,7 @@ async def enable_user(app: Identity, principal: Principal, name: str, info: audi
         return user
 
 
-async def unlock_user(app: Identity, principal: Principal, name: str, info: audit.RequestInfo) -> User:
+async def unlock_user(app: Identity, principal: Principal, name: str, info: CallerInfo) -> User:
     """Lift a sign-in lock early (ADMIN of a shared organisation, or SUPER_ADMIN)."""
     async with app.transaction() as session:
         user = await visible_user(session, principal, name, for_update=True)
@@ -324,7 +325,7 @@ async def _audit_state(
     principal: Principal,
     user: User,
     action: str,
-    info: audit.RequestInfo,
+    info: CallerInfo,
     details: dict[str, str] | None = None,
 ) -> None:
     await app.record(

@@ -6,8 +6,10 @@ import dataclasses
 import datetime as dt
 import json
 
+from mesh.kit.caller import CallerInfo
+from mesh.kit.ids import new_id
 from mesh.principal import Principal, PrincipalKind
-from services.identity.domain import new_id, redact_details
+from services.identity.domain import redact_details
 from services.identity.models import AuditEvent
 
 SOURCE = "identity"
@@ -16,24 +18,6 @@ FAILURE = "FAILURE"
 DENIED = "DENIED"
 
 _KINDS = {PrincipalKind.USER: "USER", PrincipalKind.API_KEY: "API_KEY", PrincipalKind.SERVICE: "SERVICE"}
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class RequestInfo:
-    """Where a request came from.
-
-    Attributes:
-        client_address: the client's IP address (first ``x-forwarded-for`` hop, else the peer).
-        user_agent: the ``user-agent`` metadata, at most 512 characters.
-        request_id: the ``x-request-id`` metadata.
-        trace_id: the W3C trace id from ``traceparent``.
-
-    """
-
-    client_address: str = ""
-    user_agent: str = ""
-    request_id: str = ""
-    trace_id: str = ""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -77,7 +61,7 @@ def event(
     action: str,
     outcome: str,
     actor: Actor,
-    request: RequestInfo,
+    request: CallerInfo,
     now: dt.datetime,
     organization_id: str = "",
     target: str = "",

@@ -7,8 +7,10 @@ import json
 
 from google.protobuf import timestamp_pb2
 
+from mesh.kit.caller import CallerInfo
+from mesh.kit.clock import utc_now
 from services.identity import audit
-from services.identity.domain import UserState, utc_now
+from services.identity.domain import UserState
 from services.identity.models import AuditEvent, Revocation, Session, SigningKey, User
 from vocelio.common.v1 import audit_pb2
 from vocelio.identity.v1 import audit_event_pb2, revocation_pb2, signing_key_pb2, user_pb2
@@ -156,7 +158,7 @@ def audit_row(message: audit_event_pb2.AuditEvent, organization_id: str, now: dt
             actor.role,
             actor.session,
         ),
-        request=audit.RequestInfo(message.client_address, message.user_agent, message.request_id, message.trace_id),
+        request=CallerInfo(message.client_address, message.user_agent, message.request_id, message.trace_id),
         now=event_time,
         organization_id=organization_id,
         target=message.target,

@@ -11,7 +11,6 @@ import datetime as dt
 import enum
 import hashlib
 import re
-import secrets
 import unicodedata
 import uuid
 from collections.abc import Sequence
@@ -56,11 +55,6 @@ _COMMON_PASSWORDS = frozenset(
 )
 
 
-def new_id(prefix: str) -> str:
-    """A random identifier: ``prefix`` + ``_`` + 16 lowercase hex characters."""
-    return f"{prefix}_{secrets.token_hex(8)}"
-
-
 # The principals a token can name (its ``sub``); API keys live under their organisation.
 _PRINCIPAL_KINDS = (
     (re.compile(r"^users/[^/]+$"), "USER"),
@@ -101,11 +95,6 @@ def derived_request_id(*parts: str) -> str:
     """
     digest = hashlib.sha256("\x1f".join(parts).encode()).digest()
     return str(uuid.UUID(bytes=digest[:16], version=4))
-
-
-def utc_now() -> dt.datetime:
-    """The current time, timezone-aware UTC."""
-    return dt.datetime.now(dt.UTC)
 
 
 def normalise_email(raw: str, *, field: str = "email") -> str:

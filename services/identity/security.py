@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import AsyncIterator
 
 from mesh.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from mesh.kit.caller import CallerInfo
 from mesh.principal import Principal
 from services.identity import audit, signing, store_keys, store_log
 from services.identity.app import Identity
@@ -42,7 +43,7 @@ def _platform_only(principal: Principal) -> None:
 
 
 async def rotate_signing_key(
-    app: Identity, principal: Principal, algorithm: str, request_id: str, info: audit.RequestInfo
+    app: Identity, principal: Principal, algorithm: str, request_id: str, info: CallerInfo
 ) -> tuple[SigningKey, SigningKey | None]:
     """Make a new ACTIVE key and demote the current one to PREVIOUS (it keeps verifying until its tokens expire).
 

@@ -48,5 +48,6 @@ def register(server: grpc.aio.Server, context: ServiceContext) -> None:
         registry=context.registry,
         keyring=build_keyring(context.settings),
         directory=MeshDirectory(context.clients, own_token),
+        clock=context.clock,
     )
     identity_service_pb2_grpc.add_IdentityServiceServicer_to_server(IdentityServicer(identity), server)  # type: ignore[no-untyped-call]

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mesh.access import Role
 from mesh.errors import InvalidArgument, NotFound
+from mesh.kit.caller import CallerInfo
 from mesh.principal import Principal, PrincipalKind
 from mesh.tokens import InvalidToken
 from services.identity import audit, store, store_log
@@ -79,7 +80,7 @@ def is_admin_of(principal: Principal, organization_id: str) -> bool:
     )
 
 
-async def logout(app: Identity, principal: Principal, all_sessions: bool, info: audit.RequestInfo) -> int:
+async def logout(app: Identity, principal: Principal, all_sessions: bool, info: CallerInfo) -> int:
     """End the caller's session (and, if asked, all their sessions) and revoke the token used for the call."""
     ended = 0
     async with app.transaction() as session:
@@ -107,7 +108,7 @@ async def logout(app: Identity, principal: Principal, all_sessions: bool, info: 
     return ended
 
 
-async def revoke_token(app: Identity, token: str, hint: str, info: audit.RequestInfo) -> None:
+async def revoke_token(app: Identity, token: str, hint: str, info: CallerInfo) -> None:
     """RFC 7009: revoke a refresh token (its whole session) or an access token; unknown tokens are ignored.
 
     ``hint`` (``token_type_hint``) is advisory (RFC 7009 §2.1): both kinds are tried, the
@@ -180,7 +181,7 @@ async def list_sessions(
     return rows, next_token
 
 
-async def delete_session(app: Identity, principal: Principal, name: str, info: audit.RequestInfo) -> None:
+async def delete_session(app: Identity, principal: Principal, name: str, info: CallerInfo) -> None:
     """End a session: the caller's own, or (admins) a member's in the caller's organisation."""
     async with app.transaction() as session:
         row = await store.get_session(session, session_id_of(name))

@@ -13,6 +13,8 @@ import dataclasses
 from sqlalchemy.exc import IntegrityError
 
 from mesh.errors import AlreadyExists, InvalidArgument
+from mesh.kit.caller import CallerInfo
+from mesh.kit.ids import new_id
 from services.identity import audit, store
 from services.identity.app import Identity
 from services.identity.domain import (
@@ -22,7 +24,6 @@ from services.identity.domain import (
     check_password_policy,
     check_request_id,
     derived_request_id,
-    new_id,
     normalise_email,
 )
 from services.identity.models import User
@@ -66,7 +67,7 @@ def _check(form: SignUpForm) -> tuple[str, str, str]:
     return email, display_name, organization_name
 
 
-async def sign_up(app: Identity, form: SignUpForm, info: audit.RequestInfo) -> SignUpResult:
+async def sign_up(app: Identity, form: SignUpForm, info: CallerInfo) -> SignUpResult:
     """Create the user and their organisation (or membership through the invitation).
 
     Raises:
@@ -145,9 +146,7 @@ async def _undo(app: Identity, user_id: str) -> None:
         await store.delete_user(session, user_id)
 
 
-async def _finish(
-    app: Identity, user_id: str, membership: Membership, invited: bool, info: audit.RequestInfo
-) -> SignUpResult:
+async def _finish(app: Identity, user_id: str, membership: Membership, invited: bool, info: CallerInfo) -> SignUpResult:
     async with app.transaction() as session:
         user = await store.get_user(session, user_id, for_update=True)
         assert user is not None

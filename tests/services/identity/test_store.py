@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from mesh import migrations
 from mesh.config import Settings
 from mesh.db import ServiceDatabase
+from mesh.kit.caller import CallerInfo
 from services.identity import audit, signing, store, store_keys, store_log
 from services.identity.domain import Membership
 from services.identity.filters import Condition
@@ -339,7 +340,7 @@ async def test_audit_events_are_listed_newest_first_with_filters_and_idempotency
                     action=action,
                     outcome="SUCCESS",
                     actor=actor,
-                    request=audit.RequestInfo("203.0.113.9"),
+                    request=CallerInfo("203.0.113.9"),
                     now=NOW + dt.timedelta(minutes=minutes),
                     organization_id=org,
                     idempotency_key="k1" if minutes == 0 else None,
