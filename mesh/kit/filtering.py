@@ -52,6 +52,8 @@ _TOKEN = re.compile(
     re.VERBOSE,
 )
 _ORDERING = {"<", ">", "<=", ">="}
+# Values become SQL parameters: PostgreSQL refuses NUL in text, and lone surrogates do not encode.
+_UNSTORABLE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 
 
 class Kind(enum.Enum):
@@ -74,6 +76,8 @@ class FilterField:
         column: the column (or SQL expression) it reads.
         enum_values: for an enum, each accepted name → the stored value.
         enum_prefix: a prefix callers may put before enum names (``AGENT_STATE_``).
+        contains: for a string, ``field : "text"`` matches values containing ``text``
+            (``email : "@example.com"``); otherwise ``:`` takes only ``*``.
 
     """
 
@@ -81,6 +85,7 @@ class FilterField:
     column: Any
     enum_values: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     enum_prefix: str = ""
+    contains: bool = False
 
     @classmethod
     def enum(cls, column: Any, values: Mapping[str, Any], prefix: str = "") -> FilterField:
@@ -187,6 +192,8 @@ class _Parser:
         if spec.kind is Kind.LABELS:
             return self.label(spec, name, key, operator.text, value)
         if operator.text == ":":
+            if spec.contains and value.kind == "string":
+                return spec.column.contains(_string(value, self.field), autoescape=True)  # type: ignore[no-any-return]
             if value.kind != "star":
                 raise _invalid(f"{name}: takes only * (is set); compare values with =", self.field)
             return _is_set(spec)
@@ -276,11 +283,11 @@ def _timestamp(token: _Token, name: str, field: str) -> datetime.datetime:
     text = _string(token, field) if token.kind == "string" else ""
     try:
         moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
-        raise _invalid(f'{name} is compared with a quoted RFC 3339 time: {name} > "2026-01-01T00:00:00Z"', field)
-    return moment.astimezone(datetime.UTC)
+        if moment is not None and moment.tzinfo is not None:
+            return moment.astimezone(datetime.UTC)
+    except (ValueError, OverflowError):  # OverflowError: a time that leaves the calendar once moved to UTC
+        pass
+    raise _invalid(f'{name} is compared with a quoted RFC 3339 time: {name} > "2026-01-01T00:00:00Z"', field)
 
 
 def _string(token: _Token, field: str) -> str:
@@ -291,6 +298,8 @@ def _string(token: _Token, field: str) -> str:
     except json.JSONDecodeError:
         raise _invalid(f"{token.text} is not a valid string", field) from None
     assert isinstance(value, str)
+    if _UNSTORABLE.search(value):
+        raise _invalid(f"{token.text} holds a control character or an unpaired surrogate", field)
     return value
 
 
