@@ -184,8 +184,11 @@ class _Parser:
         if operator.kind != "operator":
             raise _invalid(f"expected an operator after {name}, found {operator.text!r}", self.field)
         value = self.take(f"a value after {name} {operator.text}")
-        head, _, key = name.partition(".")
-        spec = self.schema.get(head)
+        # A dotted name is a field of its own ("actor.principal") when the schema says so, else a label key.
+        spec, key = self.schema.get(name), ""
+        if spec is None:
+            head, _, key = name.partition(".")
+            spec = self.schema.get(head)
         if spec is None or (key and spec.kind is not Kind.LABELS):
             known = ", ".join(sorted(f"{n}.<key>" if s.kind is Kind.LABELS else n for n, s in self.schema.items()))
             raise _invalid(f"cannot filter on {name!r}; use {known}", self.field)

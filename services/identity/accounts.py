@@ -15,7 +15,10 @@ from collections.abc import Sequence
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mesh.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Unavailable
+from mesh.kit import paging, tenancy
 from mesh.kit.caller import CallerInfo
+from mesh.kit.filtering import FilterField, FilterSchema, Kind, compile_filter
+from mesh.kit.names import ResourceName
 from mesh.principal import Principal, PrincipalKind
 from services.identity import audit, oauth, store
 from services.identity.app import Identity
@@ -27,24 +30,21 @@ from services.identity.domain import (
     normalise_password,
     principal_cutoff,
 )
-from services.identity.filters import (
-    EQUALITY,
-    HAS,
-    decode_page_token,
-    encode_page_token,
-    page_size,
-    parse_filter,
-    token_text,
-)
 from services.identity.grants import apply_lockout, lockout_of, record_wrong_password
 from services.identity.models import User
-from services.identity.parents import organization_scope
 from services.identity.sessions import is_admin_of, revoke_session
 from services.identity.store_log import PRINCIPAL, append_revocation
+from vocelio.identity.v1 import identity_service_pb2
 
 PROFILE_FIELDS = ("display_name", "avatar_uri", "locale", "time_zone")
 _LOCALE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$")
-_USER_FILTERS = {"state": EQUALITY, "email": HAS | {"!="}, "email_verified": EQUALITY}
+# Users are platform-global; a list of them is of the members of one organisation, named as its parent.
+MEMBERS_OF = ResourceName.from_pattern("organizations/{organization}/users/{user}", "vocelio.com/User")
+USER_FILTERS: FilterSchema = {
+    "state": FilterField.enum(User.state, {state.value: state.value for state in UserState}, prefix="USER_STATE_"),
+    "email": FilterField(Kind.STRING, User.email, contains=True),
+    "email_verified": FilterField(Kind.BOOLEAN, User.email_verified),
+}
 
 
 def user_id_of(principal: Principal, name: str) -> str:
@@ -132,22 +132,25 @@ async def current_user(app: Identity, principal: Principal) -> CurrentUser:
 
 
 async def list_users(
-    app: Identity, principal: Principal, *, size: int, token: str, filter_text: str, parent: str
+    app: Identity, principal: Principal, request: identity_service_pb2.ListUsersRequest
 ) -> tuple[list[User], str]:
     """Members of an organisation by display name (platform principals: of any, or every user with ``-``)."""
-    scope = organization_scope(principal, parent)
-    conditions = parse_filter(filter_text, _USER_FILTERS)
-    limit = page_size(size, default=50, maximum=100)
-    position = decode_page_token(token, {"n": token_text, "i": token_text})
-    after = (position["n"], position["i"]) if position else None
+    scope = tenancy.list_scope(principal, MEMBERS_OF.parse_parent(request.parent).organization)
+    condition = compile_filter(request.filter, USER_FILTERS)
+    binding = paging.query_binding(request, scope.binding())
+    after = app.page_tokens.decode_optional(request.page_token, binding)
     async with app.transaction() as session:
-        rows = await store.list_users(
-            session, organization_id=scope, conditions=conditions, after=after, limit=limit + 1
+        page: paging.Page[User] = await paging.keyset_page(
+            session,
+            store.users_query(organization_id=scope.organization_id, condition=condition),
+            keys=[User.display_name, User.id],
+            after=None if after is None else paging.position_shape(after, str, str),
+            limit=paging.page_size(request.page_size),
+            position_of=lambda row: (row.display_name, row.id),
+            descending=False,
         )
-    if len(rows) <= limit:
-        return rows, ""
-    rows = rows[:limit]
-    return rows, encode_page_token({"n": rows[-1].display_name, "i": rows[-1].id})
+    token = "" if page.next_after is None else app.page_tokens.encode(page.next_after, binding)
+    return list(page.items), token
 
 
 def etag_of(user: User) -> str:

@@ -26,6 +26,7 @@ from mesh.errors import Unavailable
 from mesh.kit.caller import CallerInfo
 from mesh.kit.clock import SYSTEM_CLOCK, Clock
 from mesh.kit.ids import new_id
+from mesh.kit.paging import PageTokens
 from mesh.registry import Registry
 from mesh.tokens import LEEWAY_SECONDS, TokenVerifier
 from services.identity import audit, store, store_log
@@ -68,6 +69,7 @@ class Identity:
         directory: Directory,
         passwords: Passwords | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        page_tokens: PageTokens | None = None,
     ) -> None:
         self.settings = settings
         self.database = database
@@ -77,6 +79,8 @@ class Identity:
         self.passwords = passwords or Passwords()
         # Use cases read the time as app.clock(): the injected clock's reading.
         self.clock: Callable[[], dt.datetime] = clock.now
+        # Signed, query-bound page tokens; without a key from the context they die with the process.
+        self.page_tokens = page_tokens or PageTokens.ephemeral()
         self.feed = RevocationFeed()
         self.account_limiter = RateLimiter(ATTEMPTS_PER_ACCOUNT, 60.0)
         self.address_limiter = RateLimiter(ATTEMPTS_PER_ADDRESS, 60.0)

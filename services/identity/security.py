@@ -3,36 +3,43 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections.abc import AsyncIterator
+from typing import Any
 
 from mesh.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from mesh.kit import paging, tenancy
 from mesh.kit.caller import CallerInfo
+from mesh.kit.filtering import FilterField, FilterSchema, Kind, compile_filter
+from mesh.kit.names import ResourceName
 from mesh.principal import Principal
 from services.identity import audit, signing, store_keys, store_log
 from services.identity.app import Identity
 from services.identity.domain import check_request_id
-from services.identity.filters import (
-    EQUALITY,
-    ORDERING,
-    decode_page_token,
-    encode_page_token,
-    page_size,
-    parse_filter,
-    token_int,
-    token_text,
-    token_time,
-)
 from services.identity.models import AuditEvent, Revocation, SigningKey
-from services.identity.parents import organization_scope
+from vocelio.identity.v1 import audit_event_pb2, identity_service_pb2
 
-_AUDIT_FILTERS = {
-    "action": EQUALITY,
-    "outcome": EQUALITY,
-    "actor.principal": EQUALITY,
-    "target": EQUALITY,
-    "source_service": EQUALITY,
-    "event_time": ORDERING,
-    "organization_id": EQUALITY,
+AUDIT_EVENTS = ResourceName.for_message(audit_event_pb2.AuditEvent)
+
+
+def _enum_names(enum: Any, prefix: str) -> dict[str, str]:
+    """Enum value names without their prefix, as stored, for a filter field (UNSPECIFIED left out)."""
+    names = (name.removeprefix(prefix) for name in enum.keys())  # noqa: SIM118 - an EnumTypeWrapper, not a dict
+    return {name: name for name in names if name != "UNSPECIFIED"}
+
+
+AUDIT_FILTERS: FilterSchema = {
+    "action": FilterField.enum(
+        AuditEvent.action, _enum_names(audit_event_pb2.AuditAction, "AUDIT_ACTION_"), prefix="AUDIT_ACTION_"
+    ),
+    "outcome": FilterField.enum(
+        AuditEvent.outcome, _enum_names(audit_event_pb2.AuditOutcome, "AUDIT_OUTCOME_"), prefix="AUDIT_OUTCOME_"
+    ),
+    "actor.principal": FilterField(Kind.STRING, AuditEvent.actor_principal),
+    "target": FilterField(Kind.STRING, AuditEvent.target),
+    "source_service": FilterField(Kind.STRING, AuditEvent.source_service),
+    "organization_id": FilterField(Kind.STRING, AuditEvent.organization_id),
+    "event_time": FilterField(Kind.TIMESTAMP, AuditEvent.event_time),
 }
 _CATCH_UP_PAGE = 500
 
@@ -91,40 +98,52 @@ async def rotate_signing_key(
 
 
 async def list_signing_keys(
-    app: Identity, principal: Principal, *, size: int, token: str, show_retired: bool
+    app: Identity, principal: Principal, request: identity_service_pb2.ListSigningKeysRequest
 ) -> tuple[list[SigningKey], str]:
     """Signing keys, newest first, public halves only."""
     _platform_only(principal)
     await app.ready()
-    limit = page_size(size, default=50, maximum=100)
-    position = decode_page_token(token, {"t": token_time, "k": token_text})
-    after = (position["t"], position["k"]) if position else None
+    binding = paging.query_binding(request)
+    after = app.page_tokens.decode_optional(request.page_token, binding)
     async with app.transaction() as session:
         await store_keys.retire_due(session, app.clock())
-        rows = await store_keys.list_keys(session, show_retired=show_retired, after=after, limit=limit + 1)
-    if len(rows) <= limit:
-        return rows, ""
-    rows = rows[:limit]
-    return rows, encode_page_token({"t": rows[-1].create_time.isoformat(), "k": rows[-1].kid})
+        page: paging.Page[SigningKey] = await paging.keyset_page(
+            session,
+            store_keys.keys_query(show_retired=request.show_retired),
+            keys=[SigningKey.create_time, SigningKey.kid],
+            after=_time_position(after),
+            limit=paging.page_size(request.page_size),
+            position_of=lambda row: (paging.time_key(row.create_time), row.kid),
+        )
+    return list(page.items), "" if page.next_after is None else app.page_tokens.encode(page.next_after, binding)
+
+
+def _time_position(after: paging.Position | None) -> tuple[dt.datetime, str] | None:
+    """The (time, id) keyset values of a newest-first listing's page token."""
+    if after is None:
+        return None
+    micros, last_id = paging.position_shape(after, int, str)
+    return paging.from_time_key(micros), last_id
 
 
 async def list_audit_events(
-    app: Identity, principal: Principal, *, size: int, token: str, filter_text: str, parent: str
+    app: Identity, principal: Principal, request: identity_service_pb2.ListAuditEventsRequest
 ) -> tuple[list[AuditEvent], str]:
     """The audit log newest first: an organisation's, or (platform principals, ``-``) every event."""
-    scope = organization_scope(principal, parent)
-    conditions = parse_filter(filter_text, _AUDIT_FILTERS)
-    limit = page_size(size, default=50, maximum=200)
-    position = decode_page_token(token, {"t": token_time, "i": token_text})
-    after = (position["t"], position["i"]) if position else None
+    scope = tenancy.list_scope(principal, AUDIT_EVENTS.parse_parent(request.parent).organization)
+    condition = compile_filter(request.filter, AUDIT_FILTERS)
+    binding = paging.query_binding(request, scope.binding())
+    after = app.page_tokens.decode_optional(request.page_token, binding)
     async with app.transaction() as session:
-        rows = await store_log.list_audit_events(
-            session, organization_id=scope, conditions=conditions, after=after, limit=limit + 1
+        page: paging.Page[AuditEvent] = await paging.keyset_page(
+            session,
+            store_log.audit_events_query(organization_id=scope.organization_id, condition=condition),
+            keys=[AuditEvent.event_time, AuditEvent.id],
+            after=_time_position(after),
+            limit=paging.page_size(request.page_size, maximum=200),
+            position_of=lambda row: (paging.time_key(row.event_time), row.id),
         )
-    if len(rows) <= limit:
-        return rows, ""
-    rows = rows[:limit]
-    return rows, encode_page_token({"t": rows[-1].event_time.isoformat(), "i": rows[-1].id})
+    return list(page.items), "" if page.next_after is None else app.page_tokens.encode(page.next_after, binding)
 
 
 def _same_event(earlier: AuditEvent, row: AuditEvent) -> bool:
@@ -177,19 +196,24 @@ class RevocationPage:
     head_sequence: int
 
 
-async def list_revocations(app: Identity, after_sequence: int, size: int, token: str) -> RevocationPage:
+async def list_revocations(app: Identity, request: identity_service_pb2.ListRevokedTokensRequest) -> RevocationPage:
     """Unexpired revocations after a sequence, oldest first."""
     await app.ready()
-    limit = page_size(size, default=500, maximum=1000)
-    position = decode_page_token(token, {"s": token_int})
-    after = max(after_sequence, position["s"]) if position else after_sequence
+    binding = paging.query_binding(request)
+    after = app.page_tokens.decode_optional(request.page_token, binding)
     async with app.transaction() as session:
         head = await store_log.head_sequence(session)
-        rows = await store_log.revocations_after(session, after, app.clock(), limit + 1)
-    if len(rows) <= limit:
-        return RevocationPage(rows, "", head)
-    rows = rows[:limit]
-    return RevocationPage(rows, encode_page_token({"s": rows[-1].sequence}), head)
+        page: paging.Page[Revocation] = await paging.keyset_page(
+            session,
+            store_log.revocations_query(request.after_sequence, app.clock()),
+            keys=[Revocation.sequence],
+            after=None if after is None else paging.position_shape(after, int),
+            limit=paging.page_size(request.page_size, default=500, maximum=1000),
+            position_of=lambda row: (row.sequence,),
+            descending=False,
+        )
+    token = "" if page.next_after is None else app.page_tokens.encode(page.next_after, binding)
+    return RevocationPage(list(page.items), token, head)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -156,9 +156,7 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
 
     async def ListSigningKeys(self, request: pb.ListSigningKeysRequest, context: Context) -> pb.ListSigningKeysResponse:
         """Signing keys, public halves only."""
-        rows, token = await security.list_signing_keys(
-            self.app, current(), size=request.page_size, token=request.page_token, show_retired=request.show_retired
-        )
+        rows, token = await security.list_signing_keys(self.app, current(), request)
         return pb.ListSigningKeysResponse(signing_keys=[convert.signing_key(r) for r in rows], next_page_token=token)
 
     async def RotateSigningKey(
@@ -201,14 +199,7 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
     async def ListUsers(self, request: pb.ListUsersRequest, context: Context) -> pb.ListUsersResponse:
         """Users of an organisation."""
         await self.app.ready()
-        rows, token = await accounts.list_users(
-            self.app,
-            current(),
-            size=request.page_size,
-            token=request.page_token,
-            filter_text=request.filter,
-            parent=request.parent,
-        )
+        rows, token = await accounts.list_users(self.app, current(), request)
         return pb.ListUsersResponse(users=[convert.user(r) for r in rows], next_page_token=token)
 
     async def UpdateUser(self, request: pb.UpdateUserRequest, context: Context) -> pb.UpdateUserResponse:
@@ -254,9 +245,7 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
         """Open sessions."""
         await self.app.ready()
         principal = current()
-        rows, token = await sessions.list_sessions(
-            self.app, principal, request.user, request.page_size, request.page_token
-        )
+        rows, token = await sessions.list_sessions(self.app, principal, request)
         return pb.ListSessionsResponse(
             sessions=[convert.session(r, principal.session_id) for r in rows], next_page_token=token
         )
@@ -270,14 +259,7 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
     async def ListAuditEvents(self, request: pb.ListAuditEventsRequest, context: Context) -> pb.ListAuditEventsResponse:
         """The security audit log."""
         await self.app.ready()
-        rows, token = await security.list_audit_events(
-            self.app,
-            current(),
-            size=request.page_size,
-            token=request.page_token,
-            filter_text=request.filter,
-            parent=request.parent,
-        )
+        rows, token = await security.list_audit_events(self.app, current(), request)
         return pb.ListAuditEventsResponse(audit_events=[convert.audit_event(r) for r in rows], next_page_token=token)
 
     async def RecordAuditEvent(
@@ -307,7 +289,7 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
     ) -> pb.ListRevokedTokensResponse:
         """The revocation log, paged."""
         _internal_caller()
-        page = await security.list_revocations(self.app, request.after_sequence, request.page_size, request.page_token)
+        page = await security.list_revocations(self.app, request)
         return pb.ListRevokedTokensResponse(
             revocations=[convert.revocation(r) for r in page.revocations],
             next_page_token=page.next_page_token,

@@ -10,14 +10,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mesh.access import Role
 from mesh.errors import InvalidArgument, NotFound
+from mesh.kit import paging, tenancy
 from mesh.kit.caller import CallerInfo
 from mesh.principal import Principal, PrincipalKind
 from mesh.tokens import InvalidToken
 from services.identity import audit, store, store_log
 from services.identity.app import Identity
 from services.identity.domain import principal_cutoff, principal_kind
-from services.identity.filters import decode_page_token, encode_page_token, page_size, token_text, token_time
 from services.identity.models import Revocation, Session
+from vocelio.identity.v1 import identity_service_pb2
 
 
 def _hash(token: str) -> str:
@@ -153,32 +154,33 @@ async def revoke_token(app: Identity, token: str, hint: str, info: CallerInfo) -
 
 
 async def list_sessions(
-    app: Identity, principal: Principal, user: str, size: int, token: str
+    app: Identity, principal: Principal, request: identity_service_pb2.ListSessionsRequest
 ) -> tuple[list[Session], str]:
     """Open sessions of the caller, or of a member of the caller's organisation (admins)."""
     own = principal.subject if principal.kind is PrincipalKind.USER else ""
-    target = user or own
+    target = request.user or own
     if not target.startswith("users/"):
         raise InvalidArgument("user must be a user resource name", {"user": "users/{user}"})
-    limit = page_size(size, default=50, maximum=100)
-    position = decode_page_token(token, {"t": token_time, "i": token_text})
-    after = (position["t"], position["i"]) if position else None
+    binding = paging.query_binding(request, principal.subject, principal.organization_id)
+    after = app.page_tokens.decode_optional(request.page_token, binding)
     user_id = target.removeprefix("users/")
     async with app.transaction() as session:
         organization: str | None = None
         if target != own and not principal.is_platform_admin:
             admin = is_admin_of(principal, principal.organization_id)
             if not admin or not await store.is_member(session, user_id, principal.organization_id):
-                raise NotFound(f"{target} not found")
+                raise tenancy.not_found(target)
             organization = principal.organization_id
-        rows = await store.open_sessions(
-            session, user_id=user_id, now=app.clock(), organization_id=organization, after=after, limit=limit + 1
+        keys = None if after is None else paging.position_shape(after, int, str)
+        page: paging.Page[Session] = await paging.keyset_page(
+            session,
+            store.open_sessions_query(user_id=user_id, now=app.clock(), organization_id=organization),
+            keys=[Session.last_refresh_time, Session.id],
+            after=None if keys is None else (paging.from_time_key(keys[0]), keys[1]),
+            limit=paging.page_size(request.page_size),
+            position_of=lambda row: (paging.time_key(row.last_refresh_time), row.id),
         )
-    next_token = ""
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_token = encode_page_token({"t": rows[-1].last_refresh_time.isoformat(), "i": rows[-1].id})
-    return rows, next_token
+    return list(page.items), "" if page.next_after is None else app.page_tokens.encode(page.next_after, binding)
 
 
 async def delete_session(app: Identity, principal: Principal, name: str, info: CallerInfo) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.identity.models import SigningKey
@@ -69,17 +69,7 @@ async def add_key(session: AsyncSession, key: SigningKey) -> SigningKey:
     return key
 
 
-async def list_keys(
-    session: AsyncSession, *, show_retired: bool, after: tuple[dt.datetime, str] | None, limit: int
-) -> list[SigningKey]:
-    """Keys newest first."""
+def keys_query(*, show_retired: bool) -> Select[SigningKey]:
+    """Signing keys, unordered, for a keyset page."""
     query = select(SigningKey)
-    if not show_retired:
-        query = query.where(SigningKey.state != RETIRED)
-    if after is not None:
-        moment, kid = after
-        query = query.where(
-            or_(SigningKey.create_time < moment, and_(SigningKey.create_time == moment, SigningKey.kid < kid))
-        )
-    query = query.order_by(SigningKey.create_time.desc(), SigningKey.kid.desc()).limit(limit)
-    return list((await session.execute(query)).scalars())
+    return query if show_retired else query.where(SigningKey.state != RETIRED)

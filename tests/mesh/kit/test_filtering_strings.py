@@ -13,7 +13,11 @@ from mesh.kit.filtering import FilterField, Kind, compile_filter
 from tests.mesh.kit.widgets import SCHEMA, WidgetRow, create_tables, widget
 
 NOW = datetime.datetime(2026, 6, 1, 12, tzinfo=datetime.UTC)
-CONTAINS = {**SCHEMA, "display_name": FilterField(Kind.STRING, WidgetRow.display_name, contains=True)}
+CONTAINS = {
+    **SCHEMA,
+    "display_name": FilterField(Kind.STRING, WidgetRow.display_name, contains=True),
+    "owner.name": FilterField(Kind.STRING, WidgetRow.display_name),  # a dotted field that is not a label
+}
 
 
 @pytest.fixture
@@ -47,6 +51,8 @@ async def _ids(database: ServiceDatabase, text: str) -> list[str]:
         ('display_name : "%_"', ["gamma"]),  # LIKE wildcards are literal
         ("display_name : *", ["alpha", "beta", "gamma"]),
         ('NOT display_name : "bob"', ["alpha", "gamma"]),
+        ('owner.name = "bob@example.org"', ["beta"]),
+        ('labels.team = "sales"', []),
     ],
 )
 async def test_contains_matches_substrings_where_the_field_opts_in(widgets: ServiceDatabase, text, expected):

@@ -230,7 +230,7 @@ async def test_services_record_audit_events_once_per_request_id(harness: Harness
     assert dict(stored.details) == {"old_role": "AGENT", "new_role": "MANAGER", "invitation_token": "[redacted]"}
     admin = await harness.admin()
     listed = await admin.ListAuditEvents(
-        pb.ListAuditEventsRequest(parent="organizations/org_1", filter="source_service = team_hub")
+        pb.ListAuditEventsRequest(parent="organizations/org_1", filter='source_service = "team_hub"')
     )
     assert [e.name for e in listed.audit_events] == [stored.name]
     # The same id for a different event is a mistake, not a retry.
