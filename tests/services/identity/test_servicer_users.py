@@ -298,3 +298,39 @@ async def test_the_bootstrap_admin_is_created_once(sqlite_settings: Settings):
                 pb.ListUsersRequest(parent="organizations/-", filter=f'email = "{ADMIN_EMAIL}"')
             )
             assert len(found.users) == 1 and found.users[0].platform_admin
+
+
+async def test_page_tokens_are_bound_to_their_query_and_bad_lists_are_invalid_arguments(harness: Harness):
+    _, ada, _, _ = await _team(harness)
+    first = await ada.ListUsers(pb.ListUsersRequest(parent=ORG_1, page_size=1))
+    assert first.next_page_token
+    admin = await harness.admin()
+    events = await admin.ListAuditEvents(pb.ListAuditEventsRequest(parent=EVERY_ORG, page_size=1))
+    assert events.next_page_token
+    forged = first.next_page_token[:-2] + ("AA" if not first.next_page_token.endswith("AA") else "BB")
+    bad_requests = [
+        # another filter, or another list's token, or an edited one
+        (ada.ListUsers, pb.ListUsersRequest(parent=ORG_1, filter="state = ACTIVE", page_token=first.next_page_token)),
+        (admin.ListUsers, pb.ListUsersRequest(parent=EVERY_ORG, page_token=first.next_page_token)),
+        (ada.ListUsers, pb.ListUsersRequest(parent=ORG_1, page_token=events.next_page_token)),
+        (ada.ListUsers, pb.ListUsersRequest(parent=ORG_1, page_token=forged)),
+        (ada.ListUsers, pb.ListUsersRequest(parent=ORG_1, page_token="not a token")),
+        (ada.ListSessions, pb.ListSessionsRequest(page_token=first.next_page_token)),
+        (admin.ListSigningKeys, pb.ListSigningKeysRequest(page_token="e30.e30")),
+        # filters and parents that are not valid
+        (ada.ListUsers, pb.ListUsersRequest(parent=ORG_1, filter='email = "a\\u0000b"')),
+        (ada.ListUsers, pb.ListUsersRequest(parent=ORG_1, filter="email = ")),
+        (
+            admin.ListAuditEvents,
+            pb.ListAuditEventsRequest(parent=EVERY_ORG, filter='event_time > "9999-12-31T23:59:59-23:59"'),
+        ),
+        (ada.ListUsers, pb.ListUsersRequest(parent="org_1")),
+        (ada.ListUsers, pb.ListUsersRequest()),
+        (ada.ListUsers, pb.ListUsersRequest(parent=ORG_1, page_size=-1)),
+    ]
+    for method, request in bad_requests:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await method(request)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (request, caught.value.details())
+    second = await ada.ListUsers(pb.ListUsersRequest(parent=ORG_1, page_size=1, page_token=first.next_page_token))
+    assert len(second.users) == 1 and second.users[0].name != first.users[0].name
