@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import zoneinfo
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,6 +18,7 @@ from mesh.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, 
 from mesh.kit import paging, tenancy
 from mesh.kit.caller import CallerInfo
 from mesh.kit.filtering import FilterField, FilterSchema, Kind, compile_filter
+from mesh.kit.idempotency import Claim
 from mesh.kit.names import ResourceName
 from mesh.principal import Principal, PrincipalKind
 from services.identity import audit, oauth, store
@@ -36,6 +37,7 @@ from services.identity.sessions import is_admin_of, revoke_session
 from services.identity.store_log import PRINCIPAL, append_revocation
 from vocelio.identity.v1 import identity_service_pb2
 
+ClaimOf = Callable[[AsyncSession], Awaitable[Claim[identity_service_pb2.ChangePasswordResponse]]]
 PROFILE_FIELDS = ("display_name", "avatar_uri", "locale", "time_zone")
 _LOCALE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$")
 # Users are platform-global; a list of them is of the members of one organisation, named as its parent.
@@ -216,11 +218,43 @@ async def update_user(app: Identity, principal: Principal, change: ProfileChange
         return user
 
 
-async def change_password(app: Identity, principal: Principal, current: str, new: str, info: CallerInfo) -> int:
-    """Set a new password after checking the current one; ends the caller's other sessions."""
+async def _replayed_password_change(
+    app: Identity, claim_of: ClaimOf
+) -> identity_service_pb2.ChangePasswordResponse | None:
+    """The first answer to a retried ChangePassword, looked up before its (now stale) current password is checked."""
+    async with app.database.sessions() as session:
+        claim = await claim_of(session)
+        await session.rollback()  # a look only: the request is claimed in the transaction that makes the change
+    return claim.replay
+
+
+async def change_password(
+    app: Identity, principal: Principal, request: identity_service_pb2.ChangePasswordRequest, info: CallerInfo
+) -> identity_service_pb2.ChangePasswordResponse:
+    """Set a new password after checking the current one; ends the caller's other sessions.
+
+    A retry with the same request_id answers the first result: its current password no
+    longer works, so the replay is looked up first. The request is fingerprinted without
+    its passwords, so no hash of a password is kept outside the user row.
+    """
     user_id = user_id_of(principal, "users/me")
+    current, new = request.current_password, request.new_password
     if not current:
         raise InvalidArgument("current_password is required", {"current_password": "required"})
+    fingerprinted = identity_service_pb2.ChangePasswordRequest(request_id=request.request_id)
+
+    async def claim_of(session: AsyncSession) -> Claim[identity_service_pb2.ChangePasswordResponse]:
+        return await app.idempotency.claim(
+            session,
+            method="ChangePassword",
+            organization_id=principal.organization_id,
+            principal=principal.subject,
+            request=fingerprinted,
+            response_type=identity_service_pb2.ChangePasswordResponse,
+        )
+
+    if request.request_id and (replay := await _replayed_password_change(app, claim_of)) is not None:
+        return replay
     async with app.transaction() as session:
         user = await store.get_user(session, user_id)
     if user is None:
@@ -239,6 +273,9 @@ async def change_password(app: Identity, principal: Principal, current: str, new
     new_hash = await app.passwords.hash(new)
     ended = 0
     async with app.transaction() as session:
+        claim = await claim_of(session)
+        if claim.replay is not None:  # the same request finished while this one checked the password
+            return claim.replay
         row = await store.get_user(session, user_id, for_update=True)
         assert row is not None
         now = app.clock()
@@ -257,7 +294,9 @@ async def change_password(app: Identity, principal: Principal, current: str, new
             target=f"users/{user_id}",
             details={"sessions_ended": str(ended)},
         )
-    return ended
+        response = identity_service_pb2.ChangePasswordResponse(revoked_session_count=ended)
+        await claim.complete(session, response)
+    return response
 
 
 async def _platform_user(session: AsyncSession, principal: Principal, name: str) -> User:

@@ -25,6 +25,7 @@ from mesh.db import ServiceDatabase
 from mesh.errors import Unavailable
 from mesh.kit.caller import CallerInfo
 from mesh.kit.clock import SYSTEM_CLOCK, Clock
+from mesh.kit.idempotency import IdempotencyStore
 from mesh.kit.ids import new_id
 from mesh.kit.paging import PageTokens
 from mesh.registry import Registry
@@ -70,6 +71,7 @@ class Identity:
         passwords: Passwords | None = None,
         clock: Clock = SYSTEM_CLOCK,
         page_tokens: PageTokens | None = None,
+        idempotency: IdempotencyStore | None = None,
     ) -> None:
         self.settings = settings
         self.database = database
@@ -81,6 +83,7 @@ class Identity:
         self.clock: Callable[[], dt.datetime] = clock.now
         # Signed, query-bound page tokens; without a key from the context they die with the process.
         self.page_tokens = page_tokens or PageTokens.ephemeral()
+        self.idempotency = idempotency or IdempotencyStore(clock)
         self.feed = RevocationFeed()
         self.account_limiter = RateLimiter(ATTEMPTS_PER_ACCOUNT, 60.0)
         self.address_limiter = RateLimiter(ATTEMPTS_PER_ADDRESS, 60.0)

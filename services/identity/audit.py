@@ -67,7 +67,6 @@ def event(
     target: str = "",
     details: dict[str, str] | None = None,
     source_service: str = SOURCE,
-    idempotency_key: str | None = None,
 ) -> AuditEvent:
     """A new audit row (``action`` and ``outcome`` are enum value names without their prefix)."""
     return AuditEvent(
@@ -88,5 +87,4 @@ def event(
         trace_id=request.trace_id[:32],
         source_service=source_service[:64],
         details=json.dumps(redact_details(details or {}), sort_keys=True),
-        idempotency_key=idempotency_key,
     )

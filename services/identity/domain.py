@@ -71,22 +71,6 @@ def principal_kind(subject: str) -> str:
     return "ANONYMOUS"
 
 
-_UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
-
-
-def check_request_id(value: str, *, field: str = "request_id") -> str:
-    """An AIP-155 request id: empty (not deduplicated) or a UUID4, lower-cased.
-
-    Raises:
-        InvalidArgument: anything else.
-
-    """
-    lowered = value.lower()
-    if lowered and not _UUID4.match(lowered):
-        raise InvalidArgument(f"{field} must be a UUID4", {field: "a UUID4 such as 3f2b8c1e-…-4…"})
-    return lowered
-
-
 def derived_request_id(*parts: str) -> str:
     """A UUID4-form request id (AIP-155) that is the same every time for the same parts.
 

@@ -122,7 +122,6 @@ class SigningKey(Base):
             sqlite_where=text("state = 'ACTIVE'"),
             postgresql_where=text("state = 'ACTIVE'"),
         ),
-        UniqueConstraint("rotation_request_id", name="uq_signing_keys_rotation_request_id"),
     )
 
     kid: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -136,7 +135,6 @@ class SigningKey(Base):
     deactivate_time: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
     retire_time: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
     creator: Mapped[str] = mapped_column(String(100), default="")
-    rotation_request_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
 
 
 class Revocation(Base):
@@ -176,8 +174,6 @@ class AuditEvent(Base):
     __table_args__ = (
         Index("ix_audit_events_organization_time", "organization_id", "event_time"),
         Index("ix_audit_events_time", "event_time"),
-        # A request_id is unique per organisation (AIP-155), so keys are too.
-        UniqueConstraint("organization_id", "idempotency_key", name="uq_audit_events_organization_idempotency_key"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -197,4 +193,3 @@ class AuditEvent(Base):
     trace_id: Mapped[str] = mapped_column(String(32), default="")
     source_service: Mapped[str] = mapped_column(String(64), default="")
     details: Mapped[str] = mapped_column(Text, default="{}")
-    idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)

@@ -13,9 +13,8 @@ from mesh.kit.caller import CallerInfo
 from mesh.kit.filtering import FilterField, FilterSchema, Kind, compile_filter
 from mesh.kit.names import ResourceName
 from mesh.principal import Principal
-from services.identity import audit, signing, store_keys, store_log
+from services.identity import audit, convert, signing, store_keys, store_log
 from services.identity.app import Identity
-from services.identity.domain import check_request_id
 from services.identity.models import AuditEvent, Revocation, SigningKey
 from vocelio.identity.v1 import audit_event_pb2, identity_service_pb2
 
@@ -50,40 +49,45 @@ def _platform_only(principal: Principal) -> None:
 
 
 async def rotate_signing_key(
-    app: Identity, principal: Principal, algorithm: str, request_id: str, info: CallerInfo
-) -> tuple[SigningKey, SigningKey | None]:
+    app: Identity, principal: Principal, request: identity_service_pb2.RotateSigningKeyRequest, info: CallerInfo
+) -> identity_service_pb2.RotateSigningKeyResponse:
     """Make a new ACTIVE key and demote the current one to PREVIOUS (it keeps verifying until its tokens expire).
+
+    A retry with the same request_id answers the first rotation (signing keys are platform
+    resources, so the request_id's organisation is the platform's, ``""``).
 
     Raises:
         FailedPrecondition: the signing key comes from a configured key file.
+        InvalidArgument: request_id is not a UUID4, or was used for another rotation.
 
     """
     _platform_only(principal)
-    request_id = check_request_id(request_id)
     if app.keyring.file_key is not None:
         raise FailedPrecondition(
             "the signing key comes from VOCELIO_JWT_SIGNING_KEY_FILE; rotate by replacing the file and restarting"
         )
     await app.ready()
     async with app.transaction() as session:
-        if request_id:
-            earlier = await store_keys.key_by_rotation_request(session, request_id)
-            if earlier is not None:
-                replaced = None
-                if earlier.activate_time is not None:
-                    replaced = await store_keys.key_deactivated_at(session, earlier.activate_time)
-                return earlier, replaced
+        claim = await app.idempotency.claim(
+            session,
+            method="RotateSigningKey",
+            organization_id="",
+            principal=principal.subject,
+            request=request,
+            response_type=identity_service_pb2.RotateSigningKeyResponse,
+        )
+        if claim.replay is not None:
+            return claim.replay
         now = app.clock()
         await store_keys.retire_due(session, now)
         current = await store_keys.active_key(session)
-        chosen = algorithm or (current.algorithm if current is not None else signing.ES256)
+        chosen = convert.algorithm_name(request.algorithm) or (
+            current.algorithm if current is not None else signing.ES256
+        )
         if current is not None:
             await store_keys.demote(session, current, now, app.key_retire_after)
         fresh = await store_keys.add_key(
-            session,
-            app.keyring.new_row(
-                signing.generate(chosen), now, creator=principal.subject, request_id=request_id or None
-            ),
+            session, app.keyring.new_row(signing.generate(chosen), now, creator=principal.subject)
         )
         await app.record(
             session,
@@ -93,8 +97,13 @@ async def rotate_signing_key(
             target=f"signing_keys/{fresh.kid}",
             details={"algorithm": chosen, "previous": f"signing_keys/{current.kid}" if current else ""},
         )
+        response = identity_service_pb2.RotateSigningKeyResponse(
+            active_key=convert.signing_key(fresh),
+            previous_key=convert.signing_key(current) if current is not None else None,
+        )
+        await claim.complete(session, response)
     await app.reload_keys()
-    return fresh, current
+    return response
 
 
 async def list_signing_keys(
@@ -146,45 +155,40 @@ async def list_audit_events(
     return list(page.items), "" if page.next_after is None else app.page_tokens.encode(page.next_after, binding)
 
 
-def _same_event(earlier: AuditEvent, row: AuditEvent) -> bool:
-    """Whether a retried RecordAuditEvent asks for the event that was stored (AIP-155's "same request")."""
-    facts = ("action", "outcome", "target", "actor_principal", "actor_kind", "request_id", "details")
-    return all(getattr(earlier, fact) == getattr(row, fact) for fact in facts)
-
-
-async def record_audit_event(app: Identity, principal: Principal, row: AuditEvent, request_id: str) -> AuditEvent:
+async def record_audit_event(
+    app: Identity, principal: Principal, request: identity_service_pb2.RecordAuditEventRequest
+) -> identity_service_pb2.RecordAuditEventResponse:
     """Append another service's audit event; a retry with the same request_id returns the first one.
 
-    ``row`` is the event as sent; its source service and idempotency key are set here.
-    The key is the calling principal and request_id, unique per organisation.
+    The request_id is scoped to the event's organisation (``""`` for platform events).
 
     Raises:
         InvalidArgument: no action or outcome, a request_id that is not a UUID4, or one
             used before in this organisation for a different event.
 
     """
-    request_id = check_request_id(request_id)
+    row = convert.audit_row(request.audit_event, request.organization_id, app.clock())
     if row.action in ("", "UNSPECIFIED") or row.outcome in ("", "UNSPECIFIED"):
         raise InvalidArgument(
             "audit_event.action and audit_event.outcome are required",
             {"audit_event.action": "required", "audit_event.outcome": "required"},
         )
     row.source_service = principal.subject.removeprefix("services/") if principal.is_service else ""
-    if not request_id:
-        async with app.transaction() as session:
-            return await store_log.add_audit_event(session, row)
-    key = f"{principal.subject}|{request_id}"
     async with app.transaction() as session:
-        earlier = await store_log.audit_event_by_key(session, row.organization_id, key)
-        if earlier is not None:
-            if not _same_event(earlier, row):
-                raise InvalidArgument(
-                    "request_id was already used for a different audit event",
-                    {"request_id": "already used with a different request"},
-                )
-            return earlier
-        row.idempotency_key = key
-        return await store_log.add_audit_event(session, row)
+        claim = await app.idempotency.claim(
+            session,
+            method="RecordAuditEvent",
+            organization_id=request.organization_id,
+            principal=principal.subject,
+            request=request,
+            response_type=identity_service_pb2.RecordAuditEventResponse,
+        )
+        if claim.replay is not None:
+            return claim.replay
+        stored = await store_log.add_audit_event(session, row)
+        response = identity_service_pb2.RecordAuditEventResponse(audit_event=convert.audit_event(stored))
+        await claim.complete(session, response)
+    return response
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

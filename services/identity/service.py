@@ -50,5 +50,6 @@ def register(server: grpc.aio.Server, context: ServiceContext) -> None:
         directory=MeshDirectory(context.clients, own_token),
         clock=context.clock,
         page_tokens=context.page_tokens,
+        idempotency=context.idempotency,
     )
     identity_service_pb2_grpc.add_IdentityServiceServicer_to_server(IdentityServicer(identity), server)  # type: ignore[no-untyped-call]

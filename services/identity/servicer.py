@@ -163,13 +163,7 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
         self, request: pb.RotateSigningKeyRequest, context: Context
     ) -> pb.RotateSigningKeyResponse:
         """New ACTIVE key; the old one becomes PREVIOUS."""
-        fresh, previous = await security.rotate_signing_key(
-            self.app, current(), convert.algorithm_name(request.algorithm), request.request_id, CallerInfo.of(context)
-        )
-        return pb.RotateSigningKeyResponse(
-            active_key=convert.signing_key(fresh),
-            previous_key=convert.signing_key(previous) if previous is not None else None,
-        )
+        return await security.rotate_signing_key(self.app, current(), request, CallerInfo.of(context))
 
     async def GetCurrentUser(self, request: pb.GetCurrentUserRequest, context: Context) -> pb.GetCurrentUserResponse:
         """The caller and their memberships."""
@@ -218,10 +212,7 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
     async def ChangePassword(self, request: pb.ChangePasswordRequest, context: Context) -> pb.ChangePasswordResponse:
         """New password after checking the current one."""
         await self.app.ready()
-        ended = await accounts.change_password(
-            self.app, current(), request.current_password, request.new_password, CallerInfo.of(context)
-        )
-        return pb.ChangePasswordResponse(revoked_session_count=ended)
+        return await accounts.change_password(self.app, current(), request, CallerInfo.of(context))
 
     async def DisableUser(self, request: pb.DisableUserRequest, context: Context) -> pb.DisableUserResponse:
         """Disable a user platform-wide."""
@@ -267,10 +258,7 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
     ) -> pb.RecordAuditEventResponse:
         """Another service's audit event."""
         await self.app.ready()
-        principal = _internal_caller()
-        row = convert.audit_row(request.audit_event, request.organization_id, self.app.clock())
-        stored = await security.record_audit_event(self.app, principal, row, request.request_id)
-        return pb.RecordAuditEventResponse(audit_event=convert.audit_event(stored))
+        return await security.record_audit_event(self.app, _internal_caller(), request)
 
     async def StreamRevocations(
         self, request: pb.StreamRevocationsRequest, context: Context

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from mesh.errors import AlreadyExists, InvalidArgument
 from mesh.kit.caller import CallerInfo
+from mesh.kit.idempotency import request_id_problem
 from mesh.kit.ids import new_id
 from services.identity import audit, store
 from services.identity.app import Identity
@@ -22,7 +23,6 @@ from services.identity.domain import (
     UserState,
     check_display_name,
     check_password_policy,
-    check_request_id,
     derived_request_id,
     normalise_email,
 )
@@ -63,7 +63,8 @@ def _check(form: SignUpForm) -> tuple[str, str, str]:
     check_password_policy(form.password, email)
     if not form.terms_accepted:
         raise InvalidArgument("the terms of service must be accepted", {"terms_accepted": "must be true"})
-    check_request_id(form.request_id)
+    if (problem := request_id_problem(form.request_id)) is not None:
+        raise InvalidArgument(f"request_id {problem}", {"request_id": problem})
     return email, display_name, organization_name
 
 

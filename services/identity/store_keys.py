@@ -42,18 +42,6 @@ async def get_key(session: AsyncSession, kid: str) -> SigningKey | None:
     return (await session.execute(select(SigningKey).where(SigningKey.kid == kid))).scalar_one_or_none()
 
 
-async def key_by_rotation_request(session: AsyncSession, request_id: str) -> SigningKey | None:
-    """The key a RotateSigningKey call with this idempotency key created."""
-    query = select(SigningKey).where(SigningKey.rotation_request_id == request_id)
-    return (await session.execute(query)).scalar_one_or_none()
-
-
-async def key_deactivated_at(session: AsyncSession, moment: dt.datetime) -> SigningKey | None:
-    """The key that stopped signing at this instant (the one a rotation replaced)."""
-    query = select(SigningKey).where(SigningKey.deactivate_time == moment).limit(1)
-    return (await session.execute(query)).scalar_one_or_none()
-
-
 async def demote(session: AsyncSession, key: SigningKey, now: dt.datetime, retire_after: dt.timedelta) -> None:
     """Make the ACTIVE key PREVIOUS: it stops signing and retires once its last token has expired."""
     key.state = PREVIOUS

@@ -101,12 +101,6 @@ async def add_audit_event(session: AsyncSession, event: AuditEvent) -> AuditEven
     return event
 
 
-async def audit_event_by_key(session: AsyncSession, organization_id: str, key: str) -> AuditEvent | None:
-    """The event recorded in this organisation (``""``: the platform) with this idempotency key."""
-    query = select(AuditEvent).where(AuditEvent.organization_id == organization_id, AuditEvent.idempotency_key == key)
-    return (await session.execute(query)).scalar_one_or_none()
-
-
 def audit_events_query(*, organization_id: str | None, condition: ColumnElement[bool] | None) -> Select[AuditEvent]:
     """Audit events, unordered, for a keyset page.
 

@@ -1,12 +1,12 @@
-"""Organisation-scoped names (issue #8).
+"""Organisation-scoped names, and request ids in the kit's store (issue #8).
 
 team_hub's memberships and developer_api's API keys are now named under their
 organisation (``organizations/{organization}/members/{member}``,
 ``organizations/{organization}/api_keys/{api_key}``), so the columns that hold such
-names grow to 200 characters and the stored names move to the new form wherever the
-row knows its organisation. Audit idempotency keys become unique per organisation
-(AIP-155: the scope of a ``request_id`` is organisation, method and id), so two
-organisations recorded through the same service can no longer collide.
+names grow and the stored names move to the new form wherever the row knows its
+organisation. RecordAuditEvent and RotateSigningKey now keep their request ids in the
+shared ``idempotency_keys`` table (scope: organisation, method, request_id), so their own
+key columns go; a retry within a day of this migration is not deduplicated.
 
 Revision ID: identity_0002
 Revises: identity_0001
@@ -25,6 +25,7 @@ depends_on = None
 
 # Collections whose names gained the organisation segment; identity stores names of these.
 _SCOPED = ("members/", "api_keys/", "invitations/", "teams/", "agents/")
+_ONE_ACTIVE = sa.text("state = 'ACTIVE'")
 
 
 def _scope(table: str, column: str, organization: str) -> None:
@@ -36,8 +37,24 @@ def _scope(table: str, column: str, organization: str) -> None:
     op.execute(rows.update().where(old_form, owner != "").values({column: scoped}))
 
 
+def _drop_one_active_index() -> None:
+    # Batch mode on SQLite copies the table; its partial index is recreated by hand, where clause and all.
+    op.drop_index("ux_signing_keys_one_active", table_name="signing_keys")
+
+
+def _create_one_active_index() -> None:
+    op.create_index(
+        "ux_signing_keys_one_active",
+        "signing_keys",
+        ["state"],
+        unique=True,
+        sqlite_where=_ONE_ACTIVE,
+        postgresql_where=_ONE_ACTIVE,
+    )
+
+
 def upgrade() -> None:
-    """Widen the name columns, move the names to the scoped form, scope audit idempotency keys."""
+    """Widen the name columns, move the names to the scoped form, drop the services' own request-id columns."""
     with op.batch_alter_table("user_organizations") as batch:
         batch.alter_column("member", type_=sa.String(200), existing_type=sa.String(100), existing_nullable=False)
     with op.batch_alter_table("revocations") as batch:
@@ -48,9 +65,12 @@ def upgrade() -> None:
         )
         batch.alter_column("target", type_=sa.String(255), existing_type=sa.String(200), existing_nullable=False)
         batch.drop_constraint("uq_audit_events_idempotency_key", type_="unique")
-        batch.create_unique_constraint(
-            "uq_audit_events_organization_idempotency_key", ["organization_id", "idempotency_key"]
-        )
+        batch.drop_column("idempotency_key")
+    _drop_one_active_index()
+    with op.batch_alter_table("signing_keys") as batch:
+        batch.drop_constraint("uq_signing_keys_rotation_request_id", type_="unique")
+        batch.drop_column("rotation_request_id")
+    _create_one_active_index()
     _scope("user_organizations", "member", "organization_id")
     _scope("revocations", "principal", "organization_id")
     _scope("audit_events", "actor_principal", "organization_id")
@@ -58,11 +78,12 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    """Back to one idempotency key per calling service.
-
-    The columns stay wide and the names keep their scoped form: narrowing would cut them.
-    Fails when two organisations already used the same key through one service.
-    """
+    """Bring back the request-id columns (empty). The columns stay wide and names keep their scoped form."""
+    _drop_one_active_index()
+    with op.batch_alter_table("signing_keys") as batch:
+        batch.add_column(sa.Column("rotation_request_id", sa.String(100), nullable=True))
+        batch.create_unique_constraint("uq_signing_keys_rotation_request_id", ["rotation_request_id"])
+    _create_one_active_index()
     with op.batch_alter_table("audit_events") as batch:
-        batch.drop_constraint("uq_audit_events_organization_idempotency_key", type_="unique")
+        batch.add_column(sa.Column("idempotency_key", sa.String(200), nullable=True))
         batch.create_unique_constraint("uq_audit_events_idempotency_key", ["idempotency_key"])

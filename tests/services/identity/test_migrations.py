@@ -6,13 +6,14 @@ import asyncio
 import datetime as dt
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from mesh import migrations
 from mesh.config import Settings
 from mesh.db import ServiceDatabase
 from services.identity import store, store_log
+from services.identity.models import AuditEvent
 
 NOW = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -76,8 +77,8 @@ async def test_old_rows_come_back_with_scoped_names(old_database: ServiceDatabas
     async with old_database.sessions.begin() as session:
         memberships = await store.user_organizations(session, "u_1")
         revocations = await store_log.revocations_after(session, 0, NOW - dt.timedelta(hours=1), 10)
-        scoped = await store_log.audit_event_by_key(session, "acme", "services/team_hub|ae_1")
-        platform = await store_log.audit_event_by_key(session, "", "services/team_hub|ae_2")
+        scoped = await session.get(AuditEvent, "ae_1")
+        platform = await session.get(AuditEvent, "ae_2")
     assert [(m.organization_id, m.member) for m in memberships] == [("acme", "organizations/acme/members/m_1")]
     assert [r.principal for r in revocations] == [
         "organizations/acme/api_keys/k_1",
@@ -94,7 +95,13 @@ async def test_old_rows_come_back_with_scoped_names(old_database: ServiceDatabas
     )
 
 
-async def test_names_fit_and_idempotency_keys_are_unique_per_organisation(old_database: ServiceDatabase):
+_KEY = """
+INSERT INTO signing_keys (kid, algorithm, state, public_jwk, sealed_private_key, source, create_time, creator)
+VALUES (:kid, 'ES256', 'ACTIVE', '{}', :sealed, 'generated', :now, '')
+"""
+
+
+async def test_names_fit_the_wider_columns_and_one_key_is_still_active(old_database: ServiceDatabase):
     await asyncio.to_thread(migrations.upgrade, old_database)
     long_member = "organizations/" + "o" * 64 + "/members/" + "m" * 63
     async with old_database.sessions.begin() as session:
@@ -102,12 +109,26 @@ async def test_names_fit_and_idempotency_keys_are_unique_per_organisation(old_da
         await session.execute(
             text(_MEMBERSHIP.replace("'members/m_1'", ":member")), {"now": NOW, "member": long_member}
         )
-        for event_id, organization in (("ae_1", "acme"), ("ae_2", "globex")):
-            values = {"id": event_id, "organization": organization, "actor": "", "target": ""}
-            await session.execute(text(_AUDIT), {**values, "now": NOW, "key": "services/team_hub|same"})
+        await session.execute(text(_KEY), {"kid": "k1", "sealed": b"x", "now": NOW})
     async with old_database.sessions.begin() as session:
         assert [m.member for m in await store.user_organizations(session, "u_1")] == [long_member]
-    duplicate: dict[str, object] = {"id": "ae_3", "organization": "acme", "actor": "", "target": "", "now": NOW}
+    # The partial unique index survived the table copy: a second ACTIVE key is refused.
     async with old_database.sessions() as session:
         with pytest.raises(IntegrityError):
-            await session.execute(text(_AUDIT), {**duplicate, "key": "services/team_hub|same"})
+            await session.execute(text(_KEY), {"kid": "k2", "sealed": b"x", "now": NOW})
+    columns = await asyncio.to_thread(_columns, old_database)
+    assert "idempotency_key" not in columns["audit_events"]
+    assert "rotation_request_id" not in columns["signing_keys"]
+
+
+def _columns(database: ServiceDatabase) -> dict[str, set[str]]:
+    engine = database.sync_engine()
+    try:
+        with engine.connect() as connection:
+            inspector = inspect(connection)
+            return {
+                table: {c["name"] for c in inspector.get_columns(table, schema=database.schema)}
+                for table in ("audit_events", "signing_keys")
+            }
+    finally:
+        engine.dispose()
