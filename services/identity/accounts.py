@@ -14,14 +14,14 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mesh.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Unavailable
-from mesh.kit import paging, tenancy
+from mesh.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Unavailable
+from mesh.kit import etags, paging, tenancy
 from mesh.kit.caller import CallerInfo
 from mesh.kit.filtering import FilterField, FilterSchema, Kind, compile_filter
 from mesh.kit.idempotency import Claim
 from mesh.kit.names import ResourceName
 from mesh.principal import Principal, PrincipalKind
-from services.identity import audit, oauth, store
+from services.identity import audit, convert, oauth, store
 from services.identity.app import Identity
 from services.identity.domain import (
     Membership,
@@ -155,11 +155,6 @@ async def list_users(
     return list(page.items), token
 
 
-def etag_of(user: User) -> str:
-    """The user's etag."""
-    return f'"{user.version}"'
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class ProfileChange:
     """An UpdateUser request: the new values and which of them to apply."""
@@ -207,8 +202,7 @@ async def update_user(app: Identity, principal: Principal, change: ProfileChange
         user = await visible_user(session, principal, change.name, for_update=True)
         if not await can_manage(session, principal, user.id):
             raise PermissionDenied("only the user or an ADMIN of their organisation may change the user")
-        if change.etag and change.etag != etag_of(user):
-            raise Aborted("the user changed since it was read; read it again and retry")
+        etags.check_etag(change.etag, convert.user_etag(user), what="the user")
         for field, value in values.items():
             setattr(user, field, value)
         if values:

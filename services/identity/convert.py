@@ -7,6 +7,7 @@ import json
 
 from google.protobuf import timestamp_pb2
 
+from mesh.kit import etags
 from mesh.kit.caller import CallerInfo
 from mesh.kit.clock import utc_now
 from services.identity import audit
@@ -64,8 +65,13 @@ def user(row: User, *, now: dt.datetime | None = None) -> user_pb2.User:
             creator=row.creator,
             last_modifier=row.updater,
         ),
-        etag=f'"{row.version}"',
+        etag=user_etag(row),
     )
+
+
+def user_etag(row: User) -> str:
+    """The user's etag: the kit's opaque hash of its name, creation time and version."""
+    return etags.etag(f"users/{row.id}", row.create_time, row.version)
 
 
 def session(row: Session, current_session: str) -> user_pb2.Session:

@@ -95,8 +95,17 @@ async def test_profiles_are_changed_by_their_user_or_an_org_admin(harness: Harne
     with pytest.raises(grpc.aio.AioRpcError) as denied:
         await bob.UpdateUser(pb.UpdateUserRequest(user=user_pb2.User(name=ada_name, display_name="Hacked")))
     assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    # Etags are opaque (they do not show the version) and change with every change.
+    first_etag = (await ada.GetUser(pb.GetUserRequest(name=ada_name))).user.etag
+    assert first_etag == mine.user.etag and len(first_etag) == 16 and first_etag not in ('"1"', '"2"', "1", "2")
+    fresh = await ada.UpdateUser(
+        pb.UpdateUserRequest(user=user_pb2.User(name="users/me", display_name="Ada", etag=first_etag))
+    )
+    assert fresh.user.etag != first_etag
     with pytest.raises(grpc.aio.AioRpcError) as stale:
-        await ada.UpdateUser(pb.UpdateUserRequest(user=user_pb2.User(name="users/me", display_name="X", etag=f'"{1}"')))
+        await ada.UpdateUser(
+            pb.UpdateUserRequest(user=user_pb2.User(name="users/me", display_name="X", etag=first_etag))
+        )
     assert stale.value.code() == grpc.StatusCode.ABORTED
     for user, paths in (
         (user_pb2.User(name="users/me", time_zone="Mars/Olympus"), ["time_zone"]),
