@@ -102,8 +102,23 @@ class _Token:
     text: str
 
 
-def compile_filter(text: str, schema: FilterSchema, *, field: str = "filter") -> ColumnElement[bool] | None:
-    """The SQL condition of a filter, or ``None`` for an empty filter (everything matches).
+@dataclasses.dataclass(frozen=True, slots=True)
+class ParsedFilter:
+    """A compiled filter.
+
+    Attributes:
+        clause: the SQL condition, or ``None`` for an empty filter (everything matches).
+        fields: the schema fields the filter names (``{"state", "labels"}``), so a list can
+            tell whether the caller asked about a field it otherwise defaults (archived agents).
+
+    """
+
+    clause: ColumnElement[bool] | None
+    fields: frozenset[str]
+
+
+def parse_filter(text: str, schema: FilterSchema, *, field: str = "filter") -> ParsedFilter:
+    """Compile a filter against a list's schema.
 
     Raises:
         InvalidArgument: the filter is malformed, too long or names an unknown field; the
@@ -114,12 +129,22 @@ def compile_filter(text: str, schema: FilterSchema, *, field: str = "filter") ->
         raise _invalid(f"is longer than {FILTER_MAX} characters", field)
     tokens = list(_tokenize(text, field))
     if not tokens:
-        return None
+        return ParsedFilter(None, frozenset())
     parser = _Parser(tokens, schema, field)
     clause = parser.expression(depth=0)
     if parser.position != len(tokens):
         raise _invalid(f"unexpected {tokens[parser.position].text!r}; join conditions with AND or OR", field)
-    return clause
+    return ParsedFilter(clause, frozenset(parser.fields))
+
+
+def compile_filter(text: str, schema: FilterSchema, *, field: str = "filter") -> ColumnElement[bool] | None:
+    """The SQL condition of a filter, or ``None`` for an empty filter (see :func:`parse_filter`).
+
+    Raises:
+        InvalidArgument: the filter is malformed, too long or names an unknown field.
+
+    """
+    return parse_filter(text, schema, field=field).clause
 
 
 class _Parser:
@@ -129,6 +154,7 @@ class _Parser:
         self.field = field
         self.position = 0
         self.terms = 0
+        self.fields: set[str] = set()
 
     def peek(self) -> _Token | None:
         return self.tokens[self.position] if self.position < len(self.tokens) else None
@@ -192,6 +218,7 @@ class _Parser:
         if spec is None or (key and spec.kind is not Kind.LABELS):
             known = ", ".join(sorted(f"{n}.<key>" if s.kind is Kind.LABELS else n for n, s in self.schema.items()))
             raise _invalid(f"cannot filter on {name!r}; use {known}", self.field)
+        self.fields.add(head)
         if spec.kind is Kind.LABELS:
             return self.label(spec, name, key, operator.text, value)
         if operator.text == ":":
@@ -328,4 +355,4 @@ def _invalid(reason: str, field: str) -> InvalidArgument:
     return InvalidArgument(f"unsupported filter: {reason}", {field: reason})
 
 
-__all__ = ["FILTER_MAX", "FilterField", "FilterSchema", "Kind", "compile_filter"]
+__all__ = ["FILTER_MAX", "FilterField", "FilterSchema", "Kind", "ParsedFilter", "compile_filter", "parse_filter"]

@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from mesh.db import ServiceDatabase
 from mesh.errors import InvalidArgument
-from mesh.kit.filtering import FILTER_MAX, compile_filter
+from mesh.kit.filtering import FILTER_MAX, compile_filter, parse_filter
 from tests.mesh.kit.widgets import SCHEMA, WidgetRow, create_tables, widget
 
 NOW = datetime.datetime(2026, 6, 1, 12, tzinfo=datetime.UTC)
@@ -104,3 +104,8 @@ def test_bad_filters_are_invalid_argument_on_the_filter_field(text: str, problem
     assert list(raised.value.field_violations) == ["filter"]
     assert problem in raised.value.field_violations["filter"]
     assert raised.value.message.startswith("unsupported filter: ")
+
+
+def test_the_parsed_filter_says_which_fields_it_names():
+    assert parse_filter('state = NEW OR labels.team = "x"', SCHEMA).fields == {"state", "labels"}
+    assert parse_filter("", SCHEMA).fields == frozenset()
