@@ -211,7 +211,7 @@ class _Parser:
             raise _invalid(f"expected an operator after {name}, found {operator.text!r}", self.field)
         value = self.take(f"a value after {name} {operator.text}")
         # A dotted name is a field of its own ("actor.principal") when the schema says so, else a label key.
-        spec, key = self.schema.get(name), ""
+        head, spec, key = name, self.schema.get(name), ""
         if spec is None:
             head, _, key = name.partition(".")
             spec = self.schema.get(head)
