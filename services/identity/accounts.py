@@ -206,9 +206,7 @@ async def update_user(app: Identity, principal: Principal, change: ProfileChange
         for field, value in values.items():
             setattr(user, field, value)
         if values:
-            user.version += 1
-            user.update_time = app.clock()
-            user.updater = principal.subject
+            user.stamp_changed(principal.subject, app.clock())
         return user
 
 
@@ -273,8 +271,8 @@ async def change_password(
         row = await store.get_user(session, user_id, for_update=True)
         assert row is not None
         now = app.clock()
-        row.password_hash, row.password_update_time, row.update_time = new_hash, now, now
-        row.version += 1
+        row.password_hash, row.password_update_time = new_hash, now
+        row.stamp_changed(principal.subject, now)
         keep = principal.session_id.removeprefix("sessions/")
         for other in await store.open_sessions(session, user_id=user_id, now=now):
             if other.id != keep and await revoke_session(app, session, other, "password_changed") is not None:
@@ -312,8 +310,8 @@ async def disable_user(app: Identity, principal: Principal, name: str, reason: s
             return user
         now = app.clock()
         user.state, user.disabled_reason = UserState.DISABLED.value, reason[:500]
-        user.locked_until, user.update_time, user.updater = None, now, principal.subject
-        user.version += 1
+        user.locked_until = None
+        user.stamp_changed(principal.subject, now)
         for row in await store.open_sessions(session, user_id=user.id, now=now):
             await revoke_session(app, session, row, "user_disabled")
         await append_revocation(
@@ -336,8 +334,7 @@ async def enable_user(app: Identity, principal: Principal, name: str, info: Call
         if user.state != UserState.DISABLED:
             return user
         user.state, user.disabled_reason, user.failed_sign_in_count, user.lock_count = "ACTIVE", "", 0, 0
-        user.update_time, user.updater = app.clock(), principal.subject
-        user.version += 1
+        user.stamp_changed(principal.subject, app.clock())
         await _audit_state(app, session, principal, user, "USER_ENABLED", info)
         return user
 
@@ -349,8 +346,7 @@ async def unlock_user(app: Identity, principal: Principal, name: str, info: Call
         if not await can_manage(session, principal, user.id) or principal.subject == f"users/{user.id}":
             raise PermissionDenied("only an ADMIN of the user's organisation or SUPER_ADMIN may unlock a user")
         apply_lockout(user, lockout_of(user).unlocked(app.clock()))
-        user.update_time, user.updater = app.clock(), principal.subject
-        user.version += 1
+        user.stamp_changed(principal.subject, app.clock())
         await _audit_state(app, session, principal, user, "ACCOUNT_UNLOCKED", info)
         return user
 

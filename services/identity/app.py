@@ -186,7 +186,7 @@ class Identity:
                     create_time=now,
                     update_time=now,
                     creator="configuration",
-                    updater="configuration",
+                    last_modifier="configuration",
                 )
                 await store.add_user(session, user)
                 await self.record(

@@ -7,13 +7,11 @@ import json
 
 from google.protobuf import timestamp_pb2
 
-from mesh.kit import etags
 from mesh.kit.caller import CallerInfo
 from mesh.kit.clock import utc_now
 from services.identity import audit
 from services.identity.domain import UserState
 from services.identity.models import AuditEvent, Revocation, Session, SigningKey, User
-from vocelio.common.v1 import audit_pb2
 from vocelio.identity.v1 import audit_event_pb2, revocation_pb2, signing_key_pb2, user_pb2
 
 _JWK_FIELDS = ("kty", "crv", "x", "y", "kid", "use", "alg")
@@ -59,19 +57,14 @@ def user(row: User, *, now: dt.datetime | None = None) -> user_pb2.User:
         platform_admin=row.platform_admin,
         last_sign_in_time=timestamp(row.last_sign_in_time),
         password_update_time=timestamp(row.password_update_time),
-        audit=audit_pb2.AuditInfo(
-            create_time=timestamp(row.create_time),
-            update_time=timestamp(row.update_time),
-            creator=row.creator,
-            last_modifier=row.updater,
-        ),
+        audit=row.audit_info(),
         etag=user_etag(row),
     )
 
 
 def user_etag(row: User) -> str:
-    """The user's etag: the kit's opaque hash of its name, creation time and version."""
-    return etags.etag(f"users/{row.id}", row.create_time, row.version)
+    """The user's etag: the kit's opaque hash of its name, creation time and revision."""
+    return row.etag_for(f"users/{row.id}")
 
 
 def session(row: Session, current_session: str) -> user_pb2.Session:

@@ -18,15 +18,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from mesh.kit.sql import UtcDateTime
+from mesh.kit.sql import Revisioned, UtcDateTime
 
 
 class Base(DeclarativeBase):
     """Identity's declarative base."""
 
 
-class User(Base):
-    """A person who can sign in."""
+class User(Revisioned, Base):
+    """A person who can sign in (``Revisioned``: its revision, times and who created and last changed it)."""
 
     __tablename__ = "users"
     __table_args__ = (
@@ -52,11 +52,10 @@ class User(Base):
     last_sign_in_time: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
     password_update_time: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
     signup_request_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
-    create_time: Mapped[dt.datetime] = mapped_column(UtcDateTime)
-    update_time: Mapped[dt.datetime] = mapped_column(UtcDateTime)
-    creator: Mapped[str] = mapped_column(String(100), default="")
-    updater: Mapped[str] = mapped_column(String(100), default="")
-    version: Mapped[int] = mapped_column(Integer, default=1)
+    # Users are changed by users and services ("users/…", "services/…"), never by API keys, so the
+    # columns keep their width: widening them would copy the table on SQLite, whose drop cascades.
+    creator: Mapped[str] = mapped_column(String(100))
+    last_modifier: Mapped[str] = mapped_column(String(100))
 
 
 class UserOrganization(Base):

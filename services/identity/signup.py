@@ -113,7 +113,7 @@ async def sign_up(app: Identity, form: SignUpForm, info: CallerInfo) -> SignUpRe
         create_time=now,
         update_time=now,
         creator=f"users/{user_id}",
-        updater=f"users/{user_id}",
+        last_modifier=f"users/{user_id}",
     )
     try:
         async with app.transaction() as session:

@@ -4,9 +4,10 @@ team_hub's memberships and developer_api's API keys are now named under their
 organisation (``organizations/{organization}/members/{member}``,
 ``organizations/{organization}/api_keys/{api_key}``), so the columns that hold such
 names grow and the stored names move to the new form wherever the row knows its
-organisation. RecordAuditEvent and RotateSigningKey now keep their request ids in the
-shared ``idempotency_keys`` table (scope: organisation, method, request_id), so their own
-key columns go; a retry within a day of this migration is not deduplicated.
+organisation. Users take the kit's ``Revisioned`` column names. RecordAuditEvent and
+RotateSigningKey now keep their request ids in the shared ``idempotency_keys`` table
+(scope: organisation, method, request_id), so their own key columns go; a retry within a
+day of this migration is not deduplicated.
 
 Revision ID: identity_0002
 Revises: identity_0001
@@ -71,6 +72,10 @@ def upgrade() -> None:
         batch.drop_constraint("uq_signing_keys_rotation_request_id", type_="unique")
         batch.drop_column("rotation_request_id")
     _create_one_active_index()
+    # The kit's Revisioned names (revision, last_modifier). Renamed in place: a table copy of users on
+    # SQLite would drop it, and with foreign keys on, that deletes its sessions and memberships too.
+    op.execute("ALTER TABLE users RENAME COLUMN version TO revision")
+    op.execute("ALTER TABLE users RENAME COLUMN updater TO last_modifier")
     _scope("user_organizations", "member", "organization_id")
     _scope("revocations", "principal", "organization_id")
     _scope("audit_events", "actor_principal", "organization_id")
@@ -78,7 +83,12 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    """Bring back the request-id columns (empty). The columns stay wide and names keep their scoped form."""
+    """Bring back the request-id columns (empty) and the old user column names.
+
+    The columns stay wide and names keep their scoped form.
+    """
+    op.execute("ALTER TABLE users RENAME COLUMN last_modifier TO updater")
+    op.execute("ALTER TABLE users RENAME COLUMN revision TO version")
     _drop_one_active_index()
     with op.batch_alter_table("signing_keys") as batch:
         batch.add_column(sa.Column("rotation_request_id", sa.String(100), nullable=True))

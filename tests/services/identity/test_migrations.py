@@ -30,9 +30,16 @@ async def old_database(settings: Settings):
 _USER = """
 INSERT INTO users (id, email, password_hash, display_name, avatar_uri, locale, time_zone, email_verified, state,
     failed_sign_in_count, lock_count, disabled_reason, platform_admin, home_organization_id, create_time,
-    update_time, creator, updater, version)
+    update_time, creator, {updater}, {version})
 VALUES ('u_1', 'ada@example.com', 'h', 'Ada', '', '', '', false, 'ACTIVE', 0, 0, '', false, 'acme', :now, :now,
-    '', '', 1)
+    'users/u_1', 'users/u_1', 3)
+"""
+OLD_USER = _USER.format(updater="updater", version="version")
+NEW_USER = _USER.format(updater="last_modifier", version="revision")
+_SESSION = """
+INSERT INTO sessions (id, user_id, organization_id, grant_type, scope, user_agent, client_address, create_time,
+    last_refresh_time, expire_time, revoke_reason)
+VALUES ('s_1', 'u_1', 'acme', 'password', '', '', '', :now, :now, :now, '')
 """
 _MEMBERSHIP = """
 INSERT INTO user_organizations (user_id, organization_id, role, member, learn_time)
@@ -54,7 +61,8 @@ VALUES (:id, :organization, :now, :actor, 'API_KEY', '', '', '', 'ROLE_CHANGED',
 
 async def test_old_rows_come_back_with_scoped_names(old_database: ServiceDatabase):
     async with old_database.sessions.begin() as session:
-        await session.execute(text(_USER), {"now": NOW})
+        await session.execute(text(OLD_USER), {"now": NOW})
+        await session.execute(text(_SESSION), {"now": NOW})
         await session.execute(text(_MEMBERSHIP), {"now": NOW})
         for sequence, principal, organization in (
             (1, "api_keys/k_1", "acme"),
@@ -75,10 +83,15 @@ async def test_old_rows_come_back_with_scoped_names(old_database: ServiceDatabas
     await asyncio.to_thread(migrations.upgrade, old_database)
 
     async with old_database.sessions.begin() as session:
+        user = await store.get_user(session, "u_1")
+        kept_session = await store.get_session(session, "s_1")
         memberships = await store.user_organizations(session, "u_1")
         revocations = await store_log.revocations_after(session, 0, NOW - dt.timedelta(hours=1), 10)
         scoped = await session.get(AuditEvent, "ae_1")
         platform = await session.get(AuditEvent, "ae_2")
+    # The user's columns were renamed in place: the user, its session and membership are all still there.
+    assert user is not None and (user.revision, user.last_modifier) == (3, "users/u_1")
+    assert kept_session is not None and kept_session.user_id == "u_1"
     assert [(m.organization_id, m.member) for m in memberships] == [("acme", "organizations/acme/members/m_1")]
     assert [r.principal for r in revocations] == [
         "organizations/acme/api_keys/k_1",
@@ -105,7 +118,7 @@ async def test_names_fit_the_wider_columns_and_one_key_is_still_active(old_datab
     await asyncio.to_thread(migrations.upgrade, old_database)
     long_member = "organizations/" + "o" * 64 + "/members/" + "m" * 63
     async with old_database.sessions.begin() as session:
-        await session.execute(text(_USER), {"now": NOW})
+        await session.execute(text(NEW_USER), {"now": NOW})
         await session.execute(
             text(_MEMBERSHIP.replace("'members/m_1'", ":member")), {"now": NOW, "member": long_member}
         )

@@ -53,8 +53,7 @@ def a_user(user_id: str, email: str, name: str = "Ada", **changes) -> User:
         "create_time": NOW,
         "update_time": NOW,
         "creator": "",
-        "updater": "",
-        "version": 1,
+        "last_modifier": "",
     }
     return User(**{**values, **changes})
 
