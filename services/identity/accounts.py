@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mesh.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Unavailable
+from mesh.errors import FailedPrecondition, InvalidArgument, PermissionDenied, Unavailable
 from mesh.kit import etags, paging, tenancy
 from mesh.kit.caller import CallerInfo
 from mesh.kit.filtering import FilterField, FilterSchema, Kind, compile_filter
@@ -93,7 +93,7 @@ async def visible_user(session: AsyncSession, principal: Principal, name: str, *
     user_id = user_id_of(principal, name)
     user = await store.get_user(session, user_id, for_update=for_update)
     if user is None or not await can_see(session, principal, user_id):
-        raise NotFound(f"users/{user_id} not found")
+        raise tenancy.not_found(f"users/{user_id}")
     return user
 
 
@@ -121,7 +121,7 @@ async def current_user(app: Identity, principal: Principal) -> CurrentUser:
     async with app.transaction() as session:
         user = await store.get_user(session, user_id)
     if user is None:
-        raise NotFound(f"users/{user_id} not found")
+        raise tenancy.not_found(f"users/{user_id}")
     try:
         memberships = await app.directory.memberships(principal.subject)
     except Unavailable:
@@ -250,7 +250,7 @@ async def change_password(
     async with app.transaction() as session:
         user = await store.get_user(session, user_id)
     if user is None:
-        raise NotFound(f"users/{user_id} not found")
+        raise tenancy.not_found(f"users/{user_id}")
     check_password_policy(new, user.email, field="new_password")
     if lockout_of(user).is_locked(app.clock()):
         assert user.locked_until is not None

@@ -9,7 +9,7 @@ import hashlib
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mesh.access import Role
-from mesh.errors import InvalidArgument, NotFound
+from mesh.errors import InvalidArgument
 from mesh.kit import paging, tenancy
 from mesh.kit.caller import CallerInfo
 from mesh.principal import Principal, PrincipalKind
@@ -189,7 +189,7 @@ async def delete_session(app: Identity, principal: Principal, name: str, info: C
         row = await store.get_session(session, session_id_of(name))
         mine = row is not None and principal.subject == f"users/{row.user_id}"
         if row is None or not (mine or is_admin_of(principal, row.organization_id)):
-            raise NotFound(f"{name} not found")
+            raise tenancy.not_found(name)
         if await revoke_session(app, session, row, "session_deleted") is not None:
             await app.record(
                 session,
