@@ -13,7 +13,7 @@ PROTOS := $(shell find protos -name '*.proto')
 TEST_PROTOS := $(shell find tests/protos -name '*.proto' 2>/dev/null)
 SITE := $(VENV)/lib/python3.11/site-packages
 
-.PHONY: help install proto run migrate test lint breaking bench clean vendor-protos
+.PHONY: help install proto run migrate test lint breaking bench bench-getagent clean vendor-protos
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -66,11 +66,17 @@ lint: install proto ## buf lint, ruff and mypy (strict)
 breaking: install ## buf breaking against the main branch
 	$(BUF) breaking --against '.git#branch=main'
 
-bench: install proto ## benchmarks: REST edge vs direct gRPC, and auth+RBAC vs none (throughput, latency, ratios)
+bench: install proto ## benchmarks: edge vs gRPC, auth+RBAC vs none, GetAgent vs the original design (ratios)
 	@# h2load (and nghttp) drive gRPC, wrk drives HTTP; BENCH_ARGS passes options, e.g. BENCH_ARGS='--duration 15'
 	@command -v h2load >/dev/null && command -v wrk >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq nghttp2-client wrk)
 	PYTHONPATH=. $(PY) -m bench $(BENCH_ARGS)
+	PYTHONPATH=. $(PY) -m bench.getagent $(GETAGENT_ARGS)
+
+bench-getagent: install proto ## GET /v1/agents/{id} through the edge vs the original design: req/s, ratio, agents CPU per call
+	@# GETAGENT_ARGS passes options, e.g. GETAGENT_ARGS='--rounds 5 --no-check'
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	PYTHONPATH=. $(PY) -m bench.getagent $(GETAGENT_ARGS)
 
 clean: ## remove generated code and local state (keeps the virtualenv)
 	rm -rf gen tests/gen var .pytest_cache .mypy_cache .ruff_cache

@@ -1,4 +1,8 @@
-"""One service's gRPC server: interceptors, servicer, health, reflection, database watch.
+"""One service's gRPC server: per-method behaviours, servicer, health, reflection, database watch.
+
+The behaviours every call runs through (errors → in-flight tracking → authentication →
+RBAC, outermost first) are composed once per method when the servicer is registered
+(``interceptors.chain.ChainedServer``), not re-resolved per call by interceptors.
 
 Start-up: bind the port, answer health NOT_SERVING until the database has answered
 (and, in development, migrations have run), then SERVING. The status follows the
@@ -18,10 +22,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from interceptors.auth import AuthenticationInterceptor
-from interceptors.errors import ErrorsInterceptor
+from interceptors.auth import authenticated
+from interceptors.chain import chained_server
+from interceptors.errors import with_errors
 from interceptors.inflight import InFlightCalls
-from interceptors.rbac import AuthorizationInterceptor
+from interceptors.rbac import authorized
 from mesh import migrations
 from mesh.access import default_access_table
 from mesh.config import Settings
@@ -44,7 +49,7 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 # SO_REUSEPORT would let a second mesh bind the same ports and silently share traffic.
 # Metadata up to 64 KiB reaches the interceptors, so an oversized token is refused as
-# UNAUTHENTICATED by the authentication interceptor rather than by the transport.
+# UNAUTHENTICATED by authentication rather than by the transport.
 _SERVER_OPTIONS = [("grpc.so_reuseport", 0), ("grpc.max_metadata_size", 64 * 1024)]
 
 
@@ -98,13 +103,8 @@ class ServiceHost:
         )
         self.health = HealthServicer()
         self.inflight = InFlightCalls()
-        self.server = grpc.aio.server(
-            interceptors=[
-                ErrorsInterceptor(),
-                self.inflight,
-                AuthenticationInterceptor(registry, self.authenticator),
-                AuthorizationInterceptor(registry),
-            ],
+        self.server: grpc.aio.Server = chained_server(
+            [with_errors, self.inflight.tracked, authenticated(registry, self.authenticator), authorized(registry)],
             options=_SERVER_OPTIONS,
         )
         self._watch = DatabaseWatch(
