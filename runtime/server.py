@@ -27,8 +27,9 @@ from interceptors.chain import chained_server
 from interceptors.errors import with_errors
 from interceptors.inflight import InFlightCalls
 from interceptors.rbac import authorized
+from interceptors.validation import validated
 from mesh import migrations
-from mesh.access import default_access_table
+from mesh.access import AccessTable, default_access_table
 from mesh.config import Settings
 from mesh.db import ServiceDatabase
 from mesh.health import DatabaseWatch
@@ -38,7 +39,7 @@ from mesh.registry import Registry, ServiceSpec
 from mesh.revocations import RevocationSet
 from mesh.tokens import TokenVerifier
 from runtime.clients import MeshClients
-from runtime.handlers import ServiceContext, load_service_module, unimplemented_handler
+from runtime.handlers import ServiceContext, ServiceModule, load_service_module, unimplemented_handler
 from runtime.revocations import RevocationWatcher
 from runtime.security import Authenticator, SecurityOptions, identity_jwks
 
@@ -74,8 +75,17 @@ class ServiceHost:
         security: SecurityOptions | None = None,
         clock: Clock | None = None,
         audit: AuditPort | None = None,
+        access: AccessTable | None = None,
+        implementation: ServiceModule | None = None,
     ) -> None:
+        """Prepare a host; nothing listens until :meth:`start`.
+
+        ``clock`` and ``audit`` replace the service's own (tests); ``access`` and
+        ``implementation`` let a test serve a contract that is not one of Vocelio's
+        (``tests/support/kitdemo``) with its own role table and ``register`` function.
+        """
         self.spec = spec
+        self._implementation = implementation
         self._clock = clock
         self._audit = audit
         self.settings = settings
@@ -93,7 +103,7 @@ class ServiceHost:
                 keys=security.keys or identity_jwks(self.clients),
                 revocations=self.revocations,
             ),
-            default_access_table(),
+            access or default_access_table(),
             self.revocations,
             self.clients,
             api_keys=security.api_keys,
@@ -104,7 +114,14 @@ class ServiceHost:
         self.health = HealthServicer()
         self.inflight = InFlightCalls()
         self.server: grpc.aio.Server = chained_server(
-            [with_errors, self.inflight.tracked, authenticated(registry, self.authenticator), authorized(registry)],
+            [
+                with_errors,
+                self.inflight.tracked,
+                authenticated(registry, self.authenticator),
+                authorized(registry),
+                # after authentication, so only a caller allowed to make the call learns the contract's rules
+                validated(registry),
+            ],
             options=_SERVER_OPTIONS,
         )
         self._watch = DatabaseWatch(
@@ -128,7 +145,7 @@ class ServiceHost:
         """
         # The generated module registers the service's descriptors for reflection.
         importlib.import_module(self.spec.pb2_module)
-        module = load_service_module(self.spec)
+        module = self._implementation or load_service_module(self.spec)
         if module is None:
             self.server.add_generic_rpc_handlers((unimplemented_handler(self.spec),))
         else:
