@@ -22,6 +22,7 @@ from tests.services.identity.conftest import (
     pb,
     start_harness,
 )
+from tests.support.crud_suite import violations
 from vocelio.identity.v1 import audit_event_pb2, user_pb2
 from vocelio.team_hub.v1 import member_pb2
 
@@ -253,7 +254,7 @@ async def test_services_record_audit_events_once_per_request_id(harness: Harness
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await service.RecordAuditEvent(bad)
         assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert "request_id" in (refused.value.details() or "")
+        assert violations(refused.value) == {"request_id"}
     # Without a request_id nothing is deduplicated.
     unkeyed = pb.RecordAuditEventRequest(audit_event=event, organization_id="org_1")
     names = {(await service.RecordAuditEvent(unkeyed)).audit_event.name for _ in range(2)}
