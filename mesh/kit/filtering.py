@@ -55,6 +55,8 @@ _TOKEN = re.compile(
     re.VERBOSE,
 )
 _ORDERING = {"<", ">", "<=", ">="}
+# Values become SQL parameters: PostgreSQL refuses NUL in text, and lone surrogates do not encode.
+_UNSTORABLE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 
 
 class Kind(enum.Enum):
@@ -81,6 +83,8 @@ class FilterField:
         ordered: for an enum, its stored values are ordered, so ``<``, ``>``, ``<=`` and
             ``>=`` compare them (``role >= MANAGER``).
         holds: for :attr:`Kind.HAS`, the condition "the repeated field holds this value".
+        contains: for a string, ``field : "text"`` matches values containing ``text``
+            (``email : "@example.com"``); otherwise ``:`` takes only ``*``.
 
     """
 
@@ -90,6 +94,7 @@ class FilterField:
     enum_prefix: str = ""
     ordered: bool = False
     holds: Callable[[str], ColumnElement[bool]] | None = None
+    contains: bool = False
 
     @classmethod
     def enum(cls, column: Any, values: Mapping[str, Any], prefix: str = "", *, ordered: bool = False) -> FilterField:
@@ -235,6 +240,8 @@ class _Parser:
                 raise _invalid(f'{name} takes : with a quoted value: {name} : "value"', self.field)
             return spec.holds(_string(value, self.field))
         if operator.text == ":":
+            if spec.contains and value.kind == "string":
+                return spec.column.contains(_string(value, self.field), autoescape=True)  # type: ignore[no-any-return]
             if value.kind != "star":
                 raise _invalid(f"{name}: takes only * (is set); compare values with =", self.field)
             return _is_set(spec)
@@ -324,11 +331,11 @@ def _timestamp(token: _Token, name: str, field: str) -> datetime.datetime:
     text = _string(token, field) if token.kind == "string" else ""
     try:
         moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
-        raise _invalid(f'{name} is compared with a quoted RFC 3339 time: {name} > "2026-01-01T00:00:00Z"', field)
-    return moment.astimezone(datetime.UTC)
+        if moment is not None and moment.tzinfo is not None:
+            return moment.astimezone(datetime.UTC)
+    except (ValueError, OverflowError):  # OverflowError: a time that leaves the calendar once moved to UTC
+        pass
+    raise _invalid(f'{name} is compared with a quoted RFC 3339 time: {name} > "2026-01-01T00:00:00Z"', field)
 
 
 def _string(token: _Token, field: str) -> str:
@@ -339,6 +346,8 @@ def _string(token: _Token, field: str) -> str:
     except json.JSONDecodeError:
         raise _invalid(f"{token.text} is not a valid string", field) from None
     assert isinstance(value, str)
+    if _UNSTORABLE.search(value):
+        raise _invalid(f"{token.text} holds a control character or an unpaired surrogate", field)
     return value
 
 

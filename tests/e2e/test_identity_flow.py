@@ -205,7 +205,7 @@ def test_the_whole_flow(edge):
 
     # The security audit log shows who did what, and never a secret.
     admin = _login(edge, "ada@example.com").json()["access_token"]
-    audit = edge.get("/v1/audit_events", headers=_bearer(admin), params={"pageSize": 100})
+    audit = edge.get(f"/v1/organizations/{org}/audit_events", headers=_bearer(admin), params={"pageSize": 100})
     assert audit.status_code == 200, audit.text
     actions = {e["action"] for e in audit.json()["auditEvents"]}
     assert {
@@ -216,7 +216,7 @@ def test_the_whole_flow(edge):
     for leaked in (secret, PASSWORD, refresh, invitation_token):
         assert leaked not in audit.text
     # Bea (AGENT) may not read the audit log.
-    assert edge.get("/v1/audit_events", headers=_bearer(bea_access)).status_code == 403
+    assert edge.get(f"/v1/organizations/{org}/audit_events", headers=_bearer(bea_access)).status_code == 403
 
 
 def test_brute_force_locks_the_account(edge):
@@ -232,7 +232,7 @@ def test_the_bootstrap_super_admin_can_log_in_and_read_everything(edge):
     response = _login(edge, ROOT_EMAIL, ROOT_PASSWORD)
     assert response.status_code == 200, response.text
     root = response.json()["access_token"]
-    assert edge.get("/v1/audit_events", headers=_bearer(root)).status_code == 200
+    assert edge.get("/v1/organizations/-/audit_events", headers=_bearer(root)).status_code == 200
 
 
 def test_jwks_is_public_and_holds_only_public_keys(edge):
