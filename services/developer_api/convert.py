@@ -9,7 +9,15 @@ import json
 from google.protobuf import duration_pb2, timestamp_pb2
 from google.protobuf.message import Message
 
-from services.developer_api.domain import Environment, KeySettings, KeyState, KeyType, effective_state, key_name
+from services.developer_api.domain import (
+    Environment,
+    KeySettings,
+    KeyState,
+    KeyType,
+    effective_state,
+    key_name,
+    log_name,
+)
 from services.developer_api.models import ApiKeyRow, ApiRequestLogRow, utc, utc_or_none
 from services.developer_api.restrictions import Restrictions
 from services.developer_api.usage import Counters, percentile
@@ -65,7 +73,7 @@ def duration(value: datetime.timedelta) -> duration_pb2.Duration:
 
 def etag(row: ApiKeyRow) -> str:
     """The key's current version tag."""
-    return hashlib.sha256(f"{row.id}:{row.version}".encode()).hexdigest()[:16]
+    return hashlib.sha256(f"{key_name(row.organization_id, row.id)}:{row.version}".encode()).hexdigest()[:16]
 
 
 def restrictions_from_proto(message: api_key_pb2.ApiKeyRestrictions) -> Restrictions:
@@ -132,7 +140,7 @@ def key_type_number(value: str) -> int:
 def key_to_proto(row: ApiKeyRow, now: datetime.datetime) -> api_key_pb2.ApiKey:
     """The ApiKey message of a stored key (never its secret or hash)."""
     message = api_key_pb2.ApiKey(
-        name=key_name(row.id),
+        name=key_name(row.organization_id, row.id),
         organization_id=row.organization_id,
         display_name=row.display_name,
         prefix=row.prefix,
@@ -143,8 +151,8 @@ def key_to_proto(row: ApiKeyRow, now: datetime.datetime) -> api_key_pb2.ApiKey:
         state=STATES[state_of(row, now)],
         last_used_address=row.last_used_address,
         revoke_reason=row.revoke_reason,
-        rotated_from=key_name(row.rotated_from) if row.rotated_from else "",
-        rotated_to=key_name(row.rotated_to) if row.rotated_to else "",
+        rotated_from=key_name(row.organization_id, row.rotated_from) if row.rotated_from else "",
+        rotated_to=key_name(row.organization_id, row.rotated_to) if row.rotated_to else "",
         labels=labels_of(row),
         audit=audit_pb2.AuditInfo(
             create_time=timestamp(row.create_time),
@@ -167,9 +175,9 @@ def key_to_proto(row: ApiKeyRow, now: datetime.datetime) -> api_key_pb2.ApiKey:
 def log_to_proto(row: ApiRequestLogRow) -> api_usage_pb2.ApiRequestLog:
     """The ApiRequestLog message of a stored entry."""
     return api_usage_pb2.ApiRequestLog(
-        name=f"api_request_logs/{row.id}",
+        name=log_name(row.organization_id, row.id),
         organization_id=row.organization_id,
-        api_key=key_name(row.api_key_id),
+        api_key=key_name(row.organization_id, row.api_key_id),
         environment=environment_number(row.environment),  # type: ignore[arg-type]
         request_id=row.request_id,
         request_time=timestamp(row.request_time),
@@ -186,11 +194,11 @@ def log_to_proto(row: ApiRequestLogRow) -> api_usage_pb2.ApiRequestLog:
 
 
 def usage_to_proto(
-    key_id: str, start: datetime.datetime, width: datetime.timedelta, counters: Counters
+    key: tuple[str, str], start: datetime.datetime, width: datetime.timedelta, counters: Counters
 ) -> api_usage_pb2.ApiKeyUsage:
-    """One usage bucket."""
+    """One usage bucket of a key, given as (organization id, key id)."""
     return api_usage_pb2.ApiKeyUsage(
-        api_key=key_name(key_id),
+        api_key=key_name(*key),
         start_time=timestamp(start),
         end_time=timestamp(start + width),
         request_count=counters.request_count,

@@ -14,11 +14,16 @@ import secrets
 from collections.abc import Iterable, Mapping
 
 from mesh.access import AccessTable, Role
-from mesh.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from mesh.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from mesh.principal import Principal
 from services.developer_api.restrictions import Restrictions, validate_restrictions
 
+ORGANIZATIONS = "organizations"
 COLLECTION = "api_keys"
+LOG_COLLECTION = "api_request_logs"
+# The AIP-159 wildcard: "organizations/-" (platform principals) and "…/api_keys/-" (every key).
+EVERY = "-"
+NOT_FOUND_MESSAGE = "API key not found"
 MAX_SCOPES = 100
 MAX_ACTIVE_KEYS_PER_ORGANIZATION = 100
 MAX_DISPLAY_NAME = 100
@@ -42,6 +47,8 @@ CLIENT_SAFE_SCOPES = frozenset(
 
 _USER_KEY_ID = re.compile(r"^[a-z0-9][a-z0-9-]{2,61}[a-z0-9]$")
 _ANY_KEY_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_ORGANIZATION_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 _LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
 
@@ -81,32 +88,114 @@ class KeySettings:
     labels: dict[str, str]
 
 
-def organization_scope(principal: Principal) -> str | None:
-    """The organisation whose keys the caller may touch; ``None`` for every organisation (SUPER_ADMIN, services)."""
-    return None if principal.is_platform_admin else principal.organization_id
-
-
 def new_key_id() -> str:
     """A generated key id, ``k_`` + 16 base32 characters (user-chosen ids never contain ``_``)."""
     return "k_" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(16))
 
 
-def key_name(key_id: str) -> str:
-    """The resource name of a key."""
-    return f"{COLLECTION}/{key_id}"
+def key_name(organization_id: str, key_id: str) -> str:
+    """The resource name of a key, ``organizations/{organization}/api_keys/{api_key}``."""
+    return f"{ORGANIZATIONS}/{organization_id}/{COLLECTION}/{key_id}"
 
 
-def parse_key_name(name: str, field: str = "name") -> str:
-    """The id in ``api_keys/{id}``.
+def log_name(organization_id: str, log_id: str) -> str:
+    """The resource name of a request log entry."""
+    return f"{ORGANIZATIONS}/{organization_id}/{LOG_COLLECTION}/{log_id}"
+
+
+def not_found(name: str) -> NotFound:
+    """The one NotFound for a key that is missing or belongs to another organisation."""
+    return NotFound(f"{NOT_FOUND_MESSAGE}: {name}")
+
+
+def _split(name: str, collection: str) -> tuple[str, str] | None:
+    parts = name.split("/")
+    if len(parts) != 4 or parts[0] != ORGANIZATIONS or parts[2] != collection:
+        return None
+    return parts[1], parts[3]
+
+
+def parse_key_name(name: str, field: str = "name", *, any_key: bool = False) -> tuple[str, str]:
+    """The organisation id and key id in ``organizations/{organization}/api_keys/{api_key}``.
+
+    Args:
+        name: the name.
+        field: the request field, for the error.
+        any_key: accept ``-`` as the key id (every key of the organisation).
 
     Raises:
-        InvalidArgument: not a key name.
+        InvalidArgument: not a key name (``organizations/-`` is never accepted here).
 
     """
-    collection, _, key_id = name.partition("/")
-    if collection != COLLECTION or not _ANY_KEY_ID.match(key_id):
-        raise InvalidArgument("expected an API key name like api_keys/abc", {field: "must look like api_keys/{id}"})
-    return key_id
+    parts = _split(name, COLLECTION)
+    if (
+        parts is None
+        or not _ORGANIZATION_ID.match(parts[0])
+        or not (_ANY_KEY_ID.match(parts[1]) or (any_key and parts[1] == EVERY))
+    ):
+        shape = f"{ORGANIZATIONS}/{{organization}}/{COLLECTION}/{{api_key}}"
+        raise InvalidArgument(f"expected an API key name like {shape}", {field: f"must look like {shape}"})
+    return parts
+
+
+def parse_parent(parent: str, field: str = "parent", *, wildcard: bool = True) -> str:
+    """The organisation id in ``organizations/{organization}``, or ``-`` for every organisation.
+
+    Raises:
+        InvalidArgument: not an organisation name, or ``-`` where it is not allowed.
+
+    """
+    collection, _, organization_id = parent.partition("/")
+    if collection == ORGANIZATIONS and (
+        _ORGANIZATION_ID.match(organization_id) or (wildcard and organization_id == EVERY)
+    ):
+        return organization_id
+    raise InvalidArgument(
+        "expected a parent like organizations/{organization}", {field: "must look like organizations/{organization}"}
+    )
+
+
+def readable_organization(principal: Principal, organization_id: str, name: str) -> str:
+    """The organisation of a named key, if the caller may see it.
+
+    Raises:
+        NotFound: another organisation's key, with exactly the answer a missing key gets.
+
+    """
+    if not principal.can_access(organization_id):
+        raise not_found(name)
+    return organization_id
+
+
+def list_scope(principal: Principal, organization_id: str, what: str) -> str | None:
+    """The organisation a list reads (``None`` for every organisation, ``organizations/-``).
+
+    The answer for an organisation the caller does not belong to never depends on whether
+    that organisation exists: nothing is looked up before refusing.
+
+    Raises:
+        PermissionDenied: another organisation, or ``-`` for a caller that is not a platform principal.
+
+    """
+    if organization_id == EVERY:
+        if not principal.is_platform_admin:
+            raise PermissionDenied(f"only platform administrators may list {what} across organisations")
+        return None
+    if not principal.can_access(organization_id):
+        raise PermissionDenied(f"you may list only your own organisation's {what}")
+    return organization_id
+
+
+def validate_request_id(request_id: str) -> str:
+    """A request_id: empty (not deduplicated) or a UUID4 in its canonical form (AIP-155).
+
+    Raises:
+        InvalidArgument: anything else.
+
+    """
+    if request_id and not _UUID4.match(request_id):
+        raise InvalidArgument("request_id must be a UUID4", {"request_id": "a UUID4 like 3f2b8c1e-…-4…"})
+    return request_id
 
 
 def validate_key_id(key_id: str) -> str:
@@ -378,6 +467,7 @@ def validate_new_key(
     held: frozenset[str],
     creator_role: str,
     known: frozenset[str],
+    organization_id: str,
     now: datetime.datetime,
 ) -> KeySettings:
     """Everything a new key's creator chose, validated; see the individual rules.
@@ -396,7 +486,9 @@ def validate_new_key(
         key_type=kind,
         environment=environment,
         scopes=validate_scopes(scopes, held=held, creator_role=creator_role, known=known, key_type=kind),
-        restrictions=validate_restrictions(restrictions, publishable=kind is KeyType.PUBLISHABLE),
+        restrictions=validate_restrictions(
+            restrictions, publishable=kind is KeyType.PUBLISHABLE, organization_id=organization_id
+        ),
         expire_time=validate_new_expiry(expire_time, now),
         labels=validate_labels(labels),
     )

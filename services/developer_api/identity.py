@@ -2,15 +2,17 @@
 
 Both are internal identity methods, so they go out with this service's own credential
 (never the caller's, which does not hold internal permissions). Audit requests carry a
-deterministic request id per event, so a retried operation never logs an event twice.
-Details never contain a secret.
+request id derived from the event (a UUID4-shaped digest, AIP-155), so a retried operation
+never logs an event twice. Details never contain a secret.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
+import hashlib
 import logging
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -53,6 +55,12 @@ class RequestInfo:
         )
 
 
+def event_request_id(event_key: str) -> str:
+    """The request_id of an audit event: the same UUID4-form id for every retry of one event."""
+    digest = hashlib.sha256(b"developer_api audit event\0" + event_key.encode()).digest()
+    return str(uuid.UUID(bytes=digest[:16], version=4))
+
+
 class Identity:
     """What developer_api asks of identity."""
 
@@ -69,7 +77,7 @@ class Identity:
         actor: Principal,
         organization_id: str,
         target: str,
-        event_id: str,
+        event_key: str,
         event_time: datetime.datetime,
         details: Mapping[str, str],
         request: RequestInfo,
@@ -98,7 +106,7 @@ class Identity:
         )
         event.event_time.FromDatetime(event_time)
         message = identity_service_pb2.RecordAuditEventRequest(
-            audit_event=event, organization_id=organization_id, request_id=f"developer_api:{event_id}"
+            audit_event=event, organization_id=organization_id, request_id=event_request_id(event_key)
         )
         await self._call("RecordAuditEvent", message, "the security audit log is unavailable")
 

@@ -108,7 +108,7 @@ async def list_api_keys(
     size = page_size(request.page_size, default=50, maximum=100)
     conditions = [_normalized(c) for c in parse_filter(request.filter, FIELDS)]
     states = selected_states(conditions, request.show_inactive)
-    fingerprint = query_fingerprint("api_keys", organization_id, request.filter, request.show_inactive)
+    fingerprint = query_fingerprint("api_keys", request.parent, request.filter, request.show_inactive)
     position = decode_page_token(request.page_token, fingerprint)
     after: tuple[datetime.datetime, str] | None = None
     if position is not None:

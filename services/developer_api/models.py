@@ -1,4 +1,8 @@
-"""Tables of the developer_api service (mirrored by ``migrations/developer_api_0001_api_keys.py``).
+"""Tables of the developer_api service (mirrored by its migrations in ``migrations/``).
+
+Every table is keyed by ``organization_id`` first: ids are unique per organisation (AIP-122
+names ``organizations/{organization}/api_keys/{api_key}``), so two organisations may use the
+same caller-chosen id, and every query names the organisation it reads.
 
 Times are timezone-aware UTC; SQLite hands them back naive, and :func:`utc` is the one
 place that puts the zone back. Lists and maps (scopes, restrictions, labels, latency
@@ -9,7 +13,7 @@ from __future__ import annotations
 
 import datetime
 
-from sqlalchemy import BigInteger, DateTime, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, DateTime, Index, Integer, LargeBinary, PrimaryKeyConstraint, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -28,16 +32,21 @@ def utc_or_none(value: datetime.datetime | None) -> datetime.datetime | None:
 
 
 class ApiKeyRow(Base):
-    """An API key. The secret itself is never stored; ``secret_hash`` is its SHA-256."""
+    """An API key. The secret itself is never stored; ``secret_hash`` is its SHA-256.
+
+    ``rotated_from`` and ``rotated_to`` are ids of keys of the same organisation.
+    """
 
     __tablename__ = "api_keys"
     __table_args__ = (
-        UniqueConstraint("secret_hash", name="uq_api_keys_secret_hash"),
+        PrimaryKeyConstraint("organization_id", "id", name="pk_api_keys"),
+        # Secrets are 238-bit random, so their hashes are unique across every organisation.
+        Index("uq_api_keys_secret_hash", "secret_hash", unique=True),
         Index("ix_api_keys_organization_created", "organization_id", "create_time", "id"),
     )
 
-    id: Mapped[str] = mapped_column(String(63), primary_key=True)
     organization_id: Mapped[str] = mapped_column(String(64))
+    id: Mapped[str] = mapped_column(String(63))
     display_name: Mapped[str] = mapped_column(String(100))
     prefix: Mapped[str] = mapped_column(String(16))
     secret_hash: Mapped[str] = mapped_column(String(64))
@@ -63,13 +72,21 @@ class ApiKeyRow(Base):
 
 
 class IdempotentRequestRow(Base):
-    """A CreateApiKey or RotateApiKey request_id, with the secret it produced sealed, for 24 hours."""
+    """A CreateApiKey or RotateApiKey request_id, with the secret it produced sealed, for 24 hours.
+
+    Scoped per organisation and method (AIP-155): the same request_id on another method, or
+    in another organisation, is another request.
+    """
 
     __tablename__ = "idempotent_requests"
-    __table_args__ = (Index("ix_idempotent_requests_expire", "expire_time"),)
+    __table_args__ = (
+        PrimaryKeyConstraint("organization_id", "method", "request_id", name="pk_idempotent_requests"),
+        Index("ix_idempotent_requests_expire", "expire_time"),
+    )
 
-    organization_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    request_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String(64))
+    method: Mapped[str] = mapped_column(String(32))
+    request_id: Mapped[str] = mapped_column(String(128))
     fingerprint: Mapped[str] = mapped_column(String(64))
     api_key_id: Mapped[str] = mapped_column(String(63))
     sealed_secret: Mapped[bytes] = mapped_column(LargeBinary)
@@ -81,13 +98,14 @@ class ApiRequestLogRow(Base):
 
     __tablename__ = "api_request_logs"
     __table_args__ = (
-        UniqueConstraint("request_id", name="uq_api_request_logs_request_id"),
+        PrimaryKeyConstraint("organization_id", "id", name="pk_api_request_logs"),
+        Index("uq_api_request_logs_request_id", "organization_id", "request_id", unique=True),
         Index("ix_api_request_logs_organization_time", "organization_id", "request_time", "id"),
         Index("ix_api_request_logs_request_time", "request_time"),
     )
 
-    id: Mapped[str] = mapped_column(String(40), primary_key=True)
     organization_id: Mapped[str] = mapped_column(String(64))
+    id: Mapped[str] = mapped_column(String(40))
     api_key_id: Mapped[str] = mapped_column(String(63))
     environment: Mapped[str] = mapped_column(String(8))
     request_id: Mapped[str] = mapped_column(String(128))
@@ -107,11 +125,14 @@ class ApiKeyUsageRow(Base):
     """A key's traffic in one UTC hour: counters and a latency histogram (JSON list of counts)."""
 
     __tablename__ = "api_key_usage_hours"
-    __table_args__ = (Index("ix_api_key_usage_hours_organization_hour", "organization_id", "hour_start"),)
+    __table_args__ = (
+        PrimaryKeyConstraint("organization_id", "api_key_id", "hour_start", name="pk_api_key_usage_hours"),
+        Index("ix_api_key_usage_hours_organization_hour", "organization_id", "hour_start"),
+    )
 
-    api_key_id: Mapped[str] = mapped_column(String(63), primary_key=True)
-    hour_start: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
     organization_id: Mapped[str] = mapped_column(String(64))
+    api_key_id: Mapped[str] = mapped_column(String(63))
+    hour_start: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True))
     request_count: Mapped[int] = mapped_column(BigInteger, default=0)
     client_error_count: Mapped[int] = mapped_column(BigInteger, default=0)
     server_error_count: Mapped[int] = mapped_column(BigInteger, default=0)

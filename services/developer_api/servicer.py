@@ -1,7 +1,9 @@
 """DeveloperApiService: proto in, proto out. Rules live in ``domain``, queries in ``store``.
 
-Tenancy: a caller sees its own organisation's keys; SUPER_ADMIN and services see every
-organisation's. Anything else answers NOT_FOUND, exactly like a key that does not exist.
+Tenancy: names carry their organisation (``organizations/{organization}/api_keys/{id}``).
+A caller reaches its own organisation's keys; SUPER_ADMIN and services reach every
+organisation's. A key of another organisation answers NOT_FOUND, exactly like a key that
+does not exist; a list of another organisation is PERMISSION_DENIED, looked up nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 import grpc
 
 from mesh.access import AccessTable, default_access_table
-from mesh.errors import FailedPrecondition, InvalidArgument, ResourceExhausted, Unauthenticated
+from mesh.errors import FailedPrecondition, InvalidArgument, PermissionDenied, ResourceExhausted, Unauthenticated
 from mesh.principal import Principal, current
 from services.developer_api import convert, credentials, domain, store
 from services.developer_api.identity import Identity, RequestInfo
@@ -33,6 +35,9 @@ log = logging.getLogger(__name__)
 
 Context = grpc.aio.ServicerContext[Any, Any]
 INVALID_KEY = "invalid API key"
+# Idempotency is scoped per organisation and method (AIP-155).
+_CREATE = "CreateApiKey"
+_ROTATE = "RotateApiKey"
 
 
 def _now() -> datetime.datetime:
@@ -44,13 +49,13 @@ def _request_info(context: Context) -> RequestInfo:
     return RequestInfo.from_metadata(metadata, str(context.peer() or ""))
 
 
-def _fingerprint(operation: str, principal: Principal, request: Any) -> str:
+def _fingerprint(principal: Principal, request: Any) -> str:
     """What an idempotent request asked for, by whom (request_id excluded)."""
     copy = type(request)()
     copy.CopyFrom(request)
     copy.ClearField("request_id")
     body = copy.SerializeToString(deterministic=True)
-    return hashlib.sha256(operation.encode() + b"\0" + principal.subject.encode() + b"\0" + body).hexdigest()
+    return hashlib.sha256(principal.subject.encode() + b"\0" + body).hexdigest()
 
 
 class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
@@ -76,20 +81,26 @@ class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
         return domain.held_permissions(principal.permissions, principal.role, self._table)
 
     async def _replay(
-        self, session: Any, organization_id: str, request_id: str, fingerprint: str, now: datetime.datetime
+        self,
+        session: Any,
+        organization_id: str,
+        method: str,
+        request_id: str,
+        fingerprint: str,
+        now: datetime.datetime,
     ) -> tuple[ApiKeyRow, str] | None:
         """The key and secret of an earlier request with this id, if there was one."""
         if not request_id:
             return None
-        earlier = await store.find_request(session, organization_id, request_id, now)
+        earlier = await store.find_request(session, organization_id, method, request_id, now)
         if earlier is None:
             return None
         if earlier.fingerprint != fingerprint:
             raise InvalidArgument(
                 "request_id was already used for a different request", {"request_id": "use a new request_id"}
             )
-        row = await store.get_key(session, earlier.api_key_id, organization_id)
-        secret = self._box.open(earlier.sealed_secret, domain.key_name(row.id))
+        row = await store.get_key(session, organization_id, earlier.api_key_id)
+        secret = self._box.open(earlier.sealed_secret, domain.key_name(row.organization_id, row.id))
         if secret is None:
             raise FailedPrecondition("the secret of that request can no longer be shown; use a new request_id")
         return row, secret
@@ -97,13 +108,14 @@ class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
     async def CreateApiKey(self, request: pb.CreateApiKeyRequest, context: Context) -> pb.CreateApiKeyResponse:
         """Create a key and show its secret once."""
         principal, now, info = current(), self._clock(), _request_info(context)
-        organization_id = principal.organization_id
-        if not organization_id:
-            raise FailedPrecondition("API keys belong to an organisation: act within one to create a key")
-        fingerprint = _fingerprint("create", principal, request)
+        organization_id = domain.parse_parent(request.parent, wildcard=False)
+        if not principal.can_access(organization_id):
+            raise PermissionDenied("you may create API keys only in your own organisation")
+        request_id = domain.validate_request_id(request.request_id)
+        fingerprint = _fingerprint(principal, request)
         async with self._sessions.begin() as session:
             await store.wipe_expired_requests(session, now)
-            replay = await self._replay(session, organization_id, request.request_id, fingerprint, now)
+            replay = await self._replay(session, organization_id, _CREATE, request_id, fingerprint, now)
             if replay is not None:
                 return pb.CreateApiKeyResponse(api_key=convert.key_to_proto(replay[0], now), secret=replay[1])
             wanted = request.api_key
@@ -118,6 +130,7 @@ class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
                 held=self._held(principal),
                 creator_role=principal.role,
                 known=self._grantable,
+                organization_id=organization_id,
                 now=now,
             )
             key_id = domain.validate_key_id(request.api_key_id)
@@ -126,14 +139,15 @@ class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
                     f"an organisation may have at most {domain.MAX_ACTIVE_KEYS_PER_ORGANIZATION} active API keys"
                 )
             row, secret = await self._new_key(
-                session, request.request_id, fingerprint, key_id, organization_id, settings, principal, now
+                session, _CREATE, request_id, fingerprint, key_id, organization_id, settings, principal, now
             )
+            name = domain.key_name(organization_id, row.id)
             await self._identity.record(
                 action=audit_event_pb2.AUDIT_ACTION_API_KEY_CREATED,
                 actor=principal,
                 organization_id=organization_id,
-                target=domain.key_name(row.id),
-                event_id=f"api_key_created:{row.id}",
+                target=name,
+                event_key=f"api_key_created:{name}",
                 event_time=now,
                 details={
                     "scopes": " ".join(settings.scopes),
@@ -148,6 +162,7 @@ class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
     async def _new_key(
         self,
         session: Any,
+        method: str,
         request_id: str,
         fingerprint: str,
         key_id: str,
@@ -164,10 +179,11 @@ class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
             await store.claim_request(
                 session,
                 organization_id=organization_id,
+                method=method,
                 request_id=request_id,
                 fingerprint=fingerprint,
                 api_key_id=key_id,
-                sealed_secret=self._box.seal(secret, domain.key_name(key_id)),
+                sealed_secret=self._box.seal(secret, domain.key_name(organization_id, key_id)),
                 expire_time=now + domain.IDEMPOTENCY_WINDOW,
             )
         row = await store.insert_key(
@@ -186,15 +202,15 @@ class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
 
     async def GetApiKey(self, request: pb.GetApiKeyRequest, context: Context) -> pb.GetApiKeyResponse:
         """One key of the caller's organisation."""
-        key_id = domain.parse_key_name(request.name)
+        organization_id, key_id = domain.parse_key_name(request.name)
+        domain.readable_organization(current(), organization_id, request.name)
         async with self._sessions.begin() as session:
-            row = await store.get_key(session, key_id, domain.organization_scope(current()))
+            row = await store.get_key(session, organization_id, key_id)
             return pb.GetApiKeyResponse(api_key=convert.key_to_proto(row, self._clock()))
 
     async def ListApiKeys(self, request: pb.ListApiKeysRequest, context: Context) -> pb.ListApiKeysResponse:
         """The organisation's keys, newest first."""
-        principal = current()
-        scope = principal.organization_id or domain.organization_scope(principal)
+        scope = domain.list_scope(current(), domain.parse_parent(request.parent), "API keys")
         async with self._sessions.begin() as session:
             rows, next_token = await list_api_keys(session, scope, request, self._clock())
         now = self._clock()
@@ -203,9 +219,10 @@ class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
     async def UpdateApiKey(self, request: pb.UpdateApiKeyRequest, context: Context) -> pb.UpdateApiKeyResponse:
         """Rename, relabel, restrict, narrow or shorten an ACTIVE key."""
         principal, now, info = current(), self._clock(), _request_info(context)
-        key_id = domain.parse_key_name(request.api_key.name, "api_key.name")
+        organization_id, key_id = domain.parse_key_name(request.api_key.name, "api_key.name")
+        domain.readable_organization(principal, organization_id, request.api_key.name)
         async with self._sessions.begin() as session:
-            row = await store.get_key(session, key_id, domain.organization_scope(principal), for_update=True)
+            row = await store.get_key(session, organization_id, key_id, for_update=True)
             changes = planned_update(row, request, now, self._grantable)
             if not changes:
                 return pb.UpdateApiKeyResponse(api_key=convert.key_to_proto(row, now))
@@ -217,8 +234,8 @@ class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
                 action=audit_event_pb2.AUDIT_ACTION_API_KEY_UPDATED,
                 actor=principal,
                 organization_id=row.organization_id,
-                target=domain.key_name(row.id),
-                event_id=f"api_key_updated:{row.id}:{row.version}",
+                target=request.api_key.name,
+                event_key=f"api_key_updated:{request.api_key.name}:{row.version}",
                 event_time=now,
                 details={"fields": ",".join(sorted(changes)), "scopes": " ".join(convert.scopes_of(row))},
                 request=info,
@@ -228,10 +245,11 @@ class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
     async def RevokeApiKey(self, request: pb.RevokeApiKeyRequest, context: Context) -> pb.RevokeApiKeyResponse:
         """Revoke a key, then have identity revoke its tokens and log the event (idempotent)."""
         principal, now, info = current(), self._clock(), _request_info(context)
-        key_id = domain.parse_key_name(request.name)
+        organization_id, key_id = domain.parse_key_name(request.name)
+        domain.readable_organization(principal, organization_id, request.name)
         reason = domain.validate_revoke_reason(request.reason)
         async with self._sessions.begin() as session:
-            row = await store.get_key(session, key_id, domain.organization_scope(principal), for_update=True)
+            row = await store.get_key(session, organization_id, key_id, for_update=True)
             state = convert.state_of(row, now)
             if state is domain.KeyState.EXPIRED:
                 raise FailedPrecondition("the key has already expired and no longer works")
@@ -242,14 +260,14 @@ class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
                 store.bump(row, principal.subject, now)
         # Committed: the key no longer verifies. Identity's part is idempotent, so a retry
         # of this call after a failure below completes it.
-        name = domain.key_name(row.id)
+        name = request.name
         await self._identity.revoke_tokens(name, row.organization_id)
         await self._identity.record(
             action=audit_event_pb2.AUDIT_ACTION_API_KEY_REVOKED,
             actor=principal,
             organization_id=row.organization_id,
             target=name,
-            event_id=f"api_key_revoked:{row.id}",
+            event_key=f"api_key_revoked:{name}",
             event_time=utc_or_none(row.revoke_time) or now,
             details={"reason": row.revoke_reason[:200], "prefix": row.prefix},
             request=info,
@@ -259,15 +277,17 @@ class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
     async def RotateApiKey(self, request: pb.RotateApiKeyRequest, context: Context) -> pb.RotateApiKeyResponse:
         """Replace a key with a new secret; the old one works for the overlap, then expires."""
         principal, now, info = current(), self._clock(), _request_info(context)
-        key_id = domain.parse_key_name(request.name)
-        fingerprint = _fingerprint("rotate", principal, request)
+        organization_id, key_id = domain.parse_key_name(request.name)
+        domain.readable_organization(principal, organization_id, request.name)
+        request_id = domain.validate_request_id(request.request_id)
+        fingerprint = _fingerprint(principal, request)
         async with self._sessions.begin() as session:
             await store.wipe_expired_requests(session, now)
-            old = await store.get_key(session, key_id, domain.organization_scope(principal), for_update=True)
-            replay = await self._replay(session, old.organization_id, request.request_id, fingerprint, now)
+            old = await store.get_key(session, organization_id, key_id, for_update=True)
+            replay = await self._replay(session, organization_id, _ROTATE, request_id, fingerprint, now)
             if replay is not None:
                 new, secret = replay
-                previous = await store.get_key(session, new.rotated_from, old.organization_id)
+                previous = await store.get_key(session, organization_id, new.rotated_from)
                 return pb.RotateApiKeyResponse(
                     api_key=convert.key_to_proto(new, now),
                     secret=secret,
@@ -280,7 +300,8 @@ class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
             settings = dataclasses.replace(convert.settings_of(old), expire_time=new_expiry)
             new, secret = await self._new_key(
                 session,
-                request.request_id,
+                _ROTATE,
+                request_id,
                 fingerprint,
                 domain.new_key_id(),
                 old.organization_id,
@@ -298,11 +319,11 @@ class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
                 action=audit_event_pb2.AUDIT_ACTION_API_KEY_ROTATED,
                 actor=principal,
                 organization_id=old.organization_id,
-                target=domain.key_name(old.id),
-                event_id=f"api_key_rotated:{old.id}",
+                target=request.name,
+                event_key=f"api_key_rotated:{request.name}",
                 event_time=now,
                 details={
-                    "successor": domain.key_name(new.id),
+                    "successor": domain.key_name(organization_id, new.id),
                     "overlap": f"{int((old_expiry - now).total_seconds())}s",
                     "prefix": new.prefix,
                 },
@@ -334,15 +355,13 @@ class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
                 else restriction_failure(restrictions, client_address=request.client_address, origin=request.origin)
             )
             if failure is not None:
-                log.info("API key %s refused: %s", domain.key_name(row.id), failure)
+                log.info("API key %s refused: %s", domain.key_name(row.organization_id, row.id), failure)
                 raise Unauthenticated(INVALID_KEY)
             if domain.needs_last_used_write(utc_or_none(row.last_used_time), now):
                 address = parse_client_address(request.client_address)
-                await store.touch_last_used(
-                    session, row.id, domain.last_used_minute(now), str(address) if address else ""
-                )
+                await store.touch_last_used(session, row, domain.last_used_minute(now), str(address) if address else "")
         response = pb.VerifyApiKeyResponse(
-            api_key=domain.key_name(row.id),
+            api_key=domain.key_name(row.organization_id, row.id),
             organization_id=row.organization_id,
             scopes=convert.scopes_of(row),
             environment=convert.environment_number(row.environment),  # type: ignore[arg-type]

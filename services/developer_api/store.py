@@ -1,8 +1,8 @@
 """API key queries. Every function takes the session first; tenancy is a query condition.
 
-``organization_id=None`` means "any organisation" and is passed only for callers allowed
-across organisations (SUPER_ADMIN, services); a key of another organisation is
-indistinguishable from a missing one.
+A key is addressed by (organization_id, id): every point query names the organisation in
+its WHERE clause, so a key of another organisation is indistinguishable from a missing one.
+Lists take ``organization_id=None`` ("every organisation") only for platform principals.
 """
 
 from __future__ import annotations
@@ -15,16 +15,9 @@ from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mesh.errors import Aborted, AlreadyExists, NotFound
-from services.developer_api.domain import KeySettings, KeyState, key_name
+from mesh.errors import Aborted, AlreadyExists
+from services.developer_api.domain import KeySettings, KeyState, key_name, not_found
 from services.developer_api.models import ApiKeyRow, IdempotentRequestRow, utc
-
-NOT_FOUND_MESSAGE = "API key not found"
-
-
-def not_found(key_id: str) -> NotFound:
-    """The one NotFound for a key that is missing or belongs to another organisation."""
-    return NotFound(f"{NOT_FOUND_MESSAGE}: {key_name(key_id)}")
 
 
 async def insert_key(
@@ -43,10 +36,10 @@ async def insert_key(
     """Store a new ACTIVE key.
 
     Raises:
-        AlreadyExists: the id is taken.
+        AlreadyExists: the organisation already has a key with this id.
 
     """
-    if await session.get(ApiKeyRow, key_id) is not None:
+    if await session.get(ApiKeyRow, (organization_id, key_id)) is not None:
         raise AlreadyExists(f"an API key with id {key_id} already exists")
     row = ApiKeyRow(
         id=key_id,
@@ -83,23 +76,19 @@ async def insert_key(
     return row
 
 
-async def get_key(
-    session: AsyncSession, key_id: str, organization_id: str | None, *, for_update: bool = False
-) -> ApiKeyRow:
-    """A key of the organisation (of any organisation for ``None``).
+async def get_key(session: AsyncSession, organization_id: str, key_id: str, *, for_update: bool = False) -> ApiKeyRow:
+    """A key of the organisation.
 
     Raises:
-        NotFound: missing, or another organisation's.
+        NotFound: the organisation has no such key.
 
     """
-    query = select(ApiKeyRow).where(ApiKeyRow.id == key_id)
-    if organization_id is not None:
-        query = query.where(ApiKeyRow.organization_id == organization_id)
+    query = select(ApiKeyRow).where(ApiKeyRow.organization_id == organization_id, ApiKeyRow.id == key_id)
     if for_update:
         query = query.with_for_update()
     row = (await session.execute(query)).scalar_one_or_none()
     if row is None:
-        raise not_found(key_id)
+        raise not_found(key_name(organization_id, key_id))
     return row
 
 
@@ -161,12 +150,13 @@ async def list_keys(
     return list((await session.execute(query)).scalars())
 
 
-async def touch_last_used(session: AsyncSession, key_id: str, minute: datetime.datetime, address: str) -> bool:
+async def touch_last_used(session: AsyncSession, row: ApiKeyRow, minute: datetime.datetime, address: str) -> bool:
     """Record a use at ``minute`` unless one at that minute is already recorded; whether it wrote."""
     result = await session.execute(
         update(ApiKeyRow)
         .where(
-            ApiKeyRow.id == key_id,
+            ApiKeyRow.organization_id == row.organization_id,
+            ApiKeyRow.id == row.id,
             or_(ApiKeyRow.last_used_time.is_(None), ApiKeyRow.last_used_time < minute),
         )
         .values(last_used_time=minute, last_used_address=address[:64])
@@ -191,10 +181,10 @@ async def wipe_expired_requests(session: AsyncSession, now: datetime.datetime) -
 
 
 async def find_request(
-    session: AsyncSession, organization_id: str, request_id: str, now: datetime.datetime
+    session: AsyncSession, organization_id: str, method: str, request_id: str, now: datetime.datetime
 ) -> IdempotentRequestRow | None:
-    """A request id seen within its window."""
-    row = await session.get(IdempotentRequestRow, (organization_id, request_id))
+    """A request id seen within its window, for this organisation and method."""
+    row = await session.get(IdempotentRequestRow, (organization_id, method, request_id))
     if row is None or utc(row.expire_time) <= now:
         return None
     return row
@@ -204,6 +194,7 @@ async def claim_request(
     session: AsyncSession,
     *,
     organization_id: str,
+    method: str,
     request_id: str,
     fingerprint: str,
     api_key_id: str,
@@ -219,6 +210,7 @@ async def claim_request(
     session.add(
         IdempotentRequestRow(
             organization_id=organization_id,
+            method=method,
             request_id=request_id,
             fingerprint=fingerprint,
             api_key_id=api_key_id,

@@ -74,6 +74,7 @@ def planned_update(
             restrictions = validate_restrictions(
                 convert.restrictions_from_proto(wanted.restrictions),
                 publishable=row.key_type == domain.KeyType.PUBLISHABLE.value,
+                organization_id=row.organization_id,
             )
             changes["restrictions"] = json.dumps(restrictions.as_dict(), sort_keys=True)
         elif path == "expire_time":

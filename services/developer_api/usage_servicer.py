@@ -28,6 +28,7 @@ from services.developer_api.usage import (
     MAX_BATCH,
     Counters,
     Granularity,
+    KeyRef,
     granularity_of,
     group_buckets,
     usage_range,
@@ -49,6 +50,9 @@ LOG_FIELDS = {
 
 def _checked_log_condition(condition: Condition) -> Condition:
     """A log filter condition whose value parses for its field."""
+    if condition.field == "api_key":
+        organization_id, key_id = domain.parse_key_name(condition.value, "filter")
+        return Condition(condition.field, condition.op, f"{organization_id}/{key_id}")
     try:
         if condition.field == "http_status":
             int(condition.value)
@@ -75,6 +79,16 @@ def _position(token: str, fingerprint: str) -> tuple[datetime.datetime, str] | N
         raise InvalidArgument("invalid page_token", {"page_token": "use a next_page_token as returned"}) from None
 
 
+def _usage_position(token: str, fingerprint: str) -> tuple[datetime.datetime, KeyRef] | None:
+    position = decode_page_token(token, fingerprint)
+    if position is None:
+        return None
+    try:
+        return datetime.datetime.fromisoformat(position[0]), (str(position[1]), str(position[2]))
+    except (ValueError, IndexError, TypeError):
+        raise InvalidArgument("invalid page_token", {"page_token": "use a next_page_token as returned"}) from None
+
+
 class UsageRpcs:
     """RecordApiRequests, ListApiRequestLogs and ListApiKeyUsage."""
 
@@ -93,7 +107,7 @@ class UsageRpcs:
         parsed = []
         for index, entry in enumerate(entries):
             field = f"api_request_logs[{index}]"
-            key_id = domain.parse_key_name(entry.api_key, f"{field}.api_key")
+            key = domain.parse_key_name(entry.api_key, f"{field}.api_key")
             if not entry.request_id or len(entry.request_id) > 128:
                 raise InvalidArgument("request_id is required", {f"{field}.request_id": "1 to 128 characters"})
             if not 100 <= entry.http_status <= 599:
@@ -102,22 +116,23 @@ class UsageRpcs:
             if latency < datetime.timedelta(0):
                 raise InvalidArgument("latency must not be negative", {f"{field}.latency": "0 or more"})
             moment = validate_log_time(convert.moment(entry, "request_time"), now, f"{field}.request_time")
-            parsed.append((entry, key_id, moment, latency))
+            parsed.append((entry, key, moment, latency))
         async with self._sessions.begin() as session:
-            owners = await usage_store.key_owners(session, (key_id for _, key_id, _, _ in parsed))
-            unknown = sorted({key_id for _, key_id, _, _ in parsed if key_id not in owners})
+            environments = await usage_store.key_environments(session, (key for _, key, _, _ in parsed))
+            unknown = sorted({domain.key_name(*key) for _, key, _, _ in parsed if key not in environments})
             if unknown:
                 raise InvalidArgument(f"unknown API keys: {', '.join(unknown)}", {"api_request_logs": "known keys"})
-            rows: dict[str, dict[str, Any]] = {}
-            for entry, key_id, moment, latency in parsed:
-                organization_id, environment = owners[key_id]
+            # Request ids are unique per organisation: the first entry of a batch wins.
+            rows: dict[tuple[str, str], dict[str, Any]] = {}
+            for entry, key, moment, latency in parsed:
+                organization_id, key_id = key
                 rows.setdefault(
-                    entry.request_id,
+                    (organization_id, entry.request_id),
                     {
                         "id": "r_" + secrets.token_hex(12),
                         "organization_id": organization_id,
                         "api_key_id": key_id,
-                        "environment": environment,
+                        "environment": environments[key],
                         "request_id": entry.request_id,
                         "request_time": moment,
                         "method": entry.method[:300],
@@ -132,29 +147,27 @@ class UsageRpcs:
                     },
                 )
             inserted = await usage_store.insert_logs(session, list(rows.values()))
-            hours: dict[tuple[str, datetime.datetime], Counters] = defaultdict(Counters)
-            for request_id in inserted:
-                row = rows[request_id]
-                counters = hours[(row["api_key_id"], Granularity.HOUR.floor(row["request_time"]))]
+            hours: dict[tuple[KeyRef, datetime.datetime], Counters] = defaultdict(Counters)
+            for stored in inserted:
+                row = rows[stored]
+                key = (row["organization_id"], row["api_key_id"])
+                counters = hours[(key, Granularity.HOUR.floor(row["request_time"]))]
                 latency = datetime.timedelta(microseconds=row["latency_micros"])
                 counters.add_request(row["http_status"], row["grpc_code"], latency)
             # A fixed order, so concurrent batches lock usage rows without deadlocking.
-            for (key_id, hour), counters in sorted(hours.items()):
-                await usage_store.add_usage(
-                    session, api_key_id=key_id, organization_id=owners[key_id][0], hour=hour, counters=counters
-                )
+            for (key, hour), counters in sorted(hours.items()):
+                await usage_store.add_usage(session, key=key, hour=hour, counters=counters)
             await usage_store.prune(session, now)
         return pb.RecordApiRequestsResponse(recorded_count=len(inserted), duplicate_count=len(entries) - len(inserted))
 
     async def ListApiRequestLogs(
         self, request: pb.ListApiRequestLogsRequest, context: Context
     ) -> pb.ListApiRequestLogsResponse:
-        """The organisation's request log, newest first."""
-        principal = current()
-        scope = principal.organization_id or domain.organization_scope(principal)
+        """The organisation's request log (every organisation's for ``organizations/-``), newest first."""
+        scope = domain.list_scope(current(), domain.parse_parent(request.parent), "API request logs")
         size = page_size(request.page_size, default=50, maximum=200)
         conditions = [_checked_log_condition(c) for c in parse_filter(request.filter, LOG_FIELDS)]
-        fingerprint = query_fingerprint("api_request_logs", scope, request.filter)
+        fingerprint = query_fingerprint("api_request_logs", request.parent, request.filter)
         after = _position(request.page_token, fingerprint)
         async with self._sessions.begin() as session:
             rows = await usage_store.list_logs(
@@ -174,26 +187,27 @@ class UsageRpcs:
 
     async def ListApiKeyUsage(self, request: pb.ListApiKeyUsageRequest, context: Context) -> pb.ListApiKeyUsageResponse:
         """A key's (or every key's) traffic in hourly or daily buckets, oldest first."""
-        principal = current()
         now = self._clock()
-        key_id = None if request.parent == "api_keys/-" else domain.parse_key_name(request.parent, "parent")
+        organization_id, key_id = domain.parse_key_name(request.parent, "parent", any_key=True)
+        domain.readable_organization(current(), organization_id, request.parent)
         granularity = granularity_of(request.granularity)
         start, end = usage_range(
             convert.moment(request, "start_time"), convert.moment(request, "end_time"), granularity, now
         )
         size = page_size(request.page_size, default=200, maximum=1000)
-        scope = principal.organization_id or domain.organization_scope(principal)
-        fingerprint = query_fingerprint("usage", scope, request.parent, start, end, granularity.name)
-        after = _position(request.page_token, fingerprint)
+        fingerprint = query_fingerprint("usage", request.parent, start, end, granularity.name)
+        after = _usage_position(request.page_token, fingerprint)
+        one_key = None if key_id == domain.EVERY else key_id
         async with self._sessions.begin() as session:
-            if key_id is not None:
-                await store.get_key(session, key_id, domain.organization_scope(principal))
-            hours = await usage_store.usage_hours(session, None if key_id else scope, key_id, start, end)
+            if one_key is not None:
+                await store.get_key(session, organization_id, one_key)
+            hours = await usage_store.usage_hours(session, organization_id, one_key, start, end)
         buckets = [b for b in group_buckets(hours, granularity) if after is None or (b[0], b[1]) > after]
         page = buckets[:size]
         token = ""
         if len(buckets) > size:
-            token = encode_page_token([page[-1][0].isoformat(), page[-1][1]], fingerprint)
+            last_start, (last_organization, last_key) = page[-1][0], page[-1][1]
+            token = encode_page_token([last_start.isoformat(), last_organization, last_key], fingerprint)
         return pb.ListApiKeyUsageResponse(
             usage=[convert.usage_to_proto(k, s, granularity.width, c) for s, k, c in page], next_page_token=token
         )

@@ -8,13 +8,13 @@ import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, or_, select
+from sqlalchemy import ColumnElement, and_, delete, or_, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.developer_api.listing import Condition
 from services.developer_api.models import ApiKeyRow, ApiKeyUsageRow, ApiRequestLogRow, utc
-from services.developer_api.usage import LOG_RETENTION, USAGE_RETENTION, Counters
+from services.developer_api.usage import LOG_RETENTION, USAGE_RETENTION, Counters, KeyRef
 
 _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
     "=": operator.eq,
@@ -32,51 +32,61 @@ def _insert(session: AsyncSession, table: Any) -> Any:
     return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
 
 
-async def key_owners(session: AsyncSession, key_ids: Iterable[str]) -> dict[str, tuple[str, str]]:
-    """Organisation and environment of each known key id."""
-    ids = sorted(set(key_ids))
-    if not ids:
+async def key_environments(session: AsyncSession, keys: Iterable[KeyRef]) -> dict[KeyRef, str]:
+    """The environment of each of these keys that exists."""
+    wanted = sorted(set(keys))
+    if not wanted:
         return {}
     rows = await session.execute(
-        select(ApiKeyRow.id, ApiKeyRow.organization_id, ApiKeyRow.environment).where(ApiKeyRow.id.in_(ids))
+        select(ApiKeyRow.organization_id, ApiKeyRow.id, ApiKeyRow.environment).where(
+            tuple_(ApiKeyRow.organization_id, ApiKeyRow.id).in_(wanted)
+        )
     )
-    return {key_id: (organization_id, environment) for key_id, organization_id, environment in rows}
+    return {(organization_id, key_id): environment for organization_id, key_id, environment in rows}
 
 
-async def insert_logs(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> set[str]:
-    """Insert log rows, skipping request ids already stored; the request ids actually inserted."""
+async def insert_logs(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> set[tuple[str, str]]:
+    """Insert log rows, skipping request ids their organisation already stored.
+
+    Returns:
+        The (organization id, request id) pairs actually inserted.
+
+    """
     if not rows:
         return set()
     statement = (
         _insert(session, ApiRequestLogRow)
         .values(list(rows))
-        .on_conflict_do_nothing(index_elements=["request_id"])
-        .returning(ApiRequestLogRow.request_id)
+        .on_conflict_do_nothing(index_elements=["organization_id", "request_id"])
+        .returning(ApiRequestLogRow.organization_id, ApiRequestLogRow.request_id)
     )
-    return set((await session.execute(statement)).scalars())
+    return {(organization_id, request_id) for organization_id, request_id in await session.execute(statement)}
 
 
-async def add_usage(
-    session: AsyncSession, *, api_key_id: str, organization_id: str, hour: datetime.datetime, counters: Counters
-) -> None:
+async def add_usage(session: AsyncSession, *, key: KeyRef, hour: datetime.datetime, counters: Counters) -> None:
     """Add traffic to a key's hour (the row is created on first use and locked while updated)."""
+    organization_id, api_key_id = key
     await session.execute(
         _insert(session, ApiKeyUsageRow)
         .values(
+            organization_id=organization_id,
             api_key_id=api_key_id,
             hour_start=hour,
-            organization_id=organization_id,
             request_count=0,
             client_error_count=0,
             server_error_count=0,
             throttled_count=0,
             latency_histogram="[]",
         )
-        .on_conflict_do_nothing(index_elements=["api_key_id", "hour_start"])
+        .on_conflict_do_nothing(index_elements=["organization_id", "api_key_id", "hour_start"])
     )
     query = (
         select(ApiKeyUsageRow)
-        .where(ApiKeyUsageRow.api_key_id == api_key_id, ApiKeyUsageRow.hour_start == hour)
+        .where(
+            ApiKeyUsageRow.organization_id == organization_id,
+            ApiKeyUsageRow.api_key_id == api_key_id,
+            ApiKeyUsageRow.hour_start == hour,
+        )
         .with_for_update()
         .execution_options(populate_existing=True)
     )
@@ -107,13 +117,15 @@ async def prune(session: AsyncSession, now: datetime.datetime) -> None:
 
 
 def log_condition(condition: Condition) -> ColumnElement[bool]:
-    """The SQL form of one parsed log filter condition (fields and operators already checked)."""
+    """The SQL form of one parsed log filter condition (fields and operators checked, api_key parsed)."""
     compare = _COMPARE[condition.op]
     column: Any
     value: Any = condition.value
     if condition.field == "api_key":
-        column, value = ApiRequestLogRow.api_key_id, value.removeprefix("api_keys/")
-    elif condition.field == "http_status":
+        # The value is "organization/key" here: the servicer parsed the name.
+        organization_id, _, key_id = value.partition("/")
+        return compare(tuple_(ApiRequestLogRow.organization_id, ApiRequestLogRow.api_key_id), (organization_id, key_id))  # type: ignore[no-any-return]
+    if condition.field == "http_status":
         column, value = ApiRequestLogRow.http_status, int(value)
     elif condition.field == "request_time":
         column, value = ApiRequestLogRow.request_time, datetime.datetime.fromisoformat(value)
@@ -149,16 +161,18 @@ async def list_logs(
 
 async def usage_hours(
     session: AsyncSession,
-    organization_id: str | None,
+    organization_id: str,
     api_key_id: str | None,
     start: datetime.datetime,
     end: datetime.datetime,
-) -> list[tuple[str, datetime.datetime, Counters]]:
+) -> list[tuple[KeyRef, datetime.datetime, Counters]]:
     """Hourly counters in ``[start, end)``, for one key or every key of the organisation."""
-    query = select(ApiKeyUsageRow).where(ApiKeyUsageRow.hour_start >= start, ApiKeyUsageRow.hour_start < end)
-    if organization_id is not None:
-        query = query.where(ApiKeyUsageRow.organization_id == organization_id)
+    query = select(ApiKeyUsageRow).where(
+        ApiKeyUsageRow.organization_id == organization_id,
+        ApiKeyUsageRow.hour_start >= start,
+        ApiKeyUsageRow.hour_start < end,
+    )
     if api_key_id is not None:
         query = query.where(ApiKeyUsageRow.api_key_id == api_key_id)
     rows = (await session.execute(query)).scalars()
-    return [(row.api_key_id, utc(row.hour_start), _counters(row)) for row in rows]
+    return [((row.organization_id, row.api_key_id), utc(row.hour_start), _counters(row)) for row in rows]

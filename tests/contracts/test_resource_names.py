@@ -34,7 +34,6 @@ FILES = [
 PENDING = {
     "agents": "renamed on the kit branch together with the agents service",
     "team_hub": "moves onto the kit after agents; target patterns in docs/CONTRACTS.md",
-    "developer_api": "moves onto the kit after agents; target patterns in docs/CONTRACTS.md",
     "identity": "moves onto the kit after agents; target patterns in docs/CONTRACTS.md",
 }
 
