@@ -8,7 +8,7 @@ import re
 import pytest
 
 from mesh.access import Role, default_access_table
-from mesh.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from mesh.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from mesh.principal import Principal, PrincipalKind
 from services.developer_api import credentials, domain
 from services.developer_api.restrictions import (
@@ -100,11 +100,44 @@ def test_bad_chosen_ids(key_id):
         domain.validate_key_id(key_id)
 
 
-def test_key_names():
-    assert domain.parse_key_name("api_keys/k_abc") == "k_abc"
-    for bad in ("k_abc", "agents/k_abc", "api_keys/", "api_keys/a/b", "api_keys/A"):
-        with pytest.raises(InvalidArgument):
+def test_key_names_are_scoped_to_an_organisation():
+    name = domain.key_name("org_a", "k_abc")
+    assert name == "organizations/org_a/api_keys/k_abc"
+    assert domain.parse_key_name(name) == ("org_a", "k_abc")
+    assert domain.parse_key_name("organizations/org_a/api_keys/-", any_key=True) == ("org_a", "-")
+    assert domain.log_name("org_a", "r_1") == "organizations/org_a/api_request_logs/r_1"
+    for bad in (
+        "k_abc",
+        "api_keys/k_abc",  # the name before organisations scoped them
+        "organizations/org_a/agents/k_abc",
+        "organizations/org_a/api_keys/",
+        "organizations/org_a/api_keys/a/b",
+        "organizations/org_a/api_keys/A",
+        "organizations/-/api_keys/k_abc",
+        "organizations/org_a/api_keys/-",
+    ):
+        with pytest.raises(InvalidArgument) as caught:
             domain.parse_key_name(bad)
+        assert caught.value.field_violations
+
+
+def test_parents():
+    assert domain.parse_parent("organizations/org_a") == "org_a"
+    assert domain.parse_parent("organizations/-") == "-"
+    for bad in ("", "organizations/", "organizations/org_a/api_keys", "teams/t", "organizations/A"):
+        with pytest.raises(InvalidArgument):
+            domain.parse_parent(bad)
+    with pytest.raises(InvalidArgument):
+        domain.parse_parent("organizations/-", wildcard=False)
+
+
+def test_request_ids_are_uuid4():
+    assert domain.validate_request_id("") == ""
+    good = "3f2b8c1e-9a4d-4c1b-8e2f-0a1b2c3d4e5f"
+    assert domain.validate_request_id(good) == good
+    for bad in ("req-1", good.upper(), "3f2b8c1e-9a4d-1c1b-8e2f-0a1b2c3d4e5f", good + "0"):
+        with pytest.raises(InvalidArgument):
+            domain.validate_request_id(bad)
 
 
 @pytest.mark.parametrize("name", ["", "   ", "x" * 101, "tab\tname"])
@@ -262,13 +295,23 @@ def test_last_used_is_written_at_most_once_a_minute():
     assert domain.needs_last_used_write(minute, NOW + datetime.timedelta(seconds=45))
 
 
-def test_organization_scope():
+def test_tenancy():
     user = Principal("users/u", PrincipalKind.USER, "org_a", "ADMIN", frozenset())
     admin = Principal("users/root", PrincipalKind.USER, "", "SUPER_ADMIN", frozenset({"*"}))
     service = Principal("services/identity", PrincipalKind.SERVICE, "", "SERVICE", frozenset({"*"}))
-    assert domain.organization_scope(user) == "org_a"
-    assert domain.organization_scope(admin) is None
-    assert domain.organization_scope(service) is None
+    theirs = "organizations/org_b/api_keys/k"
+    assert domain.readable_organization(user, "org_a", "organizations/org_a/api_keys/k") == "org_a"
+    with pytest.raises(NotFound) as caught:
+        domain.readable_organization(user, "org_b", theirs)
+    assert caught.value.message == domain.not_found(theirs).message
+    assert domain.readable_organization(admin, "org_b", theirs) == "org_b"
+    assert domain.list_scope(user, "org_a", "API keys") == "org_a"
+    for principal in (admin, service):
+        assert domain.list_scope(principal, "-", "API keys") is None
+        assert domain.list_scope(principal, "org_b", "API keys") == "org_b"
+    for other in ("org_b", "-"):
+        with pytest.raises(PermissionDenied):
+            domain.list_scope(user, other, "API keys")
 
 
 # -- restrictions ---------------------------------------------------------------------------
@@ -279,9 +322,10 @@ def test_restrictions_are_normalised():
         Restrictions(
             allowed_origins=("HTTPS://App.Example.com/", "https://app.example.com:443", "http://localhost:3000"),
             allowed_ip_ranges=("203.0.113.7/24", "2001:db8::/32"),
-            allowed_agents=("agents/a1",),
+            allowed_agents=("organizations/org_a/agents/a1",),
         ),
         publishable=False,
+        organization_id="org_a",
     )
     assert value.allowed_origins == ("http://localhost:3000", "https://app.example.com")
     assert value.allowed_ip_ranges == ("2001:db8::/32", "203.0.113.0/24")
@@ -295,16 +339,19 @@ def test_restrictions_are_normalised():
         Restrictions(allowed_origins=("ftp://app.example.com",)),
         Restrictions(allowed_ip_ranges=("203.0.113.300/24",)),
         Restrictions(allowed_agents=("campaigns/c1",)),
+        Restrictions(allowed_agents=("agents/a1",)),
+        # An agent of another organisation never qualifies.
+        Restrictions(allowed_agents=("organizations/org_b/agents/a1",)),
     ],
 )
 def test_bad_restrictions(restrictions):
     with pytest.raises(InvalidArgument):
-        validate_restrictions(restrictions, publishable=False)
+        validate_restrictions(restrictions, publishable=False, organization_id="org_a")
 
 
 def test_publishable_keys_need_origins():
     with pytest.raises(InvalidArgument):
-        validate_restrictions(Restrictions(), publishable=True)
+        validate_restrictions(Restrictions(), publishable=True, organization_id="org_a")
 
 
 @pytest.mark.parametrize(
@@ -353,6 +400,7 @@ def test_a_whole_new_key():
         held=ADMIN,
         creator_role="ADMIN",
         known=KNOWN,
+        organization_id="org_a",
         now=NOW,
     )
     assert settings.display_name == "CRM sync"
@@ -369,6 +417,7 @@ def test_a_whole_new_key():
             held=ADMIN,
             creator_role="ADMIN",
             known=KNOWN,
+            organization_id="org_a",
             now=NOW,
         )
 

@@ -22,6 +22,7 @@ from services.developer_api.restrictions import Restrictions
 from services.developer_api.usage import Counters
 
 NOW = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+REQUEST_ID = "0b6f2c4e-5d7a-4e8b-9c1d-2e3f4a5b6c7d"
 HOUR = datetime.timedelta(hours=1)
 
 
@@ -80,10 +81,11 @@ async def test_the_secret_is_never_stored_in_plain_text(database: ServiceDatabas
         await store.claim_request(
             session,
             organization_id="org_a",
-            request_id="req-1",
+            method="CreateApiKey",
+            request_id=REQUEST_ID,
             fingerprint="f" * 64,
             api_key_id="k_one",
-            sealed_secret=credentials.SecretBox("kek").seal(secret, "api_keys/k_one"),
+            sealed_secret=credentials.SecretBox("kek").seal(secret, "organizations/org_a/api_keys/k_one"),
             expire_time=NOW + domain.IDEMPOTENCY_WINDOW,
         )
     async with database.engine.connect() as connection:
@@ -100,24 +102,28 @@ async def test_the_secret_is_never_stored_in_plain_text(database: ServiceDatabas
             assert body.encode() not in stored
 
 
-async def test_ids_are_unique(database: ServiceDatabase):
+async def test_ids_are_unique_per_organisation(database: ServiceDatabase):
     async with database.sessions.begin() as session:
         await add_key(session, "k_one")
     with pytest.raises(AlreadyExists):
         async with database.sessions.begin() as session:
-            await add_key(session, "k_one", organization_id="org_b")
+            await add_key(session, "k_one")
+    # Another organisation may use the same id.
+    async with database.sessions.begin() as session:
+        await add_key(session, "k_one", organization_id="org_b", display_name="B's key")
+    async with database.sessions.begin() as session:
+        assert (await store.get_key(session, "org_a", "k_one")).display_name == "CRM sync"
+        assert (await store.get_key(session, "org_b", "k_one")).display_name == "B's key"
 
 
 async def test_another_organisations_key_is_not_found_like_a_missing_one(database: ServiceDatabase):
     async with database.sessions.begin() as session:
         await add_key(session, "k_one")
     async with database.sessions.begin() as session:
-        assert (await store.get_key(session, "k_one", "org_a")).display_name == "CRM sync"
-        assert (await store.get_key(session, "k_one", None)).organization_id == "org_a"
         with pytest.raises(NotFound) as other:
-            await store.get_key(session, "k_one", "org_b")
+            await store.get_key(session, "org_b", "k_one")
         with pytest.raises(NotFound) as missing:
-            await store.get_key(session, "k_two", "org_b")
+            await store.get_key(session, "org_b", "k_two")
     assert other.value.message.replace("k_one", "X") == missing.value.message.replace("k_two", "X")
 
 
@@ -166,11 +172,12 @@ async def test_last_used_is_written_once_a_minute(database: ServiceDatabase):
         await add_key(session, "k_one")
     minute = domain.last_used_minute(NOW)
     async with database.sessions.begin() as session:
-        assert await store.touch_last_used(session, "k_one", minute, "203.0.113.9")
-        assert not await store.touch_last_used(session, "k_one", minute, "203.0.113.10")
-        assert await store.touch_last_used(session, "k_one", minute + datetime.timedelta(minutes=1), "203.0.113.11")
+        row = await store.get_key(session, "org_a", "k_one")
+        assert await store.touch_last_used(session, row, minute, "203.0.113.9")
+        assert not await store.touch_last_used(session, row, minute, "203.0.113.10")
+        assert await store.touch_last_used(session, row, minute + datetime.timedelta(minutes=1), "203.0.113.11")
     async with database.sessions.begin() as session:
-        row = await store.get_key(session, "k_one", "org_a")
+        row = await store.get_key(session, "org_a", "k_one")
         assert row.last_used_time is not None
         assert utc(row.last_used_time) == minute + datetime.timedelta(minutes=1)
         assert row.last_used_address == "203.0.113.11"
@@ -179,7 +186,8 @@ async def test_last_used_is_written_once_a_minute(database: ServiceDatabase):
 async def test_request_ids_are_claimed_once_and_forgotten_after_their_window(database: ServiceDatabase):
     claim: dict[str, Any] = {
         "organization_id": "org_a",
-        "request_id": "req-1",
+        "method": "CreateApiKey",
+        "request_id": REQUEST_ID,
         "fingerprint": "f" * 64,
         "api_key_id": "k_one",
         "sealed_secret": b"sealed",
@@ -190,11 +198,16 @@ async def test_request_ids_are_claimed_once_and_forgotten_after_their_window(dat
     with pytest.raises(Aborted):
         async with database.sessions.begin() as session:
             await store.claim_request(session, **claim)
+    # The same id in another organisation or on another method is another request.
     async with database.sessions.begin() as session:
-        assert (await store.find_request(session, "org_a", "req-1", NOW)) is not None
-        assert (await store.find_request(session, "org_b", "req-1", NOW)) is None
+        await store.claim_request(session, **{**claim, "organization_id": "org_b"})
+        await store.claim_request(session, **{**claim, "method": "RotateApiKey"})
+    async with database.sessions.begin() as session:
+        assert (await store.find_request(session, "org_a", "CreateApiKey", REQUEST_ID, NOW)) is not None
+        assert (await store.find_request(session, "org_c", "CreateApiKey", REQUEST_ID, NOW)) is None
+        assert (await store.find_request(session, "org_a", "RevokeApiKey", REQUEST_ID, NOW)) is None
         later = NOW + domain.IDEMPOTENCY_WINDOW
-        assert (await store.find_request(session, "org_a", "req-1", later)) is None
+        assert (await store.find_request(session, "org_a", "CreateApiKey", REQUEST_ID, later)) is None
         await store.wipe_expired_requests(session, later)
     async with database.engine.connect() as connection:
         assert (await connection.execute(text("SELECT count(*) FROM idempotent_requests"))).scalar_one() == 0
@@ -222,10 +235,13 @@ def log_row(request_id, *, key_id="k_one", organization_id="org_a", status=200, 
 
 async def test_logs_skip_request_ids_already_stored(database: ServiceDatabase):
     async with database.sessions.begin() as session:
-        assert await usage_store.insert_logs(session, [log_row("a"), log_row("b")]) == {"a", "b"}
+        inserted = await usage_store.insert_logs(session, [log_row("a"), log_row("b")])
+        assert inserted == {("org_a", "a"), ("org_a", "b")}
     async with database.sessions.begin() as session:
         duplicate = {**log_row("b"), "id": "r_b2"}
-        assert await usage_store.insert_logs(session, [duplicate, log_row("c")]) == {"c"}
+        elsewhere = log_row("b", organization_id="org_b", key_id="k_b")
+        inserted = await usage_store.insert_logs(session, [duplicate, log_row("c"), elsewhere])
+        assert inserted == {("org_a", "c"), ("org_b", "b")}
     async with database.sessions.begin() as session:
         rows = await usage_store.list_logs(session, "org_a", conditions=[], after=None, limit=10)
     assert sorted(r.request_id for r in rows) == ["a", "b", "c"]
@@ -239,10 +255,18 @@ async def test_log_queries_filter_and_page_within_the_organisation(database: Ser
                 log_row("a", when=NOW - 3 * HOUR),
                 log_row("b", status=404, when=NOW - 2 * HOUR),
                 log_row("c", status=500, when=NOW - HOUR),
-                log_row("d", organization_id="org_b", key_id="k_b", status=500),
+                log_row("d", organization_id="org_b", key_id="k_one", status=500),
             ],
         )
     async with database.sessions.begin() as session:
+        mine = await usage_store.list_logs(
+            session,
+            None,
+            conditions=[usage_store.log_condition(Condition("api_key", "=", "org_a/k_one"))],
+            after=None,
+            limit=10,
+        )
+        assert [r.request_id for r in mine] == ["c", "b", "a"]
         errors = await usage_store.list_logs(
             session,
             "org_a",
@@ -275,19 +299,20 @@ async def test_usage_accumulates_per_key_and_hour(database: ServiceDatabase):
         counters = Counters()
         counters.add_request(status, "", datetime.timedelta(milliseconds=15))
         async with database.sessions.begin() as session:
-            await usage_store.add_usage(
-                session, api_key_id="k_one", organization_id="org_a", hour=hour, counters=counters
-            )
+            await usage_store.add_usage(session, key=("org_a", "k_one"), hour=hour, counters=counters)
     async with database.sessions.begin() as session:
         other = Counters()
         other.add_request(200, "", datetime.timedelta(milliseconds=1))
-        await usage_store.add_usage(session, api_key_id="k_b", organization_id="org_b", hour=hour, counters=other)
+        # The same key id in another organisation is another key.
+        await usage_store.add_usage(session, key=("org_b", "k_one"), hour=hour, counters=other)
     async with database.sessions.begin() as session:
         hours = await usage_store.usage_hours(session, "org_a", None, hour - HOUR, hour + HOUR)
-        one = await usage_store.usage_hours(session, None, "k_one", hour, hour + HOUR)
+        one = await usage_store.usage_hours(session, "org_a", "k_one", hour, hour + HOUR)
+        theirs = await usage_store.usage_hours(session, "org_b", "k_one", hour, hour + HOUR)
     assert len(hours) == 1
-    key_id, start, total = hours[0]
-    assert (key_id, start) == ("k_one", hour)
+    key, start, total = hours[0]
+    assert (key, start) == (("org_a", "k_one"), hour)
+    assert theirs[0][2].request_count == 1
     assert (total.request_count, total.client_error_count, total.server_error_count) == (3, 1, 1)
     assert sum(total.histogram) == 3
     assert one[0][2].request_count == 3

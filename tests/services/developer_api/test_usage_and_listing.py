@@ -101,17 +101,18 @@ def test_hours_group_into_days_per_key():
         return counters
 
     day = datetime.datetime(2026, 6, 1, tzinfo=datetime.UTC)
+    a, b = ("org_a", "k_a"), ("org_a", "k_b")
     hours = [
-        ("k_b", day + datetime.timedelta(hours=1), one(200)),
-        ("k_a", day + datetime.timedelta(hours=3), one(200)),
-        ("k_a", day + datetime.timedelta(hours=9), one(500)),
-        ("k_a", day + datetime.timedelta(days=1), one(200)),
+        (b, day + datetime.timedelta(hours=1), one(200)),
+        (a, day + datetime.timedelta(hours=3), one(200)),
+        (a, day + datetime.timedelta(hours=9), one(500)),
+        (a, day + datetime.timedelta(days=1), one(200)),
     ]
     buckets = usage.group_buckets(hours, usage.Granularity.DAY)
     assert [(start.day, key, c.request_count) for start, key, c in buckets] == [
-        (1, "k_a", 2),
-        (1, "k_b", 1),
-        (2, "k_a", 1),
+        (1, a, 2),
+        (1, b, 1),
+        (2, a, 1),
     ]
     assert buckets[0][2].server_error_count == 1
 
