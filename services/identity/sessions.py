@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import re
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -209,12 +210,20 @@ class PrincipalRevocation:
     ended_sessions: int
 
 
+# API keys are named under their organisation (developer_api, AIP-122).
+_API_KEY_PRINCIPAL = re.compile(r"^organizations/[^/]+/api_keys/[^/]+$")
+
+
 async def revoke_principal_tokens(
     app: Identity, principal: str, organization_id: str, reason: str, end_sessions: bool
 ) -> PrincipalRevocation:
     """Revoke every token of a principal issued before now (optionally in one organisation)."""
-    if not principal.startswith(("users/", "api_keys/", "services/")) or "/" in principal.split("/", 1)[1]:
-        raise InvalidArgument("principal must be users/{user} or api_keys/{api_key}", {"principal": "not a principal"})
+    single = principal.startswith(("users/", "services/")) and "/" not in principal.split("/", 1)[1]
+    if not (single or _API_KEY_PRINCIPAL.match(principal)):
+        raise InvalidArgument(
+            "principal must be users/{user}, organizations/{organization}/api_keys/{api_key} or services/{service}",
+            {"principal": "not a principal"},
+        )
     if not reason:
         raise InvalidArgument("reason is required", {"reason": "required"})
     now = app.clock()

@@ -523,3 +523,18 @@ async def test_a_key_authenticates_calls_as_bearer_and_x_api_key(harness_with_ap
     error = await refused(create(harness, metadata=as_key, scopes=["calls.create"]))
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED
     assert "calls.create" in (error.details() or "")
+
+
+async def test_tokens_issued_to_a_key_carry_its_organisation_scoped_name(harness: Harness):
+    key = (await create(harness, scopes=["api_keys.list"])).api_key
+
+    def token(subject: str, org: str = "org_a") -> Any:
+        return bearer(ISSUER.mint(subject=subject, role="", org=org, scope="api_keys.list", sid=""))
+
+    listed = await list_keys(harness, metadata=token(key.name))
+    assert [k.name for k in listed.api_keys] == [key.name]
+    # A token whose key lives in another organisation than the token claims, or that uses the
+    # global name of before, is not a key's token.
+    for wrong in (token(key.name, org="org_b"), token("api_keys/" + key.name.rsplit("/", 1)[1])):
+        error = await refused(list_keys(harness, metadata=wrong, parent=ORG_A))
+        assert error.code() == grpc.StatusCode.UNAUTHENTICATED
