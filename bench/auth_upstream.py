@@ -50,7 +50,7 @@ from vocelio.agents.v1 import agents_service_pb2_grpc as pb_grpc
 
 READY_PREFIX = "auth bench server "
 METHOD = "/vocelio.agents.v1.AgentsService/GetAgent"
-AGENT = "agents/a_bench"
+AGENT = "organizations/o_bench/agents/a_bench"
 MODES = ("full", "bare")
 
 RESPONSE = pb.GetAgentResponse(

@@ -10,7 +10,7 @@ The document describes what the edge does (see :mod:`gateway_rest.request_builde
   (``{name=shelves/*/items/*}``) is written out with one parameter per wildcard, named
   after the literal segment before it in the singular (``/v1/shelves/{shelf}/items/{item}``);
   the edge joins the segments back into the field. A custom verb stays in the path
-  (``/v1/agents/{agent}:publish``).
+  (``/v1/organizations/{organization}/agents/{agent}:publish``).
 * Query parameters: with a body other than ``*``, every scalar, enum, repeated-scalar and
   text well-known-type leaf that the path and the body do not cover, nested ones as
   ``parent.child`` (three levels at most), by JSON name; repeated ones repeat the name.

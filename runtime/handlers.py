@@ -14,17 +14,27 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 import grpc
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mesh.config import Settings
 from mesh.db import ServiceDatabase
 from mesh.errors import Unimplemented
+from mesh.kit.audit import AuditPort, IdentityAudit, IdentityCalls
+from mesh.kit.clock import SYSTEM_CLOCK, Clock
+from mesh.kit.idempotency import IdempotencyStore
+from mesh.kit.outbox import Outbox
+from mesh.kit.paging import PageTokens
 from mesh.registry import MethodSpec, Registry, ServiceSpec
 from runtime.clients import MeshClients
+from vocelio.identity.v1 import identity_service_pb2_grpc
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ServiceContext:
-    """What a service implementation gets to build its servicer.
+    """What a service implementation gets to build its servicer: everything from the kit, wired.
+
+    Build it with :meth:`create`; tests pass their own ``clock`` or ``audit`` there (or to
+    :class:`runtime.server.ServiceHost`) instead of monkeypatching.
 
     Attributes:
         spec: the service's registry entry.
@@ -32,6 +42,12 @@ class ServiceContext:
         database: its database (``database.sessions`` opens sessions).
         registry: every service of the mesh.
         clients: authenticated stubs to other services.
+        clock: the service's clock.
+        page_tokens: page tokens keyed for this service.
+        idempotency: the ``request_id`` store.
+        outbox: the typed-event outbox.
+        identity_calls: calls to identity owed by committed changes (audit, revocations).
+        audit: the audit port.
 
     """
 
@@ -40,6 +56,50 @@ class ServiceContext:
     database: ServiceDatabase
     registry: Registry
     clients: MeshClients
+    clock: Clock
+    page_tokens: PageTokens
+    idempotency: IdempotencyStore
+    outbox: Outbox
+    identity_calls: IdentityCalls
+    audit: AuditPort
+
+    @classmethod
+    def create(
+        cls,
+        spec: ServiceSpec,
+        settings: Settings,
+        database: ServiceDatabase,
+        registry: Registry,
+        clients: MeshClients,
+        *,
+        clock: Clock | None = None,
+        audit: AuditPort | None = None,
+    ) -> ServiceContext:
+        """The context of one service, with the kit's defaults for whatever is not given."""
+        clock = clock or SYSTEM_CLOCK
+
+        def identity_stub() -> identity_service_pb2_grpc.IdentityServiceStub:
+            return clients.stub("identity", identity_service_pb2_grpc.IdentityServiceStub)
+
+        identity_calls = IdentityCalls(database.sessions, identity_stub, clock)
+        return cls(
+            spec=spec,
+            settings=settings,
+            database=database,
+            registry=registry,
+            clients=clients,
+            clock=clock,
+            page_tokens=PageTokens.from_secret(settings.mesh_service_secret(), spec.name),
+            idempotency=IdempotencyStore(clock),
+            outbox=Outbox(clock),
+            identity_calls=identity_calls,
+            audit=audit or IdentityAudit(identity_calls, clock),
+        )
+
+    @property
+    def sessions(self) -> async_sessionmaker[AsyncSession]:
+        """The service's session factory (``async with context.sessions.begin() as session``)."""
+        return self.database.sessions
 
 
 class ServiceModule(Protocol):

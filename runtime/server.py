@@ -27,6 +27,8 @@ from mesh.access import default_access_table
 from mesh.config import Settings
 from mesh.db import ServiceDatabase
 from mesh.health import DatabaseWatch
+from mesh.kit.audit import AuditPort
+from mesh.kit.clock import Clock
 from mesh.registry import Registry, ServiceSpec
 from mesh.revocations import RevocationSet
 from mesh.tokens import TokenVerifier
@@ -65,8 +67,12 @@ class ServiceHost:
         *,
         port: int | None = None,
         security: SecurityOptions | None = None,
+        clock: Clock | None = None,
+        audit: AuditPort | None = None,
     ) -> None:
         self.spec = spec
+        self._clock = clock
+        self._audit = audit
         self.settings = settings
         self.registry = registry
         self.requested_port = settings.port_for(spec.contract_port) if port is None else port
@@ -126,7 +132,15 @@ class ServiceHost:
         if module is None:
             self.server.add_generic_rpc_handlers((unimplemented_handler(self.spec),))
         else:
-            context = ServiceContext(self.spec, self.settings, self.database, self.registry, self.clients)
+            context = ServiceContext.create(
+                self.spec,
+                self.settings,
+                self.database,
+                self.registry,
+                self.clients,
+                clock=self._clock,
+                audit=self._audit,
+            )
             module.register(self.server, context)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(

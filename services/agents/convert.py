@@ -1,16 +1,16 @@
-"""Protobuf messages ↔ rows, and the JSON forms stored in rows and events."""
+"""Protobuf messages ↔ rows, and the JSON form of configurations stored in rows."""
 
 from __future__ import annotations
 
 import datetime
-import hashlib
 
-from google.protobuf import json_format, message, timestamp_pb2
+from google.protobuf import json_format
 
-from services.agents.domain import etags, names
+from mesh.kit.sql import timestamp
+from services.agents.domain import names
 from services.agents.domain.lifecycle import AgentState
 from services.agents.models import AgentRow, AgentVersionRow
-from vocelio.agents.v1 import agent_pb2, agents_service_pb2
+from vocelio.agents.v1 import agent_pb2
 from vocelio.common.v1 import audit_pb2
 
 _STATES = {
@@ -22,8 +22,9 @@ _STATES = {
 
 def agent_to_proto(row: AgentRow) -> agent_pb2.Agent:
     """The ``Agent`` resource of a row, etag included."""
+    name = names.agent_name(row.organization_id, row.id)
     return agent_pb2.Agent(
-        name=names.agent_name(row.id),
+        name=name,
         organization_id=row.organization_id,
         display_name=row.display_name,
         description=row.description,
@@ -32,13 +33,8 @@ def agent_to_proto(row: AgentRow) -> agent_pb2.Agent:
         latest_version=row.latest_version,
         pinned_version=row.pinned_version,
         labels=row.labels,
-        audit=audit_pb2.AuditInfo(
-            create_time=timestamp(row.create_time),
-            update_time=timestamp(row.update_time),
-            creator=row.creator,
-            last_modifier=row.last_modifier,
-        ),
-        etag=etags.etag(row.id, row.create_time, row.revision),
+        audit=row.audit_info(),
+        etag=row.etag_for(name),
     )
 
 
@@ -51,7 +47,7 @@ def new_agent_row(
     now: datetime.datetime,
 ) -> AgentRow:
     """A new DRAFT agent from the caller-settable fields of ``agent``, with ``draft`` as its draft."""
-    return AgentRow(
+    row = AgentRow(
         id=agent_id,
         organization_id=organization_id,
         display_name=agent.display_name,
@@ -61,18 +57,16 @@ def new_agent_row(
         state=AgentState.DRAFT,
         latest_version=0,
         pinned_version=0,
-        creator=creator,
-        last_modifier=creator,
-        create_time=now,
-        update_time=now,
     )
+    row.stamp_created(creator, now)
+    return row
 
 
 def version_to_proto(row: AgentVersionRow) -> agent_pb2.AgentVersion:
     """The ``AgentVersion`` resource of a row."""
     created = timestamp(row.create_time)
     return agent_pb2.AgentVersion(
-        name=names.version_name(row.agent_id, row.version),
+        name=names.version_name(row.organization_id, row.agent_id, row.version),
         version=row.version,
         config=config_from_json(row.config),
         change_note=row.change_note,
@@ -98,23 +92,3 @@ def config_to_json(config: agent_pb2.AgentConfig) -> str:
 def config_from_json(text: str) -> agent_pb2.AgentConfig:
     """A configuration from its stored form."""
     return json_format.Parse(text, agent_pb2.AgentConfig())
-
-
-def to_json_dict(resource: message.Message) -> dict[str, object]:
-    """The proto3 JSON mapping of a message, as in the REST API (for event payloads)."""
-    return json_format.MessageToDict(resource)
-
-
-def timestamp(moment: datetime.datetime) -> timestamp_pb2.Timestamp:
-    """A protobuf timestamp of an aware datetime."""
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
-
-
-def create_fingerprint(request: agents_service_pb2.CreateAgentRequest) -> str:
-    """SHA-256 of a ``CreateAgent`` request without its request_id (deterministic serialisation)."""
-    body = agents_service_pb2.CreateAgentRequest()
-    body.CopyFrom(request)
-    body.ClearField("request_id")
-    return hashlib.sha256(body.SerializeToString(deterministic=True)).hexdigest()

@@ -1,85 +1,73 @@
-"""The events the agents service records, one stream per agent (``agents-{id}``).
+"""The typed events the agents service records, one stream per agent.
 
-Each change is written to the outbox in the transaction that makes it; the relay
-forwards it to the events service. Payloads use the proto3 JSON mapping, as the REST
-API does, so subscribers read the same shapes developers see.
+Each change is written to the outbox (:mod:`mesh.kit.outbox`) in the transaction that
+makes it, as the typed message its contract declares (``agents_events.proto``); the
+relay forwards it to the events service.
 
-============== ==========================================================
-agent.created  ``{"agent": Agent}``
-agent.updated  ``{"agent": Agent, "changed": [field paths], …}``
-agent.published ``{"agent": Agent, "agentVersion": AgentVersion}``
-agent.archived ``{"agent": Agent}``
-agent.deleted  ``{"name": "agents/…"}``
-============== ==========================================================
+=============== =======================
+agent.created   ``AgentCreatedEvent``
+agent.updated   ``AgentUpdatedEvent``
+agent.published ``AgentPublishedEvent``
+agent.archived  ``AgentArchivedEvent``
+agent.deleted   ``AgentDeletedEvent``
+=============== =======================
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mesh.kit.outbox import Outbox
 from mesh.principal import Principal
-from services.agents.convert import to_json_dict
 from services.agents.domain import names
-from vocelio.agents.v1 import agent_pb2
+from vocelio.agents.v1 import agent_pb2, agents_events_pb2
 
-CREATED = "agent.created"
-UPDATED = "agent.updated"
-PUBLISHED = "agent.published"
-ARCHIVED = "agent.archived"
-DELETED = "agent.deleted"
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class AgentEvent:
-    """One fact about one agent, ready for the outbox.
-
-    Attributes:
-        stream: ``agents-{id}``.
-        event_type: ``agent.created`` …
-        data: the payload (JSON-serialisable).
-        metadata: who did it, in which organisation.
-
-    """
-
-    stream: str
-    event_type: str
-    data: Mapping[str, Any]
-    metadata: Mapping[str, Any]
+Payload = (
+    agents_events_pb2.AgentCreatedEvent
+    | agents_events_pb2.AgentUpdatedEvent
+    | agents_events_pb2.AgentPublishedEvent
+    | agents_events_pb2.AgentArchivedEvent
+    | agents_events_pb2.AgentDeletedEvent
+)
 
 
-def created(agent: agent_pb2.Agent, actor: Principal) -> AgentEvent:
+def created(agent: agent_pb2.Agent) -> agents_events_pb2.AgentCreatedEvent:
     """An agent was created."""
-    return _event(CREATED, agent, actor, {"agent": to_json_dict(agent)})
+    return agents_events_pb2.AgentCreatedEvent(agent=agent)
 
 
-def updated(agent: agent_pb2.Agent, actor: Principal, changed: Sequence[str], **details: Any) -> AgentEvent:
+def updated(
+    agent: agent_pb2.Agent, changed: Sequence[str], *, restored_from: str = ""
+) -> agents_events_pb2.AgentUpdatedEvent:
     """An agent's fields changed (``changed`` names them: ``draft.prompt``, ``pinned_version``, ``state`` …)."""
-    return _event(UPDATED, agent, actor, {"agent": to_json_dict(agent), "changed": list(changed), **details})
+    return agents_events_pb2.AgentUpdatedEvent(agent=agent, changed=list(changed), restored_from=restored_from)
 
 
-def published(agent: agent_pb2.Agent, version: agent_pb2.AgentVersion, actor: Principal) -> AgentEvent:
+def published(agent: agent_pb2.Agent, version: agent_pb2.AgentVersion) -> agents_events_pb2.AgentPublishedEvent:
     """A new version was published."""
-    return _event(PUBLISHED, agent, actor, {"agent": to_json_dict(agent), "agentVersion": to_json_dict(version)})
+    return agents_events_pb2.AgentPublishedEvent(agent=agent, agent_version=version)
 
 
-def archived(agent: agent_pb2.Agent, actor: Principal) -> AgentEvent:
+def archived(agent: agent_pb2.Agent) -> agents_events_pb2.AgentArchivedEvent:
     """An agent was archived."""
-    return _event(ARCHIVED, agent, actor, {"agent": to_json_dict(agent)})
+    return agents_events_pb2.AgentArchivedEvent(agent=agent)
 
 
-def deleted(agent: agent_pb2.Agent, actor: Principal) -> AgentEvent:
+def deleted(agent: agent_pb2.Agent) -> agents_events_pb2.AgentDeletedEvent:
     """An agent and its versions were deleted."""
-    return _event(DELETED, agent, actor, {"name": agent.name})
+    return agents_events_pb2.AgentDeletedEvent(name=agent.name)
 
 
-def stream_of(agent_id: str) -> str:
-    """The event stream of one agent."""
-    return f"{names.COLLECTION}-{agent_id}"
+def stream_of(agent_name: str) -> str:
+    """The event stream of one agent (``agents-{organization}-{agent}``)."""
+    organization_id, agent_id = names.parse_agent_name(agent_name)
+    return f"agents-{organization_id}-{agent_id}"
 
 
-def _event(event_type: str, agent: agent_pb2.Agent, actor: Principal, data: Mapping[str, Any]) -> AgentEvent:
-    agent_id = names.parse_agent_name(agent.name)
-    metadata = {"organizationId": agent.organization_id, "actor": actor.subject}
-    return AgentEvent(stream=stream_of(agent_id), event_type=event_type, data=data, metadata=metadata)
+async def record(outbox: Outbox, session: AsyncSession, agent_name: str, payload: Payload, actor: Principal) -> None:
+    """Write an event about one agent to the outbox, in the running transaction."""
+    organization_id, _ = names.parse_agent_name(agent_name)
+    metadata = {"organizationId": organization_id, "actor": actor.subject}
+    await outbox.append(session, payload, stream=stream_of(agent_name), metadata=metadata)

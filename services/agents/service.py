@@ -5,7 +5,6 @@ from __future__ import annotations
 import grpc
 
 from runtime.handlers import ServiceContext
-from services.agents.domain.paging import PageTokens
 from services.agents.servicer import AgentsServicer
 from services.agents.usage import NoReferringServices
 from vocelio.agents.v1 import agents_service_pb2_grpc
@@ -14,8 +13,11 @@ from vocelio.agents.v1 import agents_service_pb2_grpc
 def register(server: grpc.aio.Server, context: ServiceContext) -> None:
     """Add the agents servicer to ``server``."""
     servicer = AgentsServicer(
-        context.database.sessions,
-        PageTokens.from_secret(context.settings.mesh_service_secret(), context.spec.name),
+        context.sessions,
+        context.page_tokens,
         NoReferringServices(),
+        clock=context.clock,
+        idempotency=context.idempotency,
+        outbox=context.outbox,
     )
     agents_service_pb2_grpc.add_AgentsServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]

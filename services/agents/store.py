@@ -1,75 +1,55 @@
 """Queries of the agents service. Every function takes the session of the running transaction.
 
-Tenancy is part of the query: a lookup scoped to an organisation never returns another
-organisation's agent, and "not there" and "not yours" are the same ``NotFound``.
-Changes are flushed at once, so conflicts surface here as domain errors (``Aborted``,
-``AlreadyExists``) rather than at commit.
+Tenancy is part of the key: an agent is found by ``(organization_id, id)``, so a lookup
+in one organisation never returns another organisation's agent, and "not there" and
+"not yours" are the same ``NotFound`` (:func:`mesh.kit.tenancy.not_found`). Changes are
+flushed at once (:func:`mesh.kit.sql.flush`), so conflicts surface here as domain errors.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import datetime
-import json
-import uuid
-from collections.abc import Sequence
-from typing import Generic, TypeVar
-
-from sqlalchemy import delete, select, tuple_
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm.exc import StaleDataError
 
-from mesh.errors import Aborted, AlreadyExists, InvalidArgument, NotFound
+from mesh.errors import Aborted
+from mesh.kit import paging, tenancy
+from mesh.kit.filtering import FilterField, FilterSchema, Kind, parse_filter
+from mesh.kit.paging import Page, Position
+from mesh.kit.sql import flush
 from services.agents.domain import names
-from services.agents.domain.filtering import AgentFilter
 from services.agents.domain.lifecycle import AgentState
-from services.agents.domain.paging import Position
-from services.agents.events import AgentEvent
-from services.agents.models import AgentRow, AgentVersionRow, CreateRequestRow, OutboxRow
+from services.agents.models import AgentRow, AgentVersionRow
 
-RowT = TypeVar("RowT")
+_CONCURRENT = "the agent was changed concurrently; read it again and retry"
 
-_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
-_MICROSECOND = datetime.timedelta(microseconds=1)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Page(Generic[RowT]):
-    """One page of a listing.
-
-    Attributes:
-        items: the rows, in listing order.
-        next_after: the position to resume after, or ``None`` on the last page.
-
-    """
-
-    items: Sequence[RowT]
-    next_after: Position | None
+# The ListAgents filter (AIP-160, see mesh.kit.filtering).
+FILTERS: FilterSchema = {
+    "state": FilterField.enum(AgentRow.state, {state.value: state for state in AgentState}, prefix="AGENT_STATE_"),
+    "display_name": FilterField(Kind.STRING, AgentRow.display_name),
+    "create_time": FilterField(Kind.TIMESTAMP, AgentRow.create_time),
+    "update_time": FilterField(Kind.TIMESTAMP, AgentRow.update_time),
+    "labels": FilterField(Kind.LABELS, AgentRow.labels),
+}
 
 
 # Agents
 
 
-async def find_agent(session: AsyncSession, agent_id: str, organization_id: str | None) -> AgentRow | None:
-    """The agent with this id in this organisation (any organisation when ``None``), or ``None``."""
-    query = select(AgentRow).where(AgentRow.id == agent_id)
-    if organization_id is not None:
-        query = query.where(AgentRow.organization_id == organization_id)
-    return (await session.execute(query)).scalar_one_or_none()
+async def find_agent(session: AsyncSession, organization_id: str, agent_id: str) -> AgentRow | None:
+    """The agent with this id in this organisation, or ``None`` (a primary-key point read)."""
+    return await session.get(AgentRow, (organization_id, agent_id))
 
 
-async def get_agent(session: AsyncSession, agent_id: str, organization_id: str | None) -> AgentRow:
+async def get_agent(session: AsyncSession, organization_id: str, agent_id: str) -> AgentRow:
     """Like :func:`find_agent`, but a missing agent is an error.
 
     Raises:
-        NotFound: no such agent in the scope (the message is the same whether it is
-            missing or belongs to another organisation).
+        NotFound: no such agent in the organisation.
 
     """
-    row = await find_agent(session, agent_id, organization_id)
+    row = await find_agent(session, organization_id, agent_id)
     if row is None:
-        raise NotFound(f"{names.agent_name(agent_id)} not found")
+        raise tenancy.not_found(names.agent_name(organization_id, agent_id))
     return row
 
 
@@ -77,16 +57,11 @@ async def add_agent(session: AsyncSession, row: AgentRow) -> None:
     """Insert a new agent.
 
     Raises:
-        AlreadyExists: an agent with this id exists (in any organisation: ids are global).
+        AlreadyExists: the organisation has an agent with this id.
 
     """
-    if await session.get(AgentRow, row.id) is not None:
-        raise AlreadyExists(f"{names.agent_name(row.id)} already exists")
     session.add(row)
-    try:
-        await session.flush()
-    except IntegrityError:  # a concurrent create won the race for the id
-        raise AlreadyExists(f"{names.agent_name(row.id)} already exists") from None
+    await flush(session, exists=f"{names.agent_name(row.organization_id, row.id)} already exists")
 
 
 async def save_agent(session: AsyncSession, row: AgentRow) -> None:
@@ -96,67 +71,64 @@ async def save_agent(session: AsyncSession, row: AgentRow) -> None:
         Aborted: another transaction changed the agent since this one read it.
 
     """
-    try:
-        await session.flush()
-    except StaleDataError:
-        raise Aborted("the agent was changed concurrently; read it again and retry") from None
+    await flush(session, stale=_CONCURRENT)
 
 
 async def delete_agent(session: AsyncSession, row: AgentRow) -> None:
     """Delete an agent and all its versions."""
-    await session.execute(delete(AgentVersionRow).where(AgentVersionRow.agent_id == row.id))
+    await session.execute(
+        delete(AgentVersionRow).where(
+            AgentVersionRow.organization_id == row.organization_id, AgentVersionRow.agent_id == row.id
+        )
+    )
     await session.delete(row)
-    try:
-        await session.flush()
-    except StaleDataError:
-        raise Aborted("the agent was changed concurrently; read it again and retry") from None
+    await flush(session, stale=_CONCURRENT)
 
 
 async def list_agents(
     session: AsyncSession,
     organization_id: str | None,
-    agent_filter: AgentFilter,
+    filter_text: str,
     *,
     show_archived: bool,
     after: Position | None,
     limit: int,
 ) -> Page[AgentRow]:
-    """Agents newest first (``create_time``, then ``id``, descending), ``limit`` at a time.
+    """Agents newest first (``create_time``, then organisation and ``id``, descending), ``limit`` at a time.
 
     Args:
         session: the transaction.
         organization_id: whose agents; ``None`` lists every organisation.
-        agent_filter: state and label conditions.
-        show_archived: include archived agents when the filter names no state.
-        after: the position of the previous page's last agent (``(create_time µs, id)``).
+        filter_text: an AIP-160 filter over :data:`FILTERS`.
+        show_archived: include archived agents when the filter names no state (a filter on
+            state decides by itself).
+        after: the position of the previous page's last agent (``(create_time µs, organisation, id)``).
         limit: the page size.
+
+    Raises:
+        InvalidArgument: the filter or the position is malformed.
 
     """
     query = select(AgentRow)
     if organization_id is not None:
         query = query.where(AgentRow.organization_id == organization_id)
-    if agent_filter.state is not None:
-        query = query.where(AgentRow.state == agent_filter.state)
-    elif not show_archived:
+    parsed = parse_filter(filter_text, FILTERS)
+    if parsed.clause is not None:
+        query = query.where(parsed.clause)
+    if not show_archived and "state" not in parsed.fields:
         query = query.where(AgentRow.state != AgentState.ARCHIVED)
-    for key, value in sorted(agent_filter.labels.items()):
-        query = query.where(AgentRow.labels[key].as_string() == value)
+    keys = None
     if after is not None:
-        created, agent_id = _agent_position(after)
-        query = query.where(tuple_(AgentRow.create_time, AgentRow.id) < tuple_(created, agent_id))
-    query = query.order_by(AgentRow.create_time.desc(), AgentRow.id.desc()).limit(limit + 1)
-    rows = list((await session.execute(query)).scalars())
-    if len(rows) <= limit:
-        return Page(rows, None)
-    last = rows[limit - 1]
-    return Page(rows[:limit], ((last.create_time - _EPOCH) // _MICROSECOND, last.id))
-
-
-def _agent_position(position: Position) -> tuple[datetime.datetime, str]:
-    match position:
-        case (int() as micros, str() as agent_id):
-            return _EPOCH + micros * _MICROSECOND, agent_id
-    raise InvalidArgument("page_token is not a page token from this listing", {"page_token": "has the wrong shape"})
+        micros, organization, agent_id = paging.position_shape(after, int, str, str)
+        keys = (paging.from_time_key(micros), organization, agent_id)
+    return await paging.keyset_page(
+        session,
+        query,
+        keys=[AgentRow.create_time, AgentRow.organization_id, AgentRow.id],
+        after=keys,
+        limit=limit,
+        position_of=lambda row: (paging.time_key(row.create_time), row.organization_id, row.id),
+    )
 
 
 # Versions
@@ -170,89 +142,29 @@ async def add_version(session: AsyncSession, row: AgentVersionRow) -> None:
 
     """
     session.add(row)
-    try:
-        await session.flush()
-    except IntegrityError:
-        raise Aborted("the agent was published concurrently; read it again and retry") from None
+    await flush(session, exists=Aborted("the agent was published concurrently; read it again and retry"))
 
 
-async def find_version(session: AsyncSession, agent_id: str, version: int) -> AgentVersionRow | None:
+async def find_version(
+    session: AsyncSession, organization_id: str, agent_id: str, version: int
+) -> AgentVersionRow | None:
     """One version of an agent, or ``None``. The caller has already checked access to the agent."""
-    return await session.get(AgentVersionRow, (agent_id, version))
+    return await session.get(AgentVersionRow, (organization_id, agent_id, version))
 
 
 async def list_versions(
-    session: AsyncSession, agent_id: str, *, after: Position | None, limit: int
+    session: AsyncSession, organization_id: str, agent_id: str, *, after: Position | None, limit: int
 ) -> Page[AgentVersionRow]:
     """An agent's versions, newest first, ``limit`` at a time (``after``: the previous page's last version)."""
-    query = select(AgentVersionRow).where(AgentVersionRow.agent_id == agent_id)
-    if after is not None:
-        match after:
-            case (int() as version,):
-                query = query.where(AgentVersionRow.version < version)
-            case _:
-                raise InvalidArgument(
-                    "page_token is not a page token from this listing", {"page_token": "has the wrong shape"}
-                )
-    query = query.order_by(AgentVersionRow.version.desc()).limit(limit + 1)
-    rows = list((await session.execute(query)).scalars())
-    if len(rows) <= limit:
-        return Page(rows, None)
-    return Page(rows[:limit], (rows[limit - 1].version,))
-
-
-# Idempotency keys of CreateAgent
-
-
-async def find_create_request(
-    session: AsyncSession, organization_id: str, request_id: str, *, not_before: datetime.datetime
-) -> CreateRequestRow | None:
-    """The create request with this id in this organisation, if it arrived at or after ``not_before``."""
-    row = await session.get(CreateRequestRow, (organization_id, request_id))
-    if row is None or row.create_time < not_before:
-        return None
-    return row
-
-
-async def remember_create_request(
-    session: AsyncSession, row: CreateRequestRow, *, not_before: datetime.datetime
-) -> None:
-    """Record a create request, replacing a record of the same key older than ``not_before``.
-
-    Raises:
-        Aborted: a concurrent request with the same request_id is being handled; retrying
-            returns its result.
-
-    """
-    await session.execute(
-        delete(CreateRequestRow).where(
-            CreateRequestRow.organization_id == row.organization_id,
-            CreateRequestRow.request_id == row.request_id,
-            CreateRequestRow.create_time < not_before,
-        )
+    query = select(AgentVersionRow).where(
+        AgentVersionRow.organization_id == organization_id, AgentVersionRow.agent_id == agent_id
     )
-    session.add(row)
-    try:
-        await session.flush()
-    except IntegrityError:
-        raise Aborted("a request with this request_id is in progress; retry to get its result") from None
-
-
-# Outbox
-
-
-async def append_event(session: AsyncSession, event: AgentEvent, occurred_at: datetime.datetime) -> OutboxRow:
-    """Add an event to the outbox, in the caller's transaction."""
-    row = OutboxRow(
-        event_id=str(uuid.uuid4()),
-        stream=event.stream,
-        event_type=event.event_type,
-        data=json.dumps(event.data, separators=(",", ":"), sort_keys=True),
-        metadata_=json.dumps(event.metadata, separators=(",", ":"), sort_keys=True),
-        occurred_at=occurred_at,
-        relayed_at=None,
-        attempts=0,
+    keys = None if after is None else paging.position_shape(after, int)
+    return await paging.keyset_page(
+        session,
+        query,
+        keys=[AgentVersionRow.version],
+        after=keys,
+        limit=limit,
+        position_of=lambda row: (row.version,),
     )
-    session.add(row)
-    await session.flush()
-    return row

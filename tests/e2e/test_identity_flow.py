@@ -109,7 +109,7 @@ def test_the_whole_flow(edge):
 
     # Create and publish an agent.
     created = edge.post(
-        "/v1/agents",
+        f"/v1/organizations/{org}/agents",
         headers=_bearer(access),
         json={
             "displayName": "Front desk",
@@ -134,7 +134,7 @@ def test_the_whole_flow(edge):
     assert bea["organizationId"] == org
     assert bea["role"] == "AGENT"
     bea_access = _login(edge, "bea@example.com").json()["access_token"]
-    assert edge.get("/v1/agents", headers=_bearer(bea_access)).status_code == 200
+    assert edge.get(f"/v1/organizations/{org}/agents", headers=_bearer(bea_access)).status_code == 200
     # An AGENT cannot invite, and nobody can invite above their own role.
     assert (
         edge.post(
@@ -167,13 +167,18 @@ def test_the_whole_flow(edge):
     assert key.status_code == 200, key.text
     secret = key.json()["secret"]
     assert secret.startswith("vk_live_")
-    listed = edge.get("/v1/agents", headers={"X-Api-Key": secret})
+    listed = edge.get(f"/v1/organizations/{org}/agents", headers={"X-Api-Key": secret})
     assert listed.status_code == 200, listed.text
     assert [a["name"] for a in listed.json()["agents"]] == [agent["name"]]
-    assert edge.get("/v1/agents", headers=_bearer(secret)).status_code == 200
+    assert edge.get(f"/v1/organizations/{org}/agents", headers=_bearer(secret)).status_code == 200
     assert edge.get(f"/v1/{key.json()['apiKey']['name']}", headers=_bearer(access)).json().get("secret") is None
     # The key holds only its scopes.
-    assert edge.post("/v1/agents", headers={"X-Api-Key": secret}, json={"displayName": "nope"}).status_code == 403
+    assert (
+        edge.post(
+            f"/v1/organizations/{org}/agents", headers={"X-Api-Key": secret}, json={"displayName": "nope"}
+        ).status_code
+        == 403
+    )
 
     # Refresh tokens rotate; replaying a spent one revokes the whole family.
     rotated = edge.post("/v1/auth/token", json={"grant_type": "refresh_token", "refresh_token": refresh})
@@ -187,9 +192,9 @@ def test_the_whole_flow(edge):
 
     # Revocation reaches every service within 2 seconds.
     fresh = _login(edge, "ada@example.com").json()["access_token"]
-    assert edge.get("/v1/agents", headers=_bearer(fresh)).status_code == 200
+    assert edge.get(f"/v1/organizations/{org}/agents", headers=_bearer(fresh)).status_code == 200
     assert edge.post("/v1/auth/revoke", json={"token": fresh}).status_code == 200
-    assert _until(lambda: edge.get("/v1/agents", headers=_bearer(fresh)).status_code == 401, 2.0)
+    assert _until(lambda: edge.get(f"/v1/organizations/{org}/agents", headers=_bearer(fresh)).status_code == 401, 2.0)
     assert _until(lambda: edge.get(f"/v1/organizations/{org}/api_keys", headers=_bearer(fresh)).status_code == 401, 2.0)
 
     # The security audit log shows who did what, and never a secret.

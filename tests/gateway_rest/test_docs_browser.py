@@ -98,7 +98,7 @@ async def test_swagger_ui_renders_the_vocelio_operations(tmp_path):
     # The rendered page: content that only Swagger UI's JavaScript produces.
     assert 'class="swagger-ui' in dom
     assert TITLE in dom  # info title, from the document
-    assert "/v1/agents" in dom
+    assert "/v1/organizations/{organization}/agents" in dom
     assert "Gets one agent." in dom  # an operation summary
     assert "AgentsService" in dom  # a tag
     assert "/v1/auth/token" in dom

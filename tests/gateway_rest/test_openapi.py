@@ -267,7 +267,10 @@ def test_path_parameters_expand_a_variable_pattern():
     file_path, _, get_file = operation(document, "ConformanceService_GetFile")
     assert file_path == "/v1/files/{path}"
     assert "slashes" in parameters(get_file, "path")["path"]["description"]
-    assert operation(vocelio(), "AgentsService_PublishAgent")[0] == "/v1/agents/{agent}:publish"
+    assert (
+        operation(vocelio(), "AgentsService_PublishAgent")[0]
+        == "/v1/organizations/{organization}/agents/{agent}:publish"
+    )
 
 
 def test_path_bound_fields_are_not_repeated_in_the_body():

@@ -11,14 +11,14 @@ def test_migrations_build_an_empty_database_and_are_idempotent(settings: Setting
     database = ServiceDatabase(settings, "campaigns")
     migrations.upgrade(database)
     migrations.upgrade(database)  # a second run finds nothing to do
-    assert migrations.current_heads(database) == {"mesh_0001"}
+    assert migrations.current_heads(database) == {"mesh_0002"}
     engine = database.sync_engine()
     try:
         inspector = sa.inspect(engine)
         tables = set(inspector.get_table_names(schema=database.schema))
-        assert {"outbox", "alembic_version"} <= tables
+        assert {"outbox", "idempotency_keys", "identity_calls", "alembic_version"} <= tables
         columns = {c["name"] for c in inspector.get_columns("outbox", schema=database.schema)}
-        assert {"event_id", "stream", "event_type", "data", "occurred_at", "relayed_at"} <= columns
+        assert {"event_id", "stream", "event_type", "data_schema", "data", "occurred_at", "relayed_at"} <= columns
     finally:
         engine.dispose()
 

@@ -204,7 +204,9 @@ async def target(sqlite_settings: Settings, monkeypatch: pytest.MonkeyPatch, spy
 async def _grpc_refused(target, token: str) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await target.stub.GetAgent(
-            pb.GetAgentRequest(name="agents/a1"), metadata=(("authorization", f"Bearer {token}"),), timeout=5
+            pb.GetAgentRequest(name="organizations/o1/agents/a1"),
+            metadata=(("authorization", f"Bearer {token}"),),
+            timeout=5,
         )
     assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert caught.value.details() in ("invalid or missing credentials", "authentication required")
@@ -212,7 +214,7 @@ async def _grpc_refused(target, token: str) -> None:
 
 async def _edge_refused(target, token: str) -> None:
     header = f"Bearer {token}".encode()  # bytes: raw UTF-8 reaches the edge as a client could send it
-    response = await target.http.get("/v1/agents/a1", headers={"Authorization": header})
+    response = await target.http.get("/v1/organizations/o1/agents/a1", headers={"Authorization": header})
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
     body = response.json()
@@ -234,10 +236,12 @@ async def test_the_control_token_is_accepted(target, spy):
     before = spy.calls
     token = TRUSTED.mint(role="VIEWER")
     reply = await target.stub.GetAgent(
-        pb.GetAgentRequest(name="agents/a1"), metadata=(("authorization", f"Bearer {token}"),), timeout=5
+        pb.GetAgentRequest(name="organizations/o1/agents/a1"),
+        metadata=(("authorization", f"Bearer {token}"),),
+        timeout=5,
     )
-    assert reply.agent.name == "agents/a1"
-    response = await target.http.get("/v1/agents/a1", headers={"Authorization": f"Bearer {token}"})
+    assert reply.agent.name == "organizations/o1/agents/a1"
+    response = await target.http.get("/v1/organizations/o1/agents/a1", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200
     assert spy.calls == before + 2
 
@@ -248,7 +252,7 @@ async def test_revoked_token_and_session_are_refused(target, spy):
     # Each is accepted first (and cached), then revoked: the cache must not keep it alive.
     for token in (by_token, by_session):
         await target.stub.GetAgent(
-            pb.GetAgentRequest(name="agents/a1"), metadata=(("authorization", f"Bearer {token}"),)
+            pb.GetAgentRequest(name="organizations/o1/agents/a1"), metadata=(("authorization", f"Bearer {token}"),)
         )
     target.host.revocations.add(TOKEN, token_id="revoked-jti", expires_at=time.time() + 900)
     target.host.revocations.add(SESSION, session="revoked-session")
@@ -266,7 +270,7 @@ async def test_revoked_token_and_session_are_refused(target, spy):
 )
 async def test_missing_or_foreign_credentials(headers, target, spy):
     before = spy.calls
-    response = await target.http.get("/v1/agents/a1", headers=headers)
+    response = await target.http.get("/v1/organizations/o1/agents/a1", headers=headers)
     assert response.status_code == 401
     assert response.json()["message"] == "authentication required"
     assert spy.calls == before

@@ -84,9 +84,9 @@ def next_state(state: AgentState, action: Action, *, has_versions: bool) -> Agen
         ) from None
 
 
-def publish_blockers(draft: agent_pb2.AgentConfig) -> dict[str, str]:
-    """What keeps a draft from taking calls (paths relative to the agent), empty when ready."""
-    blockers = validation.config_violations(draft, prefix="draft.")
+def publish_blockers(draft: agent_pb2.AgentConfig, organization_id: str) -> dict[str, str]:
+    """What keeps a draft of an agent of ``organization_id`` from taking calls (paths relative to the agent)."""
+    blockers = validation.config_violations(draft, organization_id, prefix="draft.")
     if not draft.language_code:
         blockers["draft.language_code"] = "is required to publish"
     if not draft.voice:
@@ -107,6 +107,7 @@ def publish_blockers(draft: agent_pb2.AgentConfig) -> dict[str, str]:
 def plan_publish(
     state: AgentState,
     draft: agent_pb2.AgentConfig,
+    organization_id: str,
     latest_version: int,
     latest_config: agent_pb2.AgentConfig | None,
 ) -> int:
@@ -115,6 +116,7 @@ def plan_publish(
     Args:
         state: the agent's state.
         draft: the draft to publish.
+        organization_id: the agent's organisation (references must stay in it).
         latest_version: the highest published version (0 when never published).
         latest_config: that version's configuration (``None`` when never published).
 
@@ -124,7 +126,7 @@ def plan_publish(
 
     """
     next_state(state, Action.PUBLISH, has_versions=latest_version > 0)
-    blockers = publish_blockers(draft)
+    blockers = publish_blockers(draft, organization_id)
     if blockers:
         reasons = "; ".join(f"{path} {problem}" for path, problem in sorted(blockers.items()))
         raise FailedPrecondition(f"the draft is not ready for calls: {reasons}")

@@ -1,85 +1,67 @@
-"""Resource names and ids: ``agents/{agent}`` and ``agents/{agent}/versions/{version}``.
+"""Agent and version names, read from the contract's patterns (see :mod:`mesh.kit.names`).
 
-An agent id is either chosen by the caller (4 to 63 characters of ``[a-z0-9-]``,
-starting with a letter) or generated (``ag_`` and 16 random base32 characters). The
-underscore keeps the two apart: a chosen id can never collide with a generated one.
+``organizations/{organization}/agents/{agent}`` and
+``organizations/{organization}/agents/{agent}/versions/{version}``. Agent ids follow the
+kit's one id rule (:mod:`mesh.kit.ids`); generated ones start with ``ag_``.
 """
 
 from __future__ import annotations
 
-import base64
 import re
-import secrets
 
 from mesh.errors import InvalidArgument
+from mesh.kit import ids
+from mesh.kit.names import ResourceName
+from vocelio.agents.v1 import agent_pb2
 
-COLLECTION = "agents"
+AGENTS = ResourceName.for_message(agent_pb2.Agent)
+VERSIONS = ResourceName.for_message(agent_pb2.AgentVersion)
+ID_PREFIX = "ag"
 
-CHOSEN_ID = re.compile(r"^[a-z][a-z0-9-]{3,62}$")
-GENERATED_ID = re.compile(r"^ag_[a-z2-7]{16}$")
 _VERSION = re.compile(r"^[1-9][0-9]{0,8}$")
 
 
 def new_agent_id() -> str:
     """A fresh generated agent id (``ag_`` + 80 random bits in lowercase base32)."""
-    return "ag_" + base64.b32encode(secrets.token_bytes(10)).decode().lower()
+    return ids.new_id(ID_PREFIX)
 
 
-def chosen_id_violation(agent_id: str) -> str | None:
-    """Why a caller-chosen agent id is unacceptable, or ``None`` when it is fine."""
-    if CHOSEN_ID.fullmatch(agent_id):
-        return None
-    return "must be 4 to 63 characters of lowercase letters, digits and hyphens, starting with a letter"
+def agent_name(organization_id: str, agent_id: str) -> str:
+    """``organizations/{organization_id}/agents/{agent_id}``."""
+    return AGENTS.format(organization=organization_id, agent=agent_id)
 
 
-def agent_name(agent_id: str) -> str:
-    """``agents/{agent_id}``."""
-    return f"{COLLECTION}/{agent_id}"
+def version_name(organization_id: str, agent_id: str, version: int) -> str:
+    """``organizations/{organization_id}/agents/{agent_id}/versions/{version}``."""
+    return VERSIONS.format(organization=organization_id, agent=agent_id, version=str(version))
 
 
-def version_name(agent_id: str, version: int) -> str:
-    """``agents/{agent_id}/versions/{version}``."""
-    return f"{COLLECTION}/{agent_id}/versions/{version}"
-
-
-def parse_agent_name(name: str, *, field: str = "name") -> str:
-    """The agent id in ``agents/{agent}``.
+def parse_agent_name(name: str, *, field: str = "name") -> tuple[str, str]:
+    """The organisation and agent id in an agent name.
 
     Raises:
         InvalidArgument: the name is empty or has another shape; the violation names ``field``.
 
     """
-    collection, _, agent_id = name.partition("/")
-    if collection != COLLECTION or not _is_agent_id(agent_id):
-        raise InvalidArgument(
-            f"{field} must look like agents/{{agent}}", {field: _shape_problem(name, "agents/{agent}")}
-        )
-    return agent_id
+    parsed = AGENTS.parse(name, field=field)
+    if not ids.is_id(parsed["agent"]):
+        raise _shape(field, AGENTS.pattern)
+    return parsed.organization, parsed["agent"]
 
 
-def parse_version_name(name: str, *, field: str = "name") -> tuple[str, int]:
-    """The agent id and version number in ``agents/{agent}/versions/{version}``.
+def parse_version_name(name: str, *, field: str = "name") -> tuple[str, str, int]:
+    """The organisation, agent id and version number in a version name.
 
     Raises:
         InvalidArgument: the name is empty or has another shape; the violation names ``field``.
 
     """
-    parts = name.split("/")
-    pattern = "agents/{agent}/versions/{version}"
-    if (
-        len(parts) != 4
-        or parts[0] != COLLECTION
-        or parts[2] != "versions"
-        or not _is_agent_id(parts[1])
-        or not _VERSION.fullmatch(parts[3])
-    ):
-        raise InvalidArgument(f"{field} must look like {pattern}", {field: _shape_problem(name, pattern)})
-    return parts[1], int(parts[3])
+    parsed = VERSIONS.parse(name, field=field)
+    if not ids.is_id(parsed["agent"]) or not _VERSION.fullmatch(parsed["version"]):
+        raise _shape(field, VERSIONS.pattern)
+    return parsed.organization, parsed["agent"], int(parsed["version"])
 
 
-def _is_agent_id(candidate: str) -> bool:
-    return bool(CHOSEN_ID.fullmatch(candidate) or GENERATED_ID.fullmatch(candidate))
-
-
-def _shape_problem(name: str, pattern: str) -> str:
-    return "is required" if not name else f"must look like {pattern}"
+def _shape(field: str, pattern: str) -> InvalidArgument:
+    problem = f"must look like {pattern}"
+    return InvalidArgument(f"{field} {problem}", {field: problem})

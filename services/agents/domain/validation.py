@@ -1,9 +1,9 @@
 """What a valid agent looks like, field by field.
 
 Every check reports into one ``{field path: problem}`` dictionary, so a request with
-three bad fields hears about all three at once (``google.rpc.BadRequest``). Paths are
-relative to the ``Agent`` (``display_name``, ``draft.voice``); :func:`require_valid`
-prefixes them with where the agent sits in the request (``agent.``).
+three bad fields hears about all three at once (``google.rpc.BadRequest``, via
+:func:`mesh.kit.validation.require_valid`). Paths are relative to the ``Agent``
+(``display_name``, ``draft.voice``) unless a function says otherwise.
 
 A draft may be incomplete (no voice yet, no language yet): these checks say whether
 each value that *is* there is acceptable. Whether the draft is complete enough to take
@@ -12,17 +12,24 @@ calls is :func:`services.agents.domain.lifecycle.publish_blockers`.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Mapping, Sequence
+from typing import Any
 
-from google.protobuf import duration_pb2
+from google.api import resource_pb2
+from google.protobuf import duration_pb2, message
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 
 from mesh.errors import InvalidArgument
-from services.agents.domain import names
+from mesh.kit import ids
+from mesh.kit.idempotency import request_id_problem
+from mesh.kit.names import ResourceName
+from mesh.kit.validation import map_key_path, require_valid, text_problem
 from vocelio.agents.v1 import agent_pb2, agents_service_pb2
+from vocelio.flow_builder.v1 import flow_pb2
+from vocelio.scripts.v1 import script_pb2
+from vocelio.voice_marketplace.v1 import voice_pb2
 
 DISPLAY_NAME_MAX = 100
 DESCRIPTION_MAX = 2_000
@@ -51,56 +58,58 @@ VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 LANGUAGE_TAG = re.compile(
     r"^[A-Za-z]{2,3}(?:-[A-Za-z]{4})?(?:-(?:[A-Za-z]{2}|[0-9]{3}))?(?:-(?:[A-Za-z0-9]{5,8}|[0-9][A-Za-z0-9]{3}))*$"
 )
-# Fields that refer to other services' resources, and the collection each must name.
-REFERENCES = {"voice": "voices", "fallback_voice": "voices", "script": "scripts", "flow": "flows"}
-_RESOURCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
-# Free text may hold line breaks and tabs, never other control characters (PostgreSQL
-# refuses NUL outright; the rest only ever arrive by mistake or with malice).
-_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
-_CONTROL_CHARACTERS_BUT_LAYOUT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-# AIP-155 suggests a UUID; any short token of visible ASCII will do.
-REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
+
+
+_RESOURCE: Any = resource_pb2.resource
+
+
+def _patterns(message_class: type[message.Message]) -> tuple[ResourceName, ...]:
+    descriptor: Any = message_class.DESCRIPTOR
+    count = len(descriptor.GetOptions().Extensions[_RESOURCE].pattern)
+    return tuple(ResourceName.for_message(message_class, index) for index in range(count))
+
+
+# Fields that refer to other services' resources, and the names each may hold (from their contracts).
+REFERENCES: Mapping[str, tuple[ResourceName, ...]] = {
+    "voice": _patterns(voice_pb2.Voice),
+    "fallback_voice": _patterns(voice_pb2.Voice),
+    "script": _patterns(script_pb2.Script),
+    "flow": _patterns(flow_pb2.Flow),
+}
 
 Violations = dict[str, str]
 
 
-def require_valid(violations: Mapping[str, str], *, prefix: str = "agent.") -> None:
-    """Raise one INVALID_ARGUMENT naming every bad field, if there is any.
-
-    Raises:
-        InvalidArgument: with a field violation per bad field, paths prefixed with ``prefix``.
-
-    """
-    if not violations:
-        return
-    named = {f"{prefix}{path}": problem for path, problem in sorted(violations.items())}
-    noun = "field" if len(named) == 1 else "fields"
-    raise InvalidArgument(f"{len(named)} invalid {noun}: {', '.join(named)}", named)
-
-
-def create_violations(request: agents_service_pb2.CreateAgentRequest) -> Violations:
+def create_violations(request: agents_service_pb2.CreateAgentRequest, organization_id: str) -> Violations:
     """Problems with a ``CreateAgent`` request, as paths into the request (``agent.display_name``)."""
-    violations = {f"agent.{path}": problem for path, problem in agent_violations(request.agent).items()}
-    if request.agent_id and (problem := names.chosen_id_violation(request.agent_id)):
+    violations = {
+        f"agent.{path}": problem for path, problem in agent_violations(request.agent, organization_id).items()
+    }
+    if request.agent_id and (problem := ids.chosen_id_problem(request.agent_id)):
         violations["agent_id"] = problem
-    if request.request_id and not REQUEST_ID.fullmatch(request.request_id):
-        violations["request_id"] = "must be 1 to 128 visible ASCII characters (a UUID is a good choice)"
+    if problem := request_id_problem(request.request_id):
+        violations["request_id"] = problem
     return violations
 
 
-def agent_violations(agent: agent_pb2.Agent) -> Violations:
+def require_valid_agent(violations: Mapping[str, str], *, prefix: str = "agent.") -> None:
+    """Raise one INVALID_ARGUMENT naming every bad field of an agent, paths prefixed with ``prefix``.
+
+    Raises:
+        InvalidArgument: with a field violation per bad field.
+
+    """
+    require_valid({f"{prefix}{path}": problem for path, problem in violations.items()})
+
+
+def agent_violations(agent: agent_pb2.Agent, organization_id: str) -> Violations:
     """Problems with an agent's caller-settable fields (display name, description, labels, draft)."""
     violations: Violations = {}
-    display_name = agent.display_name
-    if not display_name.strip():
-        violations["display_name"] = "is required"
-    elif len(display_name) > DISPLAY_NAME_MAX:
-        violations["display_name"] = f"must be at most {DISPLAY_NAME_MAX} characters"
-    elif _CONTROL_CHARACTERS.search(display_name):
-        violations["display_name"] = "must not contain control characters"
+    if problem := text_problem(agent.display_name, limit=DISPLAY_NAME_MAX, required=True):
+        violations["display_name"] = problem
     _check_text(violations, "description", agent.description, DESCRIPTION_MAX, multiline=True)
     violations.update(label_violations(agent.labels))
-    violations.update(config_violations(agent.draft, prefix="draft."))
+    violations.update(config_violations(agent.draft, organization_id, prefix="draft."))
     return violations
 
 
@@ -110,7 +119,7 @@ def label_violations(labels: Mapping[str, str]) -> Violations:
     if len(labels) > LABELS_MAX:
         violations["labels"] = f"must have at most {LABELS_MAX} entries"
     for key, value in sorted(labels.items()):
-        path = f"labels[{json.dumps(key)}]"
+        path = map_key_path("labels", key)
         if not LABEL_KEY.fullmatch(key):
             violations[path] = (
                 "key must be 1 to 63 characters of lowercase letters, digits, '_' and '-', starting with a letter"
@@ -120,13 +129,13 @@ def label_violations(labels: Mapping[str, str]) -> Violations:
     return violations
 
 
-def config_violations(config: agent_pb2.AgentConfig, *, prefix: str = "") -> Violations:
-    """Problems with the values present in an agent configuration."""
+def config_violations(config: agent_pb2.AgentConfig, organization_id: str, *, prefix: str = "") -> Violations:
+    """Problems with the values present in an agent configuration (references stay in ``organization_id``)."""
     violations: Violations = {}
-    for field, collection in REFERENCES.items():
+    for field, patterns in REFERENCES.items():
         value = getattr(config, field)
-        if value and not _is_reference(value, collection):
-            violations[field] = f"must be a resource name like {collection}/{{id}}"
+        if value and (problem := _reference_problem(value, patterns, organization_id)):
+            violations[field] = problem
     if config.voice and config.fallback_voice == config.voice:
         violations["fallback_voice"] = "must differ from voice"
     if config.language_code and not LANGUAGE_TAG.fullmatch(config.language_code):
@@ -167,30 +176,30 @@ def with_defaults(config: agent_pb2.AgentConfig) -> agent_pb2.AgentConfig:
     return completed
 
 
-def change_note_violations(change_note: str) -> Violations:
-    """Problems with a publish change note."""
+def publish_violations(request: agents_service_pb2.PublishAgentRequest) -> Violations:
+    """Problems with a ``PublishAgent`` request (its change note and request_id)."""
     violations: Violations = {}
-    _check_text(violations, "change_note", change_note, CHANGE_NOTE_MAX, multiline=True)
+    _check_text(violations, "change_note", request.change_note, CHANGE_NOTE_MAX, multiline=True)
+    if problem := request_id_problem(request.request_id):
+        violations["request_id"] = problem
     return violations
 
 
-def _is_reference(value: str, collection: str) -> bool:
-    prefix, _, resource_id = value.partition("/")
-    return prefix == collection and bool(_RESOURCE_ID.fullmatch(resource_id))
+def _reference_problem(value: str, patterns: Sequence[ResourceName], organization_id: str) -> str | None:
+    for pattern in patterns:
+        try:
+            parsed = pattern.parse(value)
+        except InvalidArgument:
+            continue
+        if pattern.is_organization_scoped and parsed.organization != organization_id:
+            return "must belong to the agent's organisation"
+        return None
+    return "must be a resource name like " + " or ".join(pattern.pattern for pattern in patterns)
 
 
 def _check_text(violations: Violations, field: str, value: str, limit: int, *, multiline: bool = False) -> None:
-    if (problem := _text_problem(value, limit, multiline=multiline)) is not None:
+    if (problem := text_problem(value, limit=limit, multiline=multiline)) is not None:
         violations[field] = problem
-
-
-def _text_problem(value: str, limit: int, *, multiline: bool = False) -> str | None:
-    if len(value) > limit:
-        return f"must be at most {limit} characters"
-    forbidden = _CONTROL_CHARACTERS_BUT_LAYOUT if multiline else _CONTROL_CHARACTERS
-    if forbidden.search(value):
-        return "must not contain control characters" + (" other than tabs and line breaks" if multiline else "")
-    return None
 
 
 def _check_enum(violations: Violations, field: str, value: int, enum: EnumTypeWrapper) -> None:
@@ -233,9 +242,9 @@ def _variable_violations(variables: Mapping[str, str]) -> Violations:
     if len(variables) > DEFAULT_VARIABLES_MAX:
         violations["default_variables"] = f"must have at most {DEFAULT_VARIABLES_MAX} entries"
     for name, value in sorted(variables.items()):
-        path = f"default_variables[{json.dumps(name)}]"
+        path = map_key_path("default_variables", name)
         if not VARIABLE_NAME.fullmatch(name):
             violations[path] = "name must be 1 to 64 letters, digits and '_', not starting with a digit"
-        elif (problem := _text_problem(value, VARIABLE_VALUE_MAX, multiline=True)) is not None:
+        elif (problem := text_problem(value, limit=VARIABLE_VALUE_MAX, multiline=True)) is not None:
             violations[path] = f"value {problem}"
     return violations

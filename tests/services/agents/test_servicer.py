@@ -14,9 +14,9 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from mesh.config import Settings
+from mesh.kit.tables import OutboxRow
 from runtime.serve import InProcessMesh
 from services.agents import service as agents_service
-from services.agents.models import OutboxRow
 from tests.support.mesh import running_services
 from tests.support.tokens import TestIssuer
 from vocelio.agents.v1 import agent_pb2, agents_service_pb2, agents_service_pb2_grpc
@@ -29,9 +29,10 @@ Code = grpc.StatusCode
 class Caller:
     """The AgentsService stub, calling as one principal."""
 
-    def __init__(self, stub: agents_service_pb2_grpc.AgentsServiceStub, token: str) -> None:
+    def __init__(self, stub: agents_service_pb2_grpc.AgentsServiceStub, token: str, org: str) -> None:
         self._stub = stub
         self._metadata = (("authorization", f"Bearer {token}"),)
+        self.parent = f"organizations/{org or '-'}"
 
     def __getattr__(self, method: str) -> Callable[[Any], Awaitable[Any]]:
         rpc = getattr(self._stub, method)
@@ -42,10 +43,10 @@ class Mesh:
     def __init__(self, in_process: InProcessMesh, channel: grpc.aio.Channel) -> None:
         self.host = in_process.hosts[0]
         stub = agents_service_pb2_grpc.AgentsServiceStub(channel)
-        self.alice = Caller(stub, ISSUER.mint(subject="users/alice", org="org_a", role="ADMIN"))
-        self.bob = Caller(stub, ISSUER.mint(subject="users/bob", org="org_b", role="ADMIN"))
-        self.viewer = Caller(stub, ISSUER.mint(subject="users/vic", org="org_a", role="VIEWER"))
-        self.root = Caller(stub, ISSUER.mint(subject="users/root", org="", role="SUPER_ADMIN"))
+        self.alice = Caller(stub, ISSUER.mint(subject="users/alice", org="org_a", role="ADMIN"), "org_a")
+        self.bob = Caller(stub, ISSUER.mint(subject="users/bob", org="org_b", role="ADMIN"), "org_b")
+        self.viewer = Caller(stub, ISSUER.mint(subject="users/vic", org="org_a", role="VIEWER"), "org_a")
+        self.root = Caller(stub, ISSUER.mint(subject="users/root", org="", role="SUPER_ADMIN"), "")
 
     async def events(self, stream: str) -> list[tuple[str, dict[str, Any]]]:
         async with self.host.database.sessions.begin() as session:
@@ -81,10 +82,23 @@ def mask(*paths: str) -> field_mask_pb2.FieldMask:
     return field_mask_pb2.FieldMask(paths=list(paths))
 
 
+REQUEST_1 = "9b2f4c1e-3d5a-4b6c-8d7e-0f1a2b3c4d5e"
+
+
+def stream(agent: agent_pb2.Agent) -> str:
+    _, org, _, agent_id = agent.name.split("/")
+    return f"agents-{org}-{agent_id}"
+
+
 async def create(caller: Caller, agent: agent_pb2.Agent | None = None, **request: Any) -> agent_pb2.Agent:
     agent = agent or agent_pb2.Agent(display_name="Front desk")
+    request.setdefault("parent", caller.parent)
     reply: pb.CreateAgentResponse = await caller.CreateAgent(pb.CreateAgentRequest(agent=agent, **request))
     return reply.agent
+
+
+def listing(caller: Caller, **request: Any) -> pb.ListAgentsRequest:
+    return pb.ListAgentsRequest(parent=caller.parent, **request)
 
 
 async def create_published(caller: Caller, **request: Any) -> agent_pb2.Agent:
@@ -115,7 +129,7 @@ def field_violations(error: grpc.aio.AioRpcError) -> dict[str, str]:
 async def test_an_agent_from_creation_to_deletion(mesh: Mesh):
     alice = mesh.alice
     agent = await create(alice, agent_pb2.Agent(display_name="Desk", description="Answers", labels={"team": "clinic"}))
-    assert agent.name.startswith("agents/ag_")
+    assert agent.name.startswith("organizations/org_a/agents/ag_")
     assert agent.organization_id == "org_a"
     assert agent.state == agent_pb2.AGENT_STATE_DRAFT
     assert agent.draft.max_call_duration.seconds == 600
@@ -162,8 +176,8 @@ async def test_an_agent_from_creation_to_deletion(mesh: Mesh):
     archived = (await alice.ArchiveAgent(pb.ArchiveAgentRequest(name=agent.name))).agent
     assert archived.state == agent_pb2.AGENT_STATE_ARCHIVED
     assert archived.pinned_version == 1
-    assert (await alice.ListAgents(pb.ListAgentsRequest())).agents == []
-    assert [a.name for a in (await alice.ListAgents(pb.ListAgentsRequest(show_archived=True))).agents] == [agent.name]
+    assert (await alice.ListAgents(listing(alice))).agents == []
+    assert [a.name for a in (await alice.ListAgents(listing(alice, show_archived=True))).agents] == [agent.name]
     rename = agent_pb2.Agent(name=agent.name, display_name="Nope")
     error = await refused(alice.UpdateAgent(pb.UpdateAgentRequest(agent=rename, update_mask=mask("display_name"))))
     assert error.code() == Code.FAILED_PRECONDITION
@@ -180,7 +194,7 @@ async def test_an_agent_from_creation_to_deletion(mesh: Mesh):
     gone = await refused(alice.GetAgentVersion(pb.GetAgentVersionRequest(name=one.name)))
     assert gone.code() == Code.NOT_FOUND
 
-    history = await mesh.events(f"agents-{agent.name.removeprefix('agents/')}")
+    history = await mesh.events(stream(agent))
     assert [event_type for event_type, _ in history] == [
         "agent.created",
         "agent.updated",
@@ -210,7 +224,7 @@ async def test_a_never_published_agent_unarchives_to_draft(mesh: Mesh):
     back = (await mesh.alice.UnarchiveAgent(pb.UnarchiveAgentRequest(name=agent.name))).agent
     assert back.state == agent_pb2.AGENT_STATE_DRAFT
     assert (await mesh.alice.UnarchiveAgent(pb.UnarchiveAgentRequest(name=agent.name))).agent.etag == back.etag
-    assert [t for t, _ in await mesh.events(f"agents-{agent.name[7:]}")] == [
+    assert [t for t, _ in await mesh.events(stream(agent))] == [
         "agent.created",
         "agent.archived",
         "agent.updated",
@@ -221,34 +235,55 @@ async def test_a_never_published_agent_unarchives_to_draft(mesh: Mesh):
 
 
 async def test_create_is_idempotent_per_request_id_and_organisation(mesh: Mesh):
-    first = await create(mesh.alice, request_id="req-1")
-    retry = await create(mesh.alice, request_id="req-1")
+    first = await create(mesh.alice, request_id=REQUEST_1)
+    retry = await create(mesh.alice, request_id=REQUEST_1)
     assert retry == first
-    assert len((await mesh.alice.ListAgents(pb.ListAgentsRequest())).agents) == 1
+    assert len((await mesh.alice.ListAgents(listing(mesh.alice))).agents) == 1
     other_body = await refused(
-        mesh.alice.CreateAgent(pb.CreateAgentRequest(agent=agent_pb2.Agent(display_name="Other"), request_id="req-1"))
+        mesh.alice.CreateAgent(
+            pb.CreateAgentRequest(
+                parent=mesh.alice.parent, agent=agent_pb2.Agent(display_name="Other"), request_id=REQUEST_1
+            )
+        )
     )
     assert other_body.code() == Code.INVALID_ARGUMENT
     assert set(field_violations(other_body)) == {"request_id"}
-    elsewhere = await create(mesh.bob, request_id="req-1")
+    elsewhere = await create(mesh.bob, request_id=REQUEST_1)
     assert elsewhere.name != first.name
     await mesh.alice.DeleteAgent(pb.DeleteAgentRequest(name=first.name))
-    deleted = await refused(
+    # AIP-155: the retry of a create that succeeded gets its first answer, and creates nothing.
+    assert await create(mesh.alice, request_id=REQUEST_1) == first
+    assert (await mesh.alice.ListAgents(listing(mesh.alice))).agents == []
+
+
+async def test_publish_is_idempotent_per_request_id(mesh: Mesh):
+    agent = await create(mesh.alice, agent_pb2.Agent(display_name="Desk", draft=ready_draft()))
+    request = pb.PublishAgentRequest(name=agent.name, etag=agent.etag, request_id=REQUEST_1)
+    first = await mesh.alice.PublishAgent(request)
+    retry = await mesh.alice.PublishAgent(request)  # the etag is stale now, the answer is the first one
+    assert retry == first
+    assert first.agent.latest_version == 1
+    bad = await refused(mesh.alice.PublishAgent(pb.PublishAgentRequest(name=agent.name, request_id="nope")))
+    assert set(field_violations(bad)) == {"request_id"}
+
+
+async def test_chosen_ids_are_unique_per_organisation(mesh: Mesh):
+    agent = await create(mesh.alice, agent_id="front-desk")
+    assert agent.name == "organizations/org_a/agents/front-desk"
+    error = await refused(
         mesh.alice.CreateAgent(
-            pb.CreateAgentRequest(agent=agent_pb2.Agent(display_name="Front desk"), request_id="req-1")
+            pb.CreateAgentRequest(
+                parent=mesh.alice.parent, agent=agent_pb2.Agent(display_name="Again"), agent_id="front-desk"
+            )
         )
     )
-    assert deleted.code() == Code.FAILED_PRECONDITION
-    assert "since been deleted" in (deleted.details() or "")
-
-
-async def test_chosen_ids_are_used_and_unique(mesh: Mesh):
-    agent = await create(mesh.alice, agent_id="front-desk")
-    assert agent.name == "agents/front-desk"
-    error = await refused(
-        mesh.bob.CreateAgent(pb.CreateAgentRequest(agent=agent_pb2.Agent(display_name="Mine"), agent_id="front-desk"))
-    )
     assert error.code() == Code.ALREADY_EXISTS
+    # Another organisation may use the same id, and each sees only its own.
+    theirs = await create(mesh.bob, agent_pb2.Agent(display_name="Bob's desk"), agent_id="front-desk")
+    assert theirs.name == "organizations/org_b/agents/front-desk"
+    assert [a.display_name for a in (await mesh.alice.ListAgents(listing(mesh.alice))).agents] == ["Front desk"]
+    assert [a.display_name for a in (await mesh.bob.ListAgents(listing(mesh.bob))).agents] == ["Bob's desk"]
+    assert (await mesh.alice.GetAgent(pb.GetAgentRequest(name=agent.name))).agent == agent
 
 
 async def test_field_violations_arrive_as_bad_request_details(mesh: Mesh):
@@ -260,7 +295,11 @@ async def test_field_violations_arrive_as_bad_request_details(mesh: Mesh):
             interruption_sensitivity=-1, script="flows/f1",
         ),
     )  # fmt: skip
-    error = await refused(mesh.alice.CreateAgent(pb.CreateAgentRequest(agent=agent, agent_id="X", request_id="a b")))
+    error = await refused(
+        mesh.alice.CreateAgent(
+            pb.CreateAgentRequest(parent=mesh.alice.parent, agent=agent, agent_id="X", request_id="a b")
+        )
+    )
     assert error.code() == Code.INVALID_ARGUMENT
     assert set(field_violations(error)) == {
         "agent.display_name",
@@ -276,10 +315,18 @@ async def test_field_violations_arrive_as_bad_request_details(mesh: Mesh):
 
 
 async def test_only_members_of_an_organisation_create_agents(mesh: Mesh):
-    error = await refused(mesh.root.CreateAgent(pb.CreateAgentRequest(agent=agent_pb2.Agent(display_name="X"))))
+    agent = agent_pb2.Agent(display_name="X")
+    error = await refused(mesh.root.CreateAgent(pb.CreateAgentRequest(parent="organizations/org_a", agent=agent)))
     assert error.code() == Code.FAILED_PRECONDITION
-    error = await refused(mesh.viewer.CreateAgent(pb.CreateAgentRequest(agent=agent_pb2.Agent(display_name="X"))))
+    error = await refused(mesh.viewer.CreateAgent(pb.CreateAgentRequest(parent=mesh.viewer.parent, agent=agent)))
     assert error.code() == Code.PERMISSION_DENIED
+    for parent in ("organizations/org_b", "organizations/nowhere"):
+        error = await refused(mesh.alice.CreateAgent(pb.CreateAgentRequest(parent=parent, agent=agent)))
+        assert error.code() == Code.PERMISSION_DENIED, parent
+        assert error.details() == "the caller may not act in the organisation named by parent"
+    for parent in ("", "organizations/-"):  # "-" only ever lists (AIP-159)
+        error = await refused(mesh.alice.CreateAgent(pb.CreateAgentRequest(parent=parent, agent=agent)))
+        assert set(field_violations(error)) == {"parent"}
 
 
 # Updating
@@ -374,30 +421,30 @@ async def test_listing_pages_filters_and_refuses_bad_tokens(mesh: Mesh):
     for i in range(5):
         names.append((await create(mesh.alice, agent_pb2.Agent(display_name=f"A{i}", labels={"n": str(i % 2)}))).name)
     await create(mesh.bob)
-    first = await mesh.alice.ListAgents(pb.ListAgentsRequest(page_size=2))
+    first = await mesh.alice.ListAgents(listing(mesh.alice, page_size=2))
     assert [a.name for a in first.agents] == names[::-1][:2]
     rest = []
     token = first.next_page_token
     while token:
-        page = await mesh.alice.ListAgents(pb.ListAgentsRequest(page_size=2, page_token=token))
+        page = await mesh.alice.ListAgents(listing(mesh.alice, page_size=2, page_token=token))
         rest += [a.name for a in page.agents]
         token = page.next_page_token
     assert rest == names[::-1][2:]
 
-    odd = await mesh.alice.ListAgents(pb.ListAgentsRequest(filter='state = DRAFT AND labels.n = "1"'))
+    odd = await mesh.alice.ListAgents(listing(mesh.alice, filter='state = DRAFT AND labels.n = "1"'))
     assert [a.name for a in odd.agents] == [names[3], names[1]]
-    assert (await mesh.alice.ListAgents(pb.ListAgentsRequest(filter="state = PUBLISHED"))).agents == []
+    assert (await mesh.alice.ListAgents(listing(mesh.alice, filter="state = PUBLISHED"))).agents == []
 
     tampered = first.next_page_token[:-2] + ("AA" if not first.next_page_token.endswith("AA") else "BB")
     for request in (
-        pb.ListAgentsRequest(page_size=2, page_token=tampered),
-        pb.ListAgentsRequest(page_size=2, page_token=first.next_page_token, filter="state = DRAFT"),
-        pb.ListAgentsRequest(filter="display_name = 'x'"),
-        pb.ListAgentsRequest(page_size=-1),
+        listing(mesh.alice, page_size=2, page_token=tampered),
+        listing(mesh.alice, page_size=2, page_token=first.next_page_token, filter="state = DRAFT"),
+        listing(mesh.alice, filter="display_name = 'x'"),
+        listing(mesh.alice, page_size=-1),
     ):
         error = await refused(mesh.alice.ListAgents(request))
         assert error.code() == Code.INVALID_ARGUMENT, request
-    error = await refused(mesh.alice.ListAgents(pb.ListAgentsRequest(filter="state = LIVE")))
+    error = await refused(mesh.alice.ListAgents(listing(mesh.alice, filter="state = LIVE")))
     assert (error.details() or "").startswith("unsupported filter")
 
 
@@ -423,7 +470,7 @@ def name_methods(name: str) -> list[tuple[str, Any]]:
 
 async def test_another_organisations_agent_is_indistinguishable_from_a_missing_one(mesh: Mesh):
     theirs = await create_published(mesh.bob)
-    missing = "agents/ag_aaaaaaaaaaaaaaaa"
+    missing = "organizations/org_b/agents/ag_aaaaaaaaaaaaaaaa"
     for (method, foreign_request), (_, missing_request) in zip(
         name_methods(theirs.name), name_methods(missing), strict=True
     ):
@@ -432,7 +479,13 @@ async def test_another_organisations_agent_is_indistinguishable_from_a_missing_o
         assert foreign.code() == absent.code() == Code.NOT_FOUND, method
         assert (foreign.details() or "").replace(theirs.name, missing) == absent.details(), method
     assert (await mesh.bob.GetAgent(pb.GetAgentRequest(name=theirs.name))).agent == theirs  # untouched
-    assert (await mesh.alice.ListAgents(pb.ListAgentsRequest())).agents == []
+    assert (await mesh.alice.ListAgents(listing(mesh.alice))).agents == []
+    # A parent the caller does not belong to: one answer whether or not the organisation exists.
+    answers = set()
+    for parent in ("organizations/org_b", "organizations/nowhere", "organizations/-"):
+        error = await refused(mesh.alice.ListAgents(pb.ListAgentsRequest(parent=parent)))
+        answers.add((error.code(), error.details()))
+    assert answers == {(Code.PERMISSION_DENIED, "the caller may not act in the organisation named by parent")}
 
 
 async def test_a_platform_admin_reads_every_organisation_but_changes_none(mesh: Mesh):
@@ -441,7 +494,7 @@ async def test_a_platform_admin_reads_every_organisation_but_changes_none(mesh: 
     version = f"{theirs.name}/versions/1"
     assert (await mesh.root.GetAgentVersion(pb.GetAgentVersionRequest(name=version))).agent_version.version == 1
     assert len((await mesh.root.ListAgentVersions(pb.ListAgentVersionsRequest(parent=theirs.name))).agent_versions) == 1
-    assert [a.name for a in (await mesh.root.ListAgents(pb.ListAgentsRequest())).agents] == [theirs.name]
+    assert [a.name for a in (await mesh.root.ListAgents(listing(mesh.root))).agents] == [theirs.name]
     error = await refused(mesh.root.ArchiveAgent(pb.ArchiveAgentRequest(name=theirs.name)))
     assert error.code() == Code.PERMISSION_DENIED
 

@@ -1,50 +1,48 @@
-"""The events the agents service writes today are exactly its typed event messages.
-
-``services/agents/events.py`` still builds plain JSON payloads; each one must decode into the
-message its contract declares (``agents_events.proto``) and encode back to the same JSON, so
-the agents outbox rows are already typed events.
-"""
+"""Every event the agents service writes is the typed message its contract declares, and round-trips."""
 
 from __future__ import annotations
-
-import json
 
 import pytest
 
 from mesh.event_types import default_event_types
-from mesh.principal import Principal, PrincipalKind
 from services.agents import events as agent_events
 from vocelio.agents.v1 import agent_pb2, agents_events_pb2
 
 EVENTS = default_event_types()
+NAME = "organizations/o1/agents/front-desk"
 
 
 def _agent() -> agent_pb2.Agent:
-    return agent_pb2.Agent(name="agents/front-desk", organization_id="o1", display_name="Front desk", etag="e1")
+    return agent_pb2.Agent(name=NAME, organization_id="o1", display_name="Front desk", etag="e1")
 
 
 @pytest.mark.parametrize(
-    ("build", "expected"),
+    ("build", "expected", "event_type"),
     [
-        (lambda a, p: agent_events.created(a, p), agents_events_pb2.AgentCreatedEvent),
-        (lambda a, p: agent_events.updated(a, p, ["draft.prompt"]), agents_events_pb2.AgentUpdatedEvent),
+        (lambda a: agent_events.created(a), agents_events_pb2.AgentCreatedEvent, "agent.created"),
+        (lambda a: agent_events.updated(a, ["draft.prompt"]), agents_events_pb2.AgentUpdatedEvent, "agent.updated"),
         (
-            lambda a, p: agent_events.updated(a, p, ["draft"], restoredFrom="agents/front-desk/versions/2"),
+            lambda a: agent_events.updated(a, ["draft"], restored_from=f"{NAME}/versions/2"),
             agents_events_pb2.AgentUpdatedEvent,
+            "agent.updated",
         ),
         (
-            lambda a, p: agent_events.published(a, agent_pb2.AgentVersion(name="agents/front-desk/versions/1"), p),
+            lambda a: agent_events.published(a, agent_pb2.AgentVersion(name=f"{NAME}/versions/1")),
             agents_events_pb2.AgentPublishedEvent,
+            "agent.published",
         ),
-        (lambda a, p: agent_events.archived(a, p), agents_events_pb2.AgentArchivedEvent),
-        (lambda a, p: agent_events.deleted(a, p), agents_events_pb2.AgentDeletedEvent),
+        (lambda a: agent_events.archived(a), agents_events_pb2.AgentArchivedEvent, "agent.archived"),
+        (lambda a: agent_events.deleted(a), agents_events_pb2.AgentDeletedEvent, "agent.deleted"),
     ],
 )
-def test_the_agents_service_payloads_of_today_are_their_typed_messages(build, expected):
-    principal = Principal(
-        subject="users/u1", kind=PrincipalKind.USER, organization_id="o1", role="ADMIN", permissions=frozenset()
-    )
-    written = build(_agent(), principal)
-    decoded = EVENTS.decode(written.event_type, "", json.dumps(written.data))
-    assert type(decoded) is expected
-    assert EVENTS.encode(decoded).data == written.data
+def test_every_agents_payload_is_its_typed_message(build, expected, event_type):
+    payload = build(_agent())
+    assert type(payload) is expected
+    encoded = EVENTS.encode(payload)
+    assert (encoded.type, encoded.data_schema) == (event_type, expected.DESCRIPTOR.full_name)
+    assert EVENTS.decode(*encoded) == payload
+
+
+def test_every_declared_agents_event_type_is_built_here():
+    declared = {event.type for event in EVENTS.by_service("agents")}
+    assert declared == {"agent.created", "agent.updated", "agent.published", "agent.archived", "agent.deleted"}
