@@ -23,7 +23,7 @@ import datetime
 import enum
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from sqlalchemy import and_, not_, or_
@@ -74,6 +74,8 @@ class FilterField:
         column: the column (or SQL expression) it reads.
         enum_values: for an enum, each accepted name → the stored value.
         enum_prefix: a prefix callers may put before enum names (``AGENT_STATE_``).
+        has: for a repeated field, the condition "holds this value" (``scopes:calls.get``);
+            without it ``field:`` takes only ``*`` (is set).
 
     """
 
@@ -81,6 +83,7 @@ class FilterField:
     column: Any
     enum_values: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     enum_prefix: str = ""
+    has: Callable[[str], ColumnElement[bool]] | None = None
 
     @classmethod
     def enum(cls, column: Any, values: Mapping[str, Any], prefix: str = "") -> FilterField:
@@ -214,6 +217,8 @@ class _Parser:
         if spec.kind is Kind.LABELS:
             return self.label(spec, name, key, operator.text, value)
         if operator.text == ":":
+            if spec.has is not None and value.kind in ("word", "string"):
+                return spec.has(_string(value, self.field))
             if value.kind != "star":
                 raise _invalid(f"{name}: takes only * (is set); compare values with =", self.field)
             return _is_set(spec)
