@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 
 from google.protobuf import duration_pb2, timestamp_pb2
 from google.protobuf.message import Message
 
+from mesh.kit.sql import timestamp
 from services.developer_api.domain import (
     Environment,
     KeySettings,
@@ -18,10 +18,9 @@ from services.developer_api.domain import (
     key_name,
     log_name,
 )
-from services.developer_api.models import ApiKeyRow, ApiRequestLogRow, utc, utc_or_none
+from services.developer_api.models import ApiKeyRow, ApiRequestLogRow
 from services.developer_api.restrictions import Restrictions
-from services.developer_api.usage import Counters, percentile
-from vocelio.common.v1 import audit_pb2
+from services.developer_api.usage import Counters, KeyRef, percentile
 from vocelio.developer_api.v1 import api_key_pb2, api_usage_pb2
 
 ENVIRONMENTS = {
@@ -39,13 +38,6 @@ STATES = {
 }
 _ENVIRONMENT_VALUES = {value: number for number, value in ENVIRONMENTS.items()}
 _KEY_TYPE_VALUES = {value: number for number, value in KEY_TYPES.items()}
-
-
-def timestamp(moment: datetime.datetime) -> timestamp_pb2.Timestamp:
-    """A protobuf Timestamp."""
-    message = timestamp_pb2.Timestamp()
-    message.FromDatetime(utc(moment))
-    return message
 
 
 def moment(message: Message, field: str) -> datetime.datetime | None:
@@ -72,8 +64,8 @@ def duration(value: datetime.timedelta) -> duration_pb2.Duration:
 
 
 def etag(row: ApiKeyRow) -> str:
-    """The key's current version tag."""
-    return hashlib.sha256(f"{key_name(row.organization_id, row.id)}:{row.version}".encode()).hexdigest()[:16]
+    """The key's current etag (the kit's, from its name, creation time and revision)."""
+    return row.etag_for(key_name(row.organization_id, row.id))
 
 
 def restrictions_from_proto(message: api_key_pb2.ApiKeyRestrictions) -> Restrictions:
@@ -106,7 +98,7 @@ def scopes_of(row: ApiKeyRow) -> tuple[str, ...]:
 
 def labels_of(row: ApiKeyRow) -> dict[str, str]:
     """A stored key's labels."""
-    return dict(json.loads(row.labels))
+    return dict(row.labels)
 
 
 def settings_of(row: ApiKeyRow) -> KeySettings:
@@ -117,14 +109,14 @@ def settings_of(row: ApiKeyRow) -> KeySettings:
         environment=Environment(row.environment),
         scopes=scopes_of(row),
         restrictions=restrictions_of(row),
-        expire_time=utc_or_none(row.expire_time),
+        expire_time=row.expire_time,
         labels=labels_of(row),
     )
 
 
 def state_of(row: ApiKeyRow, now: datetime.datetime) -> KeyState:
     """A stored key's state as readers see it (expiry applied)."""
-    return effective_state(KeyState(row.state), utc_or_none(row.expire_time), now)
+    return effective_state(KeyState(row.state), row.expire_time, now)
 
 
 def environment_number(value: str) -> int:
@@ -154,12 +146,7 @@ def key_to_proto(row: ApiKeyRow, now: datetime.datetime) -> api_key_pb2.ApiKey:
         rotated_from=key_name(row.organization_id, row.rotated_from) if row.rotated_from else "",
         rotated_to=key_name(row.organization_id, row.rotated_to) if row.rotated_to else "",
         labels=labels_of(row),
-        audit=audit_pb2.AuditInfo(
-            create_time=timestamp(row.create_time),
-            update_time=timestamp(row.update_time),
-            creator=row.creator,
-            last_modifier=row.last_modifier,
-        ),
+        audit=row.audit_info(),
         etag=etag(row),
     )
     for field, value in (
@@ -194,7 +181,7 @@ def log_to_proto(row: ApiRequestLogRow) -> api_usage_pb2.ApiRequestLog:
 
 
 def usage_to_proto(
-    key: tuple[str, str], start: datetime.datetime, width: datetime.timedelta, counters: Counters
+    key: KeyRef, start: datetime.datetime, width: datetime.timedelta, counters: Counters
 ) -> api_usage_pb2.ApiKeyUsage:
     """One usage bucket of a key, given as (organization id, key id)."""
     return api_usage_pb2.ApiKeyUsage(

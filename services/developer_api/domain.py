@@ -10,20 +10,22 @@ import dataclasses
 import datetime
 import enum
 import re
-import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import TypeVar
 
 from mesh.access import AccessTable, Role
-from mesh.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
-from mesh.principal import Principal
+from mesh.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from mesh.kit import ids
+from mesh.kit.names import ResourceName
+from mesh.kit.validation import Violations
 from services.developer_api.restrictions import Restrictions, validate_restrictions
+from vocelio.developer_api.v1 import api_key_pb2, api_usage_pb2
 
-ORGANIZATIONS = "organizations"
-COLLECTION = "api_keys"
-LOG_COLLECTION = "api_request_logs"
-# The AIP-159 wildcard: "organizations/-" (platform principals) and "…/api_keys/-" (every key).
+KEYS = ResourceName.for_message(api_key_pb2.ApiKey)
+LOGS = ResourceName.for_message(api_usage_pb2.ApiRequestLog)
+KEY_ID_PREFIX = "k"
+# "…/api_keys/-": every key of the organisation (ListApiKeyUsage).
 EVERY = "-"
-NOT_FOUND_MESSAGE = "API key not found"
 MAX_SCOPES = 100
 MAX_ACTIVE_KEYS_PER_ORGANIZATION = 100
 MAX_DISPLAY_NAME = 100
@@ -33,8 +35,9 @@ MIN_LIFETIME = datetime.timedelta(hours=1)
 MAX_LIFETIME = datetime.timedelta(days=365)
 DEFAULT_OVERLAP = datetime.timedelta(hours=24)
 MAX_OVERLAP = datetime.timedelta(days=7)
-# An idempotent create or rotate answers with the same secret for this long, then forgets it.
-IDEMPOTENCY_WINDOW = datetime.timedelta(hours=24)
+# An idempotent create or rotate answers with the same secret for this long (the kit's
+# request_id window), then forgets it.
+SEALED_SECRET_WINDOW = datetime.timedelta(hours=24)
 # last_used_time is kept to the minute, so a busy key costs at most one write a minute.
 LAST_USED_RESOLUTION = datetime.timedelta(minutes=1)
 
@@ -45,12 +48,8 @@ CLIENT_SAFE_SCOPES = frozenset(
     {"calls.create", "calls.get", "calls.hangup", "agents.get", "voices.get", "voices.list", "voices.preview"}
 )
 
-_USER_KEY_ID = re.compile(r"^[a-z0-9][a-z0-9-]{2,61}[a-z0-9]$")
-_ANY_KEY_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-_ORGANIZATION_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-_UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 _LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-_ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
+_T = TypeVar("_T")
 
 
 class Environment(enum.StrEnum):
@@ -89,129 +88,53 @@ class KeySettings:
 
 
 def new_key_id() -> str:
-    """A generated key id, ``k_`` + 16 base32 characters (user-chosen ids never contain ``_``)."""
-    return "k_" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(16))
+    """A generated key id, ``k_`` + 16 base32 characters (the kit's generated-id form)."""
+    return ids.new_id(KEY_ID_PREFIX)
 
 
 def key_name(organization_id: str, key_id: str) -> str:
     """The resource name of a key, ``organizations/{organization}/api_keys/{api_key}``."""
-    return f"{ORGANIZATIONS}/{organization_id}/{COLLECTION}/{key_id}"
+    return KEYS.format(organization=organization_id, api_key=key_id)
 
 
 def log_name(organization_id: str, log_id: str) -> str:
     """The resource name of a request log entry."""
-    return f"{ORGANIZATIONS}/{organization_id}/{LOG_COLLECTION}/{log_id}"
+    return LOGS.format(organization=organization_id, api_request_log=log_id)
 
 
-def not_found(name: str) -> NotFound:
-    """The one NotFound for a key that is missing or belongs to another organisation."""
-    return NotFound(f"{NOT_FOUND_MESSAGE}: {name}")
-
-
-def _split(name: str, collection: str) -> tuple[str, str] | None:
-    parts = name.split("/")
-    if len(parts) != 4 or parts[0] != ORGANIZATIONS or parts[2] != collection:
-        return None
-    return parts[1], parts[3]
-
-
-def parse_key_name(name: str, field: str = "name", *, any_key: bool = False) -> tuple[str, str]:
+def parse_key_name(name: str, field: str = "name") -> tuple[str, str]:
     """The organisation id and key id in ``organizations/{organization}/api_keys/{api_key}``.
-
-    Args:
-        name: the name.
-        field: the request field, for the error.
-        any_key: accept ``-`` as the key id (every key of the organisation).
 
     Raises:
         InvalidArgument: not a key name (``organizations/-`` is never accepted here).
 
     """
-    parts = _split(name, COLLECTION)
-    if (
-        parts is None
-        or not _ORGANIZATION_ID.match(parts[0])
-        or not (_ANY_KEY_ID.match(parts[1]) or (any_key and parts[1] == EVERY))
-    ):
-        shape = f"{ORGANIZATIONS}/{{organization}}/{COLLECTION}/{{api_key}}"
-        raise InvalidArgument(f"expected an API key name like {shape}", {field: f"must look like {shape}"})
-    return parts
+    parsed = KEYS.parse(name, field=field)
+    return parsed.organization, parsed[KEYS.id_variable]
 
 
-def parse_parent(parent: str, field: str = "parent", *, wildcard: bool = True) -> str:
-    """The organisation id in ``organizations/{organization}``, or ``-`` for every organisation.
+def parse_usage_parent(parent: str) -> tuple[str, str | None]:
+    """The organisation and key of a ListApiKeyUsage parent; ``None`` for ``…/api_keys/-`` (every key).
 
     Raises:
-        InvalidArgument: not an organisation name, or ``-`` where it is not allowed.
+        InvalidArgument: neither a key name nor ``organizations/{organization}/api_keys/-``.
 
     """
-    collection, _, organization_id = parent.partition("/")
-    if collection == ORGANIZATIONS and (
-        _ORGANIZATION_ID.match(organization_id) or (wildcard and organization_id == EVERY)
-    ):
-        return organization_id
-    raise InvalidArgument(
-        "expected a parent like organizations/{organization}", {field: "must look like organizations/{organization}"}
-    )
-
-
-def readable_organization(principal: Principal, organization_id: str, name: str) -> str:
-    """The organisation of a named key, if the caller may see it.
-
-    Raises:
-        NotFound: another organisation's key, with exactly the answer a missing key gets.
-
-    """
-    if not principal.can_access(organization_id):
-        raise not_found(name)
-    return organization_id
-
-
-def list_scope(principal: Principal, organization_id: str, what: str) -> str | None:
-    """The organisation a list reads (``None`` for every organisation, ``organizations/-``).
-
-    The answer for an organisation the caller does not belong to never depends on whether
-    that organisation exists: nothing is looked up before refusing.
-
-    Raises:
-        PermissionDenied: another organisation, or ``-`` for a caller that is not a platform principal.
-
-    """
-    if organization_id == EVERY:
-        if not principal.is_platform_admin:
-            raise PermissionDenied(f"only platform administrators may list {what} across organisations")
-        return None
-    if not principal.can_access(organization_id):
-        raise PermissionDenied(f"you may list only your own organisation's {what}")
-    return organization_id
-
-
-def validate_request_id(request_id: str) -> str:
-    """A request_id: empty (not deduplicated) or a UUID4 in its canonical form (AIP-155).
-
-    Raises:
-        InvalidArgument: anything else.
-
-    """
-    if request_id and not _UUID4.match(request_id):
-        raise InvalidArgument("request_id must be a UUID4", {"request_id": "a UUID4 like 3f2b8c1e-…-4…"})
-    return request_id
+    every = f"/{KEYS.collection}/{EVERY}"
+    if parent.endswith(every):
+        scope = KEYS.parse_parent(parent.removesuffix(every), allow_wildcard=False)
+        return scope.organization, None
+    return parse_key_name(parent, "parent")
 
 
 def validate_key_id(key_id: str) -> str:
-    """A caller-chosen key id, or a generated one when empty.
+    """A caller-chosen key id (the kit's id rule), or a generated one when empty.
 
     Raises:
-        InvalidArgument: not 4 to 63 characters of ``[a-z0-9-]`` starting and ending alphanumeric.
+        InvalidArgument: the chosen id breaks the rule.
 
     """
-    if not key_id:
-        return new_key_id()
-    if not _USER_KEY_ID.match(key_id):
-        raise InvalidArgument(
-            "invalid api_key_id", {"api_key_id": "4 to 63 characters of a-z, 0-9 and -, not starting or ending with -"}
-        )
-    return key_id
+    return ids.chosen_or_new(key_id, KEY_ID_PREFIX, field="api_key_id")
 
 
 def validate_display_name(value: str, field: str = "api_key.display_name") -> str:
@@ -472,23 +395,48 @@ def validate_new_key(
 ) -> KeySettings:
     """Everything a new key's creator chose, validated; see the individual rules.
 
+    Every malformed field is reported at once, in one INVALID_ARGUMENT.
+
     Raises:
-        InvalidArgument: a malformed field.
+        InvalidArgument: malformed fields, each named.
         PermissionDenied: scopes beyond the creator's permissions.
 
     """
-    name = validate_display_name(display_name)
-    if environment is None:
-        raise InvalidArgument("environment is required", {"api_key.environment": "LIVE or TEST"})
+    violations = Violations()
     kind = key_type or KeyType.SECRET
+
+    def checked(rule: Callable[[], _T]) -> _T | None:
+        try:
+            return rule()
+        except InvalidArgument as error:
+            violations.update(error.field_violations)
+            return None
+
+    name = checked(lambda: validate_display_name(display_name))
+    violations.check(environment is not None, "api_key.environment", "is required: LIVE or TEST")
+    chosen_scopes = checked(
+        lambda: validate_scopes(scopes, held=held, creator_role=creator_role, known=known, key_type=kind)
+    )
+    chosen_restrictions = checked(
+        lambda: validate_restrictions(
+            restrictions, publishable=kind is KeyType.PUBLISHABLE, organization_id=organization_id
+        )
+    )
+    expiry = checked(lambda: validate_new_expiry(expire_time, now))
+    chosen_labels = checked(lambda: validate_labels(labels))
+    violations.raise_if_any()
+    # Every rule passed (raise_if_any would have raised), so each value is set.
+    assert name is not None
+    assert environment is not None
+    assert chosen_scopes is not None
+    assert chosen_restrictions is not None
+    assert chosen_labels is not None
     return KeySettings(
         display_name=name,
         key_type=kind,
         environment=environment,
-        scopes=validate_scopes(scopes, held=held, creator_role=creator_role, known=known, key_type=kind),
-        restrictions=validate_restrictions(
-            restrictions, publishable=kind is KeyType.PUBLISHABLE, organization_id=organization_id
-        ),
-        expire_time=validate_new_expiry(expire_time, now),
-        labels=validate_labels(labels),
+        scopes=chosen_scopes,
+        restrictions=chosen_restrictions,
+        expire_time=expiry,
+        labels=chosen_labels,
     )

@@ -2,39 +2,31 @@
 
 Every table is keyed by ``organization_id`` first: ids are unique per organisation (AIP-122
 names ``organizations/{organization}/api_keys/{api_key}``), so two organisations may use the
-same caller-chosen id, and every query names the organisation it reads.
-
-Times are timezone-aware UTC; SQLite hands them back naive, and :func:`utc` is the one
-place that puts the zone back. Lists and maps (scopes, restrictions, labels, latency
-histograms) are JSON text, which both backends store and compare the same way.
+same caller-chosen id, and every query names the organisation it reads. Times are the kit's
+:class:`~mesh.kit.sql.UtcDateTime`; labels a :data:`~mesh.kit.sql.JsonDocument` (the kit's
+filter reads them). Scopes and restrictions are JSON text only this service reads: the
+``scopes:`` filter matches the text.
 """
 
 from __future__ import annotations
 
 import datetime
 
-from sqlalchemy import BigInteger, DateTime, Index, Integer, LargeBinary, PrimaryKeyConstraint, String, Text
+from sqlalchemy import BigInteger, Index, Integer, LargeBinary, PrimaryKeyConstraint, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from mesh.kit.sql import JsonDocument, Revisioned, UtcDateTime
 
 
 class Base(DeclarativeBase):
     """Declarative base of this service's tables."""
 
 
-def utc(value: datetime.datetime) -> datetime.datetime:
-    """A stored time as aware UTC (SQLite returns naive datetimes)."""
-    return value.replace(tzinfo=datetime.UTC) if value.tzinfo is None else value.astimezone(datetime.UTC)
-
-
-def utc_or_none(value: datetime.datetime | None) -> datetime.datetime | None:
-    """:func:`utc` for nullable columns."""
-    return None if value is None else utc(value)
-
-
-class ApiKeyRow(Base):
+class ApiKeyRow(Revisioned, Base):
     """An API key. The secret itself is never stored; ``secret_hash`` is its SHA-256.
 
-    ``rotated_from`` and ``rotated_to`` are ids of keys of the same organisation.
+    ``rotated_from`` and ``rotated_to`` are ids of keys of the same organisation. The
+    revision (etag) changes with the key's settings and state, not with ``last_used_*``.
     """
 
     __tablename__ = "api_keys"
@@ -54,43 +46,35 @@ class ApiKeyRow(Base):
     environment: Mapped[str] = mapped_column(String(8))
     scopes: Mapped[str] = mapped_column(Text)
     restrictions: Mapped[str] = mapped_column(Text)
-    labels: Mapped[str] = mapped_column(Text)
+    labels: Mapped[dict[str, str]] = mapped_column(JsonDocument)
     state: Mapped[str] = mapped_column(String(16))
-    expire_time: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True))
-    last_used_time: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True))
+    expire_time: Mapped[datetime.datetime | None] = mapped_column(UtcDateTime())
+    last_used_time: Mapped[datetime.datetime | None] = mapped_column(UtcDateTime())
     last_used_address: Mapped[str] = mapped_column(String(64), default="")
-    revoke_time: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True))
+    revoke_time: Mapped[datetime.datetime | None] = mapped_column(UtcDateTime())
     revoke_reason: Mapped[str] = mapped_column(String(500), default="")
     rotated_from: Mapped[str] = mapped_column(String(63), default="")
     rotated_to: Mapped[str] = mapped_column(String(63), default="")
-    creator: Mapped[str] = mapped_column(String(200))
     creator_role: Mapped[str] = mapped_column(String(32))
-    last_modifier: Mapped[str] = mapped_column(String(200))
-    create_time: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True))
-    update_time: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True))
-    version: Mapped[int] = mapped_column(Integer, default=1)
 
 
-class IdempotentRequestRow(Base):
-    """A CreateApiKey or RotateApiKey request_id, with the secret it produced sealed, for 24 hours.
+class SealedSecretRow(Base):
+    """The secret a CreateApiKey or RotateApiKey with a request_id showed, sealed, for 24 hours.
 
-    Scoped per organisation and method (AIP-155): the same request_id on another method, or
-    in another organisation, is another request.
+    The request_id itself lives in the kit's ``idempotency_keys``, whose stored response has
+    the secret redacted; a replay puts it back from here.
     """
 
-    __tablename__ = "idempotent_requests"
+    __tablename__ = "sealed_secrets"
     __table_args__ = (
-        PrimaryKeyConstraint("organization_id", "method", "request_id", name="pk_idempotent_requests"),
-        Index("ix_idempotent_requests_expire", "expire_time"),
+        PrimaryKeyConstraint("organization_id", "api_key_id", name="pk_sealed_secrets"),
+        Index("ix_sealed_secrets_expire", "expire_time"),
     )
 
     organization_id: Mapped[str] = mapped_column(String(64))
-    method: Mapped[str] = mapped_column(String(32))
-    request_id: Mapped[str] = mapped_column(String(128))
-    fingerprint: Mapped[str] = mapped_column(String(64))
     api_key_id: Mapped[str] = mapped_column(String(63))
     sealed_secret: Mapped[bytes] = mapped_column(LargeBinary)
-    expire_time: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True))
+    expire_time: Mapped[datetime.datetime] = mapped_column(UtcDateTime())
 
 
 class ApiRequestLogRow(Base):
@@ -109,7 +93,7 @@ class ApiRequestLogRow(Base):
     api_key_id: Mapped[str] = mapped_column(String(63))
     environment: Mapped[str] = mapped_column(String(8))
     request_id: Mapped[str] = mapped_column(String(128))
-    request_time: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True))
+    request_time: Mapped[datetime.datetime] = mapped_column(UtcDateTime())
     method: Mapped[str] = mapped_column(String(300))
     http_method: Mapped[str] = mapped_column(String(16))
     http_path: Mapped[str] = mapped_column(String(2048))
@@ -132,7 +116,7 @@ class ApiKeyUsageRow(Base):
 
     organization_id: Mapped[str] = mapped_column(String(64))
     api_key_id: Mapped[str] = mapped_column(String(63))
-    hour_start: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True))
+    hour_start: Mapped[datetime.datetime] = mapped_column(UtcDateTime())
     request_count: Mapped[int] = mapped_column(BigInteger, default=0)
     client_error_count: Mapped[int] = mapped_column(BigInteger, default=0)
     server_error_count: Mapped[int] = mapped_column(BigInteger, default=0)

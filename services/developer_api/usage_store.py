@@ -4,25 +4,36 @@ from __future__ import annotations
 
 import datetime
 import json
-import operator
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, or_, select, tuple_
+import grpc
+from sqlalchemy import String, delete, literal, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.developer_api.listing import Condition
-from services.developer_api.models import ApiKeyRow, ApiKeyUsageRow, ApiRequestLogRow, utc
+from mesh.kit import paging
+from mesh.kit.filtering import FilterField, FilterSchema, Kind, parse_filter
+from mesh.kit.paging import Page, Position
+from services.developer_api.models import ApiKeyRow, ApiKeyUsageRow, ApiRequestLogRow
 from services.developer_api.usage import LOG_RETENTION, USAGE_RETENTION, Counters, KeyRef
 
-_COMPARE: dict[str, Callable[[Any, Any], Any]] = {
-    "=": operator.eq,
-    "!=": operator.ne,
-    "<": operator.lt,
-    "<=": operator.le,
-    ">": operator.gt,
-    ">=": operator.ge,
+# The key's full name, so that `api_key = "organizations/acme/api_keys/crm"` compares names.
+_KEY_NAME = (
+    literal("organizations/", String)
+    + ApiRequestLogRow.organization_id
+    + literal("/api_keys/", String)
+    + ApiRequestLogRow.api_key_id
+)
+
+# The ListApiRequestLogs filter (AIP-160, mesh.kit.filtering).
+LOG_FILTERS: FilterSchema = {
+    "api_key": FilterField(Kind.STRING, _KEY_NAME),
+    "method": FilterField(Kind.STRING, ApiRequestLogRow.method),
+    "http_status": FilterField(Kind.INTEGER, ApiRequestLogRow.http_status),
+    "grpc_code": FilterField.enum(ApiRequestLogRow.grpc_code, {code.name: code.name for code in grpc.StatusCode}),
+    "request_id": FilterField(Kind.STRING, ApiRequestLogRow.request_id),
+    "request_time": FilterField(Kind.TIMESTAMP, ApiRequestLogRow.request_time),
 }
 
 
@@ -116,47 +127,33 @@ async def prune(session: AsyncSession, now: datetime.datetime) -> None:
     await session.execute(delete(ApiKeyUsageRow).where(ApiKeyUsageRow.hour_start < now - USAGE_RETENTION))
 
 
-def log_condition(condition: Condition) -> ColumnElement[bool]:
-    """The SQL form of one parsed log filter condition (fields and operators checked, api_key parsed)."""
-    compare = _COMPARE[condition.op]
-    column: Any
-    value: Any = condition.value
-    if condition.field == "api_key":
-        # The value is "organization/key" here: the servicer parsed the name.
-        organization_id, _, key_id = value.partition("/")
-        return compare(tuple_(ApiRequestLogRow.organization_id, ApiRequestLogRow.api_key_id), (organization_id, key_id))  # type: ignore[no-any-return]
-    if condition.field == "http_status":
-        column, value = ApiRequestLogRow.http_status, int(value)
-    elif condition.field == "request_time":
-        column, value = ApiRequestLogRow.request_time, datetime.datetime.fromisoformat(value)
-    else:
-        column = getattr(ApiRequestLogRow, condition.field)
-    result: ColumnElement[bool] = compare(column, value)
-    return result
-
-
 async def list_logs(
-    session: AsyncSession,
-    organization_id: str | None,
-    *,
-    conditions: Sequence[ColumnElement[bool]],
-    after: tuple[datetime.datetime, str] | None,
-    limit: int,
-) -> list[ApiRequestLogRow]:
-    """Log entries newest first, after a (request_time, id) position."""
-    query = select(ApiRequestLogRow).where(*conditions)
+    session: AsyncSession, organization_id: str | None, filter_text: str, *, after: Position | None, limit: int
+) -> Page[ApiRequestLogRow]:
+    """Log entries newest first (``request_time``, then organisation and id), ``limit`` at a time.
+
+    Raises:
+        InvalidArgument: the filter or the position is malformed.
+
+    """
+    query = select(ApiRequestLogRow)
     if organization_id is not None:
         query = query.where(ApiRequestLogRow.organization_id == organization_id)
+    parsed = parse_filter(filter_text, LOG_FILTERS)
+    if parsed.clause is not None:
+        query = query.where(parsed.clause)
+    keys = None
     if after is not None:
-        moment, log_id = after
-        query = query.where(
-            or_(
-                ApiRequestLogRow.request_time < moment,
-                and_(ApiRequestLogRow.request_time == moment, ApiRequestLogRow.id < log_id),
-            )
-        )
-    query = query.order_by(ApiRequestLogRow.request_time.desc(), ApiRequestLogRow.id.desc()).limit(limit)
-    return list((await session.execute(query)).scalars())
+        micros, organization, log_id = paging.position_shape(after, int, str, str)
+        keys = (paging.from_time_key(micros), organization, log_id)
+    return await paging.keyset_page(
+        session,
+        query,
+        keys=[ApiRequestLogRow.request_time, ApiRequestLogRow.organization_id, ApiRequestLogRow.id],
+        after=keys,
+        limit=limit,
+        position_of=lambda row: (paging.time_key(row.request_time), row.organization_id, row.id),
+    )
 
 
 async def usage_hours(
@@ -175,4 +172,4 @@ async def usage_hours(
     if api_key_id is not None:
         query = query.where(ApiKeyUsageRow.api_key_id == api_key_id)
     rows = (await session.execute(query)).scalars()
-    return [((row.organization_id, row.api_key_id), utc(row.hour_start), _counters(row)) for row in rows]
+    return [((row.organization_id, row.api_key_id), row.hour_start, _counters(row)) for row in rows]

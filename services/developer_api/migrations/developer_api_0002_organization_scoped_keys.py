@@ -1,11 +1,16 @@
-"""Ids unique per organisation: every table keyed by organization_id first.
+"""Ids unique per organisation: every table keyed by organization_id first; the service kit.
 
 Names became ``organizations/{organization}/api_keys/{api_key}`` (AIP-122), so two
 organisations may use the same key id. Each table is rebuilt with the organisation in
 its primary key and its rows copied over; a key's ``allowed_agents`` restriction moves to
 the new agent names of the key's own organisation (``agents/x`` →
-``organizations/{organization}/agents/x``), and each remembered request_id gets the
-method it was used with (idempotency is scoped per organisation and method).
+``organizations/{organization}/agents/x``). Keys take the kit's revision columns
+(``version`` becomes ``revision``) and their labels become a JSON document.
+
+``idempotent_requests`` goes: request_ids now live in the kit's shared ``idempotency_keys``
+(scoped per organisation and method), and the secrets a replay shows again in
+``sealed_secrets``. Request ids remembered before this migration are forgotten (they would
+expire within 24 hours anyway): a retry of such a request is treated as a new one.
 
 A table is rebuilt as ``<table>_0002``, filled, swapped in place of the old one, and only
 then given its indexes: index names are per schema on both backends, so they can only be
@@ -23,6 +28,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 revision = "developer_api_0002"
 down_revision = "developer_api_0001"
@@ -39,7 +45,6 @@ _KEY_COLUMNS = (
     "environment",
     "scopes",
     "restrictions",
-    "labels",
     "state",
     "expire_time",
     "last_used_time",
@@ -53,7 +58,6 @@ _KEY_COLUMNS = (
     "last_modifier",
     "create_time",
     "update_time",
-    "version",
 )
 _LOG_COLUMNS = (
     "id",
@@ -96,7 +100,7 @@ def _api_keys(name: str) -> None:
         sa.Column("environment", sa.String(8), nullable=False),
         sa.Column("scopes", sa.Text(), nullable=False),
         sa.Column("restrictions", sa.Text(), nullable=False),
-        sa.Column("labels", sa.Text(), nullable=False),
+        sa.Column("labels", sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=False),
         sa.Column("state", sa.String(16), nullable=False),
         sa.Column("expire_time", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_used_time", sa.DateTime(timezone=True), nullable=True),
@@ -110,23 +114,21 @@ def _api_keys(name: str) -> None:
         sa.Column("last_modifier", sa.String(200), nullable=False),
         sa.Column("create_time", sa.DateTime(timezone=True), nullable=False),
         sa.Column("update_time", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("revision", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("organization_id", "id", name="pk_api_keys"),
     )
 
 
-def _idempotent_requests(name: str) -> None:
+def _sealed_secrets() -> None:
     op.create_table(
-        name,
+        "sealed_secrets",
         sa.Column("organization_id", sa.String(64), nullable=False),
-        sa.Column("method", sa.String(32), nullable=False),
-        sa.Column("request_id", sa.String(128), nullable=False),
-        sa.Column("fingerprint", sa.String(64), nullable=False),
         sa.Column("api_key_id", sa.String(63), nullable=False),
         sa.Column("sealed_secret", sa.LargeBinary(), nullable=False),
         sa.Column("expire_time", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("organization_id", "method", "request_id", name="pk_idempotent_requests"),
+        sa.PrimaryKeyConstraint("organization_id", "api_key_id", name="pk_sealed_secrets"),
     )
+    op.create_index("ix_sealed_secrets_expire", "sealed_secrets", ["expire_time"])
 
 
 def _api_request_logs(name: str) -> None:
@@ -166,9 +168,12 @@ def _api_key_usage_hours(name: str) -> None:
     )
 
 
-def _copy(source: str, target: str, columns: tuple[str, ...]) -> None:
-    listed = ", ".join(columns)
-    op.execute(f"INSERT INTO {target} ({listed}) SELECT {listed} FROM {source}")
+def _copy(source: str, target: str, columns: tuple[str, ...], extra: dict[str, str] | None = None) -> None:
+    """Copy rows; ``extra`` maps further target columns to the SQL expression that fills them."""
+    extra = extra or {}
+    targets = ", ".join([*columns, *extra])
+    sources = ", ".join([*columns, *extra.values()])
+    op.execute(f"INSERT INTO {target} ({targets}) SELECT {sources} FROM {source}")
 
 
 def _swap(old: str, new: str) -> None:
@@ -200,26 +205,17 @@ def _rescope_restrictions() -> None:
 def upgrade() -> None:
     """Rebuild each table keyed by organisation and copy its rows."""
     _api_keys("api_keys_0002")
-    _copy("api_keys", "api_keys_0002", _KEY_COLUMNS)
+    # Labels were JSON text; PostgreSQL needs the cast to its JSON document type.
+    labels = "CAST(labels AS JSONB)" if op.get_bind().dialect.name == "postgresql" else "labels"
+    _copy("api_keys", "api_keys_0002", _KEY_COLUMNS, {"labels": labels, "revision": "version"})
     _swap("api_keys", "api_keys_0002")
     op.create_index("uq_api_keys_secret_hash", "api_keys", ["secret_hash"], unique=True)
     op.create_index("ix_api_keys_organization_created", "api_keys", ["organization_id", "create_time", "id"])
     _rescope_restrictions()
 
-    # A remembered request made a key; the key says which method: a rotation's successor
-    # names the key it replaced.
-    _idempotent_requests("idempotent_requests_0002")
-    op.execute(
-        "INSERT INTO idempotent_requests_0002"
-        " (organization_id, method, request_id, fingerprint, api_key_id, sealed_secret, expire_time)"
-        " SELECT r.organization_id,"
-        " CASE WHEN k.rotated_from <> '' THEN 'RotateApiKey' ELSE 'CreateApiKey' END,"
-        " r.request_id, r.fingerprint, r.api_key_id, r.sealed_secret, r.expire_time"
-        " FROM idempotent_requests r LEFT JOIN api_keys k"
-        " ON k.organization_id = r.organization_id AND k.id = r.api_key_id"
-    )
-    _swap("idempotent_requests", "idempotent_requests_0002")
-    op.create_index("ix_idempotent_requests_expire", "idempotent_requests", ["expire_time"])
+    op.drop_index("ix_idempotent_requests_expire", table_name="idempotent_requests")
+    op.drop_table("idempotent_requests")
+    _sealed_secrets()
 
     _api_request_logs("api_request_logs_0002")
     _copy("api_request_logs", "api_request_logs_0002", _LOG_COLUMNS)
