@@ -7,12 +7,12 @@ import datetime
 import json
 
 import pytest
-from sqlalchemy import DateTime, bindparam, text
+from sqlalchemy import DateTime, bindparam, inspect, text
 
 from mesh import migrations
 from mesh.config import Settings
 from mesh.db import ServiceDatabase
-from services.developer_api import credentials, domain, store, usage_store
+from services.developer_api import convert, credentials, domain, store, usage_store
 
 NOW = datetime.datetime(2026, 12, 1, 12, 0, tzinfo=datetime.UTC)
 HOUR = NOW.replace(minute=0)
@@ -38,7 +38,7 @@ def _key(key_id: str, organization_id: str, secret: str, **changes: object) -> d
         "restrictions": json.dumps(
             {"allowed_agents": ["agents/a1"], "allowed_ip_ranges": [], "allowed_origins": []}, sort_keys=True
         ),
-        "labels": "{}",
+        "labels": json.dumps({"system": "crm"}),
         "state": "ACTIVE",
         "expire_time": None,
         "last_used_time": None,
@@ -52,7 +52,7 @@ def _key(key_id: str, organization_id: str, secret: str, **changes: object) -> d
         "last_modifier": "users/u_admin",
         "create_time": NOW,
         "update_time": NOW,
-        "version": 1,
+        "version": 3,
     }
     values.update(changes)
     return values
@@ -161,18 +161,35 @@ async def test_0002_keeps_every_row_and_scopes_ids_per_organisation(database: Se
         # Allowed agents now name the key's own organisation's agents.
         assert json.loads(old.restrictions)["allowed_agents"] == ["organizations/org_a/agents/a1"]
         assert (await store.find_by_hash(session, credentials.secret_hash(successor))) is not None
-        # Each remembered request got the method it was made with.
-        assert await store.find_request(session, "org_a", "CreateApiKey", "req-create", NOW) is not None
-        assert await store.find_request(session, "org_a", "RotateApiKey", "req-rotate", NOW) is not None
-        logs = await usage_store.list_logs(session, "org_a", conditions=[], after=None, limit=10)
-        assert [(r.id, r.api_key_id, r.latency_micros) for r in logs] == [("r_1", "k_old", 1500)]
+        # Labels are a JSON document now, and the version is the kit's revision.
+        assert (old.labels, old.revision) == ({"system": "crm"}, 3)
+        logs = await usage_store.list_logs(session, "org_a", "", after=None, limit=10)
+        assert [(r.id, r.api_key_id, r.latency_micros) for r in logs.items] == [("r_1", "k_old", 1500)]
         [(key, start, counters)] = await usage_store.usage_hours(
             session, "org_a", None, HOUR, HOUR + datetime.timedelta(hours=1)
         )
         assert (key, start, counters.request_count) == (("org_a", "k_old"), HOUR, 7)
 
     # After the migration another organisation may take the same ids.
-    await _insert(database, "api_keys", [_key("k_old", "org_b", credentials.new_secret(domain.Environment.LIVE))])
+    # Request ids of before are forgotten (the kit's idempotency_keys holds them from now on).
+    async with database.engine.connect() as connection:
+        tables = await connection.run_sync(lambda sync: inspect(sync).get_table_names())
+    assert "idempotent_requests" not in tables
+    assert {"sealed_secrets", "idempotency_keys"} <= set(tables)
+
     async with database.sessions.begin() as session:
-        assert (await store.get_key(session, "org_b", "k_old")).display_name == "k_old of org_b"
+        secret = credentials.new_secret(domain.Environment.LIVE)
+        await store.insert_key(
+            session,
+            key_id="k_old",
+            organization_id="org_b",
+            settings=convert.settings_of(old),
+            secret_hash=credentials.secret_hash(secret),
+            prefix=credentials.visible_prefix(secret),
+            creator="users/u_b",
+            creator_role="ADMIN",
+            now=NOW,
+        )
+    async with database.sessions.begin() as session:
+        assert (await store.get_key(session, "org_b", "k_old")).creator == "users/u_b"
         assert (await store.get_key(session, "org_a", "k_old")).display_name == "k_old of org_a"
