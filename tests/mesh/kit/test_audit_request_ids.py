@@ -8,13 +8,13 @@ import uuid
 from mesh.kit import audit
 from mesh.kit.caller import CallerInfo
 from mesh.principal import Principal, PrincipalKind
-from vocelio.identity.v1 import audit_event_pb2
+from vocelio.identity.v1 import audit_event_pb2, identity_service_pb2
 
 NOW = datetime.datetime(2026, 6, 1, 12, tzinfo=datetime.UTC)
 ADMIN = Principal("users/u1", PrincipalKind.USER, "acme", "ADMIN", frozenset({"*"}))
 
 
-def _entry(**extra: str) -> audit.identity_service_pb2.RecordAuditEventRequest:
+def _entry(request_id: str = "") -> identity_service_pb2.RecordAuditEventRequest:
     return audit.audit_request(
         principal=ADMIN,
         caller=CallerInfo(),
@@ -22,7 +22,7 @@ def _entry(**extra: str) -> audit.identity_service_pb2.RecordAuditEventRequest:
         action=audit_event_pb2.AUDIT_ACTION_API_KEY_CREATED,
         target="organizations/acme/api_keys/k1",
         now=NOW,
-        **extra,
+        request_id=request_id,
     )
 
 

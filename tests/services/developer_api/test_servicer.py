@@ -9,11 +9,13 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf import duration_pb2, field_mask_pb2, timestamp_pb2
-from sqlalchemy import text
+from sqlalchemy import select, text
 
+from mesh.kit import outbox
+from mesh.kit.tables import OutboxRow
 from services.developer_api import credentials, domain
 from tests.services.developer_api.conftest import ISSUER, Harness, bearer, claims_of
-from vocelio.developer_api.v1 import api_key_pb2
+from vocelio.developer_api.v1 import api_key_pb2, developer_api_events_pb2
 from vocelio.developer_api.v1 import developer_api_service_pb2 as pb
 from vocelio.identity.v1 import audit_event_pb2
 
@@ -194,12 +196,15 @@ async def test_a_retried_create_returns_the_same_key_and_secret(harness: Harness
     assert again.secret == first.secret
     listed = await list_keys(harness)
     assert len(listed.api_keys) == 1
-    # At rest: the hash and the visible prefix, and the sealed copy for retries — never the secret.
+    # At rest: the hash and the visible prefix, the first response without its secret, and
+    # the sealed copy for retries — never the secret.
     async with harness.host.database.engine.connect() as connection:
         raw = [
-            *(await connection.execute(text("SELECT * FROM api_keys"))).all(),
-            *(await connection.execute(text("SELECT * FROM idempotent_requests"))).all(),
+            row
+            for table in ("api_keys", "idempotency_keys", "sealed_secrets", "identity_calls", "outbox")
+            for row in (await connection.execute(text(f"SELECT * FROM {table}"))).all()
         ]
+    assert len(raw) >= 5
     for row in raw:
         for value in row:
             stored = bytes(value) if isinstance(value, bytes | memoryview) else str(value).encode()
@@ -216,15 +221,25 @@ async def test_a_retried_create_returns_the_same_key_and_secret(harness: Harness
     assert other.api_key.name != first.api_key.name
 
     # After 24 hours the sealed copy is wiped and the request_id is free again.
+    past = datetime.datetime(2000, 1, 1)
     async with harness.host.database.sessions.begin() as session:
-        await session.execute(
-            text("UPDATE idempotent_requests SET expire_time = :past"), {"past": datetime.datetime(2000, 1, 1)}
-        )
+        await session.execute(text("UPDATE idempotency_keys SET create_time = :past"), {"past": past})
+        await session.execute(text("UPDATE sealed_secrets SET expire_time = :past"), {"past": past})
     later = await create(harness, request_id=request_id)
     assert later.api_key.name != first.api_key.name
     async with harness.host.database.sessions.begin() as session:
-        remaining = (await session.execute(text("SELECT api_key_id FROM idempotent_requests"))).scalars().all()
+        remaining = (await session.execute(text("SELECT api_key_id FROM sealed_secrets"))).scalars().all()
     assert remaining == [domain.parse_key_name(later.api_key.name)[1]]
+
+
+async def test_a_replay_whose_secret_is_gone_says_so(harness: Harness):
+    request_id = str(uuid.uuid4())
+    await create(harness, request_id=request_id)
+    async with harness.host.database.sessions.begin() as session:
+        await session.execute(text("DELETE FROM sealed_secrets"))
+    error = await refused(create(harness, request_id=request_id))
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert len((await list_keys(harness)).api_keys) == 1
 
 
 async def test_scopes_must_be_held_by_the_creator(harness: Harness):
@@ -317,12 +332,13 @@ async def test_another_organisations_key_answers_not_found(harness: Harness):
         error = await refused(list_keys(harness, metadata=ADMIN_B, parent=parent))
         assert (error.code(), error.details()) == (
             grpc.StatusCode.PERMISSION_DENIED,
-            "you may list only your own organisation's API keys"
-            if parent != "organizations/-"
-            else "only platform administrators may list API keys across organisations",
+            "the caller may not act in the organisation named by parent",
         )
         error = await refused(create(harness, metadata=ADMIN_B, parent=parent))
         assert error.code() in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INVALID_ARGUMENT)
+    # A platform administrator reads another organisation's keys but does not change them.
+    error = await refused(harness.stub.RevokeApiKey(pb.RevokeApiKeyRequest(name=key.name), metadata=ROOT, timeout=10))
+    assert error.code() == grpc.StatusCode.PERMISSION_DENIED
     # A platform administrator sees every organisation's keys.
     everything = await harness.stub.GetApiKey(pb.GetApiKeyRequest(name=key.name), metadata=ROOT, timeout=10)
     assert everything.api_key.organization_id == "org_a"
@@ -490,14 +506,14 @@ async def test_lists_filter_and_page(harness: Harness):
 
 
 async def test_identity_down(harness: Harness):
+    # The audit entry is saved with the key and delivered once identity is back.
     harness.identity.unavailable = True
-    error = await refused(create(harness))
-    assert error.code() == grpc.StatusCode.UNAVAILABLE
-    listed = await list_keys(harness, show_inactive=True)
-    assert list(listed.api_keys) == []  # no key without its audit event
-
+    first = await create(harness)
+    assert harness.identity.audit == []
     harness.identity.unavailable = False
     key = await create(harness)
+    assert [r.request.audit_event.target for r in harness.identity.audit] == [first.api_key.name, key.api_key.name]
+
     harness.identity.unavailable = True
     error = await refused(harness.stub.RevokeApiKey(pb.RevokeApiKeyRequest(name=key.api_key.name), metadata=ADMIN_A))
     assert error.code() == grpc.StatusCode.UNAVAILABLE
@@ -506,6 +522,10 @@ async def test_identity_down(harness: Harness):
     harness.identity.unavailable = False
     await harness.stub.RevokeApiKey(pb.RevokeApiKeyRequest(name=key.api_key.name), metadata=ADMIN_A, timeout=10)
     assert [r.request.principal for r in harness.identity.revocations] == [key.api_key.name]
+    assert harness.identity.actions().count(audit_event_pb2.AUDIT_ACTION_API_KEY_REVOKED) == 1
+    # Once identity has it, a further retry owes nothing.
+    await harness.stub.RevokeApiKey(pb.RevokeApiKeyRequest(name=key.api_key.name), metadata=ADMIN_A, timeout=10)
+    assert len(harness.identity.revocations) == 1
 
 
 async def test_a_key_authenticates_calls_as_bearer_and_x_api_key(harness_with_api_keys: Harness):
@@ -538,3 +558,35 @@ async def test_tokens_issued_to_a_key_carry_its_organisation_scoped_name(harness
     for wrong in (token(key.name, org="org_b"), token("api_keys/" + key.name.rsplit("/", 1)[1])):
         error = await refused(list_keys(harness, metadata=wrong, parent=ORG_A))
         assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_changes_are_recorded_as_typed_events(harness: Harness):
+    created = await create(harness)
+    key = created.api_key
+    await harness.stub.UpdateApiKey(
+        pb.UpdateApiKeyRequest(api_key=api_key_pb2.ApiKey(name=key.name, display_name="renamed")),
+        metadata=ADMIN_A,
+        timeout=10,
+    )
+    rotated = await harness.stub.RotateApiKey(pb.RotateApiKeyRequest(name=key.name), metadata=ADMIN_A, timeout=10)
+    await harness.stub.RevokeApiKey(pb.RevokeApiKeyRequest(name=rotated.api_key.name), metadata=ADMIN_A, timeout=10)
+    async with harness.host.database.sessions.begin() as session:
+        rows = (await session.execute(select(OutboxRow).order_by(OutboxRow.occurred_at))).scalars().all()
+        events = [(row.stream, outbox.decode(row)) for row in rows]
+    assert [type(event).__name__ for _, event in events] == [
+        "ApiKeyCreatedEvent",
+        "ApiKeyUpdatedEvent",
+        "ApiKeyRotatedEvent",
+        "ApiKeyCreatedEvent",
+        "ApiKeyRevokedEvent",
+    ]
+    stream, updated = events[1]
+    assert stream == "api_keys-org_a-" + key.name.rsplit("/", 1)[1]
+    assert isinstance(updated, developer_api_events_pb2.ApiKeyUpdatedEvent)
+    assert (updated.api_key.display_name, list(updated.changed)) == ("renamed", ["display_name"])
+    revoked = events[4][1]
+    assert isinstance(revoked, developer_api_events_pb2.ApiKeyRevokedEvent)
+    assert revoked.previous_state == api_key_pb2.API_KEY_STATE_ACTIVE
+    for _, event in events:
+        assert created.secret[16:] not in str(event)
+        assert rotated.secret[16:] not in str(event)

@@ -156,7 +156,7 @@ async def test_usage_buckets(harness: Harness, keys):
             timeout=10,
         )
     )
-    assert snooping.code() == grpc.StatusCode.NOT_FOUND
+    assert snooping.code() == grpc.StatusCode.PERMISSION_DENIED  # a foreign parent, whether or not it exists
 
     too_long = await refused(
         harness.stub.ListApiKeyUsage(
