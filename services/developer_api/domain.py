@@ -17,7 +17,7 @@ from mesh.access import AccessTable, Role
 from mesh.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from mesh.kit import ids
 from mesh.kit.names import ResourceName
-from mesh.kit.validation import Violations
+from mesh.kit.validation import Violations, text_problem
 from services.developer_api.restrictions import Restrictions, validate_restrictions
 from vocelio.developer_api.v1 import api_key_pb2, api_usage_pb2
 
@@ -138,19 +138,15 @@ def validate_key_id(key_id: str) -> str:
 
 
 def validate_display_name(value: str, field: str = "api_key.display_name") -> str:
-    """A display name, stripped.
+    """A display name, stripped: 1 to 100 characters, no control characters (the kit's text rule).
 
     Raises:
-        InvalidArgument: empty, longer than 100 characters, or containing control characters.
+        InvalidArgument: empty, too long, or containing control characters.
 
     """
     name = value.strip()
-    if not name:
-        raise InvalidArgument("a display name is required", {field: "required"})
-    if len(name) > MAX_DISPLAY_NAME:
-        raise InvalidArgument("display name too long", {field: f"at most {MAX_DISPLAY_NAME} characters"})
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
-        raise InvalidArgument("display name contains control characters", {field: "no control characters"})
+    if (problem := text_problem(name, limit=MAX_DISPLAY_NAME, required=True)) is not None:
+        raise InvalidArgument(f"{field} {problem}", {field: problem})
     return name
 
 
@@ -353,15 +349,15 @@ def require_rotatable(state: KeyState, rotated_to: str) -> None:
 
 
 def validate_revoke_reason(reason: str) -> str:
-    """A revocation reason, stripped.
+    """A revocation reason, stripped: at most 500 characters, no control characters.
 
     Raises:
-        InvalidArgument: longer than 500 characters.
+        InvalidArgument: too long, or containing control characters.
 
     """
     reason = reason.strip()
-    if len(reason) > MAX_REVOKE_REASON:
-        raise InvalidArgument("reason too long", {"reason": f"at most {MAX_REVOKE_REASON} characters"})
+    if (problem := text_problem(reason, limit=MAX_REVOKE_REASON)) is not None:
+        raise InvalidArgument(f"reason {problem}", {"reason": problem})
     return reason
 
 

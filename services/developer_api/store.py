@@ -17,8 +17,9 @@ from sqlalchemy import ColumnElement, and_, case, delete, func, literal, or_, se
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mesh.errors import InvalidArgument
-from mesh.kit import paging, tenancy
+from mesh.kit import tenancy
 from mesh.kit.filtering import FilterField, FilterSchema, Kind, parse_filter
+from mesh.kit.keysets import newest_first
 from mesh.kit.paging import Page, Position
 from mesh.kit.sql import flush
 from services.developer_api.domain import Environment, KeySettings, KeyState, KeyType, key_name
@@ -193,17 +194,14 @@ async def list_keys(
         query = query.where(parsed.clause)
     if not show_inactive and "state" not in parsed.fields:
         query = query.where(_active(now))
-    keys = None
-    if after is not None:
-        micros, organization, key_id = paging.position_shape(after, int, str, str)
-        keys = (paging.from_time_key(micros), organization, key_id)
-    return await paging.keyset_page(
+    return await newest_first(
         session,
         query,
-        keys=[ApiKeyRow.create_time, ApiKeyRow.organization_id, ApiKeyRow.id],
-        after=keys,
+        time_column=ApiKeyRow.create_time,
+        organization_column=ApiKeyRow.organization_id,
+        id_column=ApiKeyRow.id,
+        after=after,
         limit=limit,
-        position_of=lambda row: (paging.time_key(row.create_time), row.organization_id, row.id),
     )
 
 

@@ -12,8 +12,8 @@ from sqlalchemy import String, delete, literal, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mesh.kit import paging
 from mesh.kit.filtering import FilterField, FilterSchema, Kind, parse_filter
+from mesh.kit.keysets import newest_first
 from mesh.kit.paging import Page, Position
 from services.developer_api.models import ApiKeyRow, ApiKeyUsageRow, ApiRequestLogRow
 from services.developer_api.usage import LOG_RETENTION, USAGE_RETENTION, Counters, KeyRef
@@ -142,17 +142,14 @@ async def list_logs(
     parsed = parse_filter(filter_text, LOG_FILTERS)
     if parsed.clause is not None:
         query = query.where(parsed.clause)
-    keys = None
-    if after is not None:
-        micros, organization, log_id = paging.position_shape(after, int, str, str)
-        keys = (paging.from_time_key(micros), organization, log_id)
-    return await paging.keyset_page(
+    return await newest_first(
         session,
         query,
-        keys=[ApiRequestLogRow.request_time, ApiRequestLogRow.organization_id, ApiRequestLogRow.id],
-        after=keys,
+        time_column=ApiRequestLogRow.request_time,
+        organization_column=ApiRequestLogRow.organization_id,
+        id_column=ApiRequestLogRow.id,
+        after=after,
         limit=limit,
-        position_of=lambda row: (paging.time_key(row.request_time), row.organization_id, row.id),
     )
 
 
