@@ -13,7 +13,7 @@ PROTOS := $(shell find protos -name '*.proto')
 TEST_PROTOS := $(shell find tests/protos -name '*.proto' 2>/dev/null)
 SITE := $(VENV)/lib/python3.11/site-packages
 
-.PHONY: help install proto run migrate test lint breaking bench clean vendor-protos
+.PHONY: help install proto run migrate test lint breaking bench bench-getagent bench-validation clean vendor-protos
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -36,16 +36,19 @@ $(BUF): package.json
 
 proto: gen/.stamp tests/gen/.stamp ## generate Python code and the descriptor set from protos/
 
-gen/.stamp: $(VENV)/.installed $(PROTOS) tools/genproto.py
-	$(PY) tools/genproto.py --protos protos --out gen --descriptor-set gen/vocelio.binpb
+VENDORED_PROTOS := $(shell find third_party/protovalidate -name '*.proto')
+
+gen/.stamp: $(VENV)/.installed $(PROTOS) $(VENDORED_PROTOS) tools/genproto.py
+	$(PY) tools/genproto.py --protos protos --out gen --descriptor-set gen/vocelio.binpb --with-protovalidate
 	touch $@
 
-tests/gen/.stamp: $(VENV)/.installed $(TEST_PROTOS) tools/genproto.py
-	$(PY) tools/genproto.py --protos tests/protos --out tests/gen --descriptor-set tests/gen/testing.binpb
+tests/gen/.stamp: $(VENV)/.installed $(TEST_PROTOS) $(PROTOS) tools/genproto.py
+	$(PY) tools/genproto.py --protos tests/protos --include protos --out tests/gen --descriptor-set tests/gen/testing.binpb
 	touch $@
 
-vendor-protos: $(VENV)/.installed ## re-copy Google's API protos from googleapis-common-protos
+vendor-protos: $(VENV)/.installed ## re-copy Google's API protos and re-render protovalidate's from its wheel
 	$(PY) tools/vendor_googleapis.py
+	$(PY) tools/vendor_protovalidate.py
 
 run: install proto ## start the whole mesh (SQLite under var/ unless VOCELIO_DATABASE_URL is set)
 	$(PY) -m runtime run
@@ -66,11 +69,20 @@ lint: install proto ## buf lint, ruff and mypy (strict)
 breaking: install ## buf breaking against the main branch
 	$(BUF) breaking --against '.git#branch=main'
 
-bench: install proto ## benchmarks: REST edge vs direct gRPC, and auth+RBAC vs none (throughput, latency, ratios)
+bench: install proto ## benchmarks: edge vs gRPC, auth+RBAC vs none, GetAgent vs the original design (ratios)
 	@# h2load (and nghttp) drive gRPC, wrk drives HTTP; BENCH_ARGS passes options, e.g. BENCH_ARGS='--duration 15'
 	@command -v h2load >/dev/null && command -v wrk >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq nghttp2-client wrk)
 	PYTHONPATH=. $(PY) -m bench $(BENCH_ARGS)
+	PYTHONPATH=. $(PY) -m bench.getagent $(GETAGENT_ARGS)
+
+bench-getagent: install proto ## GET /v1/agents/{id} through the edge vs the original design: req/s, ratio, agents CPU per call
+	@# GETAGENT_ARGS passes options, e.g. GETAGENT_ARGS='--rounds 5 --no-check'
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	PYTHONPATH=. $(PY) -m bench.getagent $(GETAGENT_ARGS)
+
+bench-validation: install proto ## ns per call of the request validation, for rule-less, valid and invalid requests
+	PYTHONPATH=. $(PY) -m bench.validation $(BENCH_ARGS)
 
 clean: ## remove generated code and local state (keeps the virtualenv)
 	rm -rf gen tests/gen var .pytest_cache .mypy_cache .ruff_cache

@@ -2,12 +2,13 @@
 
 It serves ``vocelio.agents.v1.AgentsService/GetAgent`` with a trivial handler that returns one constant
 ``GetAgentResponse``, on a ``grpc.aio`` server built like ``runtime.server.ServiceHost`` builds its own (same
-server options, same interceptor classes, in the same order) in one of two modes:
+server options, the same wrappers composed once per method by ``interceptors.chain.ChainedServer``, in the same
+order) in one of two modes:
 
-* ``full``: ErrorsInterceptor → AuthenticationInterceptor → AuthorizationInterceptor, with the real
+* ``full``: with_errors → authenticated → authorized, with the real
   ``runtime.security.Authenticator`` (ES256 verification by ``mesh.tokens.TokenVerifier`` against the key set
   in ``--jwks``, the default access table, a revocation set consulted on every call, no API keys);
-* ``bare``: ErrorsInterceptor only — the same call without authentication or authorization.
+* ``bare``: with_errors only — the same call without authentication or authorization.
 
 ``ServiceHost`` itself is not used: it also opens a database, watches its health and follows identity's
 revocation stream, none of which is on the per-call path, and all of which would add noise.
@@ -32,9 +33,10 @@ from typing import Any
 import grpc
 
 from bench.upstream import COUNT_PREFIX
-from interceptors.auth import AuthenticationInterceptor
-from interceptors.errors import ErrorsInterceptor
-from interceptors.rbac import AuthorizationInterceptor
+from interceptors.auth import authenticated
+from interceptors.chain import Wrapper, chained_server
+from interceptors.errors import with_errors
+from interceptors.rbac import authorized
 from mesh.access import default_access_table
 from mesh.config import Settings
 from mesh.errors import NotFound
@@ -89,10 +91,10 @@ class CountingAgents(pb_grpc.AgentsServiceServicer):
         print(f"{COUNT_PREFIX}ok={self.ok} failed={self.failed}", flush=True)
 
 
-def interceptors(mode: str, jwks: dict[str, Any]) -> list[grpc.aio.ServerInterceptor]:  # type: ignore[type-arg]
-    """The server interceptors of a mode, in ``ServiceHost``'s order (the first is the outermost)."""
+def wrappers(mode: str, jwks: dict[str, Any]) -> list[Wrapper]:
+    """The server wrappers of a mode, in ``ServiceHost``'s order (the first is the outermost)."""
     if mode == "bare":
-        return [ErrorsInterceptor()]
+        return [with_errors]
     settings = Settings()
     registry = default_registry()
     revocations = RevocationSet()
@@ -108,17 +110,13 @@ def interceptors(mode: str, jwks: dict[str, Any]) -> list[grpc.aio.ServerInterce
         None,
         api_keys=False,
     )
-    return [
-        ErrorsInterceptor(),
-        AuthenticationInterceptor(registry, authenticator),
-        AuthorizationInterceptor(registry),
-    ]
+    return [with_errors, authenticated(registry, authenticator), authorized(registry)]
 
 
 async def serve(port: int, mode: str, jwks: dict[str, Any]) -> None:
     """Serve on 127.0.0.1:``port`` until SIGTERM; SIGUSR1 prints the counters."""
     service = CountingAgents()
-    server = grpc.aio.server(interceptors=interceptors(mode, jwks), options=_SERVER_OPTIONS)
+    server = chained_server(wrappers(mode, jwks), options=_SERVER_OPTIONS)
     pb_grpc.add_AgentsServiceServicer_to_server(service, server)  # type: ignore[no-untyped-call]
     bound = server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()

@@ -14,7 +14,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import IO, Self
 
@@ -74,7 +74,16 @@ def pinned(core: int, argv: Sequence[str]) -> list[str]:
 class Child:
     """A long-running child process in its own process group, stopped (group and all) on ``close``."""
 
-    def __init__(self, name: str, argv: Sequence[str], log: pathlib.Path, *, capture_stdout: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        log: pathlib.Path,
+        *,
+        capture_stdout: bool = False,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        """Start ``argv``; ``env`` adds to (or overrides) :func:`child_environment`."""
         self.name = name
         self.log = log
         self._log_file: IO[bytes] = log.open("wb")
@@ -82,7 +91,7 @@ class Child:
         self.process = subprocess.Popen(
             list(argv),
             cwd=REPO,
-            env=child_environment(),
+            env={**child_environment(), **(env or {})},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE if capture_stdout else self._log_file,
             stderr=self._log_file,

@@ -92,9 +92,9 @@ class ToolRun:
     cpu_s: float
 
 
-def run_tool(argv: list[str], core: int, duration: float) -> ToolRun:
-    """Run a load tool pinned to ``core``; BenchError if it fails."""
-    command = pinned(core, argv)
+def run_tool(argv: list[str], core: int | None, duration: float) -> ToolRun:
+    """Run a load tool pinned to ``core`` (unpinned for ``None``); BenchError if it fails."""
+    command = argv if core is None else pinned(core, argv)
     start = time.monotonic()
     output, cpu = _run(command, timeout=duration + 60)
     return ToolRun(command, output, time.monotonic() - start, cpu)
@@ -120,9 +120,12 @@ def h2load_argv(
     return [*argv, url]
 
 
-def wrk_argv(url: str, concurrency: int, duration: float) -> list[str]:
-    """A wrk command line: one thread, ``concurrency`` keep-alive connections (one request in flight each)."""
-    return ["wrk", "-t", "1", "-c", str(concurrency), "-d", f"{duration:g}s", "--latency", url]
+def wrk_argv(url: str, concurrency: int, duration: float, extra: Sequence[str] = ()) -> list[str]:
+    """A wrk command line: one thread, ``concurrency`` keep-alive connections (one request in flight each).
+
+    ``extra`` are more wrk options (``["-H", "Authorization: Bearer …"]``).
+    """
+    return ["wrk", "-t", "1", "-c", str(concurrency), "-d", f"{duration:g}s", "--latency", *extra, url]
 
 
 def _search(pattern: str, text: str, what: str) -> re.Match[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -11,6 +12,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway_rest.descriptors import Catalog
 from gateway_rest.health import aggregate
@@ -66,32 +68,70 @@ def create_app(
         yield
         await upstreams.close()
 
+    cors: dict[str, Any] | None = (
+        {
+            "allow_origins": list(cors_origins),
+            # Custom HttpRule methods (``custom: {kind: "SEARCH"}``) are allowed too.
+            "allow_methods": _cors_methods(catalog),
+            "allow_headers": ["*"],
+            "expose_headers": ["X-Request-Id", "Retry-After", "WWW-Authenticate"],
+            "max_age": 600,
+        }
+        if cors_origins
+        else None
+    )
     routes: list[BaseRoute] = [
         Route("/health", health, methods=["GET"]),
         Route("/services", services, methods=["GET"]),
         Route("/metrics", prometheus, methods=["GET"]),
         *extra_routes,
     ]
-    middleware = []
-    if cors_origins:
-        middleware.append(
-            Middleware(
-                CORSMiddleware,
-                allow_origins=list(cors_origins),
-                # Custom HttpRule methods (``custom: {kind: "SEARCH"}``) are allowed too.
-                allow_methods=_cors_methods(catalog),
-                allow_headers=["*"],
-                expose_headers=["X-Request-Id", "Retry-After", "WWW-Authenticate"],
-                max_age=600,
-            )
-        )
-    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    middleware = [Middleware(CORSMiddleware, **cors)] if cors else []
+    app = Edge(routes=routes, middleware=middleware, lifespan=lifespan)
     if catalog is not None:
         # Everything the fixed routes do not claim goes to the transcoder, which answers
         # 404/405 itself as google.rpc.Status JSON (a Mount's regex would miss paths with
         # encoded control characters and answer plain text).
-        app.router.default = Transcoder(catalog, upstreams, options or EdgeOptions(), metrics)
+        transcoder = Transcoder(catalog, upstreams, options or EdgeOptions(), metrics)
+        app.router.default = transcoder
+        fixed = {_first_segment(route.path) for route in routes if isinstance(route, Route)}
+        bound = {_first_segment(binding.template.source) for binding in catalog.bindings}
+        app.direct(CORSMiddleware(transcoder, **cors) if cors else transcoder, frozenset(bound - fixed))
     return app
+
+
+class Edge(Starlette):
+    """The edge's application: Starlette, with a shortcut for the API's own paths.
+
+    Requests under a first path segment that only REST bindings use (``/v1/…``) go straight
+    to the transcoder (behind CORS when it is on), skipping Starlette's error and exception
+    middleware and its walk over the fixed routes: the transcoder answers every outcome,
+    404 and 500 included, itself. Everything else (fixed routes, lifespan) is Starlette's.
+    """
+
+    _direct_app: ASGIApp | None = None
+    _direct_segments: frozenset[str] = frozenset()
+
+    def direct(self, app: ASGIApp, segments: frozenset[str]) -> None:
+        """Send HTTP requests whose first path segment is in ``segments`` straight to ``app``."""
+        self._direct_app, self._direct_segments = app, segments
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Dispatch one ASGI connection."""
+        if (
+            self._direct_app is not None
+            and scope["type"] == "http"
+            and _first_segment(scope["path"]) in self._direct_segments
+        ):
+            scope["app"] = self
+            await self._direct_app(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
+def _first_segment(path: str) -> str:
+    """``v1`` for ``/v1/agents/…`` (and for a template ``/v1/{name=agents/*}``)."""
+    return path.lstrip("/").split("/", 1)[0]
 
 
 def _cors_methods(catalog: Catalog | None) -> list[str]:

@@ -118,7 +118,8 @@ class Transcoder:
         message = build_request(
             binding,
             variables,
-            request.url.query,
+            # The raw query string, as ``request.url.query`` would give it, without building a URL.
+            request.scope.get("query_string", b"").decode(),
             body,
             request.headers.get("content-type", ""),
             self._request_options,

@@ -5,17 +5,20 @@ no credential, a malformed, forged, expired or revoked one — is UNAUTHENTICATE
 generic message; the reason goes to the log; the handler never runs. Health checks and
 reflection are infrastructure and need no credential. A method the registry does not
 know is refused: deny by default.
+
+Which of those applies depends only on the method, so :func:`authenticated` decides it
+once, when the method is registered; a call pays only for reading its credential.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol
 
 import grpc
 
-from interceptors.handlers import wrap_behaviour
+from interceptors.chain import Behaviour, Wrapper, WrapperInterceptor
 from mesh.errors import PermissionDenied
 from mesh.principal import Principal, acting_as
 from mesh.registry import Registry
@@ -30,40 +33,29 @@ class Authenticator(Protocol):
         """The principal, or raise ``mesh.errors.Unauthenticated``."""
 
 
-class AuthenticationInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    """Sets the caller's principal, or refuses the call."""
+def authenticated(registry: Registry, authenticator: Authenticator) -> Wrapper:
+    """The wrapper that runs a method's behaviour only as an authenticated principal.
 
-    def __init__(self, registry: Registry, authenticator: Authenticator) -> None:
-        self._registry = registry
-        self._authenticator = authenticator
+    Infrastructure and public methods are left as they are; a method the registry does
+    not know answers PERMISSION_DENIED without looking at the credential.
+    """
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Any:
-        """Wrap the handler so that it runs only as an authenticated principal."""
-        handler = await continuation(handler_call_details)
-        path: str = handler_call_details.method
-        if handler is None or path.startswith(INFRASTRUCTURE):
-            return handler
-        method = self._registry.method(path)
+    def wrap(path: str, behaviour: Behaviour) -> Behaviour:
+        if path.startswith(INFRASTRUCTURE):
+            return behaviour
+        method = registry.method(path)
         if method is not None and method.policy is not None and method.policy.public:
-            return handler
-        metadata = {
-            key: value for key, value in handler_call_details.invocation_metadata or () if isinstance(value, str)
-        }
-        return _wrap(handler, self._authenticator, metadata, known=method is not None)
+            return behaviour
+        return _guarded(behaviour, authenticator, known=method is not None)
+
+    return wrap
 
 
-def _wrap(handler: Any, authenticator: Authenticator, metadata: dict[str, str], *, known: bool) -> Any:
-    return wrap_behaviour(handler, lambda behaviour: _guarded(behaviour, authenticator, metadata, known))
-
-
-def _guarded(behaviour: Any, authenticator: Authenticator, metadata: dict[str, str], known: bool) -> Any:
-    async def principal_for(context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+def _guarded(behaviour: Behaviour, authenticator: Authenticator, *, known: bool) -> Behaviour:
+    async def principal_for(context: grpc.aio.ServicerContext[Any, Any]) -> Principal:
         if not known:
             raise PermissionDenied("this method has no access policy")
+        metadata = {key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)}
         return await authenticator.authenticate(metadata, _client_address(metadata, context))
 
     if inspect.isasyncgenfunction(behaviour):
@@ -89,3 +81,10 @@ def _client_address(metadata: dict[str, str], context: grpc.aio.ServicerContext[
     if forwarded:
         return forwarded.split(",", 1)[0].strip()
     return str(context.peer() or "")
+
+
+class AuthenticationInterceptor(WrapperInterceptor):
+    """:func:`authenticated` as a per-call interceptor, for servers built with interceptors."""
+
+    def __init__(self, registry: Registry, authenticator: Authenticator) -> None:
+        super().__init__(authenticated(registry, authenticator))

@@ -4,29 +4,35 @@ grpc.aio's ``server.stop(grace)`` returns once the transport has finished every 
 handler whose call was cancelled (the client went away, the grace ran out) may still be
 unwinding in its task: rolling back a transaction, closing a database connection. If the
 service then disposes its database and the loop ends, that task waits forever for a
-completion the stopped server will never deliver. This interceptor records each
-handler's task; :meth:`InFlightCalls.drain` refuses new calls and waits, bounded, for the
-recorded ones while the server can still complete them.
+completion the stopped server will never deliver. :meth:`InFlightCalls.tracked` (a
+wrapper of ``interceptors.chain``) records each handler's task; :meth:`InFlightCalls.drain`
+refuses new calls and waits, bounded, for the recorded ones while the server can still
+complete them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 
-from interceptors.handlers import wrap_behaviour
+from interceptors.chain import Behaviour, WrapperInterceptor
 from mesh.errors import Unavailable
 from mesh.tasks import cancel_and_wait, wait_for_tasks
 
 
-class InFlightCalls(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    """Tracks running handler tasks; refuses new calls once draining."""
+class InFlightCalls(WrapperInterceptor):
+    """Tracks running handler tasks; refuses new calls once draining.
+
+    Compose :meth:`tracked` into a ``ChainedServer``, or pass the object itself as a server
+    interceptor.
+    """
 
     def __init__(self) -> None:
+        super().__init__(self.tracked)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._draining = False
 
@@ -34,17 +40,6 @@ class InFlightCalls(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     def count(self) -> int:
         """How many handlers are running now."""
         return len(self._tasks)
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Any:
-        """Wrap the handler so that its task is known while it runs."""
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        return wrap_behaviour(handler, self._tracked)
 
     async def drain(self, grace: float, *, unwind: float = 2.0) -> set[str]:
         """Refuse new calls, give running ones ``grace`` seconds, then cancel what is left.
@@ -66,7 +61,8 @@ class InFlightCalls(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    def _tracked(self, behaviour: Any) -> Any:
+    def tracked(self, _method: str, behaviour: Behaviour) -> Behaviour:
+        """The behaviour with its task known while it runs, refused while draining."""
         if inspect.isasyncgenfunction(behaviour):
 
             async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:

@@ -2,42 +2,38 @@
 
 Runs after authentication. Internal methods (mesh-only) also require a service
 principal. Tenancy — a resource of another organisation answering NOT_FOUND — is the
-store's job, because only the store knows whose a resource is.
+store's job, because only the store knows whose a resource is. The method's policy is
+looked up once, when the method is registered.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 
-from interceptors.handlers import wrap_behaviour
+from interceptors.chain import Behaviour, Wrapper, WrapperInterceptor
 from mesh.errors import PermissionDenied
 from mesh.principal import current_or_none
 from mesh.registry import MethodSpec, Registry
 
 
-class AuthorizationInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    """Refuses calls whose principal lacks the method's permission (PERMISSION_DENIED)."""
+def authorized(registry: Registry) -> Wrapper:
+    """The wrapper that refuses calls whose principal lacks the method's permission (PERMISSION_DENIED).
 
-    def __init__(self, registry: Registry) -> None:
-        self._registry = registry
+    Methods without a policy (unknown to the registry, infrastructure) and public ones are
+    left as they are: authentication already refuses unknown methods.
+    """
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Any:
-        """Wrap the handler with the permission check."""
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        method = self._registry.method(handler_call_details.method)
+    def wrap(path: str, behaviour: Behaviour) -> Behaviour:
+        method = registry.method(path)
         if method is None or method.policy is None or method.policy.public:
-            return handler
-        return wrap_behaviour(handler, lambda behaviour: _checked(behaviour, method))
+            return behaviour
+        return _checked(behaviour, method)
+
+    return wrap
 
 
 def check(method: MethodSpec) -> None:
@@ -52,7 +48,7 @@ def check(method: MethodSpec) -> None:
         raise PermissionDenied(f"missing permission {method.policy.permission}")
 
 
-def _checked(behaviour: Any, method: MethodSpec) -> Any:
+def _checked(behaviour: Behaviour, method: MethodSpec) -> Behaviour:
     if inspect.isasyncgenfunction(behaviour):
 
         async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
@@ -67,3 +63,10 @@ def _checked(behaviour: Any, method: MethodSpec) -> Any:
         return await behaviour(request, context)
 
     return call
+
+
+class AuthorizationInterceptor(WrapperInterceptor):
+    """:func:`authorized` as a per-call interceptor, for servers built with interceptors."""
+
+    def __init__(self, registry: Registry) -> None:
+        super().__init__(authorized(registry))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import event, text
@@ -17,6 +18,7 @@ from sqlalchemy.engine import URL, Engine, create_engine
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from mesh.config import Settings
+from mesh.reads import AnySelect, PointReader, Row, libpq_conninfo
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,7 @@ class ServiceDatabase:
             self.sync_url = URL.create("sqlite", database=str(path))
             self.engine = create_async_engine(self.async_url, pool_pre_ping=True)
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            self.reads = PointReader(self.engine, sqlite_path=str(path))
         else:
             self.kind = "postgresql"
             self.schema = f"{settings.schema_prefix}{service_name}"
@@ -58,6 +61,7 @@ class ServiceDatabase:
                 pool_pre_ping=True,
                 pool_recycle=1800,
             )
+            self.reads = PointReader(self.engine, conninfo=libpq_conninfo(self.async_url), **self._connect_args)
         self.sessions: async_sessionmaker[AsyncSession] = async_sessionmaker(self.engine, expire_on_commit=False)
 
     def describe(self) -> str:
@@ -86,8 +90,17 @@ class ServiceDatabase:
             await self.engine.dispose()
             return False
 
+    async def point_read(self, statement: AnySelect, params: Mapping[str, Any]) -> Row | None:
+        """One row of a single-row ``statement`` (built once, with ``bindparam``), outside any session.
+
+        For hot lookups by key: no ORM session, no transaction (see ``mesh.reads``). The
+        values are processed by the columns' types, as the ORM would; ``None`` if no row.
+        """
+        return await self.reads.one(statement, params)
+
     async def dispose(self) -> None:
-        """Close every pooled connection."""
+        """Close every pooled connection (the point reader's too)."""
+        await self.reads.close()
         await self.engine.dispose()
 
 

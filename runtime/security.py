@@ -3,8 +3,9 @@
 Credentials: ``authorization: Bearer <access token>`` (a JWT from identity),
 ``authorization: Bearer <API key>`` or ``x-api-key: <API key>`` (``vk_…``, checked by
 developer_api). Permissions: a user's come from the role table; an API key's (and a
-down-scoped token's) are its scopes; a service's are all of them. Verified tokens are
-cached until they expire, but revocation is checked on every call.
+down-scoped token's) are its scopes; a service's are all of them. A verified token's
+principal is cached (bounded, least recently used first out) until the token expires,
+but revocation is checked on every call, so a revoked token fails on the very next one.
 """
 
 from __future__ import annotations
@@ -64,13 +65,16 @@ class Authenticator:
         clients: MeshClients | None,
         *,
         api_keys: bool = True,
+        cache_size: int = _TOKEN_CACHE_SIZE,
     ) -> None:
         self.verifier = verifier
+        self._cache_size = cache_size
         self.table = table
         self.revocations = revocations
         self._clients = clients
         self._api_keys = api_keys and clients is not None
-        self._tokens: collections.OrderedDict[str, Claims] = collections.OrderedDict()
+        # token → its claims (for expiry and revocation) and the principal built from them
+        self._tokens: collections.OrderedDict[str, tuple[Claims, Principal]] = collections.OrderedDict()
         self._keys: dict[str, tuple[float, Principal]] = {}
 
     async def authenticate(self, metadata: Mapping[str, str], client_address: str = "") -> Principal:
@@ -86,26 +90,28 @@ class Authenticator:
         try:
             if credential.startswith(_API_KEY_PREFIX):
                 return await self._api_key(credential, client_address, metadata.get("origin", ""))
-            return self._principal(await self._claims(credential), credential)
+            return await self._token_principal(credential)
         except InvalidToken as error:
             log.info("credential refused: %s", error.reason)
             raise Unauthenticated(GENERIC_FAILURE) from None
 
-    async def _claims(self, token: str) -> Claims:
+    async def _token_principal(self, token: str) -> Principal:
         cached = self._tokens.get(token)
         if cached is not None:
-            if cached.expires_at + self.verifier.leeway < time.time():
+            claims, principal = cached
+            if claims.expires_at + self.verifier.leeway < time.time():
                 del self._tokens[token]
                 raise InvalidToken("expired")
-            if self.revocations.is_revoked(cached):
+            if self.revocations.is_revoked(claims):
                 raise InvalidToken("token revoked")
             self._tokens.move_to_end(token)
-            return cached
+            return principal
         claims = await self.verifier.verify(token)
-        self._tokens[token] = claims
-        if len(self._tokens) > _TOKEN_CACHE_SIZE:
+        principal = self._principal(claims, token)
+        self._tokens[token] = (claims, principal)
+        if len(self._tokens) > self._cache_size:
             self._tokens.popitem(last=False)
-        return claims
+        return principal
 
     def _principal(self, claims: Claims, credential: str) -> Principal:
         subject = claims.subject
@@ -153,7 +159,7 @@ class Authenticator:
         else:
             principal = await self._verify_api_key(secret, client_address, origin)
             self._keys[digest] = (time.monotonic(), principal)
-            if len(self._keys) > _TOKEN_CACHE_SIZE:
+            if len(self._keys) > self._cache_size:
                 self._keys.pop(next(iter(self._keys)))
         if self.revocations.principal_revoked(principal.subject):
             self._keys.pop(digest, None)

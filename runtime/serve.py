@@ -18,6 +18,8 @@ import uvicorn
 
 from gateway_rest.mesh_upstreams import mesh_app
 from mesh.config import Settings
+from mesh.kit.audit import AuditPort
+from mesh.kit.clock import Clock
 from mesh.registry import Registry, ServiceSpec
 from runtime.security import SecurityOptions
 from runtime.server import ServiceHost
@@ -45,11 +47,21 @@ class InProcessMesh:
         *,
         ephemeral_ports: bool = False,
         security: SecurityOptions | None = None,
+        clock: Clock | None = None,
+        audit: AuditPort | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
         self.hosts = [
-            ServiceHost(spec, settings, registry, port=0 if ephemeral_ports else None, security=security)
+            ServiceHost(
+                spec,
+                settings,
+                registry,
+                port=0 if ephemeral_ports else None,
+                security=security,
+                clock=clock,
+                audit=audit,
+            )
             for spec in specs
         ]
         self.edge: uvicorn.Server | None = None

@@ -1,4 +1,8 @@
-"""One service's gRPC server: interceptors, servicer, health, reflection, database watch.
+"""One service's gRPC server: per-method behaviours, servicer, health, reflection, database watch.
+
+The behaviours every call runs through (errors → in-flight tracking → authentication →
+RBAC, outermost first) are composed once per method when the servicer is registered
+(``interceptors.chain.ChainedServer``), not re-resolved per call by interceptors.
 
 Start-up: bind the port, answer health NOT_SERVING until the database has answered
 (and, in development, migrations have run), then SERVING. The status follows the
@@ -18,12 +22,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from interceptors.auth import AuthenticationInterceptor
-from interceptors.errors import ErrorsInterceptor
+from interceptors.auth import authenticated
+from interceptors.chain import chained_server
+from interceptors.errors import with_errors
 from interceptors.inflight import InFlightCalls
-from interceptors.rbac import AuthorizationInterceptor
+from interceptors.rbac import authorized
+from interceptors.validation import validated
 from mesh import migrations
-from mesh.access import default_access_table
+from mesh.access import AccessTable, default_access_table
 from mesh.config import Settings
 from mesh.db import ServiceDatabase
 from mesh.health import DatabaseWatch
@@ -33,7 +39,7 @@ from mesh.registry import Registry, ServiceSpec
 from mesh.revocations import RevocationSet
 from mesh.tokens import TokenVerifier
 from runtime.clients import MeshClients
-from runtime.handlers import ServiceContext, load_service_module, unimplemented_handler
+from runtime.handlers import ServiceContext, ServiceModule, load_service_module, unimplemented_handler
 from runtime.revocations import RevocationWatcher
 from runtime.security import Authenticator, SecurityOptions, identity_jwks
 
@@ -44,7 +50,7 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 # SO_REUSEPORT would let a second mesh bind the same ports and silently share traffic.
 # Metadata up to 64 KiB reaches the interceptors, so an oversized token is refused as
-# UNAUTHENTICATED by the authentication interceptor rather than by the transport.
+# UNAUTHENTICATED by authentication rather than by the transport.
 _SERVER_OPTIONS = [("grpc.so_reuseport", 0), ("grpc.max_metadata_size", 64 * 1024)]
 
 
@@ -69,8 +75,17 @@ class ServiceHost:
         security: SecurityOptions | None = None,
         clock: Clock | None = None,
         audit: AuditPort | None = None,
+        access: AccessTable | None = None,
+        implementation: ServiceModule | None = None,
     ) -> None:
+        """Prepare a host; nothing listens until :meth:`start`.
+
+        ``clock`` and ``audit`` replace the service's own (tests); ``access`` and
+        ``implementation`` let a test serve a contract that is not one of Vocelio's
+        (``tests/support/kitdemo``) with its own role table and ``register`` function.
+        """
         self.spec = spec
+        self._implementation = implementation
         self._clock = clock
         self._audit = audit
         self.settings = settings
@@ -88,7 +103,7 @@ class ServiceHost:
                 keys=security.keys or identity_jwks(self.clients),
                 revocations=self.revocations,
             ),
-            default_access_table(),
+            access or default_access_table(),
             self.revocations,
             self.clients,
             api_keys=security.api_keys,
@@ -98,12 +113,14 @@ class ServiceHost:
         )
         self.health = HealthServicer()
         self.inflight = InFlightCalls()
-        self.server = grpc.aio.server(
-            interceptors=[
-                ErrorsInterceptor(),
-                self.inflight,
-                AuthenticationInterceptor(registry, self.authenticator),
-                AuthorizationInterceptor(registry),
+        self.server: grpc.aio.Server = chained_server(
+            [
+                with_errors,
+                self.inflight.tracked,
+                authenticated(registry, self.authenticator),
+                authorized(registry),
+                # after authentication, so only a caller allowed to make the call learns the contract's rules
+                validated(registry),
             ],
             options=_SERVER_OPTIONS,
         )
@@ -128,7 +145,7 @@ class ServiceHost:
         """
         # The generated module registers the service's descriptors for reflection.
         importlib.import_module(self.spec.pb2_module)
-        module = load_service_module(self.spec)
+        module = self._implementation or load_service_module(self.spec)
         if module is None:
             self.server.add_generic_rpc_handlers((unimplemented_handler(self.spec),))
         else:

@@ -16,6 +16,7 @@ def register(server: grpc.aio.Server, context: ServiceContext) -> None:
         context.sessions,
         context.page_tokens,
         NoReferringServices(),
+        reads=context.database,
         clock=context.clock,
         idempotency=context.idempotency,
         outbox=context.outbox,

@@ -8,7 +8,10 @@ flushed at once (:func:`mesh.kit.sql.flush`), so conflicts surface here as domai
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from sqlalchemy import bindparam, delete, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mesh.errors import Aborted
@@ -16,6 +19,7 @@ from mesh.kit import paging, tenancy
 from mesh.kit.filtering import FilterField, FilterSchema, Kind, parse_filter
 from mesh.kit.paging import Page, Position
 from mesh.kit.sql import flush
+from mesh.reads import AnySelect
 from services.agents.domain import names
 from services.agents.domain.lifecycle import AgentState
 from services.agents.models import AgentRow, AgentVersionRow
@@ -33,6 +37,30 @@ FILTERS: FilterSchema = {
 
 
 # Agents
+
+
+class PointReads(Protocol):
+    """Single-row reads outside a session (``mesh.db.ServiceDatabase.point_read``)."""
+
+    async def point_read(self, statement: AnySelect, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        """One row of ``statement``, or ``None``."""
+
+
+_AGENT_FIELDS = tuple((attribute.key, attribute.columns[0]) for attribute in inspect(AgentRow).column_attrs)
+_AGENT_BY_KEY = select(*(column for _key, column in _AGENT_FIELDS)).where(
+    AgentRow.organization_id == bindparam("organization_id"), AgentRow.id == bindparam("agent_id")
+)
+
+
+async def read_agent(database: PointReads, organization_id: str, agent_id: str) -> AgentRow | None:
+    """:func:`find_agent` for a read-only caller: one point read without a session (the hot path).
+
+    The row is detached: read it, do not change it.
+    """
+    values = await database.point_read(_AGENT_BY_KEY, {"organization_id": organization_id, "agent_id": agent_id})
+    if values is None:
+        return None
+    return AgentRow(**{key: value for (key, _column), value in zip(_AGENT_FIELDS, values, strict=True)})
 
 
 async def find_agent(session: AsyncSession, organization_id: str, agent_id: str) -> AgentRow | None:

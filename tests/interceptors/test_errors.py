@@ -1,4 +1,4 @@
-"""The errors interceptor on a real server on port 0."""
+"""The errors wrapper on a real server on port 0: composed per method, and as a per-call interceptor."""
 
 from __future__ import annotations
 
@@ -9,8 +9,12 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from interceptors.errors import ErrorsInterceptor
+from interceptors.chain import chained_server
+from interceptors.errors import ErrorsInterceptor, with_errors
 from mesh import errors
+from vocelio.identity.v1 import identity_errors_pb2
+
+REASONS = errors.ErrorReasons(identity_errors_pb2.ErrorReason)
 
 SECRET = "password=hunter2 SELECT * FROM users"
 
@@ -25,6 +29,18 @@ async def _raise_invalid(request, context):
 
 async def _raise_bug(request, context):
     raise RuntimeError(SECRET)
+
+
+async def _raise_with_reason(request, context):
+    raise errors.ResourceExhausted("slow down").with_reason(
+        REASONS, identity_errors_pb2.ERROR_REASON_RATE_LIMITED, {"limit": "per_address"}
+    )
+
+
+async def _raise_invalid_with_reason(request, context):
+    raise errors.InvalidArgument("bad grant", {"grant_type": "is not supported"}).with_reason(
+        REASONS, identity_errors_pb2.ERROR_REASON_UNSUPPORTED_GRANT_TYPE
+    )
 
 
 async def _abort_directly(request, context):
@@ -49,6 +65,8 @@ HANDLERS = {
     "Domain": grpc.unary_unary_rpc_method_handler(_raise_domain),
     "Invalid": grpc.unary_unary_rpc_method_handler(_raise_invalid),
     "Bug": grpc.unary_unary_rpc_method_handler(_raise_bug),
+    "Reason": grpc.unary_unary_rpc_method_handler(_raise_with_reason),
+    "InvalidReason": grpc.unary_unary_rpc_method_handler(_raise_invalid_with_reason),
     "Abort": grpc.unary_unary_rpc_method_handler(_abort_directly),
     "Echo": grpc.unary_unary_rpc_method_handler(_echo),
     "StreamFail": grpc.unary_stream_rpc_method_handler(_stream_then_fail),
@@ -56,9 +74,13 @@ HANDLERS = {
 }
 
 
-@pytest.fixture
-async def channel():
-    server = grpc.aio.server(interceptors=[ErrorsInterceptor()])
+@pytest.fixture(params=["chained", "interceptor"])
+async def channel(request):
+    server: grpc.aio.Server
+    if request.param == "chained":
+        server = chained_server([with_errors])
+    else:
+        server = grpc.aio.server(interceptors=[ErrorsInterceptor()])
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Errors", HANDLERS),))
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
@@ -87,6 +109,47 @@ async def test_field_violations_travel_as_bad_request_details(channel):
     detail = error_details_pb2.BadRequest()
     assert status.details[0].Unpack(detail)
     assert [(v.field, v.description) for v in detail.field_violations] == [("agent.display_name", "must not be empty")]
+
+
+def _details(error: grpc.aio.AioRpcError) -> tuple[error_details_pb2.BadRequest | None, error_details_pb2.ErrorInfo]:
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None
+    assert status.code == error.code().value[0]
+    assert status.message == error.details()
+    bad_request, info = None, None
+    for detail in status.details:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad_request = error_details_pb2.BadRequest()
+            detail.Unpack(bad_request)
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+    assert info is not None, "no ErrorInfo in the status"
+    return bad_request, info
+
+
+async def test_a_reason_travels_as_error_info_with_its_service_domain(channel):
+    error = await _call(channel, "Reason")
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert error.details() == "slow down"
+    bad_request, info = _details(error)
+    assert bad_request is None
+    assert (info.reason, info.domain) == ("RATE_LIMITED", "identity.vocelio.com")
+    assert dict(info.metadata) == {"limit": "per_address"}
+
+
+async def test_error_info_travels_alongside_bad_request(channel):
+    error = await _call(channel, "InvalidReason")
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    bad_request, info = _details(error)
+    assert bad_request is not None
+    assert [(v.field, v.description) for v in bad_request.field_violations] == [("grant_type", "is not supported")]
+    assert info.reason == "UNSUPPORTED_GRANT_TYPE"
+
+
+async def test_an_error_without_details_is_a_plain_status(channel):
+    error = await _call(channel, "Domain")
+    assert rpc_status.from_call(error) is None  # type: ignore[arg-type]
 
 
 async def test_unknown_errors_become_internal_without_leaking(channel, caplog):

@@ -163,12 +163,13 @@ def _auth(token: str):
 async def _published_agent(stub, owner: str) -> str:
     created = await stub.CreateAgent(
         pb.CreateAgentRequest(
+            parent="organizations/org_a",
             agent=agent_pb2.Agent(
                 display_name="Front desk",
                 draft=agent_pb2.AgentConfig(
                     language_code="en-US", voice="voices/v1", prompt="Be helpful.", first_message="Hello!"
                 ),
-            )
+            ),
         ),
         metadata=_auth(owner),
     )

@@ -3,7 +3,6 @@ from __future__ import annotations
 import datetime
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
 
 import grpc
 import pytest
@@ -16,46 +15,17 @@ from mesh.kit.caller import CallerInfo
 from mesh.kit.clock import FixedClock
 from mesh.kit.tables import IdentityCallRow
 from mesh.principal import Principal, PrincipalKind
+from tests.support.kit import RecordingIdentity, fake_identity
 from vocelio.identity.v1 import audit_event_pb2, identity_service_pb2, identity_service_pb2_grpc
 
 NOW = datetime.datetime(2026, 6, 1, 12, tzinfo=datetime.UTC)
 ADMIN = Principal("users/u1", PrincipalKind.USER, "acme", "ADMIN", frozenset({"*"}), session_id="s1")
 
 
-class RecordingIdentity(identity_service_pb2_grpc.IdentityServiceServicer):
-    """Takes audit events and revocations, or refuses them while ``down``."""
-
-    def __init__(self) -> None:
-        self.audit: list[identity_service_pb2.RecordAuditEventRequest] = []
-        self.revoked: list[identity_service_pb2.RevokePrincipalTokensRequest] = []
-        self.down = False
-
-    async def RecordAuditEvent(self, request: Any, context: Any) -> Any:
-        if self.down:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "down")
-        self.audit.append(request)
-        return identity_service_pb2.RecordAuditEventResponse(audit_event=request.audit_event)
-
-    async def RevokePrincipalTokens(self, request: Any, context: Any) -> Any:
-        if self.down:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "down")
-        self.revoked.append(request)
-        return identity_service_pb2.RevokePrincipalTokensResponse()
-
-
 @pytest.fixture
 async def identity() -> AsyncIterator[tuple[RecordingIdentity, grpc.aio.Channel]]:
-    servicer = RecordingIdentity()
-    server = grpc.aio.server()
-    identity_service_pb2_grpc.add_IdentityServiceServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    try:
-        yield servicer, channel
-    finally:
-        await channel.close(None)
-        await server.stop(None)
+    async with fake_identity() as fake:
+        yield fake.servicer, fake.channel
 
 
 def _calls(database: ServiceDatabase, channel: grpc.aio.Channel, clock: FixedClock) -> audit.IdentityCalls:

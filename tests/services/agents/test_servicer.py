@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -14,9 +15,11 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from mesh.config import Settings
+from mesh.kit.clock import FixedClock
 from mesh.kit.tables import OutboxRow
 from runtime.serve import InProcessMesh
 from services.agents import service as agents_service
+from tests.support.kit import kit_service
 from tests.support.mesh import running_services
 from tests.support.tokens import TestIssuer
 from vocelio.agents.v1 import agent_pb2, agents_service_pb2, agents_service_pb2_grpc
@@ -286,15 +289,11 @@ async def test_chosen_ids_are_unique_per_organisation(mesh: Mesh):
     assert (await mesh.alice.GetAgent(pb.GetAgentRequest(name=agent.name))).agent == agent
 
 
-async def test_field_violations_arrive_as_bad_request_details(mesh: Mesh):
+async def test_contract_rule_violations_are_refused_before_the_service_runs(mesh: Mesh):
     agent = agent_pb2.Agent(
-        display_name="",
-        labels={"Team": "x"},
-        draft=agent_pb2.AgentConfig(
-            voice="aria", fallback_voice="voices/v1", language_code="english", model_temperature=2.5,
-            interruption_sensitivity=-1, script="flows/f1",
-        ),
-    )  # fmt: skip
+        display_name="Front desk",
+        draft=agent_pb2.AgentConfig(model_temperature=2.5, interruption_sensitivity=-1),
+    )
     error = await refused(
         mesh.alice.CreateAgent(
             pb.CreateAgentRequest(parent=mesh.alice.parent, agent=agent, agent_id="X", request_id="a b")
@@ -302,15 +301,33 @@ async def test_field_violations_arrive_as_bad_request_details(mesh: Mesh):
     )
     assert error.code() == Code.INVALID_ARGUMENT
     assert set(field_violations(error)) == {
+        "agent.draft.model_temperature",
+        "agent.draft.interruption_sensitivity",
+        "agent_id",
+        "request_id",
+    }
+
+
+async def test_field_violations_arrive_as_bad_request_details(mesh: Mesh):
+    # Within the contract's rules, so the service's own validation lists everything it refuses.
+    agent = agent_pb2.Agent(
+        display_name="",
+        labels={"Team": "x"},
+        draft=agent_pb2.AgentConfig(
+            voice="aria", fallback_voice="voices/v1", language_code="english", script="flows/f1",
+        ),
+    )  # fmt: skip
+    error = await refused(
+        mesh.alice.CreateAgent(pb.CreateAgentRequest(parent=mesh.alice.parent, agent=agent, agent_id="Xy z"))
+    )
+    assert error.code() == Code.INVALID_ARGUMENT
+    assert set(field_violations(error)) == {
         "agent.display_name",
         'agent.labels["Team"]',
         "agent.draft.voice",
         "agent.draft.language_code",
-        "agent.draft.model_temperature",
-        "agent.draft.interruption_sensitivity",
         "agent.draft.script",
         "agent_id",
-        "request_id",
     }
 
 
@@ -522,3 +539,28 @@ async def test_an_agent_in_use_is_not_deleted(sqlite_settings: Settings, monkeyp
         assert error.code() == Code.FAILED_PRECONDITION
         assert error.details() == f"{agent.name} is still used by campaigns/c1, phone_numbers/p1"
         assert (await mesh.alice.GetAgent(pb.GetAgentRequest(name=agent.name))).agent == agent
+
+
+# The kit harness: the service runs on an injected clock, no monkeypatching
+
+
+async def test_the_service_runs_on_the_injected_clock(sqlite_settings: Settings):
+    moment = datetime.datetime(2026, 3, 1, 8, 30, tzinfo=datetime.UTC)
+    async with kit_service(sqlite_settings, "agents", clock=FixedClock(moment)) as service:
+        stub = service.stub(agents_service_pb2_grpc.AgentsServiceStub)
+        request = pb.CreateAgentRequest(parent="organizations/org_a", agent=agent_pb2.Agent(display_name="Desk"))
+        agent = (await stub.CreateAgent(request, metadata=service.as_user("org_a"), timeout=10)).agent
+        assert agent.audit.create_time.ToDatetime(tzinfo=datetime.UTC) == moment
+        assert isinstance(service.clock, FixedClock)
+        service.clock.advance(datetime.timedelta(minutes=5))
+        patch = agent_pb2.Agent(name=agent.name, display_name="Desk 2")
+        updated = await stub.UpdateAgent(
+            pb.UpdateAgentRequest(agent=patch, update_mask=mask("display_name")),
+            metadata=service.as_user("org_a"),
+            timeout=10,
+        )
+        assert updated.agent.audit.update_time.ToDatetime(tzinfo=datetime.UTC) == moment + datetime.timedelta(minutes=5)
+        everywhere = await stub.ListAgents(
+            pb.ListAgentsRequest(parent="organizations/-"), metadata=service.as_platform_admin(), timeout=10
+        )
+        assert [a.name for a in everywhere.agents] == [agent.name]

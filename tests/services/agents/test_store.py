@@ -306,3 +306,33 @@ def test_typed_payloads_name_their_agents():
     agent = agent_pb2.Agent(name="organizations/org_a/agents/a-1")
     assert events.deleted(agent) == agents_events_pb2.AgentDeletedEvent(name=agent.name)
     assert events.stream_of(agent.name) == "agents-org_a-a-1"
+
+
+# The point read (GetAgent's hot path) answers what the session answers
+
+
+async def test_the_point_read_returns_what_the_session_returns(database, sessions):
+    row = agent_row("front-desk", labels={"team": "north"}, state=AgentState.PUBLISHED)
+    await insert(sessions, row)
+    async with sessions.begin() as session:
+        expected = convert.agent_to_proto(await store.get_agent(session, "org_a", "front-desk"))
+    read = await store.read_agent(database, "org_a", "front-desk")
+    assert read is not None
+    assert convert.agent_to_proto(read) == expected
+
+
+async def test_the_point_read_keeps_tenancy(database, sessions):
+    await insert(sessions, agent_row("front-desk", org="org_b"))
+    assert await store.read_agent(database, "org_a", "front-desk") is None
+    assert await store.read_agent(database, "org_a", "nobody-here") is None
+    assert await store.read_agent(database, "org_b", "front-desk") is not None
+
+
+async def test_the_point_read_sees_the_latest_commit(database, sessions):
+    await insert(sessions, agent_row("front-desk"))
+    first = await store.read_agent(database, "org_a", "front-desk")
+    assert first is not None and first.display_name == "Front-Desk"
+    async with sessions.begin() as session:
+        (await store.get_agent(session, "org_a", "front-desk")).display_name = "Renamed"
+    renamed = await store.read_agent(database, "org_a", "front-desk")
+    assert renamed is not None and renamed.display_name == "Renamed"

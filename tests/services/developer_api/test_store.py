@@ -7,15 +7,12 @@ import datetime
 from typing import Any
 
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
-from sqlalchemy import MetaData, text
+from sqlalchemy import text
 
 from mesh import migrations
 from mesh.config import Settings
 from mesh.db import ServiceDatabase
 from mesh.errors import AlreadyExists, InvalidArgument, NotFound
-from mesh.kit.tables import KitBase
 from services.developer_api import credentials, domain, store, usage_store
 from services.developer_api.models import Base
 from services.developer_api.restrictions import Restrictions
@@ -61,20 +58,6 @@ async def add_key(session, key_id, *, organization_id="org_a", now=NOW, **change
         now=now,
     )
     return row, secret
-
-
-def test_migration_matches_the_models(database: ServiceDatabase):
-    # This service's tables and the kit's shared ones, which its database holds too.
-    expected = MetaData()
-    for table in (*Base.metadata.tables.values(), *KitBase.metadata.tables.values()):
-        table.to_metadata(expected)
-    engine = database.sync_engine()
-    try:
-        with engine.connect() as connection:
-            differences = compare_metadata(MigrationContext.configure(connection), expected)
-    finally:
-        engine.dispose()
-    assert differences == []
 
 
 async def test_the_secret_is_never_stored_in_plain_text(database: ServiceDatabase):

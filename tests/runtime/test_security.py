@@ -1,0 +1,102 @@
+"""The Authenticator's principal cache: reused while valid, never past expiry or revocation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jwt
+import pytest
+
+from mesh.access import default_access_table
+from mesh.errors import Unauthenticated
+from mesh.jwks import StaticKeys
+from mesh.revocations import PRINCIPAL, SESSION, TOKEN, RevocationSet
+from mesh.tokens import TokenVerifier
+from runtime.security import Authenticator
+from tests.support.tokens import AUDIENCE, ISSUER, TestIssuer
+
+
+class CountingKeys(StaticKeys):
+    """Static keys that count how often a signature had to be checked."""
+
+    def __init__(self, document: Any) -> None:
+        super().__init__(document)
+        self.lookups = 0
+
+    async def key(self, kid: str) -> jwt.PyJWK | None:
+        self.lookups += 1
+        return await super().key(kid)
+
+
+@pytest.fixture
+def issuer() -> TestIssuer:
+    return TestIssuer()
+
+
+@pytest.fixture
+def keys(issuer: TestIssuer) -> CountingKeys:
+    return CountingKeys(issuer.jwks)
+
+
+@pytest.fixture
+def revocations() -> RevocationSet:
+    return RevocationSet()
+
+
+@pytest.fixture
+def authenticator(keys: CountingKeys, revocations: RevocationSet) -> Authenticator:
+    verifier = TokenVerifier(issuer=ISSUER, audience=AUDIENCE, keys=keys, revocations=revocations)
+    return Authenticator(verifier, default_access_table(), revocations, None, api_keys=False)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
+
+
+async def test_a_verified_token_is_verified_once_and_its_principal_reused(authenticator, keys, issuer):
+    token = issuer.mint(subject="users/u_ada", role="ADMIN", org="org_a")
+    first = await authenticator.authenticate(bearer(token))
+    second = await authenticator.authenticate(bearer(token))
+    assert second is first
+    assert (first.subject, first.organization_id, first.role) == ("users/u_ada", "org_a", "ADMIN")
+    assert keys.lookups == 1
+
+
+@pytest.mark.parametrize("kind", ["token", "session", "principal"])
+async def test_a_revoked_token_fails_on_the_next_call(authenticator, revocations, issuer, kind):
+    token = issuer.mint(subject="users/u_ada")
+    claims = jwt.decode(token, options={"verify_signature": False})
+    await authenticator.authenticate(bearer(token))
+    if kind == "token":
+        revocations.add(TOKEN, token_id=claims["jti"], expires_at=claims["exp"])
+    elif kind == "session":
+        revocations.add(SESSION, session=claims["sid"])
+    else:
+        revocations.add(PRINCIPAL, principal="users/u_ada", issued_before=claims["iat"] + 1)
+    with pytest.raises(Unauthenticated):
+        await authenticator.authenticate(bearer(token))
+
+
+async def test_a_cached_token_that_has_expired_is_refused(authenticator, keys, issuer):
+    token = issuer.mint(lifetime=-(authenticator.verifier.leeway + 5))
+    with pytest.raises(Unauthenticated):
+        await authenticator.authenticate(bearer(token))
+    # Expired at once: nothing was cached, so every attempt is verified (and refused) again.
+    with pytest.raises(Unauthenticated):
+        await authenticator.authenticate(bearer(token))
+    assert keys.lookups == 2
+
+
+async def test_the_cache_is_bounded_and_forgets_the_least_recently_used(keys, revocations, issuer):
+    verifier = TokenVerifier(issuer=ISSUER, audience=AUDIENCE, keys=keys, revocations=revocations)
+    authenticator = Authenticator(verifier, default_access_table(), revocations, None, api_keys=False, cache_size=2)
+    tokens = [issuer.mint(subject=f"users/u_{n}") for n in range(3)]
+    for token in tokens[:2]:
+        await authenticator.authenticate(bearer(token))
+    await authenticator.authenticate(bearer(tokens[0]))  # most recently used now
+    await authenticator.authenticate(bearer(tokens[2]))  # pushes out tokens[1]
+    lookups = keys.lookups
+    await authenticator.authenticate(bearer(tokens[0]))
+    assert keys.lookups == lookups
+    await authenticator.authenticate(bearer(tokens[1]))
+    assert keys.lookups == lookups + 1
