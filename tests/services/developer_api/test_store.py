@@ -14,7 +14,6 @@ from mesh.config import Settings
 from mesh.db import ServiceDatabase
 from mesh.errors import AlreadyExists, InvalidArgument, NotFound
 from services.developer_api import credentials, domain, store, usage_store
-from services.developer_api.models import Base
 from services.developer_api.restrictions import Restrictions
 from services.developer_api.usage import Counters
 
