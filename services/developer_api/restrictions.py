@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import re
 import urllib.parse
 from collections.abc import Iterable, Mapping
 
 from mesh.errors import InvalidArgument
+from mesh.kit.names import ResourceName
 
 MAX_ORIGINS = 20
 MAX_IP_RANGES = 50
 MAX_AGENTS = 100
-_AGENT = re.compile(r"^organizations/(?P<organization>[a-z0-9][a-z0-9_-]{0,62})/agents/[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+# The agents service's name pattern (vocelio.com/Agent); this service never imports its contract.
+_AGENTS = ResourceName.from_pattern("organizations/{organization}/agents/{agent}", "vocelio.com/Agent")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -96,8 +97,11 @@ def validate_restrictions(restrictions: Restrictions, *, publishable: bool, orga
             ) from None
     own = f"organizations/{organization_id}/agents/abc"
     for value in restrictions.allowed_agents:
-        agent = _AGENT.match(value)
-        if agent is None or agent["organization"] != organization_id:
+        try:
+            agent_organization = _AGENTS.parse(value).organization
+        except InvalidArgument:
+            agent_organization = None
+        if agent_organization != organization_id:
             raise InvalidArgument(
                 f"{value!r} is not an agent of the key's organisation",
                 {f"{field}.allowed_agents": f"agents of the key's organisation, like {own}"},
