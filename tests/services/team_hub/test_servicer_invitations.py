@@ -155,7 +155,7 @@ async def test_a_signed_in_user_accepts_with_their_own_email(harness: Harness):
     await expect(Code.NOT_FOUND, eve.AcceptInvitation, pb.AcceptInvitationRequest(invitation_token="nope"))
     actions = harness.identity.actions()
     assert audit_event_pb2.AUDIT_ACTION_INVITATION_ACCEPTED in actions
-    service = harness.as_key("api_keys/k1", "acme", "ADMIN", "invitations.accept")
+    service = harness.as_key("organizations/acme/api_keys/k1", "acme", "ADMIN", "invitations.accept")
     await expect(Code.PERMISSION_DENIED, service.AcceptInvitation, request, "signed-in user")
     memberships = await harness.service.ListUserMemberships(pb.ListUserMembershipsRequest(user="users/dan"))
     assert [m.organization.organization_id for m in memberships.user_memberships] == ["globex", "acme"]
@@ -168,7 +168,7 @@ async def test_invitation_rules(harness: Harness):
     await expect(Code.ALREADY_EXISTS, alice.CreateInvitation, invite("alice@acme.example"), "already a member")
     await expect(Code.INVALID_ARGUMENT, alice.CreateInvitation, invite("x@acme.example", 60), "SUPER_ADMIN")
     await expect(Code.INVALID_ARGUMENT, alice.CreateInvitation, invite("x@acme.example", teams=["teams/nope"]))
-    key = harness.as_key("api_keys/k_mgr", "acme", "MANAGER", "invitations.create")
+    key = harness.as_key("organizations/acme/api_keys/k_mgr", "acme", "MANAGER", "invitations.create")
     await expect(Code.PERMISSION_DENIED, key.CreateInvitation, invite("x@acme.example", ADMIN), "above your own role")
     assert (await key.CreateInvitation(invite("x@acme.example", MANAGER))).invitation.role == MANAGER
     manager = harness.as_user("users/mo", "acme", "MANAGER")

@@ -82,7 +82,7 @@ async def test_role_rules_over_the_wire(harness: Harness):
     alice, bob, carol = await acme(harness)
     root = harness.as_user("users/root", "", "SUPER_ADMIN")
     # A MANAGER's API key allowed to change members still cannot grant above MANAGER.
-    key = harness.as_key("api_keys/k_ops", "acme", "MANAGER", "members.update members.get")
+    key = harness.as_key("organizations/acme/api_keys/k_ops", "acme", "MANAGER", "members.update members.get")
     manager = harness.as_user("users/carol", "acme", "MANAGER")
     cases = [
         (key, pb.ChangeMemberRoleRequest(name=bob.name, role=ADMIN), Code.PERMISSION_DENIED, "above your own role"),
