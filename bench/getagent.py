@@ -210,7 +210,7 @@ def vocelio(work: pathlib.Path) -> Iterator[Target]:
             "termsAccepted": True,
             "organizationDisplayName": "Bench",
         }
-        expect(*request("POST", f"{base}/v1/auth/signup", signup), 200, "sign-up")
+        organization = expect(*request("POST", f"{base}/v1/auth/signup", signup), 200, "sign-up")["organizationId"]
         login = {"grant_type": "password", "username": "bench@example.com", "password": PASSWORD}
         token = expect(*request("POST", f"{base}/v1/auth/token", login), 200, "login")["access_token"]
         agent = {
@@ -223,7 +223,11 @@ def vocelio(work: pathlib.Path) -> Iterator[Target]:
                 "firstMessage": "Hello! How can I help?",
             },
         }
-        name = expect(*settled(lambda: request("POST", f"{base}/v1/agents", agent, token)), 200, "create agent")["name"]
+        name = expect(
+            *settled(lambda: request("POST", f"{base}/v1/organizations/{organization}/agents", agent, token)),
+            200,
+            "create agent",
+        )["name"]
         url = f"{base}/v1/{name}"
         got = expect(*request("GET", url, token=token), 200, "sanity GET")
         if got.get("name") != name:

@@ -16,9 +16,9 @@ def register(server: grpc.aio.Server, context: ServiceContext) -> None:
         context.sessions,
         context.page_tokens,
         NoReferringServices(),
-        reads=context.database,
         clock=context.clock,
         idempotency=context.idempotency,
         outbox=context.outbox,
+        reads=context.database,
     )
     agents_service_pb2_grpc.add_AgentsServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]

@@ -45,10 +45,10 @@ class AgentsServicer(agents_service_pb2_grpc.AgentsServiceServicer):
         page_tokens: paging.PageTokens,
         usage: AgentUsage,
         *,
-        reads: store.PointReads,
         clock: Clock = SYSTEM_CLOCK,
         idempotency: IdempotencyStore | None = None,
         outbox: Outbox | None = None,
+        reads: store.PointReads,
     ) -> None:
         self._sessions = sessions
         self._reads = reads
@@ -66,12 +66,11 @@ class AgentsServicer(agents_service_pb2_grpc.AgentsServiceServicer):
         """Gets one agent."""
         principal = current()
         organization_id, agent_id = names.parse_agent_name(request.name)
-        # The hot path: one point read outside a session; the lookup runs whoever asks, so
-        # another organisation's agent costs and answers exactly what a missing one does.
+        # The hot read: one point read outside any session, with the same visibility rule.
         row = await store.read_agent(self._reads, organization_id, agent_id)
-        if row is None or not tenancy.may_read(principal, organization_id):
-            raise tenancy.not_found(names.agent_name(organization_id, agent_id))
-        return agents_service_pb2.GetAgentResponse(agent=convert.agent_to_proto(row))
+        return agents_service_pb2.GetAgentResponse(
+            agent=convert.agent_to_proto(_visible(row, principal, organization_id, agent_id))
+        )
 
     async def ListAgents(
         self, request: agents_service_pb2.ListAgentsRequest, context: Context
@@ -319,10 +318,9 @@ class AgentsServicer(agents_service_pb2_grpc.AgentsServiceServicer):
         The lookup runs either way, so the answer for another organisation's agent is the
         missing one's in status, message and work done.
         """
-        row = await store.find_agent(session, organization_id, agent_id)
-        if row is None or not tenancy.may_read(principal, organization_id):
-            raise tenancy.not_found(names.agent_name(organization_id, agent_id))
-        return row
+        return _visible(
+            await store.find_agent(session, organization_id, agent_id), principal, organization_id, agent_id
+        )
 
     async def _changeable_agent(
         self, session: AsyncSession, principal: Principal, organization_id: str, agent_id: str, etag: str = ""
@@ -350,3 +348,10 @@ class AgentsServicer(agents_service_pb2_grpc.AgentsServiceServicer):
         row.stamp_changed(principal.subject, self._clock.now())
         await store.save_agent(session, row)
         return convert.agent_to_proto(row)
+
+
+def _visible(row: AgentRow | None, principal: Principal, organization_id: str, agent_id: str) -> AgentRow:
+    """The row if it exists and the caller may read it; otherwise the one NOT_FOUND of a missing agent."""
+    if row is None or not tenancy.may_read(principal, organization_id):
+        raise tenancy.not_found(names.agent_name(organization_id, agent_id))
+    return row

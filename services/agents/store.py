@@ -39,6 +39,11 @@ FILTERS: FilterSchema = {
 # Agents
 
 
+async def find_agent(session: AsyncSession, organization_id: str, agent_id: str) -> AgentRow | None:
+    """The agent with this id in this organisation, or ``None`` (a primary-key point read)."""
+    return await session.get(AgentRow, (organization_id, agent_id))
+
+
 class PointReads(Protocol):
     """Single-row reads outside a session (``mesh.db.ServiceDatabase.point_read``)."""
 
@@ -61,11 +66,6 @@ async def read_agent(database: PointReads, organization_id: str, agent_id: str) 
     if values is None:
         return None
     return AgentRow(**{key: value for (key, _column), value in zip(_AGENT_FIELDS, values, strict=True)})
-
-
-async def find_agent(session: AsyncSession, organization_id: str, agent_id: str) -> AgentRow | None:
-    """The agent with this id in this organisation, or ``None`` (a primary-key point read)."""
-    return await session.get(AgentRow, (organization_id, agent_id))
 
 
 async def get_agent(session: AsyncSession, organization_id: str, agent_id: str) -> AgentRow:

@@ -11,6 +11,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
 from interceptors.chain import Behaviour, ChainedServer, chained_server
+from tests.support.grpc_helpers import serving
 
 
 async def _echo(request: bytes, context: Any) -> bytes:
@@ -64,14 +65,8 @@ async def served():
     server.add_registered_method_handlers("test.Registered", registered)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    try:
+    async with serving(server) as channel:
         yield channel, outer, inner, calls
-    finally:
-        await channel.close(None)
-        await server.stop(None)
 
 
 async def test_the_first_wrapper_is_the_outermost(served):

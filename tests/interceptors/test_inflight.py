@@ -9,8 +9,10 @@ from typing import Any
 import grpc
 import pytest
 
-from interceptors.errors import ErrorsInterceptor
+from interceptors.chain import chained_server
+from interceptors.errors import ErrorsInterceptor, with_errors
 from interceptors.inflight import InFlightCalls
+from tests.support.grpc_helpers import serving
 
 METHOD = "/test.Slow/Call"
 
@@ -38,20 +40,20 @@ class SlowService:
         self.cleaned_up = True
 
 
-@pytest.fixture
-async def served() -> AsyncIterator[tuple[SlowService, InFlightCalls, grpc.aio.Channel, grpc.aio.Server]]:
+@pytest.fixture(params=["chained", "interceptors"])
+async def served(
+    request: pytest.FixtureRequest,
+) -> AsyncIterator[tuple[SlowService, InFlightCalls, grpc.aio.Channel, grpc.aio.Server]]:
     service, inflight = SlowService(), InFlightCalls()
-    server = grpc.aio.server(interceptors=[ErrorsInterceptor(), inflight])
+    server: grpc.aio.Server
+    if request.param == "chained":  # as ServiceHost composes it
+        server = chained_server([with_errors, inflight.tracked])
+    else:
+        server = grpc.aio.server(interceptors=[ErrorsInterceptor(), inflight])
     handlers = {"Call": grpc.unary_unary_rpc_method_handler(service.call)}
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Slow", handlers),))
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    try:
+    async with serving(server) as channel:
         yield service, inflight, channel, server
-    finally:
-        await channel.close(None)
-        await server.stop(None)
 
 
 def call(channel: grpc.aio.Channel, payload: bytes = b"x") -> Any:

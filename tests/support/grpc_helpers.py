@@ -1,8 +1,10 @@
-"""Small gRPC client helpers the tests share: health, reflection, waiting."""
+"""Small gRPC helpers the tests share: a server on port 0, health, reflection, waiting."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -10,6 +12,19 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+@contextlib.asynccontextmanager
+async def serving(server: grpc.aio.Server) -> AsyncIterator[grpc.aio.Channel]:
+    """Start ``server`` on a free port of 127.0.0.1 and yield a channel to it; close both afterwards."""
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        yield channel
+    finally:
+        await channel.close(None)
+        await server.stop(None)
 
 
 async def health_status(address: str, service: str = "", timeout: float = 2.0) -> int | None:

@@ -308,20 +308,16 @@ def test_typed_payloads_name_their_agents():
     assert events.stream_of(agent.name) == "agents-org_a-a-1"
 
 
-# The point read (GetAgent's hot path) answers what the session answers
-
-
 async def test_the_point_read_returns_what_the_session_returns(database, sessions):
-    row = agent_row("front-desk", labels={"team": "north"}, state=AgentState.PUBLISHED)
-    await insert(sessions, row)
+    await insert(sessions, agent_row("front-desk", labels={"team": "north"}, state=AgentState.PUBLISHED))
     async with sessions.begin() as session:
         expected = convert.agent_to_proto(await store.get_agent(session, "org_a", "front-desk"))
-    read = await store.read_agent(database, "org_a", "front-desk")
-    assert read is not None
-    assert convert.agent_to_proto(read) == expected
+    row = await store.read_agent(database, "org_a", "front-desk")
+    assert row is not None
+    assert convert.agent_to_proto(row) == expected
 
 
-async def test_the_point_read_keeps_tenancy(database, sessions):
+async def test_the_point_read_is_scoped_to_the_organisation(database, sessions):
     await insert(sessions, agent_row("front-desk", org="org_b"))
     assert await store.read_agent(database, "org_a", "front-desk") is None
     assert await store.read_agent(database, "org_a", "nobody-here") is None
@@ -333,6 +329,8 @@ async def test_the_point_read_sees_the_latest_commit(database, sessions):
     first = await store.read_agent(database, "org_a", "front-desk")
     assert first is not None and first.display_name == "Front-Desk"
     async with sessions.begin() as session:
-        (await store.get_agent(session, "org_a", "front-desk")).display_name = "Renamed"
+        row = await store.get_agent(session, "org_a", "front-desk")
+        row.display_name = "Renamed"
+        await store.save_agent(session, row)
     renamed = await store.read_agent(database, "org_a", "front-desk")
     assert renamed is not None and renamed.display_name == "Renamed"
