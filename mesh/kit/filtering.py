@@ -82,7 +82,9 @@ class FilterField:
         enum_prefix: a prefix callers may put before enum names (``AGENT_STATE_``).
         ordered: for an enum, its stored values are ordered, so ``<``, ``>``, ``<=`` and
             ``>=`` compare them (``role >= MANAGER``).
-        holds: for :attr:`Kind.HAS`, the condition "the repeated field holds this value".
+        holds: the condition "the repeated field holds this value": for :attr:`Kind.HAS` (values
+            kept in another table), and for a column field ``field:value`` (``scopes:calls.get``);
+            without it ``field:`` takes only ``*`` (is set).
         contains: for a string, ``field : "text"`` matches values containing ``text``
             (``email : "@example.com"``); otherwise ``:`` takes only ``*``.
 
@@ -236,10 +238,12 @@ class _Parser:
         if spec.kind is Kind.LABELS:
             return self.label(spec, name, key, operator.text, value)
         if spec.kind is Kind.HAS:
-            if operator.text not in (":", "=") or value.kind != "string" or spec.holds is None:
+            if operator.text not in (":", "=") or value.kind not in ("word", "string") or spec.holds is None:
                 raise _invalid(f'{name} takes : with a quoted value: {name} : "value"', self.field)
             return spec.holds(_string(value, self.field))
         if operator.text == ":":
+            if spec.holds is not None and value.kind in ("word", "string"):
+                return spec.holds(_string(value, self.field))
             if spec.contains and value.kind == "string":
                 return spec.column.contains(_string(value, self.field), autoescape=True)  # type: ignore[no-any-return]
             if value.kind != "star":

@@ -166,7 +166,7 @@ def test_the_whole_flow(edge):
 
     # Create an API key (secret shown once) and use it both ways.
     key = edge.post(
-        "/v1/api_keys",
+        f"/v1/organizations/{org}/api_keys",
         headers=_bearer(access),
         json={"displayName": "CI", "scopes": ["agents.list", "agents.get"], "environment": "API_KEY_ENVIRONMENT_LIVE"},
     )
@@ -201,7 +201,7 @@ def test_the_whole_flow(edge):
     assert edge.get(f"/v1/organizations/{org}/agents", headers=_bearer(fresh)).status_code == 200
     assert edge.post("/v1/auth/revoke", json={"token": fresh}).status_code == 200
     assert _until(lambda: edge.get(f"/v1/organizations/{org}/agents", headers=_bearer(fresh)).status_code == 401, 2.0)
-    assert _until(lambda: edge.get("/v1/api_keys", headers=_bearer(fresh)).status_code == 401, 2.0)
+    assert _until(lambda: edge.get(f"/v1/organizations/{org}/api_keys", headers=_bearer(fresh)).status_code == 401, 2.0)
 
     # The security audit log shows who did what, and never a secret.
     admin = _login(edge, "ada@example.com").json()["access_token"]

@@ -115,7 +115,7 @@ class Harness:
 
     def as_key(self, key_id: str, org: str, role: str, scope: str) -> Caller:
         # The one place that spells an API key principal (runtime/security.py decides its form).
-        subject = f"api_keys/{key_id}"
+        subject = f"organizations/{org}/api_keys/{key_id}"
         return Caller(self.stub, ISSUER.mint(subject=subject, org=org, role=role, scope=scope, sid=""), org)
 
     async def provision(self, organization_id: str, admin: str, *, max_members: int = 0) -> Any:
