@@ -238,7 +238,7 @@ class _Parser:
         if spec.kind is Kind.LABELS:
             return self.label(spec, name, key, operator.text, value)
         if spec.kind is Kind.HAS:
-            if operator.text not in (":", "=") or value.kind not in ("word", "string") or spec.holds is None:
+            if operator.text not in (":", "=") or value.kind != "string" or spec.holds is None:
                 raise _invalid(f'{name} takes : with a quoted value: {name} : "value"', self.field)
             return spec.holds(_string(value, self.field))
         if operator.text == ":":
