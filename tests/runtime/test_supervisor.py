@@ -144,7 +144,7 @@ async def test_killing_the_supervisor_stops_every_child(tmp_path):
         assert len(children) == len(default_registry()) + 1  # every service and the edge
         supervisor.kill()
         await supervisor.wait()
-        async with asyncio.timeout(40):  # the processes poll nothing: the kernel signals them
+        async with asyncio.timeout(40):  # a condition with a generous ceiling, not a timing claim
             while True:
                 if not any(_alive(pid) for pid in children):
                     break
