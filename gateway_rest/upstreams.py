@@ -6,6 +6,8 @@ import dataclasses
 
 import grpc
 
+from mesh.channels import CHANNEL_OPTIONS
+
 
 @dataclasses.dataclass(slots=True)
 class Upstream:
@@ -29,7 +31,7 @@ class Upstream:
     def channel(self) -> grpc.aio.Channel:
         """The shared channel, created on first use (inside the running event loop)."""
         if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(self.address)
+            self._channel = grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
         return self._channel
 
     async def close(self) -> None:

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import grpc
 
 from interceptors.client_auth import client_auth_interceptors
+from mesh.channels import CHANNEL_OPTIONS
 from mesh.config import Settings
 from mesh.registry import Registry
 
@@ -84,7 +85,9 @@ class MeshClients:
         channel = self._channels.get(service_name)
         if channel is None:
             interceptors: list[Any] = client_auth_interceptors(self.credential.token)
-            channel = grpc.aio.insecure_channel(self.address(service_name), interceptors=interceptors)
+            channel = grpc.aio.insecure_channel(
+                self.address(service_name), options=CHANNEL_OPTIONS, interceptors=interceptors
+            )
             self._channels[service_name] = channel
         return channel
 
@@ -95,7 +98,7 @@ class MeshClients:
     def _identity_channel(self) -> grpc.aio.Channel:
         # Token requests themselves go out without the auth interceptor (IssueToken is public).
         if self._plain_identity is None:
-            self._plain_identity = grpc.aio.insecure_channel(self.address("identity"))
+            self._plain_identity = grpc.aio.insecure_channel(self.address("identity"), options=CHANNEL_OPTIONS)
         return self._plain_identity
 
     def plain_channel(self, service_name: str) -> grpc.aio.Channel:

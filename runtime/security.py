@@ -14,6 +14,7 @@ import collections
 import dataclasses
 import hashlib
 import logging
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -118,9 +119,11 @@ class Authenticator:
             if claims.role != "SERVICE":
                 raise InvalidToken("service subject without the SERVICE role")
             kind, permissions, role = PrincipalKind.SERVICE, frozenset({"*"}), "SERVICE"
-        elif subject.startswith("api_keys/"):
+        elif _API_KEY_SUBJECT.match(subject):
             if not claims.scopes:
                 raise InvalidToken("API key token without scopes")
+            if subject.split("/", 2)[1] != claims.organization_id:
+                raise InvalidToken("API key token for another organisation")
             kind, permissions, role = PrincipalKind.API_KEY, frozenset(claims.scopes), claims.role
         elif subject.startswith("users/"):
             try:
@@ -187,6 +190,10 @@ class Authenticator:
             permissions=frozenset(reply.scopes),
             credential=secret,
         )
+
+
+# An API key is named under its organisation (organizations/{organization}/api_keys/{api_key}).
+_API_KEY_SUBJECT = re.compile(r"^organizations/[^/]+/api_keys/[^/]+$")
 
 
 def _credential(metadata: Mapping[str, str]) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import dataclasses
 import logging
 import os
@@ -28,6 +29,7 @@ from runtime.probe import grpc_health, http_status, pss_bytes, rss_bytes
 log = logging.getLogger(__name__)
 
 _MAX_BACKOFF = 30.0
+_PR_SET_PDEATHSIG = 1  # prctl(2): the signal a child gets when its parent dies
 _STABLE_AFTER = 60.0
 
 
@@ -63,16 +65,21 @@ class Supervisor:
 
     def _plan(self) -> list[Child]:
         python = sys.executable
+        with_parent = ["--exit-with-parent", str(os.getpid())]
         edge_port = self.settings.edge_listen_port
         if self.settings.mesh_mode == "all-in-one":
             ports = [(spec.name, self.settings.port_for(spec.contract_port)) for spec in self.registry]
             return [
-                Child("mesh", [python, "-m", "runtime", "serve", "--all", "--with-edge"], [*ports, ("edge", edge_port)])
+                Child(
+                    "mesh",
+                    [python, "-m", "runtime", "serve", "--all", "--with-edge", *with_parent],
+                    [*ports, ("edge", edge_port)],
+                )
             ]
         children = [
             Child(
                 spec.name,
-                [python, "-m", "runtime", "serve", spec.name],
+                [python, "-m", "runtime", "serve", spec.name, *with_parent],
                 [(spec.name, self.settings.port_for(spec.contract_port))],
             )
             for spec in self.registry
@@ -143,6 +150,7 @@ class Supervisor:
                 stderr=log_file,
                 env=self._child_environment,
                 start_new_session=True,  # Ctrl-C reaches the supervisor only; it stops children in order
+                preexec_fn=_stop_when_parent_dies,
             )
         finally:
             log_file.close()
@@ -233,3 +241,15 @@ class Supervisor:
     def _say(self, message: str) -> None:
         self.out.write(f"[vocelio] {message}\n")
         self.out.flush()
+
+
+def _stop_when_parent_dies() -> None:
+    """In the forked child: ask Linux for SIGTERM when the supervisor dies, even by SIGKILL.
+
+    ``--exit-with-parent`` covers the service processes by polling; this covers every child
+    (the edge too) without polling. Elsewhere than Linux it does nothing.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import logging
+import uuid
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, Protocol
 
@@ -107,7 +108,10 @@ def audit_request(
         event_time=timestamp(now),
     )
     return identity_service_pb2.RecordAuditEventRequest(
-        audit_event=event, organization_id=organization_id, request_id=request_id or new_id("audit")
+        # AIP-155: identity deduplicates on a UUID4, scoped to the organisation.
+        audit_event=event,
+        organization_id=organization_id,
+        request_id=request_id or str(uuid.uuid4()),
     )
 
 

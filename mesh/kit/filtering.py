@@ -11,8 +11,11 @@ Supported subset::
 
 Each list declares its fields (:class:`FilterField`): a string, integer, boolean,
 timestamp (compared with a quoted RFC 3339 time) or enum column, or a labels map
-(``labels.team = "sales"``, ``labels:team`` for "has the key"). A string compared with a
-value ending in ``*`` matches by prefix. ``field:*`` means "is set". The filter compiles to
+(``labels.team = "sales"``, ``labels:team`` for "has the key"), or a repeated value held in
+another table (:meth:`FilterField.has`: ``teams : "organizations/acme/teams/sales"``). An enum
+whose stored values are ordered (a role ladder) may also be compared with ``<``, ``>``,
+``<=`` and ``>=``. A field name may contain dots (``members.member``). A string compared with
+a value ending in ``*`` matches by prefix. ``field:*`` means "is set". The filter compiles to
 one SQLAlchemy clause; every error is INVALID_ARGUMENT naming the ``filter`` field.
 """
 
@@ -23,7 +26,7 @@ import datetime
 import enum
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from sqlalchemy import and_, not_, or_
@@ -52,6 +55,8 @@ _TOKEN = re.compile(
     re.VERBOSE,
 )
 _ORDERING = {"<", ">", "<=", ">="}
+# Values become SQL parameters: PostgreSQL refuses NUL in text, and lone surrogates do not encode.
+_UNSTORABLE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 
 
 class Kind(enum.Enum):
@@ -63,6 +68,7 @@ class Kind(enum.Enum):
     TIMESTAMP = "timestamp"
     ENUM = "enum"
     LABELS = "labels"
+    HAS = "has"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -74,6 +80,13 @@ class FilterField:
         column: the column (or SQL expression) it reads.
         enum_values: for an enum, each accepted name → the stored value.
         enum_prefix: a prefix callers may put before enum names (``AGENT_STATE_``).
+        ordered: for an enum, its stored values are ordered, so ``<``, ``>``, ``<=`` and
+            ``>=`` compare them (``role >= MANAGER``).
+        holds: the condition "the repeated field holds this value": for :attr:`Kind.HAS` (values
+            kept in another table), and for a column field ``field:value`` (``scopes:calls.get``);
+            without it ``field:`` takes only ``*`` (is set).
+        contains: for a string, ``field : "text"`` matches values containing ``text``
+            (``email : "@example.com"``); otherwise ``:`` takes only ``*``.
 
     """
 
@@ -81,11 +94,19 @@ class FilterField:
     column: Any
     enum_values: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     enum_prefix: str = ""
+    ordered: bool = False
+    holds: Callable[[str], ColumnElement[bool]] | None = None
+    contains: bool = False
 
     @classmethod
-    def enum(cls, column: Any, values: Mapping[str, Any], prefix: str = "") -> FilterField:
+    def enum(cls, column: Any, values: Mapping[str, Any], prefix: str = "", *, ordered: bool = False) -> FilterField:
         """An enum field: ``values`` maps names (``PUBLISHED``) to stored values."""
-        return cls(Kind.ENUM, column, dict(values), prefix)
+        return cls(Kind.ENUM, column, dict(values), prefix, ordered)
+
+    @classmethod
+    def has(cls, holds: Callable[[str], ColumnElement[bool]]) -> FilterField:
+        """A repeated field kept in another table: ``field : "value"`` (or ``=``) is ``holds(value)``."""
+        return cls(Kind.HAS, None, holds=holds)
 
 
 FilterSchema = Mapping[str, FilterField]
@@ -205,15 +226,26 @@ class _Parser:
         if operator.kind != "operator":
             raise _invalid(f"expected an operator after {name}, found {operator.text!r}", self.field)
         value = self.take(f"a value after {name} {operator.text}")
-        head, _, key = name.partition(".")
-        spec = self.schema.get(head)
+        # A dotted name is a field of its own ("actor.principal") when the schema says so, else a label key.
+        head, spec, key = name, self.schema.get(name), ""
+        if spec is None:
+            head, _, key = name.partition(".")
+            spec = self.schema.get(head)
         if spec is None or (key and spec.kind is not Kind.LABELS):
             known = ", ".join(sorted(f"{n}.<key>" if s.kind is Kind.LABELS else n for n, s in self.schema.items()))
             raise _invalid(f"cannot filter on {name!r}; use {known}", self.field)
         self.fields.add(head)
         if spec.kind is Kind.LABELS:
             return self.label(spec, name, key, operator.text, value)
+        if spec.kind is Kind.HAS:
+            if operator.text not in (":", "=") or value.kind != "string" or spec.holds is None:
+                raise _invalid(f'{name} takes : with a quoted value: {name} : "value"', self.field)
+            return spec.holds(_string(value, self.field))
         if operator.text == ":":
+            if spec.holds is not None and value.kind in ("word", "string"):
+                return spec.holds(_string(value, self.field))
+            if spec.contains and value.kind == "string":
+                return spec.column.contains(_string(value, self.field), autoescape=True)  # type: ignore[no-any-return]
             if value.kind != "star":
                 raise _invalid(f"{name}: takes only * (is set); compare values with =", self.field)
             return _is_set(spec)
@@ -251,7 +283,7 @@ def _is_set(spec: FilterField) -> ColumnElement[bool]:
 
 def _compare(spec: FilterField, name: str, operator: str, token: _Token, field: str) -> ColumnElement[bool]:
     kind = spec.kind
-    if operator in _ORDERING and kind in (Kind.BOOLEAN, Kind.ENUM):
+    if operator in _ORDERING and (kind is Kind.BOOLEAN or (kind is Kind.ENUM and not spec.ordered)):
         raise _invalid(f"{name} takes only = and !=", field)
     value: Any
     if kind is Kind.STRING:
@@ -303,11 +335,11 @@ def _timestamp(token: _Token, name: str, field: str) -> datetime.datetime:
     text = _string(token, field) if token.kind == "string" else ""
     try:
         moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
-        raise _invalid(f'{name} is compared with a quoted RFC 3339 time: {name} > "2026-01-01T00:00:00Z"', field)
-    return moment.astimezone(datetime.UTC)
+        if moment is not None and moment.tzinfo is not None:
+            return moment.astimezone(datetime.UTC)
+    except (ValueError, OverflowError):  # OverflowError: a time that leaves the calendar once moved to UTC
+        pass
+    raise _invalid(f'{name} is compared with a quoted RFC 3339 time: {name} > "2026-01-01T00:00:00Z"', field)
 
 
 def _string(token: _Token, field: str) -> str:
@@ -318,6 +350,8 @@ def _string(token: _Token, field: str) -> str:
     except json.JSONDecodeError:
         raise _invalid(f"{token.text} is not a valid string", field) from None
     assert isinstance(value, str)
+    if _UNSTORABLE.search(value):
+        raise _invalid(f"{token.text} holds a control character or an unpaired surrogate", field)
     return value
 
 

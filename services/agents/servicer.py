@@ -26,10 +26,10 @@ from mesh.kit.validation import require_valid
 from mesh.principal import Principal, current
 from services.agents import convert, events, store
 from services.agents.domain import names, validation
-from services.agents.domain.lifecycle import Action, next_state, plan_publish
+from services.agents.domain.lifecycle import REASONS, Action, next_state, plan_publish
 from services.agents.models import AgentRow, AgentVersionRow
 from services.agents.usage import AgentUsage
-from vocelio.agents.v1 import agent_pb2, agents_service_pb2, agents_service_pb2_grpc
+from vocelio.agents.v1 import agent_pb2, agents_errors_pb2, agents_service_pb2, agents_service_pb2_grpc
 
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 
@@ -181,7 +181,9 @@ class AgentsServicer(agents_service_pb2_grpc.AgentsServiceServicer):
             row = await self._changeable_agent(session, principal, organization_id, agent_id, request.etag)
             users = await self._usage.users_of(request.name)
             if users:
-                raise FailedPrecondition(f"{request.name} is still used by {', '.join(sorted(users))}")
+                raise FailedPrecondition(f"{request.name} is still used by {', '.join(sorted(users))}").with_reason(
+                    REASONS, agents_errors_pb2.ERROR_REASON_AGENT_IN_USE
+                )
             agent = convert.agent_to_proto(row)
             await store.delete_agent(session, row)
             await events.record(self._outbox, session, agent.name, events.deleted(agent), principal)

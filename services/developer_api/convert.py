@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 
 from google.protobuf import duration_pb2, timestamp_pb2
 from google.protobuf.message import Message
 
-from services.developer_api.domain import Environment, KeySettings, KeyState, KeyType, effective_state, key_name
-from services.developer_api.models import ApiKeyRow, ApiRequestLogRow, utc, utc_or_none
+from mesh.kit.sql import timestamp
+from services.developer_api.domain import (
+    Environment,
+    KeySettings,
+    KeyState,
+    KeyType,
+    effective_state,
+    key_name,
+    log_name,
+)
+from services.developer_api.models import ApiKeyRow, ApiRequestLogRow
 from services.developer_api.restrictions import Restrictions
-from services.developer_api.usage import Counters, percentile
-from vocelio.common.v1 import audit_pb2
+from services.developer_api.usage import Counters, KeyRef, percentile
 from vocelio.developer_api.v1 import api_key_pb2, api_usage_pb2
 
 ENVIRONMENTS = {
@@ -31,13 +38,6 @@ STATES = {
 }
 _ENVIRONMENT_VALUES = {value: number for number, value in ENVIRONMENTS.items()}
 _KEY_TYPE_VALUES = {value: number for number, value in KEY_TYPES.items()}
-
-
-def timestamp(moment: datetime.datetime) -> timestamp_pb2.Timestamp:
-    """A protobuf Timestamp."""
-    message = timestamp_pb2.Timestamp()
-    message.FromDatetime(utc(moment))
-    return message
 
 
 def moment(message: Message, field: str) -> datetime.datetime | None:
@@ -64,8 +64,8 @@ def duration(value: datetime.timedelta) -> duration_pb2.Duration:
 
 
 def etag(row: ApiKeyRow) -> str:
-    """The key's current version tag."""
-    return hashlib.sha256(f"{row.id}:{row.version}".encode()).hexdigest()[:16]
+    """The key's current etag (the kit's, from its name, creation time and revision)."""
+    return row.etag_for(key_name(row.organization_id, row.id))
 
 
 def restrictions_from_proto(message: api_key_pb2.ApiKeyRestrictions) -> Restrictions:
@@ -98,7 +98,7 @@ def scopes_of(row: ApiKeyRow) -> tuple[str, ...]:
 
 def labels_of(row: ApiKeyRow) -> dict[str, str]:
     """A stored key's labels."""
-    return dict(json.loads(row.labels))
+    return dict(row.labels)
 
 
 def settings_of(row: ApiKeyRow) -> KeySettings:
@@ -109,14 +109,14 @@ def settings_of(row: ApiKeyRow) -> KeySettings:
         environment=Environment(row.environment),
         scopes=scopes_of(row),
         restrictions=restrictions_of(row),
-        expire_time=utc_or_none(row.expire_time),
+        expire_time=row.expire_time,
         labels=labels_of(row),
     )
 
 
 def state_of(row: ApiKeyRow, now: datetime.datetime) -> KeyState:
     """A stored key's state as readers see it (expiry applied)."""
-    return effective_state(KeyState(row.state), utc_or_none(row.expire_time), now)
+    return effective_state(KeyState(row.state), row.expire_time, now)
 
 
 def environment_number(value: str) -> int:
@@ -132,7 +132,7 @@ def key_type_number(value: str) -> int:
 def key_to_proto(row: ApiKeyRow, now: datetime.datetime) -> api_key_pb2.ApiKey:
     """The ApiKey message of a stored key (never its secret or hash)."""
     message = api_key_pb2.ApiKey(
-        name=key_name(row.id),
+        name=key_name(row.organization_id, row.id),
         organization_id=row.organization_id,
         display_name=row.display_name,
         prefix=row.prefix,
@@ -143,15 +143,10 @@ def key_to_proto(row: ApiKeyRow, now: datetime.datetime) -> api_key_pb2.ApiKey:
         state=STATES[state_of(row, now)],
         last_used_address=row.last_used_address,
         revoke_reason=row.revoke_reason,
-        rotated_from=key_name(row.rotated_from) if row.rotated_from else "",
-        rotated_to=key_name(row.rotated_to) if row.rotated_to else "",
+        rotated_from=key_name(row.organization_id, row.rotated_from) if row.rotated_from else "",
+        rotated_to=key_name(row.organization_id, row.rotated_to) if row.rotated_to else "",
         labels=labels_of(row),
-        audit=audit_pb2.AuditInfo(
-            create_time=timestamp(row.create_time),
-            update_time=timestamp(row.update_time),
-            creator=row.creator,
-            last_modifier=row.last_modifier,
-        ),
+        audit=row.audit_info(),
         etag=etag(row),
     )
     for field, value in (
@@ -167,9 +162,9 @@ def key_to_proto(row: ApiKeyRow, now: datetime.datetime) -> api_key_pb2.ApiKey:
 def log_to_proto(row: ApiRequestLogRow) -> api_usage_pb2.ApiRequestLog:
     """The ApiRequestLog message of a stored entry."""
     return api_usage_pb2.ApiRequestLog(
-        name=f"api_request_logs/{row.id}",
+        name=log_name(row.organization_id, row.id),
         organization_id=row.organization_id,
-        api_key=key_name(row.api_key_id),
+        api_key=key_name(row.organization_id, row.api_key_id),
         environment=environment_number(row.environment),  # type: ignore[arg-type]
         request_id=row.request_id,
         request_time=timestamp(row.request_time),
@@ -186,11 +181,11 @@ def log_to_proto(row: ApiRequestLogRow) -> api_usage_pb2.ApiRequestLog:
 
 
 def usage_to_proto(
-    key_id: str, start: datetime.datetime, width: datetime.timedelta, counters: Counters
+    key: KeyRef, start: datetime.datetime, width: datetime.timedelta, counters: Counters
 ) -> api_usage_pb2.ApiKeyUsage:
-    """One usage bucket."""
+    """One usage bucket of a key, given as (organization id, key id)."""
     return api_usage_pb2.ApiKeyUsage(
-        api_key=key_name(key_id),
+        api_key=key_name(*key),
         start_time=timestamp(start),
         end_time=timestamp(start + width),
         request_count=counters.request_count,

@@ -10,15 +10,22 @@ import dataclasses
 import datetime
 import enum
 import re
-import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import TypeVar
 
 from mesh.access import AccessTable, Role
 from mesh.errors import FailedPrecondition, InvalidArgument, PermissionDenied
-from mesh.principal import Principal
+from mesh.kit import ids
+from mesh.kit.names import ResourceName
+from mesh.kit.validation import Violations, text_problem
 from services.developer_api.restrictions import Restrictions, validate_restrictions
+from vocelio.developer_api.v1 import api_key_pb2, api_usage_pb2
 
-COLLECTION = "api_keys"
+KEYS = ResourceName.for_message(api_key_pb2.ApiKey)
+LOGS = ResourceName.for_message(api_usage_pb2.ApiRequestLog)
+KEY_ID_PREFIX = "k"
+# "…/api_keys/-": every key of the organisation (ListApiKeyUsage).
+EVERY = "-"
 MAX_SCOPES = 100
 MAX_ACTIVE_KEYS_PER_ORGANIZATION = 100
 MAX_DISPLAY_NAME = 100
@@ -28,8 +35,9 @@ MIN_LIFETIME = datetime.timedelta(hours=1)
 MAX_LIFETIME = datetime.timedelta(days=365)
 DEFAULT_OVERLAP = datetime.timedelta(hours=24)
 MAX_OVERLAP = datetime.timedelta(days=7)
-# An idempotent create or rotate answers with the same secret for this long, then forgets it.
-IDEMPOTENCY_WINDOW = datetime.timedelta(hours=24)
+# An idempotent create or rotate answers with the same secret for this long (the kit's
+# request_id window), then forgets it.
+SEALED_SECRET_WINDOW = datetime.timedelta(hours=24)
 # last_used_time is kept to the minute, so a busy key costs at most one write a minute.
 LAST_USED_RESOLUTION = datetime.timedelta(minutes=1)
 
@@ -40,10 +48,8 @@ CLIENT_SAFE_SCOPES = frozenset(
     {"calls.create", "calls.get", "calls.hangup", "agents.get", "voices.get", "voices.list", "voices.preview"}
 )
 
-_USER_KEY_ID = re.compile(r"^[a-z0-9][a-z0-9-]{2,61}[a-z0-9]$")
-_ANY_KEY_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-_ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
+_T = TypeVar("_T")
 
 
 class Environment(enum.StrEnum):
@@ -81,64 +87,66 @@ class KeySettings:
     labels: dict[str, str]
 
 
-def organization_scope(principal: Principal) -> str | None:
-    """The organisation whose keys the caller may touch; ``None`` for every organisation (SUPER_ADMIN, services)."""
-    return None if principal.is_platform_admin else principal.organization_id
-
-
 def new_key_id() -> str:
-    """A generated key id, ``k_`` + 16 base32 characters (user-chosen ids never contain ``_``)."""
-    return "k_" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(16))
+    """A generated key id, ``k_`` + 16 base32 characters (the kit's generated-id form)."""
+    return ids.new_id(KEY_ID_PREFIX)
 
 
-def key_name(key_id: str) -> str:
-    """The resource name of a key."""
-    return f"{COLLECTION}/{key_id}"
+def key_name(organization_id: str, key_id: str) -> str:
+    """The resource name of a key, ``organizations/{organization}/api_keys/{api_key}``."""
+    return KEYS.format(organization=organization_id, api_key=key_id)
 
 
-def parse_key_name(name: str, field: str = "name") -> str:
-    """The id in ``api_keys/{id}``.
+def log_name(organization_id: str, log_id: str) -> str:
+    """The resource name of a request log entry."""
+    return LOGS.format(organization=organization_id, api_request_log=log_id)
+
+
+def parse_key_name(name: str, field: str = "name") -> tuple[str, str]:
+    """The organisation id and key id in ``organizations/{organization}/api_keys/{api_key}``.
 
     Raises:
-        InvalidArgument: not a key name.
+        InvalidArgument: not a key name (``organizations/-`` is never accepted here).
 
     """
-    collection, _, key_id = name.partition("/")
-    if collection != COLLECTION or not _ANY_KEY_ID.match(key_id):
-        raise InvalidArgument("expected an API key name like api_keys/abc", {field: "must look like api_keys/{id}"})
-    return key_id
+    parsed = KEYS.parse(name, field=field)
+    return parsed.organization, parsed[KEYS.id_variable]
+
+
+def parse_usage_parent(parent: str) -> tuple[str, str | None]:
+    """The organisation and key of a ListApiKeyUsage parent; ``None`` for ``…/api_keys/-`` (every key).
+
+    Raises:
+        InvalidArgument: neither a key name nor ``organizations/{organization}/api_keys/-``.
+
+    """
+    every = f"/{KEYS.collection}/{EVERY}"
+    if parent.endswith(every):
+        scope = KEYS.parse_parent(parent.removesuffix(every), allow_wildcard=False)
+        return scope.organization, None
+    return parse_key_name(parent, "parent")
 
 
 def validate_key_id(key_id: str) -> str:
-    """A caller-chosen key id, or a generated one when empty.
+    """A caller-chosen key id (the kit's id rule), or a generated one when empty.
 
     Raises:
-        InvalidArgument: not 4 to 63 characters of ``[a-z0-9-]`` starting and ending alphanumeric.
+        InvalidArgument: the chosen id breaks the rule.
 
     """
-    if not key_id:
-        return new_key_id()
-    if not _USER_KEY_ID.match(key_id):
-        raise InvalidArgument(
-            "invalid api_key_id", {"api_key_id": "4 to 63 characters of a-z, 0-9 and -, not starting or ending with -"}
-        )
-    return key_id
+    return ids.chosen_or_new(key_id, KEY_ID_PREFIX, field="api_key_id")
 
 
 def validate_display_name(value: str, field: str = "api_key.display_name") -> str:
-    """A display name, stripped.
+    """A display name, stripped: 1 to 100 characters, no control characters (the kit's text rule).
 
     Raises:
-        InvalidArgument: empty, longer than 100 characters, or containing control characters.
+        InvalidArgument: empty, too long, or containing control characters.
 
     """
     name = value.strip()
-    if not name:
-        raise InvalidArgument("a display name is required", {field: "required"})
-    if len(name) > MAX_DISPLAY_NAME:
-        raise InvalidArgument("display name too long", {field: f"at most {MAX_DISPLAY_NAME} characters"})
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
-        raise InvalidArgument("display name contains control characters", {field: "no control characters"})
+    if (problem := text_problem(name, limit=MAX_DISPLAY_NAME, required=True)) is not None:
+        raise InvalidArgument(f"{field} {problem}", {field: problem})
     return name
 
 
@@ -341,15 +349,15 @@ def require_rotatable(state: KeyState, rotated_to: str) -> None:
 
 
 def validate_revoke_reason(reason: str) -> str:
-    """A revocation reason, stripped.
+    """A revocation reason, stripped: at most 500 characters, no control characters.
 
     Raises:
-        InvalidArgument: longer than 500 characters.
+        InvalidArgument: too long, or containing control characters.
 
     """
     reason = reason.strip()
-    if len(reason) > MAX_REVOKE_REASON:
-        raise InvalidArgument("reason too long", {"reason": f"at most {MAX_REVOKE_REASON} characters"})
+    if (problem := text_problem(reason, limit=MAX_REVOKE_REASON)) is not None:
+        raise InvalidArgument(f"reason {problem}", {"reason": problem})
     return reason
 
 
@@ -378,25 +386,53 @@ def validate_new_key(
     held: frozenset[str],
     creator_role: str,
     known: frozenset[str],
+    organization_id: str,
     now: datetime.datetime,
 ) -> KeySettings:
     """Everything a new key's creator chose, validated; see the individual rules.
 
+    Every malformed field is reported at once, in one INVALID_ARGUMENT.
+
     Raises:
-        InvalidArgument: a malformed field.
+        InvalidArgument: malformed fields, each named.
         PermissionDenied: scopes beyond the creator's permissions.
 
     """
-    name = validate_display_name(display_name)
-    if environment is None:
-        raise InvalidArgument("environment is required", {"api_key.environment": "LIVE or TEST"})
+    violations = Violations()
     kind = key_type or KeyType.SECRET
+
+    def checked(rule: Callable[[], _T]) -> _T | None:
+        try:
+            return rule()
+        except InvalidArgument as error:
+            violations.update(error.field_violations)
+            return None
+
+    name = checked(lambda: validate_display_name(display_name))
+    violations.check(environment is not None, "api_key.environment", "is required: LIVE or TEST")
+    chosen_scopes = checked(
+        lambda: validate_scopes(scopes, held=held, creator_role=creator_role, known=known, key_type=kind)
+    )
+    chosen_restrictions = checked(
+        lambda: validate_restrictions(
+            restrictions, publishable=kind is KeyType.PUBLISHABLE, organization_id=organization_id
+        )
+    )
+    expiry = checked(lambda: validate_new_expiry(expire_time, now))
+    chosen_labels = checked(lambda: validate_labels(labels))
+    violations.raise_if_any()
+    # Every rule passed (raise_if_any would have raised), so each value is set.
+    assert name is not None
+    assert environment is not None
+    assert chosen_scopes is not None
+    assert chosen_restrictions is not None
+    assert chosen_labels is not None
     return KeySettings(
         display_name=name,
         key_type=kind,
         environment=environment,
-        scopes=validate_scopes(scopes, held=held, creator_role=creator_role, known=known, key_type=kind),
-        restrictions=validate_restrictions(restrictions, publishable=kind is KeyType.PUBLISHABLE),
-        expire_time=validate_new_expiry(expire_time, now),
-        labels=validate_labels(labels),
+        scopes=chosen_scopes,
+        restrictions=chosen_restrictions,
+        expire_time=expiry,
+        labels=chosen_labels,
     )

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import re
 import urllib.parse
 from collections.abc import Iterable, Mapping
 
 from mesh.errors import InvalidArgument
+from mesh.kit.names import ResourceName
 
 MAX_ORIGINS = 20
 MAX_IP_RANGES = 50
 MAX_AGENTS = 100
-_AGENT = re.compile(r"^agents/[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+# The agents service's name pattern (vocelio.com/Agent); this service never imports its contract.
+_AGENTS = ResourceName.from_pattern("organizations/{organization}/agents/{agent}", "vocelio.com/Agent")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -64,11 +65,17 @@ def normalize_origin(origin: str) -> str | None:
     return f"{parsed.scheme}://{host}" + (f":{port}" if port and port != default else "")
 
 
-def validate_restrictions(restrictions: Restrictions, *, publishable: bool) -> Restrictions:
+def validate_restrictions(restrictions: Restrictions, *, publishable: bool, organization_id: str) -> Restrictions:
     """Restrictions, normalised (origins in lower case, networks in canonical CIDR form).
 
+    Args:
+        restrictions: as the caller gave them.
+        publishable: the key is PUBLISHABLE (origins required).
+        organization_id: the key's organisation; allowed agents must be its own.
+
     Raises:
-        InvalidArgument: a malformed entry, too many, or a publishable key without origins.
+        InvalidArgument: a malformed entry, too many, an agent of another organisation, or a
+            publishable key without origins.
 
     """
     field = "api_key.restrictions"
@@ -88,9 +95,17 @@ def validate_restrictions(restrictions: Restrictions, *, publishable: bool) -> R
             raise InvalidArgument(
                 f"{value!r} is not an IP range", {f"{field}.allowed_ip_ranges": "CIDR ranges like 203.0.113.0/24"}
             ) from None
+    own = f"organizations/{organization_id}/agents/abc"
     for value in restrictions.allowed_agents:
-        if not _AGENT.match(value):
-            raise InvalidArgument(f"{value!r} is not an agent", {f"{field}.allowed_agents": "names like agents/abc"})
+        try:
+            agent_organization = _AGENTS.parse(value).organization
+        except InvalidArgument:
+            agent_organization = None
+        if agent_organization != organization_id:
+            raise InvalidArgument(
+                f"{value!r} is not an agent of the key's organisation",
+                {f"{field}.allowed_agents": f"agents of the key's organisation, like {own}"},
+            )
     for name, values, limit in (
         ("allowed_origins", origins, MAX_ORIGINS),
         ("allowed_ip_ranges", networks, MAX_IP_RANGES),

@@ -1,72 +1,70 @@
 """DeveloperApiService: proto in, proto out. Rules live in ``domain``, queries in ``store``.
 
-Tenancy: a caller sees its own organisation's keys; SUPER_ADMIN and services see every
-organisation's. Anything else answers NOT_FOUND, exactly like a key that does not exist.
+Names, paging, masks, etags, tenancy, request_id, the outbox and audit are the service
+kit's (:mod:`mesh.kit`). Tenancy: names carry their organisation
+(``organizations/{organization}/api_keys/{id}``). A caller reaches its own organisation's
+keys; SUPER_ADMIN and services read every organisation's but change only their own. A key
+of another organisation answers exactly what a missing key answers
+(:func:`mesh.kit.tenancy.not_found`).
+
+Each change, its outbox event, its audit entry (and a revocation owed to identity) and its
+request_id commit together; the entries owed to identity are delivered right after the
+commit (:mod:`mesh.kit.audit`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
-import hashlib
 import logging
-from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from mesh.access import AccessTable, default_access_table
-from mesh.errors import FailedPrecondition, InvalidArgument, ResourceExhausted, Unauthenticated
+from mesh.errors import FailedPrecondition, ResourceExhausted, Unauthenticated
+from mesh.kit import paging, tenancy
+from mesh.kit.audit import REVOKE
+from mesh.kit.caller import CallerInfo
+from mesh.kit.sql import timestamp
+from mesh.kit.tables import IdentityCallRow
 from mesh.principal import Principal, current
-from services.developer_api import convert, credentials, domain, store
-from services.developer_api.identity import Identity, RequestInfo
-from services.developer_api.key_lists import list_api_keys
-from services.developer_api.models import ApiKeyRow, utc_or_none
+from runtime.handlers import ServiceContext
+from services.developer_api import convert, credentials, domain, events, store
+from services.developer_api.models import ApiKeyRow
 from services.developer_api.restrictions import parse_client_address, restriction_failure
 from services.developer_api.updates import planned_update
 from services.developer_api.usage_servicer import UsageRpcs
+from vocelio.developer_api.v1 import developer_api_events_pb2 as ev
 from vocelio.developer_api.v1 import developer_api_service_pb2 as pb
 from vocelio.developer_api.v1 import developer_api_service_pb2_grpc as pb_grpc
-from vocelio.identity.v1 import audit_event_pb2
+from vocelio.identity.v1 import audit_event_pb2, identity_service_pb2
 
 log = logging.getLogger(__name__)
 
-Context = grpc.aio.ServicerContext[Any, Any]
+Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 INVALID_KEY = "invalid API key"
+GONE_SECRET = "the secret of that request can no longer be shown; use a new request_id"
+REVOKE_FAILED = "identity could not revoke the key's tokens; the key is revoked, retry to finish"
 
 
-def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
-
-
-def _request_info(context: Context) -> RequestInfo:
-    metadata = {key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)}
-    return RequestInfo.from_metadata(metadata, str(context.peer() or ""))
-
-
-def _fingerprint(operation: str, principal: Principal, request: Any) -> str:
-    """What an idempotent request asked for, by whom (request_id excluded)."""
-    copy = type(request)()
-    copy.CopyFrom(request)
-    copy.ClearField("request_id")
-    body = copy.SerializeToString(deterministic=True)
-    return hashlib.sha256(operation.encode() + b"\0" + principal.subject.encode() + b"\0" + body).hexdigest()
+def _without_secret(response: Any) -> Any:
+    """The copy of a create or rotate response the request_id store keeps: never the secret."""
+    copy = type(response)()
+    copy.CopyFrom(response)
+    copy.secret = ""
+    return copy
 
 
 class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
     """The API key lifecycle, verification and usage."""
 
     def __init__(
-        self,
-        sessions: Any,
-        identity: Identity,
-        secret_box: credentials.SecretBox,
-        *,
-        table: AccessTable | None = None,
-        clock: Callable[[], datetime.datetime] = _now,
+        self, context: ServiceContext, secret_box: credentials.SecretBox, *, table: AccessTable | None = None
     ) -> None:
-        super().__init__(sessions, clock)
-        self._identity = identity
+        super().__init__(context)
         self._box = secret_box
         self._table = table or default_access_table()
         # Scopes a key may hold: the API's permissions, minus those only mesh services use.
@@ -75,37 +73,83 @@ class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
     def _held(self, principal: Principal) -> frozenset[str]:
         return domain.held_permissions(principal.permissions, principal.role, self._table)
 
-    async def _replay(
-        self, session: Any, organization_id: str, request_id: str, fingerprint: str, now: datetime.datetime
-    ) -> tuple[ApiKeyRow, str] | None:
-        """The key and secret of an earlier request with this id, if there was one."""
-        if not request_id:
-            return None
-        earlier = await store.find_request(session, organization_id, request_id, now)
-        if earlier is None:
-            return None
-        if earlier.fingerprint != fingerprint:
-            raise InvalidArgument(
-                "request_id was already used for a different request", {"request_id": "use a new request_id"}
-            )
-        row = await store.get_key(session, earlier.api_key_id, organization_id)
-        secret = self._box.open(earlier.sealed_secret, domain.key_name(row.id))
+    async def _writable(self, session: AsyncSession, name: str, principal: Principal, field: str = "name") -> ApiKeyRow:
+        """The named key, locked, if the caller may change it; another organisation's is NOT_FOUND."""
+        organization_id, key_id = domain.parse_key_name(name, field)
+        row = await store.find_key(session, organization_id, key_id, for_update=True)
+        if row is None or not tenancy.may_read(principal, organization_id):
+            raise tenancy.not_found(name)
+        tenancy.require_writable(principal, organization_id, name)
+        return row
+
+    async def _shown_again(self, session: AsyncSession, key: Any, now: datetime.datetime) -> str:
+        """The secret of a key a replayed request created, from its sealed copy."""
+        organization_id, key_id = domain.parse_key_name(key.name)
+        sealed = await store.find_sealed_secret(session, organization_id, key_id, now)
+        secret = None if sealed is None else self._box.open(sealed, key.name)
         if secret is None:
-            raise FailedPrecondition("the secret of that request can no longer be shown; use a new request_id")
+            raise FailedPrecondition(GONE_SECRET)
+        return secret
+
+    async def _new_key(
+        self,
+        session: AsyncSession,
+        *,
+        request_id: str,
+        key_id: str,
+        organization_id: str,
+        settings: domain.KeySettings,
+        principal: Principal,
+        creator_role: str,
+        now: datetime.datetime,
+        rotated_from: str = "",
+    ) -> tuple[ApiKeyRow, str]:
+        secret = credentials.new_secret(settings.environment)
+        row = await store.insert_key(
+            session,
+            key_id=key_id,
+            organization_id=organization_id,
+            settings=settings,
+            secret_hash=credentials.secret_hash(secret),
+            prefix=credentials.visible_prefix(secret),
+            creator=principal.subject,
+            creator_role=creator_role,
+            now=now,
+            rotated_from=rotated_from,
+        )
+        if request_id:
+            # A retry with the same request_id shows this secret again, for 24 hours only.
+            await store.keep_sealed_secret(
+                session,
+                organization_id=organization_id,
+                api_key_id=key_id,
+                sealed=self._box.seal(secret, domain.key_name(organization_id, key_id)),
+                expire_time=now + domain.SEALED_SECRET_WINDOW,
+            )
         return row, secret
+
+    async def _forget_expired(self, session: AsyncSession, now: datetime.datetime) -> None:
+        await store.wipe_expired_secrets(session, now)
+        await self._idempotency.prune(session)
 
     async def CreateApiKey(self, request: pb.CreateApiKeyRequest, context: Context) -> pb.CreateApiKeyResponse:
         """Create a key and show its secret once."""
-        principal, now, info = current(), self._clock(), _request_info(context)
-        organization_id = principal.organization_id
-        if not organization_id:
-            raise FailedPrecondition("API keys belong to an organisation: act within one to create a key")
-        fingerprint = _fingerprint("create", principal, request)
+        principal, now = current(), self._clock.now()
+        parent = domain.KEYS.parse_parent(request.parent, allow_wildcard=False)
+        organization_id = tenancy.write_organization(principal, parent.organization)
         async with self._sessions.begin() as session:
-            await store.wipe_expired_requests(session, now)
-            replay = await self._replay(session, organization_id, request.request_id, fingerprint, now)
-            if replay is not None:
-                return pb.CreateApiKeyResponse(api_key=convert.key_to_proto(replay[0], now), secret=replay[1])
+            await self._forget_expired(session, now)
+            claim = await self._idempotency.claim(
+                session,
+                method="CreateApiKey",
+                organization_id=organization_id,
+                principal=principal.subject,
+                request=request,
+                response_type=pb.CreateApiKeyResponse,
+            )
+            if claim.replay is not None:
+                claim.replay.secret = await self._shown_again(session, claim.replay.api_key, now)
+                return claim.replay
             wanted = request.api_key
             settings = domain.validate_new_key(
                 display_name=wanted.display_name,
@@ -118,6 +162,7 @@ class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
                 held=self._held(principal),
                 creator_role=principal.role,
                 known=self._grantable,
+                organization_id=organization_id,
                 now=now,
             )
             key_id = domain.validate_key_id(request.api_key_id)
@@ -126,112 +171,104 @@ class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
                     f"an organisation may have at most {domain.MAX_ACTIVE_KEYS_PER_ORGANIZATION} active API keys"
                 )
             row, secret = await self._new_key(
-                session, request.request_id, fingerprint, key_id, organization_id, settings, principal, now
-            )
-            await self._identity.record(
-                action=audit_event_pb2.AUDIT_ACTION_API_KEY_CREATED,
-                actor=principal,
+                session,
+                request_id=request.request_id,
+                key_id=key_id,
                 organization_id=organization_id,
-                target=domain.key_name(row.id),
-                event_id=f"api_key_created:{row.id}",
-                event_time=now,
+                settings=settings,
+                principal=principal,
+                creator_role=principal.role,
+                now=now,
+            )
+            key = convert.key_to_proto(row, now)
+            await events.record(self._outbox, session, key.name, ev.ApiKeyCreatedEvent(api_key=key), principal)
+            await self._audit.record(
+                session,
+                principal=principal,
+                caller=CallerInfo.of(context),
+                organization_id=organization_id,
+                action=audit_event_pb2.AUDIT_ACTION_API_KEY_CREATED,
+                target=key.name,
                 details={
                     "scopes": " ".join(settings.scopes),
                     "environment": settings.environment.value,
                     "key_type": settings.key_type.value,
                     "prefix": row.prefix,
                 },
-                request=info,
             )
-            return pb.CreateApiKeyResponse(api_key=convert.key_to_proto(row, now), secret=secret)
-
-    async def _new_key(
-        self,
-        session: Any,
-        request_id: str,
-        fingerprint: str,
-        key_id: str,
-        organization_id: str,
-        settings: domain.KeySettings,
-        principal: Principal,
-        now: datetime.datetime,
-        *,
-        creator_role: str | None = None,
-        rotated_from: str = "",
-    ) -> tuple[ApiKeyRow, str]:
-        secret = credentials.new_secret(settings.environment)
-        if request_id:
-            await store.claim_request(
-                session,
-                organization_id=organization_id,
-                request_id=request_id,
-                fingerprint=fingerprint,
-                api_key_id=key_id,
-                sealed_secret=self._box.seal(secret, domain.key_name(key_id)),
-                expire_time=now + domain.IDEMPOTENCY_WINDOW,
-            )
-        row = await store.insert_key(
-            session,
-            key_id=key_id,
-            organization_id=organization_id,
-            settings=settings,
-            secret_hash=credentials.secret_hash(secret),
-            prefix=credentials.visible_prefix(secret),
-            creator=principal.subject,
-            creator_role=principal.role if creator_role is None else creator_role,
-            now=now,
-            rotated_from=rotated_from,
-        )
-        return row, secret
+            response = pb.CreateApiKeyResponse(api_key=key, secret=secret)
+            await claim.complete(session, response, redact=_without_secret)
+        await self._audit.deliver(organization_id)
+        return response
 
     async def GetApiKey(self, request: pb.GetApiKeyRequest, context: Context) -> pb.GetApiKeyResponse:
-        """One key of the caller's organisation."""
-        key_id = domain.parse_key_name(request.name)
+        """One key the caller may read."""
+        organization_id, key_id = domain.parse_key_name(request.name)
         async with self._sessions.begin() as session:
-            row = await store.get_key(session, key_id, domain.organization_scope(current()))
-            return pb.GetApiKeyResponse(api_key=convert.key_to_proto(row, self._clock()))
+            row = await store.find_key(session, organization_id, key_id)
+            if row is None or not tenancy.may_read(current(), organization_id):
+                raise tenancy.not_found(request.name)
+            return pb.GetApiKeyResponse(api_key=convert.key_to_proto(row, self._clock.now()))
 
     async def ListApiKeys(self, request: pb.ListApiKeysRequest, context: Context) -> pb.ListApiKeysResponse:
-        """The organisation's keys, newest first."""
-        principal = current()
-        scope = principal.organization_id or domain.organization_scope(principal)
+        """The organisation's keys (every organisation's for ``organizations/-``), newest first."""
+        parent = domain.KEYS.parse_parent(request.parent)
+        scope = tenancy.list_scope(current(), parent.organization)
+        size = paging.page_size(request.page_size, default=50, maximum=100)
+        binding = paging.query_binding(request, scope.binding())
+        after = self._page_tokens.decode_optional(request.page_token, binding)
+        now = self._clock.now()
         async with self._sessions.begin() as session:
-            rows, next_token = await list_api_keys(session, scope, request, self._clock())
-        now = self._clock()
-        return pb.ListApiKeysResponse(api_keys=[convert.key_to_proto(r, now) for r in rows], next_page_token=next_token)
+            page = await store.list_keys(
+                session,
+                scope.organization_id,
+                request.filter,
+                show_inactive=request.show_inactive,
+                now=now,
+                after=after,
+                limit=size,
+            )
+            keys = [convert.key_to_proto(row, now) for row in page.items]
+        token = self._page_tokens.encode(page.next_after, binding) if page.next_after else ""
+        return pb.ListApiKeysResponse(api_keys=keys, next_page_token=token)
 
     async def UpdateApiKey(self, request: pb.UpdateApiKeyRequest, context: Context) -> pb.UpdateApiKeyResponse:
         """Rename, relabel, restrict, narrow or shorten an ACTIVE key."""
-        principal, now, info = current(), self._clock(), _request_info(context)
-        key_id = domain.parse_key_name(request.api_key.name, "api_key.name")
+        principal, now, name = current(), self._clock.now(), request.api_key.name
+        domain.parse_key_name(name, "api_key.name")
         async with self._sessions.begin() as session:
-            row = await store.get_key(session, key_id, domain.organization_scope(principal), for_update=True)
+            row = await self._writable(session, name, principal, "api_key.name")
             changes = planned_update(row, request, now, self._grantable)
             if not changes:
                 return pb.UpdateApiKeyResponse(api_key=convert.key_to_proto(row, now))
             for column, value in changes.items():
                 setattr(row, column, value)
-            store.bump(row, principal.subject, now)
-            await session.flush()
-            await self._identity.record(
-                action=audit_event_pb2.AUDIT_ACTION_API_KEY_UPDATED,
-                actor=principal,
-                organization_id=row.organization_id,
-                target=domain.key_name(row.id),
-                event_id=f"api_key_updated:{row.id}:{row.version}",
-                event_time=now,
-                details={"fields": ",".join(sorted(changes)), "scopes": " ".join(convert.scopes_of(row))},
-                request=info,
+            row.stamp_changed(principal.subject, now)
+            await store.save_key(session)
+            key = convert.key_to_proto(row, now)
+            changed = sorted(changes)
+            await events.record(
+                self._outbox, session, name, ev.ApiKeyUpdatedEvent(api_key=key, changed=changed), principal
             )
-            return pb.UpdateApiKeyResponse(api_key=convert.key_to_proto(row, now))
+            await self._audit.record(
+                session,
+                principal=principal,
+                caller=CallerInfo.of(context),
+                organization_id=row.organization_id,
+                action=audit_event_pb2.AUDIT_ACTION_API_KEY_UPDATED,
+                target=name,
+                details={"fields": ",".join(changed), "scopes": " ".join(convert.scopes_of(row))},
+            )
+        await self._audit.deliver(row.organization_id)
+        return pb.UpdateApiKeyResponse(api_key=key)
 
     async def RevokeApiKey(self, request: pb.RevokeApiKeyRequest, context: Context) -> pb.RevokeApiKeyResponse:
-        """Revoke a key, then have identity revoke its tokens and log the event (idempotent)."""
-        principal, now, info = current(), self._clock(), _request_info(context)
-        key_id = domain.parse_key_name(request.name)
+        """Revoke a key, then have identity revoke its tokens (idempotent: a retry finishes that part)."""
+        principal, now, name = current(), self._clock.now(), request.name
+        domain.parse_key_name(name)
         reason = domain.validate_revoke_reason(request.reason)
         async with self._sessions.begin() as session:
-            row = await store.get_key(session, key_id, domain.organization_scope(principal), for_update=True)
+            row = await self._writable(session, name, principal)
             state = convert.state_of(row, now)
             if state is domain.KeyState.EXPIRED:
                 raise FailedPrecondition("the key has already expired and no longer works")
@@ -239,84 +276,116 @@ class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
                 row.state = domain.KeyState.REVOKED.value
                 row.revoke_time = now
                 row.revoke_reason = reason
-                store.bump(row, principal.subject, now)
-        # Committed: the key no longer verifies. Identity's part is idempotent, so a retry
-        # of this call after a failure below completes it.
-        name = domain.key_name(row.id)
-        await self._identity.revoke_tokens(name, row.organization_id)
-        await self._identity.record(
-            action=audit_event_pb2.AUDIT_ACTION_API_KEY_REVOKED,
-            actor=principal,
-            organization_id=row.organization_id,
-            target=name,
-            event_id=f"api_key_revoked:{row.id}",
-            event_time=utc_or_none(row.revoke_time) or now,
-            details={"reason": row.revoke_reason[:200], "prefix": row.prefix},
-            request=info,
-        )
-        return pb.RevokeApiKeyResponse(api_key=convert.key_to_proto(row, now))
+                row.stamp_changed(principal.subject, now)
+                await store.save_key(session)
+                key = convert.key_to_proto(row, now)
+                await events.record(
+                    self._outbox,
+                    session,
+                    name,
+                    ev.ApiKeyRevokedEvent(api_key=key, previous_state=convert.STATES[state]),
+                    principal,
+                )
+                await self._audit.record(
+                    session,
+                    principal=principal,
+                    caller=CallerInfo.of(context),
+                    organization_id=row.organization_id,
+                    action=audit_event_pb2.AUDIT_ACTION_API_KEY_REVOKED,
+                    target=name,
+                    details={"reason": row.revoke_reason[:200], "prefix": row.prefix},
+                )
+                revocation = identity_service_pb2.RevokePrincipalTokensRequest(
+                    principal=name, organization_id=row.organization_id, reason="api_key_revoked"
+                )
+                await self._identity_calls.enqueue(
+                    session, organization_id=row.organization_id, target=name, kind=REVOKE, request=revocation
+                )
+            key = convert.key_to_proto(row, now)
+            # The revocation owed to identity, whether queued now or by an earlier attempt.
+            owed = list(
+                await session.scalars(
+                    select(IdentityCallRow.id).where(
+                        IdentityCallRow.organization_id == row.organization_id,
+                        IdentityCallRow.target == name,
+                        IdentityCallRow.kind == REVOKE,
+                        IdentityCallRow.done_time.is_(None),
+                    )
+                )
+            )
+        # Committed: the key no longer verifies. Its tokens must die too before we answer OK.
+        await self._identity_calls.deliver(row.organization_id, required=owed, failure=REVOKE_FAILED)
+        return pb.RevokeApiKeyResponse(api_key=key)
 
     async def RotateApiKey(self, request: pb.RotateApiKeyRequest, context: Context) -> pb.RotateApiKeyResponse:
         """Replace a key with a new secret; the old one works for the overlap, then expires."""
-        principal, now, info = current(), self._clock(), _request_info(context)
-        key_id = domain.parse_key_name(request.name)
-        fingerprint = _fingerprint("rotate", principal, request)
+        principal, now, name = current(), self._clock.now(), request.name
+        organization_id, _ = domain.parse_key_name(name)
         async with self._sessions.begin() as session:
-            await store.wipe_expired_requests(session, now)
-            old = await store.get_key(session, key_id, domain.organization_scope(principal), for_update=True)
-            replay = await self._replay(session, old.organization_id, request.request_id, fingerprint, now)
-            if replay is not None:
-                new, secret = replay
-                previous = await store.get_key(session, new.rotated_from, old.organization_id)
-                return pb.RotateApiKeyResponse(
-                    api_key=convert.key_to_proto(new, now),
-                    secret=secret,
-                    previous_api_key=convert.key_to_proto(previous, now),
-                )
+            await self._forget_expired(session, now)
+            old = await self._writable(session, name, principal)
+            claim = await self._idempotency.claim(
+                session,
+                method="RotateApiKey",
+                organization_id=organization_id,
+                principal=principal.subject,
+                request=request,
+                response_type=pb.RotateApiKeyResponse,
+            )
+            if claim.replay is not None:
+                claim.replay.secret = await self._shown_again(session, claim.replay.api_key, now)
+                return claim.replay
             domain.require_rotatable(convert.state_of(old, now), old.rotated_to)
             domain.check_creator_holds(convert.scopes_of(old), self._held(principal))
-            old_expiry = domain.rotation_expiry(utc_or_none(old.expire_time), convert.span(request, "overlap"), now)
+            old_expiry = domain.rotation_expiry(old.expire_time, convert.span(request, "overlap"), now)
             new_expiry = domain.validate_new_expiry(convert.moment(request, "new_expire_time"), now, "new_expire_time")
             settings = dataclasses.replace(convert.settings_of(old), expire_time=new_expiry)
             new, secret = await self._new_key(
                 session,
-                request.request_id,
-                fingerprint,
-                domain.new_key_id(),
-                old.organization_id,
-                settings,
-                principal,
-                now,
+                request_id=request.request_id,
+                key_id=domain.new_key_id(),
+                organization_id=organization_id,
+                settings=settings,
+                principal=principal,
                 creator_role=old.creator_role,
+                now=now,
                 rotated_from=old.id,
             )
             old.expire_time = old_expiry
             old.rotated_to = new.id
-            store.bump(old, principal.subject, now)
-            await session.flush()
-            await self._identity.record(
-                action=audit_event_pb2.AUDIT_ACTION_API_KEY_ROTATED,
-                actor=principal,
-                organization_id=old.organization_id,
-                target=domain.key_name(old.id),
-                event_id=f"api_key_rotated:{old.id}",
-                event_time=now,
-                details={
-                    "successor": domain.key_name(new.id),
-                    "overlap": f"{int((old_expiry - now).total_seconds())}s",
-                    "prefix": new.prefix,
-                },
-                request=info,
-            )
-            return pb.RotateApiKeyResponse(
+            old.stamp_changed(principal.subject, now)
+            await store.save_key(session)
+            response = pb.RotateApiKeyResponse(
                 api_key=convert.key_to_proto(new, now),
                 secret=secret,
                 previous_api_key=convert.key_to_proto(old, now),
             )
+            await events.record(
+                self._outbox, session, name, ev.ApiKeyRotatedEvent(api_key=response.previous_api_key), principal
+            )
+            await events.record(
+                self._outbox, session, response.api_key.name, ev.ApiKeyCreatedEvent(api_key=response.api_key), principal
+            )
+            await self._audit.record(
+                session,
+                principal=principal,
+                caller=CallerInfo.of(context),
+                organization_id=organization_id,
+                action=audit_event_pb2.AUDIT_ACTION_API_KEY_ROTATED,
+                target=name,
+                details={
+                    "successor": response.api_key.name,
+                    "overlap": f"{int((old_expiry - now).total_seconds())}s",
+                    "prefix": new.prefix,
+                },
+            )
+            await claim.complete(session, response, redact=_without_secret)
+        await self._audit.deliver(organization_id)
+        return response
 
     async def VerifyApiKey(self, request: pb.VerifyApiKeyRequest, context: Context) -> pb.VerifyApiKeyResponse:
         """The principal a secret stands for; one UNAUTHENTICATED answer for every failure."""
-        now = self._clock()
+        now = self._clock.now()
         if not credentials.looks_like_secret(request.secret):
             log.info("API key refused: not shaped like a key")
             raise Unauthenticated(INVALID_KEY)
@@ -326,6 +395,7 @@ class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
             if row is None or not credentials.hashes_match(row.secret_hash, digest):
                 log.info("API key refused: no key has this secret (%s…)", request.secret[:8])
                 raise Unauthenticated(INVALID_KEY)
+            name = domain.key_name(row.organization_id, row.id)
             state = convert.state_of(row, now)
             restrictions = convert.restrictions_of(row)
             failure = (
@@ -334,15 +404,13 @@ class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
                 else restriction_failure(restrictions, client_address=request.client_address, origin=request.origin)
             )
             if failure is not None:
-                log.info("API key %s refused: %s", domain.key_name(row.id), failure)
+                log.info("API key %s refused: %s", name, failure)
                 raise Unauthenticated(INVALID_KEY)
-            if domain.needs_last_used_write(utc_or_none(row.last_used_time), now):
+            if domain.needs_last_used_write(row.last_used_time, now):
                 address = parse_client_address(request.client_address)
-                await store.touch_last_used(
-                    session, row.id, domain.last_used_minute(now), str(address) if address else ""
-                )
+                await store.touch_last_used(session, row, domain.last_used_minute(now), str(address) if address else "")
         response = pb.VerifyApiKeyResponse(
-            api_key=domain.key_name(row.id),
+            api_key=name,
             organization_id=row.organization_id,
             scopes=convert.scopes_of(row),
             environment=convert.environment_number(row.environment),  # type: ignore[arg-type]
@@ -351,5 +419,5 @@ class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
             display_name=row.display_name,
         )
         if row.expire_time is not None:
-            response.expire_time.CopyFrom(convert.timestamp(row.expire_time))
+            response.expire_time.CopyFrom(timestamp(row.expire_time))
         return response

@@ -1,8 +1,10 @@
 """API key queries. Every function takes the session first; tenancy is a query condition.
 
-``organization_id=None`` means "any organisation" and is passed only for callers allowed
-across organisations (SUPER_ADMIN, services); a key of another organisation is
-indistinguishable from a missing one.
+A key is addressed by (organization_id, id): every point query names the organisation in
+its WHERE clause, so a key of another organisation is indistinguishable from a missing one
+(:func:`mesh.kit.tenancy.not_found`). Lists take ``organization_id=None`` ("every
+organisation") only for platform principals. Changes are flushed at once
+(:func:`mesh.kit.sql.flush`), so conflicts surface here as domain errors.
 """
 
 from __future__ import annotations
@@ -11,20 +13,57 @@ import datetime
 import json
 from collections.abc import Collection
 
-from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import ColumnElement, and_, case, delete, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mesh.errors import Aborted, AlreadyExists, NotFound
-from services.developer_api.domain import KeySettings, KeyState, key_name
-from services.developer_api.models import ApiKeyRow, IdempotentRequestRow, utc
+from mesh.errors import InvalidArgument
+from mesh.kit import tenancy
+from mesh.kit.filtering import FilterField, FilterSchema, Kind, parse_filter
+from mesh.kit.keysets import newest_first
+from mesh.kit.paging import Page, Position
+from mesh.kit.sql import flush
+from services.developer_api.domain import Environment, KeySettings, KeyState, KeyType, key_name
+from services.developer_api.models import ApiKeyRow, SealedSecretRow
 
-NOT_FOUND_MESSAGE = "API key not found"
+_CONCURRENT = "the API key was changed concurrently; read it again and retry"
 
 
-def not_found(key_id: str) -> NotFound:
-    """The one NotFound for a key that is missing or belongs to another organisation."""
-    return NotFound(f"{NOT_FOUND_MESSAGE}: {key_name(key_id)}")
+def _active(now: datetime.datetime) -> ColumnElement[bool]:
+    return and_(
+        ApiKeyRow.state == KeyState.ACTIVE.value,
+        or_(ApiKeyRow.expire_time.is_(None), ApiKeyRow.expire_time > now),
+    )
+
+
+def effective_state(now: datetime.datetime) -> ColumnElement[str]:
+    """A key's state as readers see it, in SQL: an ACTIVE key past its expiry is EXPIRED."""
+    expired = and_(ApiKeyRow.state == KeyState.ACTIVE.value, ApiKeyRow.expire_time <= now)
+    return case((expired, literal(KeyState.EXPIRED.value)), else_=ApiKeyRow.state)
+
+
+def _holds_scope(scope: str) -> ColumnElement[bool]:
+    # Scopes are a JSON list of permission names, which never need escaping; a key with
+    # "*" holds every scope.
+    if not scope.replace(".", "").replace("_", "").isalnum():
+        raise InvalidArgument("unsupported filter: scopes: takes a permission name", {"filter": "scopes:calls.get"})
+    quoted = json.dumps(scope).replace("_", "\\_")
+    return or_(ApiKeyRow.scopes.like(f"%{quoted}%", escape="\\"), ApiKeyRow.scopes == json.dumps(["*"]))
+
+
+def key_filters(now: datetime.datetime) -> FilterSchema:
+    """The ListApiKeys filter (AIP-160, :mod:`mesh.kit.filtering`); ``state`` counts expiry at ``now``."""
+    return {
+        "state": FilterField.enum(effective_state(now), {s.value: s.value for s in KeyState}, prefix="API_KEY_STATE_"),
+        "environment": FilterField.enum(
+            ApiKeyRow.environment, {e.value: e.value for e in Environment}, prefix="API_KEY_ENVIRONMENT_"
+        ),
+        "key_type": FilterField.enum(ApiKeyRow.key_type, {t.value: t.value for t in KeyType}, prefix="API_KEY_TYPE_"),
+        "prefix": FilterField(Kind.STRING, ApiKeyRow.prefix),
+        "display_name": FilterField(Kind.STRING, ApiKeyRow.display_name),
+        "scopes": FilterField(Kind.STRING, ApiKeyRow.scopes, holds=_holds_scope),
+        "labels": FilterField(Kind.LABELS, ApiKeyRow.labels),
+        "create_time": FilterField(Kind.TIMESTAMP, ApiKeyRow.create_time),
+    }
 
 
 async def insert_key(
@@ -43,11 +82,9 @@ async def insert_key(
     """Store a new ACTIVE key.
 
     Raises:
-        AlreadyExists: the id is taken.
+        AlreadyExists: the organisation already has a key with this id.
 
     """
-    if await session.get(ApiKeyRow, key_id) is not None:
-        raise AlreadyExists(f"an API key with id {key_id} already exists")
     row = ApiKeyRow(
         id=key_id,
         organization_id=organization_id,
@@ -58,7 +95,7 @@ async def insert_key(
         environment=settings.environment.value,
         scopes=json.dumps(list(settings.scopes)),
         restrictions=json.dumps(settings.restrictions.as_dict(), sort_keys=True),
-        labels=json.dumps(settings.labels, sort_keys=True),
+        labels=dict(settings.labels),
         state=KeyState.ACTIVE.value,
         expire_time=settings.expire_time,
         last_used_time=None,
@@ -67,40 +104,43 @@ async def insert_key(
         revoke_reason="",
         rotated_from=rotated_from,
         rotated_to="",
-        creator=creator,
         creator_role=creator_role,
-        last_modifier=creator,
-        create_time=now,
-        update_time=now,
-        version=1,
     )
+    row.stamp_created(creator, now)
     session.add(row)
-    try:
-        await session.flush()
-    except IntegrityError:
-        # Another request took the same id a moment ago (the secret hash never collides).
-        raise AlreadyExists(f"an API key with id {key_id} already exists") from None
+    # The secret hash never collides: a unique conflict is the id.
+    await flush(session, exists=f"{key_name(organization_id, key_id)} already exists")
     return row
 
 
-async def get_key(
-    session: AsyncSession, key_id: str, organization_id: str | None, *, for_update: bool = False
-) -> ApiKeyRow:
-    """A key of the organisation (of any organisation for ``None``).
+async def find_key(
+    session: AsyncSession, organization_id: str, key_id: str, *, for_update: bool = False
+) -> ApiKeyRow | None:
+    """The key with this id in this organisation, or ``None`` (a primary-key point read)."""
+    return await session.get(ApiKeyRow, (organization_id, key_id), with_for_update=for_update)
+
+
+async def get_key(session: AsyncSession, organization_id: str, key_id: str) -> ApiKeyRow:
+    """Like :func:`find_key`, but a missing key is an error.
 
     Raises:
-        NotFound: missing, or another organisation's.
+        NotFound: the organisation has no such key.
 
     """
-    query = select(ApiKeyRow).where(ApiKeyRow.id == key_id)
-    if organization_id is not None:
-        query = query.where(ApiKeyRow.organization_id == organization_id)
-    if for_update:
-        query = query.with_for_update()
-    row = (await session.execute(query)).scalar_one_or_none()
+    row = await find_key(session, organization_id, key_id)
     if row is None:
-        raise not_found(key_id)
+        raise tenancy.not_found(key_name(organization_id, key_id))
     return row
+
+
+async def save_key(session: AsyncSession) -> None:
+    """Write a key's changes, bumping its revision.
+
+    Raises:
+        Aborted: another transaction changed the key since this one read it.
+
+    """
+    await flush(session, stale=_CONCURRENT)
 
 
 async def find_by_hash(session: AsyncSession, secret_hash: str) -> ApiKeyRow | None:
@@ -108,28 +148,9 @@ async def find_by_hash(session: AsyncSession, secret_hash: str) -> ApiKeyRow | N
     return (await session.execute(select(ApiKeyRow).where(ApiKeyRow.secret_hash == secret_hash))).scalar_one_or_none()
 
 
-def _active(now: datetime.datetime) -> ColumnElement[bool]:
-    return and_(
-        ApiKeyRow.state == KeyState.ACTIVE.value,
-        or_(ApiKeyRow.expire_time.is_(None), ApiKeyRow.expire_time > now),
-    )
-
-
 def state_condition(states: Collection[KeyState], now: datetime.datetime) -> ColumnElement[bool]:
     """Rows whose effective state (expiry applied) is one of ``states``."""
-    conditions: list[ColumnElement[bool]] = []
-    if KeyState.ACTIVE in states:
-        conditions.append(_active(now))
-    if KeyState.EXPIRED in states:
-        conditions.append(
-            or_(
-                ApiKeyRow.state == KeyState.EXPIRED.value,
-                and_(ApiKeyRow.state == KeyState.ACTIVE.value, ApiKeyRow.expire_time <= now),
-            )
-        )
-    if KeyState.REVOKED in states:
-        conditions.append(ApiKeyRow.state == KeyState.REVOKED.value)
-    return or_(*conditions) if conditions else ApiKeyRow.id.is_(None)
+    return effective_state(now).in_([state.value for state in states])
 
 
 async def count_active(session: AsyncSession, organization_id: str, now: datetime.datetime) -> int:
@@ -142,31 +163,58 @@ async def count_active(session: AsyncSession, organization_id: str, now: datetim
 async def list_keys(
     session: AsyncSession,
     organization_id: str | None,
+    filter_text: str,
     *,
-    states: Collection[KeyState],
+    show_inactive: bool,
     now: datetime.datetime,
-    after: tuple[datetime.datetime, str] | None,
+    after: Position | None,
     limit: int,
-) -> list[ApiKeyRow]:
-    """Keys newest first, after a (create_time, id) position."""
-    query = select(ApiKeyRow).where(state_condition(states, now))
+) -> Page[ApiKeyRow]:
+    """Keys newest first (``create_time``, then organisation and id, descending), ``limit`` at a time.
+
+    Args:
+        session: the transaction.
+        organization_id: whose keys; ``None`` lists every organisation.
+        filter_text: an AIP-160 filter over :func:`key_filters`.
+        show_inactive: include EXPIRED and REVOKED keys when the filter names no state (a
+            filter on state decides by itself).
+        now: the moment expiry is judged at.
+        after: the position of the previous page's last key (``(create_time µs, organisation, id)``).
+        limit: the page size.
+
+    Raises:
+        InvalidArgument: the filter or the position is malformed.
+
+    """
+    query = select(ApiKeyRow)
     if organization_id is not None:
         query = query.where(ApiKeyRow.organization_id == organization_id)
-    if after is not None:
-        created, key_id = after
-        query = query.where(
-            or_(ApiKeyRow.create_time < created, and_(ApiKeyRow.create_time == created, ApiKeyRow.id < key_id))
-        )
-    query = query.order_by(ApiKeyRow.create_time.desc(), ApiKeyRow.id.desc()).limit(limit)
-    return list((await session.execute(query)).scalars())
+    parsed = parse_filter(filter_text, key_filters(now))
+    if parsed.clause is not None:
+        query = query.where(parsed.clause)
+    if not show_inactive and "state" not in parsed.fields:
+        query = query.where(_active(now))
+    return await newest_first(
+        session,
+        query,
+        time_column=ApiKeyRow.create_time,
+        organization_column=ApiKeyRow.organization_id,
+        id_column=ApiKeyRow.id,
+        after=after,
+        limit=limit,
+    )
 
 
-async def touch_last_used(session: AsyncSession, key_id: str, minute: datetime.datetime, address: str) -> bool:
-    """Record a use at ``minute`` unless one at that minute is already recorded; whether it wrote."""
+async def touch_last_used(session: AsyncSession, row: ApiKeyRow, minute: datetime.datetime, address: str) -> bool:
+    """Record a use at ``minute`` unless one at that minute is already recorded; whether it wrote.
+
+    A use is not a change of the key: the revision (and so the etag) stays.
+    """
     result = await session.execute(
         update(ApiKeyRow)
         .where(
-            ApiKeyRow.id == key_id,
+            ApiKeyRow.organization_id == row.organization_id,
+            ApiKeyRow.id == row.id,
             or_(ApiKeyRow.last_used_time.is_(None), ApiKeyRow.last_used_time < minute),
         )
         .values(last_used_time=minute, last_used_address=address[:64])
@@ -175,58 +223,31 @@ async def touch_last_used(session: AsyncSession, key_id: str, minute: datetime.d
     return bool(getattr(result, "rowcount", 0))
 
 
-def bump(row: ApiKeyRow, modifier: str, now: datetime.datetime) -> None:
-    """Mark a row changed by ``modifier`` (a new etag)."""
-    row.last_modifier = modifier
-    row.update_time = now
-    row.version += 1
+# -- secrets shown again on a replayed create or rotate -------------------------------------
 
 
-# -- idempotent create and rotate -----------------------------------------------------------
-
-
-async def wipe_expired_requests(session: AsyncSession, now: datetime.datetime) -> None:
-    """Forget request ids, and the sealed secrets they kept, after their window."""
-    await session.execute(delete(IdempotentRequestRow).where(IdempotentRequestRow.expire_time <= now))
-
-
-async def find_request(
-    session: AsyncSession, organization_id: str, request_id: str, now: datetime.datetime
-) -> IdempotentRequestRow | None:
-    """A request id seen within its window."""
-    row = await session.get(IdempotentRequestRow, (organization_id, request_id))
-    if row is None or utc(row.expire_time) <= now:
-        return None
-    return row
-
-
-async def claim_request(
-    session: AsyncSession,
-    *,
-    organization_id: str,
-    request_id: str,
-    fingerprint: str,
-    api_key_id: str,
-    sealed_secret: bytes,
-    expire_time: datetime.datetime,
+async def keep_sealed_secret(
+    session: AsyncSession, *, organization_id: str, api_key_id: str, sealed: bytes, expire_time: datetime.datetime
 ) -> None:
-    """Remember a request id before doing its work, so a concurrent retry cannot do it twice.
-
-    Raises:
-        Aborted: a concurrent request with the same id got there first; retrying returns its result.
-
-    """
+    """Keep the sealed secret of a key a request with a request_id created, until ``expire_time``."""
     session.add(
-        IdempotentRequestRow(
-            organization_id=organization_id,
-            request_id=request_id,
-            fingerprint=fingerprint,
-            api_key_id=api_key_id,
-            sealed_secret=sealed_secret,
-            expire_time=expire_time,
+        SealedSecretRow(
+            organization_id=organization_id, api_key_id=api_key_id, sealed_secret=sealed, expire_time=expire_time
         )
     )
-    try:
-        await session.flush()
-    except IntegrityError:
-        raise Aborted("a request with this request_id is in progress; retry it") from None
+    await flush(session)
+
+
+async def find_sealed_secret(
+    session: AsyncSession, organization_id: str, api_key_id: str, now: datetime.datetime
+) -> bytes | None:
+    """The sealed secret of a key, while it is kept."""
+    row = await session.get(SealedSecretRow, (organization_id, api_key_id))
+    if row is None or row.expire_time <= now:
+        return None
+    return row.sealed_secret
+
+
+async def wipe_expired_secrets(session: AsyncSession, now: datetime.datetime) -> None:
+    """Forget sealed secrets after their window."""
+    await session.execute(delete(SealedSecretRow).where(SealedSecretRow.expire_time <= now))

@@ -173,16 +173,20 @@ def usage_range(
     return aligned, end
 
 
+KeyRef = tuple[str, str]
+"""A key as (organization id, key id)."""
+
+
 def group_buckets(
-    hours: Iterable[tuple[str, datetime.datetime, Counters]], granularity: Granularity
-) -> list[tuple[datetime.datetime, str, Counters]]:
-    """Hourly counters (key id, hour, counters) as buckets of the granularity, oldest first, then by key."""
-    buckets: dict[tuple[datetime.datetime, str], Counters] = {}
-    for key_id, hour, counters in hours:
-        slot = (granularity.floor(hour), key_id)
+    hours: Iterable[tuple[KeyRef, datetime.datetime, Counters]], granularity: Granularity
+) -> list[tuple[datetime.datetime, KeyRef, Counters]]:
+    """Hourly counters (key, hour, counters) as buckets of the granularity, oldest first, then by key."""
+    buckets: dict[tuple[datetime.datetime, KeyRef], Counters] = {}
+    for key, hour, counters in hours:
+        slot = (granularity.floor(hour), key)
         bucket = buckets.setdefault(slot, Counters())
         bucket.merge(counters)
-    return [(start, key_id, counters) for (start, key_id), counters in sorted(buckets.items())]
+    return [(start, key, counters) for (start, key), counters in sorted(buckets.items())]
 
 
 def validate_log_time(request_time: datetime.datetime | None, now: datetime.datetime, field: str) -> datetime.datetime:

@@ -3,31 +3,21 @@
 from __future__ import annotations
 
 import datetime
-import secrets
 from collections import defaultdict
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import grpc
 
 from mesh.errors import InvalidArgument
+from mesh.kit import ids, paging, tenancy
+from mesh.kit.validation import Violations
 from mesh.principal import current
 from services.developer_api import convert, domain, store, usage_store
-from services.developer_api.listing import (
-    EQUALITY,
-    ORDERING,
-    Condition,
-    decode_page_token,
-    encode_page_token,
-    page_size,
-    parse_filter,
-    query_fingerprint,
-)
-from services.developer_api.models import utc
 from services.developer_api.usage import (
     MAX_BATCH,
     Counters,
     Granularity,
+    KeyRef,
     granularity_of,
     group_buckets,
     usage_range,
@@ -35,89 +25,64 @@ from services.developer_api.usage import (
 )
 from vocelio.developer_api.v1 import developer_api_service_pb2 as pb
 
-Context = grpc.aio.ServicerContext[Any, Any]
+if TYPE_CHECKING:
+    from runtime.handlers import ServiceContext
 
-LOG_FIELDS = {
-    "api_key": EQUALITY,
-    "method": EQUALITY,
-    "http_status": ORDERING,
-    "grpc_code": EQUALITY,
-    "request_id": EQUALITY,
-    "request_time": ORDERING,
-}
-
-
-def _checked_log_condition(condition: Condition) -> Condition:
-    """A log filter condition whose value parses for its field."""
-    try:
-        if condition.field == "http_status":
-            int(condition.value)
-        elif condition.field == "request_time":
-            moment = datetime.datetime.fromisoformat(condition.value)
-            if moment.tzinfo is None:
-                raise ValueError("no zone")
-            return Condition(condition.field, condition.op, moment.astimezone(datetime.UTC).isoformat())
-    except ValueError:
-        raise InvalidArgument(
-            f"bad value for {condition.field}: {condition.value!r}",
-            {"filter": "http_status takes a number, request_time an RFC 3339 time in quotes"},
-        ) from None
-    return condition
-
-
-def _position(token: str, fingerprint: str) -> tuple[datetime.datetime, str] | None:
-    position = decode_page_token(token, fingerprint)
-    if position is None:
-        return None
-    try:
-        return datetime.datetime.fromisoformat(position[0]), str(position[1])
-    except (ValueError, IndexError, TypeError):
-        raise InvalidArgument("invalid page_token", {"page_token": "use a next_page_token as returned"}) from None
+Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 
 
 class UsageRpcs:
-    """RecordApiRequests, ListApiRequestLogs and ListApiKeyUsage."""
+    """RecordApiRequests, ListApiRequestLogs and ListApiKeyUsage (and the kit pieces both halves use)."""
 
-    def __init__(self, sessions: Any, clock: Callable[[], datetime.datetime]) -> None:
-        self._sessions = sessions
-        self._clock = clock
+    def __init__(self, context: ServiceContext) -> None:
+        self._sessions = context.sessions
+        self._clock = context.clock
+        self._page_tokens = context.page_tokens
+        self._idempotency = context.idempotency
+        self._outbox = context.outbox
+        self._audit = context.audit
+        self._identity_calls = context.identity_calls
 
     async def RecordApiRequests(
         self, request: pb.RecordApiRequestsRequest, context: Context
     ) -> pb.RecordApiRequestsResponse:
         """Store a batch of requests and count them; request ids already stored are skipped."""
-        now = self._clock()
+        now = self._clock.now()
         entries = list(request.api_request_logs)
         if len(entries) > MAX_BATCH:
             raise InvalidArgument("too many entries", {"api_request_logs": f"at most {MAX_BATCH} per call"})
         parsed = []
+        violations = Violations()
         for index, entry in enumerate(entries):
             field = f"api_request_logs[{index}]"
-            key_id = domain.parse_key_name(entry.api_key, f"{field}.api_key")
-            if not entry.request_id or len(entry.request_id) > 128:
-                raise InvalidArgument("request_id is required", {f"{field}.request_id": "1 to 128 characters"})
-            if not 100 <= entry.http_status <= 599:
-                raise InvalidArgument("http_status out of range", {f"{field}.http_status": "100 to 599"})
+            try:
+                key = domain.parse_key_name(entry.api_key, f"{field}.api_key")
+                moment = validate_log_time(convert.moment(entry, "request_time"), now, f"{field}.request_time")
+            except InvalidArgument as error:
+                violations.update(error.field_violations)
+                continue
+            violations.check(0 < len(entry.request_id) <= 128, f"{field}.request_id", "1 to 128 characters")
+            violations.check(100 <= entry.http_status <= 599, f"{field}.http_status", "100 to 599")
             latency = convert.span(entry, "latency") or datetime.timedelta(0)
-            if latency < datetime.timedelta(0):
-                raise InvalidArgument("latency must not be negative", {f"{field}.latency": "0 or more"})
-            moment = validate_log_time(convert.moment(entry, "request_time"), now, f"{field}.request_time")
-            parsed.append((entry, key_id, moment, latency))
+            violations.check(latency >= datetime.timedelta(0), f"{field}.latency", "0 or more")
+            parsed.append((entry, key, moment, latency))
+        violations.raise_if_any()
         async with self._sessions.begin() as session:
-            owners = await usage_store.key_owners(session, (key_id for _, key_id, _, _ in parsed))
-            unknown = sorted({key_id for _, key_id, _, _ in parsed if key_id not in owners})
+            environments = await usage_store.key_environments(session, (key for _, key, _, _ in parsed))
+            unknown = sorted({domain.key_name(*key) for _, key, _, _ in parsed if key not in environments})
             if unknown:
                 raise InvalidArgument(f"unknown API keys: {', '.join(unknown)}", {"api_request_logs": "known keys"})
-            rows: dict[str, dict[str, Any]] = {}
-            for entry, key_id, moment, latency in parsed:
-                organization_id, environment = owners[key_id]
+            # Request ids are unique per organisation: the first entry of a batch wins.
+            rows: dict[tuple[str, str], dict[str, Any]] = {}
+            for entry, key, moment, latency in parsed:
+                organization_id, key_id = key
                 rows.setdefault(
-                    entry.request_id,
+                    (organization_id, entry.request_id),
                     {
-                        "id": "r_" + secrets.token_hex(12),
+                        "id": ids.new_id("r"),
                         "organization_id": organization_id,
                         "api_key_id": key_id,
-                        "environment": environment,
+                        "environment": environments[key],
                         "request_id": entry.request_id,
                         "request_time": moment,
                         "method": entry.method[:300],
@@ -132,68 +97,68 @@ class UsageRpcs:
                     },
                 )
             inserted = await usage_store.insert_logs(session, list(rows.values()))
-            hours: dict[tuple[str, datetime.datetime], Counters] = defaultdict(Counters)
-            for request_id in inserted:
-                row = rows[request_id]
-                counters = hours[(row["api_key_id"], Granularity.HOUR.floor(row["request_time"]))]
+            hours: dict[tuple[KeyRef, datetime.datetime], Counters] = defaultdict(Counters)
+            for stored in inserted:
+                row = rows[stored]
+                key = (row["organization_id"], row["api_key_id"])
+                counters = hours[(key, Granularity.HOUR.floor(row["request_time"]))]
                 latency = datetime.timedelta(microseconds=row["latency_micros"])
                 counters.add_request(row["http_status"], row["grpc_code"], latency)
             # A fixed order, so concurrent batches lock usage rows without deadlocking.
-            for (key_id, hour), counters in sorted(hours.items()):
-                await usage_store.add_usage(
-                    session, api_key_id=key_id, organization_id=owners[key_id][0], hour=hour, counters=counters
-                )
+            for (key, hour), counters in sorted(hours.items()):
+                await usage_store.add_usage(session, key=key, hour=hour, counters=counters)
             await usage_store.prune(session, now)
         return pb.RecordApiRequestsResponse(recorded_count=len(inserted), duplicate_count=len(entries) - len(inserted))
 
     async def ListApiRequestLogs(
         self, request: pb.ListApiRequestLogsRequest, context: Context
     ) -> pb.ListApiRequestLogsResponse:
-        """The organisation's request log, newest first."""
-        principal = current()
-        scope = principal.organization_id or domain.organization_scope(principal)
-        size = page_size(request.page_size, default=50, maximum=200)
-        conditions = [_checked_log_condition(c) for c in parse_filter(request.filter, LOG_FIELDS)]
-        fingerprint = query_fingerprint("api_request_logs", scope, request.filter)
-        after = _position(request.page_token, fingerprint)
+        """The organisation's request log (every organisation's for ``organizations/-``), newest first."""
+        parent = domain.LOGS.parse_parent(request.parent)
+        scope = tenancy.list_scope(current(), parent.organization)
+        size = paging.page_size(request.page_size, default=50, maximum=200)
+        binding = paging.query_binding(request, scope.binding())
+        after = self._page_tokens.decode_optional(request.page_token, binding)
         async with self._sessions.begin() as session:
-            rows = await usage_store.list_logs(
-                session,
-                scope,
-                conditions=[usage_store.log_condition(c) for c in conditions],
-                after=after,
-                limit=size + 1,
-            )
-        page = rows[:size]
-        token = ""
-        if len(rows) > size:
-            token = encode_page_token([utc(page[-1].request_time).isoformat(), page[-1].id], fingerprint)
+            page = await usage_store.list_logs(session, scope.organization_id, request.filter, after=after, limit=size)
+        token = self._page_tokens.encode(page.next_after, binding) if page.next_after else ""
         return pb.ListApiRequestLogsResponse(
-            api_request_logs=[convert.log_to_proto(r) for r in page], next_page_token=token
+            api_request_logs=[convert.log_to_proto(r) for r in page.items], next_page_token=token
         )
 
     async def ListApiKeyUsage(self, request: pb.ListApiKeyUsageRequest, context: Context) -> pb.ListApiKeyUsageResponse:
         """A key's (or every key's) traffic in hourly or daily buckets, oldest first."""
-        principal = current()
-        now = self._clock()
-        key_id = None if request.parent == "api_keys/-" else domain.parse_key_name(request.parent, "parent")
+        principal, now = current(), self._clock.now()
+        organization_id, key_id = domain.parse_usage_parent(request.parent)
+        if key_id is None:
+            # "…/api_keys/-" lists the organisation's usage: another organisation is a foreign parent.
+            tenancy.list_scope(principal, organization_id)
         granularity = granularity_of(request.granularity)
         start, end = usage_range(
             convert.moment(request, "start_time"), convert.moment(request, "end_time"), granularity, now
         )
-        size = page_size(request.page_size, default=200, maximum=1000)
-        scope = principal.organization_id or domain.organization_scope(principal)
-        fingerprint = query_fingerprint("usage", scope, request.parent, start, end, granularity.name)
-        after = _position(request.page_token, fingerprint)
+        size = paging.page_size(request.page_size, default=200, maximum=1000)
+        binding = paging.query_binding(request)
+        after = _usage_position(self._page_tokens.decode_optional(request.page_token, binding))
         async with self._sessions.begin() as session:
             if key_id is not None:
-                await store.get_key(session, key_id, domain.organization_scope(principal))
-            hours = await usage_store.usage_hours(session, None if key_id else scope, key_id, start, end)
+                row = await store.find_key(session, organization_id, key_id)
+                if row is None or not tenancy.may_read(principal, organization_id):
+                    raise tenancy.not_found(request.parent)
+            hours = await usage_store.usage_hours(session, organization_id, key_id, start, end)
         buckets = [b for b in group_buckets(hours, granularity) if after is None or (b[0], b[1]) > after]
         page = buckets[:size]
         token = ""
         if len(buckets) > size:
-            token = encode_page_token([page[-1][0].isoformat(), page[-1][1]], fingerprint)
+            last_start, (last_organization, last_key), _ = page[-1]
+            token = self._page_tokens.encode([paging.time_key(last_start), last_organization, last_key], binding)
         return pb.ListApiKeyUsageResponse(
             usage=[convert.usage_to_proto(k, s, granularity.width, c) for s, k, c in page], next_page_token=token
         )
+
+
+def _usage_position(position: paging.Position | None) -> tuple[datetime.datetime, KeyRef] | None:
+    if position is None:
+        return None
+    micros, organization_id, key_id = paging.position_shape(position, int, str, str)
+    return paging.from_time_key(micros), (organization_id, key_id)

@@ -4,25 +4,36 @@ from __future__ import annotations
 
 import datetime
 import json
-import operator
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, or_, select
+import grpc
+from sqlalchemy import String, delete, literal, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.developer_api.listing import Condition
-from services.developer_api.models import ApiKeyRow, ApiKeyUsageRow, ApiRequestLogRow, utc
-from services.developer_api.usage import LOG_RETENTION, USAGE_RETENTION, Counters
+from mesh.kit.filtering import FilterField, FilterSchema, Kind, parse_filter
+from mesh.kit.keysets import newest_first
+from mesh.kit.paging import Page, Position
+from services.developer_api.models import ApiKeyRow, ApiKeyUsageRow, ApiRequestLogRow
+from services.developer_api.usage import LOG_RETENTION, USAGE_RETENTION, Counters, KeyRef
 
-_COMPARE: dict[str, Callable[[Any, Any], Any]] = {
-    "=": operator.eq,
-    "!=": operator.ne,
-    "<": operator.lt,
-    "<=": operator.le,
-    ">": operator.gt,
-    ">=": operator.ge,
+# The key's full name, so that `api_key = "organizations/acme/api_keys/crm"` compares names.
+_KEY_NAME = (
+    literal("organizations/", String)
+    + ApiRequestLogRow.organization_id
+    + literal("/api_keys/", String)
+    + ApiRequestLogRow.api_key_id
+)
+
+# The ListApiRequestLogs filter (AIP-160, mesh.kit.filtering).
+LOG_FILTERS: FilterSchema = {
+    "api_key": FilterField(Kind.STRING, _KEY_NAME),
+    "method": FilterField(Kind.STRING, ApiRequestLogRow.method),
+    "http_status": FilterField(Kind.INTEGER, ApiRequestLogRow.http_status),
+    "grpc_code": FilterField.enum(ApiRequestLogRow.grpc_code, {code.name: code.name for code in grpc.StatusCode}),
+    "request_id": FilterField(Kind.STRING, ApiRequestLogRow.request_id),
+    "request_time": FilterField(Kind.TIMESTAMP, ApiRequestLogRow.request_time),
 }
 
 
@@ -32,51 +43,61 @@ def _insert(session: AsyncSession, table: Any) -> Any:
     return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
 
 
-async def key_owners(session: AsyncSession, key_ids: Iterable[str]) -> dict[str, tuple[str, str]]:
-    """Organisation and environment of each known key id."""
-    ids = sorted(set(key_ids))
-    if not ids:
+async def key_environments(session: AsyncSession, keys: Iterable[KeyRef]) -> dict[KeyRef, str]:
+    """The environment of each of these keys that exists."""
+    wanted = sorted(set(keys))
+    if not wanted:
         return {}
     rows = await session.execute(
-        select(ApiKeyRow.id, ApiKeyRow.organization_id, ApiKeyRow.environment).where(ApiKeyRow.id.in_(ids))
+        select(ApiKeyRow.organization_id, ApiKeyRow.id, ApiKeyRow.environment).where(
+            tuple_(ApiKeyRow.organization_id, ApiKeyRow.id).in_(wanted)
+        )
     )
-    return {key_id: (organization_id, environment) for key_id, organization_id, environment in rows}
+    return {(organization_id, key_id): environment for organization_id, key_id, environment in rows}
 
 
-async def insert_logs(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> set[str]:
-    """Insert log rows, skipping request ids already stored; the request ids actually inserted."""
+async def insert_logs(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> set[tuple[str, str]]:
+    """Insert log rows, skipping request ids their organisation already stored.
+
+    Returns:
+        The (organization id, request id) pairs actually inserted.
+
+    """
     if not rows:
         return set()
     statement = (
         _insert(session, ApiRequestLogRow)
         .values(list(rows))
-        .on_conflict_do_nothing(index_elements=["request_id"])
-        .returning(ApiRequestLogRow.request_id)
+        .on_conflict_do_nothing(index_elements=["organization_id", "request_id"])
+        .returning(ApiRequestLogRow.organization_id, ApiRequestLogRow.request_id)
     )
-    return set((await session.execute(statement)).scalars())
+    return {(organization_id, request_id) for organization_id, request_id in await session.execute(statement)}
 
 
-async def add_usage(
-    session: AsyncSession, *, api_key_id: str, organization_id: str, hour: datetime.datetime, counters: Counters
-) -> None:
+async def add_usage(session: AsyncSession, *, key: KeyRef, hour: datetime.datetime, counters: Counters) -> None:
     """Add traffic to a key's hour (the row is created on first use and locked while updated)."""
+    organization_id, api_key_id = key
     await session.execute(
         _insert(session, ApiKeyUsageRow)
         .values(
+            organization_id=organization_id,
             api_key_id=api_key_id,
             hour_start=hour,
-            organization_id=organization_id,
             request_count=0,
             client_error_count=0,
             server_error_count=0,
             throttled_count=0,
             latency_histogram="[]",
         )
-        .on_conflict_do_nothing(index_elements=["api_key_id", "hour_start"])
+        .on_conflict_do_nothing(index_elements=["organization_id", "api_key_id", "hour_start"])
     )
     query = (
         select(ApiKeyUsageRow)
-        .where(ApiKeyUsageRow.api_key_id == api_key_id, ApiKeyUsageRow.hour_start == hour)
+        .where(
+            ApiKeyUsageRow.organization_id == organization_id,
+            ApiKeyUsageRow.api_key_id == api_key_id,
+            ApiKeyUsageRow.hour_start == hour,
+        )
         .with_for_update()
         .execution_options(populate_existing=True)
     )
@@ -106,59 +127,46 @@ async def prune(session: AsyncSession, now: datetime.datetime) -> None:
     await session.execute(delete(ApiKeyUsageRow).where(ApiKeyUsageRow.hour_start < now - USAGE_RETENTION))
 
 
-def log_condition(condition: Condition) -> ColumnElement[bool]:
-    """The SQL form of one parsed log filter condition (fields and operators already checked)."""
-    compare = _COMPARE[condition.op]
-    column: Any
-    value: Any = condition.value
-    if condition.field == "api_key":
-        column, value = ApiRequestLogRow.api_key_id, value.removeprefix("api_keys/")
-    elif condition.field == "http_status":
-        column, value = ApiRequestLogRow.http_status, int(value)
-    elif condition.field == "request_time":
-        column, value = ApiRequestLogRow.request_time, datetime.datetime.fromisoformat(value)
-    else:
-        column = getattr(ApiRequestLogRow, condition.field)
-    result: ColumnElement[bool] = compare(column, value)
-    return result
-
-
 async def list_logs(
-    session: AsyncSession,
-    organization_id: str | None,
-    *,
-    conditions: Sequence[ColumnElement[bool]],
-    after: tuple[datetime.datetime, str] | None,
-    limit: int,
-) -> list[ApiRequestLogRow]:
-    """Log entries newest first, after a (request_time, id) position."""
-    query = select(ApiRequestLogRow).where(*conditions)
+    session: AsyncSession, organization_id: str | None, filter_text: str, *, after: Position | None, limit: int
+) -> Page[ApiRequestLogRow]:
+    """Log entries newest first (``request_time``, then organisation and id), ``limit`` at a time.
+
+    Raises:
+        InvalidArgument: the filter or the position is malformed.
+
+    """
+    query = select(ApiRequestLogRow)
     if organization_id is not None:
         query = query.where(ApiRequestLogRow.organization_id == organization_id)
-    if after is not None:
-        moment, log_id = after
-        query = query.where(
-            or_(
-                ApiRequestLogRow.request_time < moment,
-                and_(ApiRequestLogRow.request_time == moment, ApiRequestLogRow.id < log_id),
-            )
-        )
-    query = query.order_by(ApiRequestLogRow.request_time.desc(), ApiRequestLogRow.id.desc()).limit(limit)
-    return list((await session.execute(query)).scalars())
+    parsed = parse_filter(filter_text, LOG_FILTERS)
+    if parsed.clause is not None:
+        query = query.where(parsed.clause)
+    return await newest_first(
+        session,
+        query,
+        time_column=ApiRequestLogRow.request_time,
+        organization_column=ApiRequestLogRow.organization_id,
+        id_column=ApiRequestLogRow.id,
+        after=after,
+        limit=limit,
+    )
 
 
 async def usage_hours(
     session: AsyncSession,
-    organization_id: str | None,
+    organization_id: str,
     api_key_id: str | None,
     start: datetime.datetime,
     end: datetime.datetime,
-) -> list[tuple[str, datetime.datetime, Counters]]:
+) -> list[tuple[KeyRef, datetime.datetime, Counters]]:
     """Hourly counters in ``[start, end)``, for one key or every key of the organisation."""
-    query = select(ApiKeyUsageRow).where(ApiKeyUsageRow.hour_start >= start, ApiKeyUsageRow.hour_start < end)
-    if organization_id is not None:
-        query = query.where(ApiKeyUsageRow.organization_id == organization_id)
+    query = select(ApiKeyUsageRow).where(
+        ApiKeyUsageRow.organization_id == organization_id,
+        ApiKeyUsageRow.hour_start >= start,
+        ApiKeyUsageRow.hour_start < end,
+    )
     if api_key_id is not None:
         query = query.where(ApiKeyUsageRow.api_key_id == api_key_id)
     rows = (await session.execute(query)).scalars()
-    return [(row.api_key_id, utc(row.hour_start), _counters(row)) for row in rows]
+    return [((row.organization_id, row.api_key_id), row.hour_start, _counters(row)) for row in rows]

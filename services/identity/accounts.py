@@ -10,13 +10,18 @@ from __future__ import annotations
 import dataclasses
 import re
 import zoneinfo
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mesh.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Unavailable
+from mesh.errors import FailedPrecondition, InvalidArgument, PermissionDenied, Unavailable
+from mesh.kit import etags, paging, tenancy
+from mesh.kit.caller import CallerInfo
+from mesh.kit.filtering import FilterField, FilterSchema, Kind, compile_filter
+from mesh.kit.idempotency import Claim
+from mesh.kit.names import ResourceName
 from mesh.principal import Principal, PrincipalKind
-from services.identity import audit, oauth, store
+from services.identity import audit, convert, oauth, store
 from services.identity.app import Identity
 from services.identity.domain import (
     Membership,
@@ -26,15 +31,22 @@ from services.identity.domain import (
     normalise_password,
     principal_cutoff,
 )
-from services.identity.filters import EQUALITY, HAS, decode_page_token, encode_page_token, page_size, parse_filter
 from services.identity.grants import apply_lockout, lockout_of, record_wrong_password
 from services.identity.models import User
 from services.identity.sessions import is_admin_of, revoke_session
 from services.identity.store_log import PRINCIPAL, append_revocation
+from vocelio.identity.v1 import identity_service_pb2
 
+ClaimOf = Callable[[AsyncSession], Awaitable[Claim[identity_service_pb2.ChangePasswordResponse]]]
 PROFILE_FIELDS = ("display_name", "avatar_uri", "locale", "time_zone")
 _LOCALE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$")
-_USER_FILTERS = {"state": EQUALITY, "email": HAS | {"!="}, "email_verified": EQUALITY}
+# Users are platform-global; a list of them is of the members of one organisation, named as its parent.
+MEMBERS_OF = ResourceName.from_pattern("organizations/{organization}/users/{user}", "vocelio.com/User")
+USER_FILTERS: FilterSchema = {
+    "state": FilterField.enum(User.state, {state.value: state.value for state in UserState}, prefix="USER_STATE_"),
+    "email": FilterField(Kind.STRING, User.email, contains=True),
+    "email_verified": FilterField(Kind.BOOLEAN, User.email_verified),
+}
 
 
 def user_id_of(principal: Principal, name: str) -> str:
@@ -81,7 +93,7 @@ async def visible_user(session: AsyncSession, principal: Principal, name: str, *
     user_id = user_id_of(principal, name)
     user = await store.get_user(session, user_id, for_update=for_update)
     if user is None or not await can_see(session, principal, user_id):
-        raise NotFound(f"users/{user_id} not found")
+        raise tenancy.not_found(f"users/{user_id}")
     return user
 
 
@@ -109,7 +121,7 @@ async def current_user(app: Identity, principal: Principal) -> CurrentUser:
     async with app.transaction() as session:
         user = await store.get_user(session, user_id)
     if user is None:
-        raise NotFound(f"users/{user_id} not found")
+        raise tenancy.not_found(f"users/{user_id}")
     try:
         memberships = await app.directory.memberships(principal.subject)
     except Unavailable:
@@ -122,33 +134,25 @@ async def current_user(app: Identity, principal: Principal) -> CurrentUser:
 
 
 async def list_users(
-    app: Identity, principal: Principal, *, size: int, token: str, filter_text: str, organization_id: str
+    app: Identity, principal: Principal, request: identity_service_pb2.ListUsersRequest
 ) -> tuple[list[User], str]:
-    """Users of the caller's organisation (SUPER_ADMIN: of any, or all with ``-``), by display name."""
-    if organization_id and organization_id != principal.organization_id and not principal.is_platform_admin:
-        raise PermissionDenied("only SUPER_ADMIN may list another organisation's users")
-    scope: str | None = organization_id or principal.organization_id
-    if scope == "-" or (not scope and principal.is_platform_admin):
-        scope = None
-    elif not scope:
-        raise PermissionDenied("the caller acts in no organisation")
-    conditions = parse_filter(filter_text, _USER_FILTERS)
-    limit = page_size(size, default=50, maximum=100)
-    position = decode_page_token(token, ("n", "i"))
-    after = (str(position["n"]), str(position["i"])) if position else None
+    """Members of an organisation by display name (platform principals: of any, or every user with ``-``)."""
+    scope = tenancy.list_scope(principal, MEMBERS_OF.parse_parent(request.parent).organization)
+    condition = compile_filter(request.filter, USER_FILTERS)
+    binding = paging.query_binding(request, scope.binding())
+    after = app.page_tokens.decode_optional(request.page_token, binding)
     async with app.transaction() as session:
-        rows = await store.list_users(
-            session, organization_id=scope, conditions=conditions, after=after, limit=limit + 1
+        page: paging.Page[User] = await paging.keyset_page(
+            session,
+            store.users_query(organization_id=scope.organization_id, condition=condition),
+            keys=[User.display_name, User.id],
+            after=None if after is None else paging.position_shape(after, str, str),
+            limit=paging.page_size(request.page_size),
+            position_of=lambda row: (row.display_name, row.id),
+            descending=False,
         )
-    if len(rows) <= limit:
-        return rows, ""
-    rows = rows[:limit]
-    return rows, encode_page_token({"n": rows[-1].display_name, "i": rows[-1].id})
-
-
-def etag_of(user: User) -> str:
-    """The user's etag."""
-    return f'"{user.version}"'
+    token = "" if page.next_after is None else app.page_tokens.encode(page.next_after, binding)
+    return list(page.items), token
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -198,26 +202,55 @@ async def update_user(app: Identity, principal: Principal, change: ProfileChange
         user = await visible_user(session, principal, change.name, for_update=True)
         if not await can_manage(session, principal, user.id):
             raise PermissionDenied("only the user or an ADMIN of their organisation may change the user")
-        if change.etag and change.etag != etag_of(user):
-            raise Aborted("the user changed since it was read; read it again and retry")
+        etags.check_etag(change.etag, convert.user_etag(user), what="the user")
         for field, value in values.items():
             setattr(user, field, value)
         if values:
-            user.version += 1
-            user.update_time = app.clock()
-            user.updater = principal.subject
+            user.stamp_changed(principal.subject, app.clock())
         return user
 
 
-async def change_password(app: Identity, principal: Principal, current: str, new: str, info: audit.RequestInfo) -> int:
-    """Set a new password after checking the current one; ends the caller's other sessions."""
+async def _replayed_password_change(
+    app: Identity, claim_of: ClaimOf
+) -> identity_service_pb2.ChangePasswordResponse | None:
+    """The first answer to a retried ChangePassword, looked up before its (now stale) current password is checked."""
+    async with app.database.sessions() as session:
+        claim = await claim_of(session)
+        await session.rollback()  # a look only: the request is claimed in the transaction that makes the change
+    return claim.replay
+
+
+async def change_password(
+    app: Identity, principal: Principal, request: identity_service_pb2.ChangePasswordRequest, info: CallerInfo
+) -> identity_service_pb2.ChangePasswordResponse:
+    """Set a new password after checking the current one; ends the caller's other sessions.
+
+    A retry with the same request_id answers the first result: its current password no
+    longer works, so the replay is looked up first. The request is fingerprinted without
+    its passwords, so no hash of a password is kept outside the user row.
+    """
     user_id = user_id_of(principal, "users/me")
+    current, new = request.current_password, request.new_password
     if not current:
         raise InvalidArgument("current_password is required", {"current_password": "required"})
+    fingerprinted = identity_service_pb2.ChangePasswordRequest(request_id=request.request_id)
+
+    async def claim_of(session: AsyncSession) -> Claim[identity_service_pb2.ChangePasswordResponse]:
+        return await app.idempotency.claim(
+            session,
+            method="ChangePassword",
+            organization_id=principal.organization_id,
+            principal=principal.subject,
+            request=fingerprinted,
+            response_type=identity_service_pb2.ChangePasswordResponse,
+        )
+
+    if request.request_id and (replay := await _replayed_password_change(app, claim_of)) is not None:
+        return replay
     async with app.transaction() as session:
         user = await store.get_user(session, user_id)
     if user is None:
-        raise NotFound(f"users/{user_id} not found")
+        raise tenancy.not_found(f"users/{user_id}")
     check_password_policy(new, user.email, field="new_password")
     if lockout_of(user).is_locked(app.clock()):
         assert user.locked_until is not None
@@ -232,11 +265,14 @@ async def change_password(app: Identity, principal: Principal, current: str, new
     new_hash = await app.passwords.hash(new)
     ended = 0
     async with app.transaction() as session:
+        claim = await claim_of(session)
+        if claim.replay is not None:  # the same request finished while this one checked the password
+            return claim.replay
         row = await store.get_user(session, user_id, for_update=True)
         assert row is not None
         now = app.clock()
-        row.password_hash, row.password_update_time, row.update_time = new_hash, now, now
-        row.version += 1
+        row.password_hash, row.password_update_time = new_hash, now
+        row.stamp_changed(principal.subject, now)
         keep = principal.session_id.removeprefix("sessions/")
         for other in await store.open_sessions(session, user_id=user_id, now=now):
             if other.id != keep and await revoke_session(app, session, other, "password_changed") is not None:
@@ -250,7 +286,9 @@ async def change_password(app: Identity, principal: Principal, current: str, new
             target=f"users/{user_id}",
             details={"sessions_ended": str(ended)},
         )
-    return ended
+        response = identity_service_pb2.ChangePasswordResponse(revoked_session_count=ended)
+        await claim.complete(session, response)
+    return response
 
 
 async def _platform_user(session: AsyncSession, principal: Principal, name: str) -> User:
@@ -262,7 +300,7 @@ async def _platform_user(session: AsyncSession, principal: Principal, name: str)
     return user
 
 
-async def disable_user(app: Identity, principal: Principal, name: str, reason: str, info: audit.RequestInfo) -> User:
+async def disable_user(app: Identity, principal: Principal, name: str, reason: str, info: CallerInfo) -> User:
     """DISABLE a user platform-wide: every grant fails, every session and token is revoked."""
     async with app.transaction() as session:
         user = await _platform_user(session, principal, name)
@@ -272,8 +310,8 @@ async def disable_user(app: Identity, principal: Principal, name: str, reason: s
             return user
         now = app.clock()
         user.state, user.disabled_reason = UserState.DISABLED.value, reason[:500]
-        user.locked_until, user.update_time, user.updater = None, now, principal.subject
-        user.version += 1
+        user.locked_until = None
+        user.stamp_changed(principal.subject, now)
         for row in await store.open_sessions(session, user_id=user.id, now=now):
             await revoke_session(app, session, row, "user_disabled")
         await append_revocation(
@@ -289,28 +327,26 @@ async def disable_user(app: Identity, principal: Principal, name: str, reason: s
         return user
 
 
-async def enable_user(app: Identity, principal: Principal, name: str, info: audit.RequestInfo) -> User:
+async def enable_user(app: Identity, principal: Principal, name: str, info: CallerInfo) -> User:
     """Return a DISABLED user to ACTIVE (a user in another state is returned unchanged)."""
     async with app.transaction() as session:
         user = await _platform_user(session, principal, name)
         if user.state != UserState.DISABLED:
             return user
         user.state, user.disabled_reason, user.failed_sign_in_count, user.lock_count = "ACTIVE", "", 0, 0
-        user.update_time, user.updater = app.clock(), principal.subject
-        user.version += 1
+        user.stamp_changed(principal.subject, app.clock())
         await _audit_state(app, session, principal, user, "USER_ENABLED", info)
         return user
 
 
-async def unlock_user(app: Identity, principal: Principal, name: str, info: audit.RequestInfo) -> User:
+async def unlock_user(app: Identity, principal: Principal, name: str, info: CallerInfo) -> User:
     """Lift a sign-in lock early (ADMIN of a shared organisation, or SUPER_ADMIN)."""
     async with app.transaction() as session:
         user = await visible_user(session, principal, name, for_update=True)
         if not await can_manage(session, principal, user.id) or principal.subject == f"users/{user.id}":
             raise PermissionDenied("only an ADMIN of the user's organisation or SUPER_ADMIN may unlock a user")
         apply_lockout(user, lockout_of(user).unlocked(app.clock()))
-        user.update_time, user.updater = app.clock(), principal.subject
-        user.version += 1
+        user.stamp_changed(principal.subject, app.clock())
         await _audit_state(app, session, principal, user, "ACCOUNT_UNLOCKED", info)
         return user
 
@@ -321,7 +357,7 @@ async def _audit_state(
     principal: Principal,
     user: User,
     action: str,
-    info: audit.RequestInfo,
+    info: CallerInfo,
     details: dict[str, str] | None = None,
 ) -> None:
     await app.record(

@@ -23,11 +23,16 @@ from mesh.access import AccessTable, default_access_table
 from mesh.config import Settings
 from mesh.db import ServiceDatabase
 from mesh.errors import Unavailable
+from mesh.kit.caller import CallerInfo
+from mesh.kit.clock import SYSTEM_CLOCK, Clock
+from mesh.kit.idempotency import IdempotencyStore
+from mesh.kit.ids import new_id
+from mesh.kit.paging import PageTokens
 from mesh.registry import Registry
 from mesh.tokens import LEEWAY_SECONDS, TokenVerifier
 from services.identity import audit, store, store_log
 from services.identity.directory import Directory
-from services.identity.domain import UserState, issue_instant, new_id, utc_now
+from services.identity.domain import UserState, issue_instant
 from services.identity.feed import RevocationFeed
 from services.identity.keyring import Keyring
 from services.identity.models import AuditEvent, User
@@ -64,7 +69,9 @@ class Identity:
         keyring: Keyring,
         directory: Directory,
         passwords: Passwords | None = None,
-        clock: Callable[[], dt.datetime] = utc_now,
+        clock: Clock = SYSTEM_CLOCK,
+        page_tokens: PageTokens | None = None,
+        idempotency: IdempotencyStore | None = None,
     ) -> None:
         self.settings = settings
         self.database = database
@@ -72,7 +79,11 @@ class Identity:
         self.keyring = keyring
         self.directory = directory
         self.passwords = passwords or Passwords()
-        self.clock = clock
+        # Use cases read the time as app.clock(): the injected clock's reading.
+        self.clock: Callable[[], dt.datetime] = clock.now
+        # Signed, query-bound page tokens; without a key from the context they die with the process.
+        self.page_tokens = page_tokens or PageTokens.ephemeral()
+        self.idempotency = idempotency or IdempotencyStore(clock)
         self.feed = RevocationFeed()
         self.account_limiter = RateLimiter(ATTEMPTS_PER_ACCOUNT, 60.0)
         self.address_limiter = RateLimiter(ATTEMPTS_PER_ADDRESS, 60.0)
@@ -175,7 +186,7 @@ class Identity:
                     create_time=now,
                     update_time=now,
                     creator="configuration",
-                    updater="configuration",
+                    last_modifier="configuration",
                 )
                 await store.add_user(session, user)
                 await self.record(
@@ -196,7 +207,7 @@ class Identity:
         action: str,
         actor: audit.Actor,
         outcome: str = audit.SUCCESS,
-        request: audit.RequestInfo | None = None,
+        request: CallerInfo | None = None,
         organization_id: str = "",
         target: str = "",
         details: dict[str, str] | None = None,
@@ -206,7 +217,7 @@ class Identity:
             action=action,
             outcome=outcome,
             actor=actor,
-            request=request or audit.RequestInfo(),
+            request=request or CallerInfo(),
             now=self.clock(),
             organization_id=organization_id,
             target=target,

@@ -6,8 +6,10 @@ import dataclasses
 import datetime as dt
 import json
 
+from mesh.kit.caller import CallerInfo
+from mesh.kit.ids import new_id
 from mesh.principal import Principal, PrincipalKind
-from services.identity.domain import new_id, redact_details
+from services.identity.domain import redact_details
 from services.identity.models import AuditEvent
 
 SOURCE = "identity"
@@ -19,29 +21,11 @@ _KINDS = {PrincipalKind.USER: "USER", PrincipalKind.API_KEY: "API_KEY", Principa
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class RequestInfo:
-    """Where a request came from.
-
-    Attributes:
-        client_address: the client's IP address (first ``x-forwarded-for`` hop, else the peer).
-        user_agent: the ``user-agent`` metadata, at most 512 characters.
-        request_id: the ``x-request-id`` metadata.
-        trace_id: the W3C trace id from ``traceparent``.
-
-    """
-
-    client_address: str = ""
-    user_agent: str = ""
-    request_id: str = ""
-    trace_id: str = ""
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
 class Actor:
     """Who did an audited thing.
 
     Attributes:
-        principal: ``users/…``, ``api_keys/…``, ``services/…``, or ``""`` when anonymous.
+        principal: ``users/…``, ``organizations/…/api_keys/…``, ``services/…``, or ``""`` when anonymous.
         kind: USER, API_KEY, SERVICE or ANONYMOUS.
         display_name: a human label (e-mail, key name, service name).
         role: the role the principal acted with.
@@ -77,32 +61,30 @@ def event(
     action: str,
     outcome: str,
     actor: Actor,
-    request: RequestInfo,
+    request: CallerInfo,
     now: dt.datetime,
     organization_id: str = "",
     target: str = "",
     details: dict[str, str] | None = None,
     source_service: str = SOURCE,
-    idempotency_key: str | None = None,
 ) -> AuditEvent:
     """A new audit row (``action`` and ``outcome`` are enum value names without their prefix)."""
     return AuditEvent(
         id=new_id("ae"),
         organization_id=organization_id,
         event_time=now,
-        actor_principal=actor.principal[:100],
+        actor_principal=actor.principal[:200],
         actor_kind=actor.kind,
         actor_display_name=actor.display_name[:254],
         actor_role=actor.role[:20],
         actor_session=actor.session[:100],
         action=action,
         outcome=outcome,
-        target=target[:200],
+        target=target[:255],
         client_address=request.client_address[:64],
         user_agent=request.user_agent[:512],
         request_id=request.request_id[:100],
         trace_id=request.trace_id[:32],
         source_service=source_service[:64],
         details=json.dumps(redact_details(details or {}), sort_keys=True),
-        idempotency_key=idempotency_key,
     )

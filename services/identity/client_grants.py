@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import hmac
 
+from mesh.kit.caller import CallerInfo
 from services.identity import audit, oauth
 from services.identity.app import Identity
 from services.identity.oauth import Grant, GrantRequest, OAuthError, RateLimited, TokenSubject
 
 
-async def client_credentials_grant(app: Identity, request: GrantRequest, info: audit.RequestInfo) -> Grant:
+async def client_credentials_grant(app: Identity, request: GrantRequest, info: CallerInfo) -> Grant:
     """The client_credentials grant: a mesh service with the service secret, or an API key."""
     secret = oauth.require(request.client_secret, "client_secret", oauth.GRANT_CLIENT_CREDENTIALS)
     if request.client_id.startswith("services/"):
@@ -24,13 +25,13 @@ async def client_credentials_grant(app: Identity, request: GrantRequest, info: a
     return await _api_key_grant(app, request, secret, info)
 
 
-def _check_failures(app: Identity, info: audit.RequestInfo) -> None:
+def _check_failures(app: Identity, info: CallerInfo) -> None:
     wait = app.client_failures.wait_time(info.client_address or "unknown")
     if wait:
         raise RateLimited(wait, "per_address")
 
 
-async def _client_failed(app: Identity, info: audit.RequestInfo, actor: audit.Actor, failure: str) -> OAuthError:
+async def _client_failed(app: Identity, info: CallerInfo, actor: audit.Actor, failure: str) -> OAuthError:
     # Many services share an address: failures from a misconfigured one must not lock the others out, so
     # only failures count, and a right secret always works. The secrets are 256-bit random: the limit
     # bounds noise and load, not guessing.
@@ -49,7 +50,7 @@ async def _client_failed(app: Identity, info: audit.RequestInfo, actor: audit.Ac
     return OAuthError(oauth.INVALID_CLIENT, "client authentication failed")
 
 
-async def _service_grant(app: Identity, request: GrantRequest, secret: str, info: audit.RequestInfo) -> Grant:
+async def _service_grant(app: Identity, request: GrantRequest, secret: str, info: CallerInfo) -> Grant:
     name = request.client_id.removeprefix("services/")
     matches = hmac.compare_digest(secret.encode(), app.settings.mesh_service_secret().encode())
     known = any(spec.name == name for spec in app.registry)
@@ -61,7 +62,7 @@ async def _service_grant(app: Identity, request: GrantRequest, secret: str, info
     return Grant(access_token=issued.token, expires_in=issued.expires_in, organization_id="", scopes=scopes)
 
 
-async def _api_key_grant(app: Identity, request: GrantRequest, secret: str, info: audit.RequestInfo) -> Grant:
+async def _api_key_grant(app: Identity, request: GrantRequest, secret: str, info: CallerInfo) -> Grant:
     key = await app.directory.verify_api_key(secret, info.client_address)
     client_id = request.client_id
     now = app.clock()

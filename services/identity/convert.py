@@ -7,10 +7,11 @@ import json
 
 from google.protobuf import timestamp_pb2
 
+from mesh.kit.caller import CallerInfo
+from mesh.kit.clock import utc_now
 from services.identity import audit
-from services.identity.domain import UserState, utc_now
+from services.identity.domain import UserState
 from services.identity.models import AuditEvent, Revocation, Session, SigningKey, User
-from vocelio.common.v1 import audit_pb2
 from vocelio.identity.v1 import audit_event_pb2, revocation_pb2, signing_key_pb2, user_pb2
 
 _JWK_FIELDS = ("kty", "crv", "x", "y", "kid", "use", "alg")
@@ -56,14 +57,14 @@ def user(row: User, *, now: dt.datetime | None = None) -> user_pb2.User:
         platform_admin=row.platform_admin,
         last_sign_in_time=timestamp(row.last_sign_in_time),
         password_update_time=timestamp(row.password_update_time),
-        audit=audit_pb2.AuditInfo(
-            create_time=timestamp(row.create_time),
-            update_time=timestamp(row.update_time),
-            creator=row.creator,
-            last_modifier=row.updater,
-        ),
-        etag=f'"{row.version}"',
+        audit=row.audit_info(),
+        etag=user_etag(row),
     )
+
+
+def user_etag(row: User) -> str:
+    """The user's etag: the kit's opaque hash of its name, creation time and revision."""
+    return row.etag_for(f"users/{row.id}")
 
 
 def session(row: Session, current_session: str) -> user_pb2.Session:
@@ -102,10 +103,17 @@ def signing_key(row: SigningKey) -> signing_key_pb2.SigningKey:
     )
 
 
+def audit_event_name(row: AuditEvent) -> str:
+    """``organizations/{organization}/audit_events/{id}``; platform events have no organisation segment."""
+    if row.organization_id:
+        return f"organizations/{row.organization_id}/audit_events/{row.id}"
+    return f"audit_events/{row.id}"
+
+
 def audit_event(row: AuditEvent) -> audit_event_pb2.AuditEvent:
     """The AuditEvent resource."""
     return audit_event_pb2.AuditEvent(
-        name=f"audit_events/{row.id}",
+        name=audit_event_name(row),
         organization_id=row.organization_id,
         event_time=timestamp(row.event_time),
         actor=audit_event_pb2.Actor(
@@ -149,7 +157,7 @@ def audit_row(message: audit_event_pb2.AuditEvent, organization_id: str, now: dt
             actor.role,
             actor.session,
         ),
-        request=audit.RequestInfo(message.client_address, message.user_agent, message.request_id, message.trace_id),
+        request=CallerInfo(message.client_address, message.user_agent, message.request_id, message.trace_id),
         now=event_time,
         organization_id=organization_id,
         target=message.target,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -18,12 +17,11 @@ import grpc
 
 from mesh.access import Role
 from mesh.errors import InvalidArgument, Unavailable
+from mesh.kit.client_errors import domain_error
 from runtime.clients import MeshClients
 from services.identity.domain import Membership
 from vocelio.developer_api.v1 import developer_api_service_pb2, developer_api_service_pb2_grpc
 from vocelio.team_hub.v1 import member_pb2, organization_pb2, team_hub_service_pb2, team_hub_service_pb2_grpc
-
-log = logging.getLogger(__name__)
 
 TokenSource = Callable[[], Awaitable[str]]
 
@@ -51,7 +49,7 @@ class ApiKeyGrant:
     """A verified API key.
 
     Attributes:
-        api_key: ``api_keys/…``, the principal.
+        api_key: ``organizations/…/api_keys/…``, the principal.
         organization_id: its organisation.
         scopes: its permissions.
         expire_time: when it expires, if ever.
@@ -133,7 +131,8 @@ class MeshDirectory:
                     request, timeout=_TIMEOUT, metadata=await self._metadata()
                 )
             except grpc.aio.AioRpcError as error:
-                raise _outage("team_hub", "list the user's memberships", error) from None
+                # Any failure here is team_hub's or ours, not the caller's: the caller falls back to the cache.
+                raise _unavailable("team_hub", "list the user's memberships", error) from None
             for entry in reply.user_memberships:
                 membership = _membership(entry.membership, entry.organization)
                 if membership is not None:
@@ -170,7 +169,7 @@ class MeshDirectory:
                     f"the organisation cannot be created: {error.details()}",
                     {"organization_display_name": error.details() or "refused"},
                 ) from None
-            raise _outage("team_hub", "create the organisation", error) from None
+            raise _unavailable("team_hub", "create the organisation", error) from None
         membership = _membership(reply.membership if reply.HasField("membership") else None, reply.organization)
         if membership is None:
             raise Unavailable("team_hub created the organisation without a membership; try again")
@@ -195,7 +194,7 @@ class MeshDirectory:
                     f"the invitation cannot be used: {error.details()}",
                     {"invitation_token": error.details() or "not valid"},
                 ) from None
-            raise _outage("team_hub", "redeem the invitation", error) from None
+            raise _unavailable("team_hub", "redeem the invitation", error) from None
         membership = _membership(reply.membership if reply.HasField("membership") else None)
         if membership is None:
             raise Unavailable("team_hub redeemed the invitation without a membership; try again")
@@ -215,11 +214,12 @@ class MeshDirectory:
         except grpc.aio.AioRpcError as error:
             if error.code() in _KEY_REJECTED:
                 return None
-            raise _outage("developer_api", "verify the API key", error) from None
+            raise _unavailable("developer_api", "verify the API key", error) from None
         expire = reply.expire_time.ToDatetime(tzinfo=dt.UTC) if reply.HasField("expire_time") else None
         return ApiKeyGrant(reply.api_key, reply.organization_id, tuple(reply.scopes), expire, reply.display_name)
 
 
-def _outage(service: str, what: str, error: grpc.aio.AioRpcError) -> Unavailable:
-    log.warning("%s could not %s: %s %s", service, what, error.code().name, error.details())
-    return Unavailable(f"{service} could not {what} right now; try again shortly")
+def _unavailable(service: str, what: str, error: grpc.aio.AioRpcError) -> Unavailable:
+    """UNAVAILABLE whatever the other side answered (the kit's message for outages, the answer logged)."""
+    failure = domain_error(error, service, what)
+    return failure if isinstance(failure, Unavailable) else Unavailable(f"{service} could not {what} right now")

@@ -9,9 +9,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+import hashlib
 import re
-import secrets
 import unicodedata
+import uuid
 from collections.abc import Sequence
 
 from mesh.errors import FailedPrecondition, InvalidArgument
@@ -54,14 +55,30 @@ _COMMON_PASSWORDS = frozenset(
 )
 
 
-def new_id(prefix: str) -> str:
-    """A random identifier: ``prefix`` + ``_`` + 16 lowercase hex characters."""
-    return f"{prefix}_{secrets.token_hex(8)}"
+# The principals a token can name (its ``sub``); API keys live under their organisation.
+_PRINCIPAL_KINDS = (
+    (re.compile(r"^users/[^/]+$"), "USER"),
+    (re.compile(r"^organizations/[^/]+/api_keys/[^/]+$"), "API_KEY"),
+    (re.compile(r"^services/[^/]+$"), "SERVICE"),
+)
 
 
-def utc_now() -> dt.datetime:
-    """The current time, timezone-aware UTC."""
-    return dt.datetime.now(dt.UTC)
+def principal_kind(subject: str) -> str:
+    """``USER``, ``API_KEY`` or ``SERVICE`` for a principal name, ``ANONYMOUS`` for anything else."""
+    for pattern, kind in _PRINCIPAL_KINDS:
+        if pattern.match(subject):
+            return kind
+    return "ANONYMOUS"
+
+
+def derived_request_id(*parts: str) -> str:
+    """A UUID4-form request id (AIP-155) that is the same every time for the same parts.
+
+    Identity sends one when it calls another service on behalf of a request that may be
+    retried (sign-up provisions an organisation): the retry must carry the same id.
+    """
+    digest = hashlib.sha256("\x1f".join(parts).encode()).digest()
+    return str(uuid.UUID(bytes=digest[:16], version=4))
 
 
 def normalise_email(raw: str, *, field: str = "email") -> str:

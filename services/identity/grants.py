@@ -17,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mesh.access import Role
 from mesh.errors import InvalidArgument
+from mesh.kit.caller import CallerInfo
+from mesh.kit.ids import new_id
 from services.identity import audit, oauth, store
 from services.identity.app import Identity
 from services.identity.client_grants import client_credentials_grant
@@ -30,7 +32,6 @@ from services.identity.domain import (
     choose_membership,
     judge_refresh,
     lock_duration,
-    new_id,
     normalise_email,
 )
 from services.identity.models import Session, User
@@ -48,7 +49,7 @@ def new_refresh_token() -> str:
     return secrets.token_urlsafe(32)
 
 
-async def issue_token(app: Identity, request: GrantRequest, info: audit.RequestInfo) -> Grant:
+async def issue_token(app: Identity, request: GrantRequest, info: CallerInfo) -> Grant:
     """Run the grant the request names.
 
     Raises:
@@ -88,7 +89,7 @@ def _check_rate(app: Identity, email: str, address: str) -> None:
         raise RateLimited(wait, "per_account")
 
 
-async def password_grant(app: Identity, request: GrantRequest, info: audit.RequestInfo) -> Grant:
+async def password_grant(app: Identity, request: GrantRequest, info: CallerInfo) -> Grant:
     """The resource owner password credentials grant."""
     oauth.require(request.username, "username", oauth.GRANT_PASSWORD)
     oauth.require(request.password, "password", oauth.GRANT_PASSWORD)
@@ -126,7 +127,7 @@ async def password_grant(app: Identity, request: GrantRequest, info: audit.Reque
         return await _open_session(app, session, row, membership, scopes, info)
 
 
-async def _unknown_account(app: Identity, email: str, password: str, info: audit.RequestInfo) -> NoReturn:
+async def _unknown_account(app: Identity, email: str, password: str, info: CallerInfo) -> NoReturn:
     until = app.phantom_lockouts.locked_until(email)
     if until is None:
         await app.passwords.burn(password)
@@ -145,7 +146,7 @@ async def _unknown_account(app: Identity, email: str, password: str, info: audit
     raise OAuthError(oauth.INVALID_GRANT, oauth.BAD_CREDENTIALS)
 
 
-async def _failed(app: Identity, user: User, info: audit.RequestInfo, failure: str) -> None:
+async def _failed(app: Identity, user: User, info: CallerInfo, failure: str) -> None:
     async with app.transaction() as session:
         await app.record(
             session,
@@ -159,7 +160,7 @@ async def _failed(app: Identity, user: User, info: audit.RequestInfo, failure: s
         )
 
 
-async def _wrong_password(app: Identity, user_id: str, info: audit.RequestInfo) -> NoReturn:
+async def _wrong_password(app: Identity, user_id: str, info: CallerInfo) -> NoReturn:
     """Count a failed password check (locking on the fifth), commit, then raise."""
     after = await record_wrong_password(app, user_id, info, via=oauth.GRANT_PASSWORD)
     if after.state is UserState.LOCKED and after.locked_until is not None:
@@ -167,7 +168,7 @@ async def _wrong_password(app: Identity, user_id: str, info: audit.RequestInfo) 
     raise OAuthError(oauth.INVALID_GRANT, oauth.BAD_CREDENTIALS)
 
 
-async def record_wrong_password(app: Identity, user_id: str, info: audit.RequestInfo, *, via: str) -> Lockout:
+async def record_wrong_password(app: Identity, user_id: str, info: CallerInfo, *, via: str) -> Lockout:
     """Count a failed password check towards the lock and audit it (and the lock, if this one locks); committed."""
     async with app.transaction() as session:
         user = await store.get_user(session, user_id, for_update=True)
@@ -202,7 +203,7 @@ async def record_wrong_password(app: Identity, user_id: str, info: audit.Request
 
 
 async def _membership_for(
-    app: Identity, user: User, requested: str, info: audit.RequestInfo
+    app: Identity, user: User, requested: str, info: CallerInfo
 ) -> tuple[Membership, list[Membership]]:
     """The membership to issue the token for, and all of the user's (empty for platform admins)."""
     if user.platform_admin:
@@ -254,7 +255,7 @@ async def _open_session(
     user: User,
     membership: Membership,
     scopes: tuple[str, ...],
-    info: audit.RequestInfo,
+    info: CallerInfo,
 ) -> Grant:
     now = app.clock()
     row = await store.add_session(
@@ -312,7 +313,7 @@ _INVALID_REFRESH = "the refresh token is invalid, expired or revoked"
 _REUSED_REFRESH = "the refresh token was already used, so the session has been revoked; sign in again"
 
 
-async def refresh_grant(app: Identity, request: GrantRequest, info: audit.RequestInfo) -> Grant:
+async def refresh_grant(app: Identity, request: GrantRequest, info: CallerInfo) -> Grant:
     """The refresh_token grant: rotate the token, re-read role and organisation from team_hub."""
     token_hash = refresh_token_hash(oauth.require(request.refresh_token, "refresh_token", oauth.GRANT_REFRESH_TOKEN))
     user, family = await _presented_family(app, token_hash, info)
@@ -338,7 +339,7 @@ async def refresh_grant(app: Identity, request: GrantRequest, info: audit.Reques
     raise failure
 
 
-async def _presented_family(app: Identity, token_hash: str, info: audit.RequestInfo) -> tuple[User, Session]:
+async def _presented_family(app: Identity, token_hash: str, info: CallerInfo) -> tuple[User, Session]:
     """The user and session of a presented refresh token; a reused token ends the session (committed, then raised)."""
     failure: OAuthError
     async with app.transaction() as session:
@@ -383,7 +384,7 @@ async def _refresh_membership(
         raise OAuthError(oauth.INVALID_GRANT, str(error)) from None
 
 
-async def _reuse_detected(app: Identity, session: AsyncSession, family: Session, info: audit.RequestInfo) -> None:
+async def _reuse_detected(app: Identity, session: AsyncSession, family: Session, info: CallerInfo) -> None:
     await revoke_session(app, session, family, "refresh_token_reuse")
     await app.record(
         session,

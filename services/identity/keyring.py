@@ -100,7 +100,6 @@ class Keyring:
         *,
         creator: str,
         source: str = SOURCE_GENERATED,
-        request_id: str | None = None,
     ) -> SigningKey:
         """A new ACTIVE key row with the private key sealed."""
         return SigningKey(
@@ -113,7 +112,6 @@ class Keyring:
             create_time=now,
             activate_time=now,
             creator=creator,
-            rotation_request_id=request_id,
         )
 
     async def _install_file_key(

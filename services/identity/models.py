@@ -1,60 +1,32 @@
-"""Identity's tables. The migration in ``migrations/identity_0001_initial.py`` mirrors them exactly."""
+"""Identity's tables. The migrations in ``migrations/`` (``identity_0001``, ``identity_0002``) build them exactly."""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
-    DateTime,
-    Dialect,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
     String,
     Text,
-    TypeDecorator,
     UniqueConstraint,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-
-class UtcDateTime(TypeDecorator[dt.datetime]):
-    """A timezone-aware UTC timestamp on every backend.
-
-    PostgreSQL keeps the zone; SQLite hands back naive values, which are UTC here because
-    only UTC is ever written. This is the one place that normalises them.
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
-        """Refuse naive values; store UTC."""
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetimes are not stored; use timezone-aware UTC")
-        return value.astimezone(dt.UTC)
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
-        """Hand back timezone-aware UTC."""
-        if value is None:
-            return None
-        moment: dt.datetime = value
-        return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+from mesh.kit.sql import Revisioned, UtcDateTime
 
 
 class Base(DeclarativeBase):
     """Identity's declarative base."""
 
 
-class User(Base):
-    """A person who can sign in."""
+class User(Revisioned, Base):
+    """A person who can sign in (``Revisioned``: its revision, times and who created and last changed it)."""
 
     __tablename__ = "users"
     __table_args__ = (
@@ -80,11 +52,10 @@ class User(Base):
     last_sign_in_time: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
     password_update_time: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
     signup_request_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
-    create_time: Mapped[dt.datetime] = mapped_column(UtcDateTime)
-    update_time: Mapped[dt.datetime] = mapped_column(UtcDateTime)
-    creator: Mapped[str] = mapped_column(String(100), default="")
-    updater: Mapped[str] = mapped_column(String(100), default="")
-    version: Mapped[int] = mapped_column(Integer, default=1)
+    # Users are changed by users and services ("users/…", "services/…"), never by API keys, so the
+    # columns keep their width: widening them would copy the table on SQLite, whose drop cascades.
+    creator: Mapped[str] = mapped_column(String(100))
+    last_modifier: Mapped[str] = mapped_column(String(100))
 
 
 class UserOrganization(Base):
@@ -96,7 +67,8 @@ class UserOrganization(Base):
     user_id: Mapped[str] = mapped_column(String(40), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
     organization_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     role: Mapped[str] = mapped_column(String(20), default="")
-    member: Mapped[str] = mapped_column(String(100), default="")
+    # team_hub's membership name, "organizations/{organization}/members/{member}".
+    member: Mapped[str] = mapped_column(String(200), default="")
     learn_time: Mapped[dt.datetime] = mapped_column(UtcDateTime)
 
 
@@ -149,7 +121,6 @@ class SigningKey(Base):
             sqlite_where=text("state = 'ACTIVE'"),
             postgresql_where=text("state = 'ACTIVE'"),
         ),
-        UniqueConstraint("rotation_request_id", name="uq_signing_keys_rotation_request_id"),
     )
 
     kid: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -163,7 +134,6 @@ class SigningKey(Base):
     deactivate_time: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
     retire_time: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
     creator: Mapped[str] = mapped_column(String(100), default="")
-    rotation_request_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
 
 
 class Revocation(Base):
@@ -179,7 +149,7 @@ class Revocation(Base):
     kind: Mapped[str] = mapped_column(String(16))
     token_id: Mapped[str] = mapped_column(String(100), default="")
     session: Mapped[str] = mapped_column(String(100), default="")
-    principal: Mapped[str] = mapped_column(String(100), default="")
+    principal: Mapped[str] = mapped_column(String(200), default="")
     organization_id: Mapped[str] = mapped_column(String(64), default="")
     issued_before: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
     revoke_time: Mapped[dt.datetime] = mapped_column(UtcDateTime)
@@ -203,24 +173,22 @@ class AuditEvent(Base):
     __table_args__ = (
         Index("ix_audit_events_organization_time", "organization_id", "event_time"),
         Index("ix_audit_events_time", "event_time"),
-        UniqueConstraint("idempotency_key", name="uq_audit_events_idempotency_key"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     organization_id: Mapped[str] = mapped_column(String(64), default="")
     event_time: Mapped[dt.datetime] = mapped_column(UtcDateTime)
-    actor_principal: Mapped[str] = mapped_column(String(100), default="")
+    actor_principal: Mapped[str] = mapped_column(String(200), default="")
     actor_kind: Mapped[str] = mapped_column(String(16))
     actor_display_name: Mapped[str] = mapped_column(String(254), default="")
     actor_role: Mapped[str] = mapped_column(String(20), default="")
     actor_session: Mapped[str] = mapped_column(String(100), default="")
     action: Mapped[str] = mapped_column(String(64))
     outcome: Mapped[str] = mapped_column(String(16))
-    target: Mapped[str] = mapped_column(String(200), default="")
+    target: Mapped[str] = mapped_column(String(255), default="")
     client_address: Mapped[str] = mapped_column(String(64), default="")
     user_agent: Mapped[str] = mapped_column(String(512), default="")
     request_id: Mapped[str] = mapped_column(String(100), default="")
     trace_id: Mapped[str] = mapped_column(String(32), default="")
     source_service: Mapped[str] = mapped_column(String(64), default="")
     details: Mapped[str] = mapped_column(Text, default="{}")
-    idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)

@@ -175,7 +175,7 @@ class TokenSubject:
     """Whom an access token is for.
 
     Attributes:
-        subject: ``users/…``, ``api_keys/…`` or ``services/…``.
+        subject: ``users/…``, ``organizations/…/api_keys/…`` or ``services/…``.
         organization_id: the ``org`` claim (``""`` for services and platform scope).
         role: the ``role`` claim (``""`` for API keys).
         scopes: the ``scope`` claim; empty leaves it out.

@@ -5,28 +5,40 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import AsyncIterator
+from typing import Any
 
 from mesh.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from mesh.kit import paging, tenancy
+from mesh.kit.caller import CallerInfo
+from mesh.kit.filtering import FilterField, FilterSchema, Kind, compile_filter
+from mesh.kit.names import ResourceName
 from mesh.principal import Principal
-from services.identity import audit, signing, store_keys, store_log
+from services.identity import audit, convert, signing, store_keys, store_log
 from services.identity.app import Identity
-from services.identity.filters import (
-    EQUALITY,
-    ORDERING,
-    decode_page_token,
-    encode_page_token,
-    page_size,
-    parse_filter,
-)
 from services.identity.models import AuditEvent, Revocation, SigningKey
+from vocelio.identity.v1 import audit_event_pb2, identity_service_pb2
 
-_AUDIT_FILTERS = {
-    "action": EQUALITY,
-    "outcome": EQUALITY,
-    "actor.principal": EQUALITY,
-    "target": EQUALITY,
-    "source_service": EQUALITY,
-    "event_time": ORDERING,
+AUDIT_EVENTS = ResourceName.for_message(audit_event_pb2.AuditEvent)
+
+
+def _enum_names(enum: Any, prefix: str) -> dict[str, str]:
+    """Enum value names without their prefix, as stored, for a filter field (UNSPECIFIED left out)."""
+    names = (name.removeprefix(prefix) for name in enum.keys())  # noqa: SIM118 - an EnumTypeWrapper, not a dict
+    return {name: name for name in names if name != "UNSPECIFIED"}
+
+
+AUDIT_FILTERS: FilterSchema = {
+    "action": FilterField.enum(
+        AuditEvent.action, _enum_names(audit_event_pb2.AuditAction, "AUDIT_ACTION_"), prefix="AUDIT_ACTION_"
+    ),
+    "outcome": FilterField.enum(
+        AuditEvent.outcome, _enum_names(audit_event_pb2.AuditOutcome, "AUDIT_OUTCOME_"), prefix="AUDIT_OUTCOME_"
+    ),
+    "actor.principal": FilterField(Kind.STRING, AuditEvent.actor_principal),
+    "target": FilterField(Kind.STRING, AuditEvent.target),
+    "source_service": FilterField(Kind.STRING, AuditEvent.source_service),
+    "organization_id": FilterField(Kind.STRING, AuditEvent.organization_id),
+    "event_time": FilterField(Kind.TIMESTAMP, AuditEvent.event_time),
 }
 _CATCH_UP_PAGE = 500
 
@@ -37,12 +49,16 @@ def _platform_only(principal: Principal) -> None:
 
 
 async def rotate_signing_key(
-    app: Identity, principal: Principal, algorithm: str, request_id: str, info: audit.RequestInfo
-) -> tuple[SigningKey, SigningKey | None]:
+    app: Identity, principal: Principal, request: identity_service_pb2.RotateSigningKeyRequest, info: CallerInfo
+) -> identity_service_pb2.RotateSigningKeyResponse:
     """Make a new ACTIVE key and demote the current one to PREVIOUS (it keeps verifying until its tokens expire).
+
+    A retry with the same request_id answers the first rotation (signing keys are platform
+    resources, so the request_id's organisation is the platform's, ``""``).
 
     Raises:
         FailedPrecondition: the signing key comes from a configured key file.
+        InvalidArgument: request_id is not a UUID4, or was used for another rotation.
 
     """
     _platform_only(principal)
@@ -52,24 +68,26 @@ async def rotate_signing_key(
         )
     await app.ready()
     async with app.transaction() as session:
-        if request_id:
-            earlier = await store_keys.key_by_rotation_request(session, request_id)
-            if earlier is not None:
-                replaced = None
-                if earlier.activate_time is not None:
-                    replaced = await store_keys.key_deactivated_at(session, earlier.activate_time)
-                return earlier, replaced
+        claim = await app.idempotency.claim(
+            session,
+            method="RotateSigningKey",
+            organization_id="",
+            principal=principal.subject,
+            request=request,
+            response_type=identity_service_pb2.RotateSigningKeyResponse,
+        )
+        if claim.replay is not None:
+            return claim.replay
         now = app.clock()
         await store_keys.retire_due(session, now)
         current = await store_keys.active_key(session)
-        chosen = algorithm or (current.algorithm if current is not None else signing.ES256)
+        chosen = convert.algorithm_name(request.algorithm) or (
+            current.algorithm if current is not None else signing.ES256
+        )
         if current is not None:
             await store_keys.demote(session, current, now, app.key_retire_after)
         fresh = await store_keys.add_key(
-            session,
-            app.keyring.new_row(
-                signing.generate(chosen), now, creator=principal.subject, request_id=request_id or None
-            ),
+            session, app.keyring.new_row(signing.generate(chosen), now, creator=principal.subject)
         )
         await app.record(
             session,
@@ -79,80 +97,98 @@ async def rotate_signing_key(
             target=f"signing_keys/{fresh.kid}",
             details={"algorithm": chosen, "previous": f"signing_keys/{current.kid}" if current else ""},
         )
+        response = identity_service_pb2.RotateSigningKeyResponse(
+            active_key=convert.signing_key(fresh),
+            previous_key=convert.signing_key(current) if current is not None else None,
+        )
+        await claim.complete(session, response)
     await app.reload_keys()
-    return fresh, current
+    return response
 
 
 async def list_signing_keys(
-    app: Identity, principal: Principal, *, size: int, token: str, show_retired: bool
+    app: Identity, principal: Principal, request: identity_service_pb2.ListSigningKeysRequest
 ) -> tuple[list[SigningKey], str]:
     """Signing keys, newest first, public halves only."""
     _platform_only(principal)
     await app.ready()
-    limit = page_size(size, default=50, maximum=100)
-    position = decode_page_token(token, ("t", "k"))
-    after = (dt.datetime.fromisoformat(position["t"]), str(position["k"])) if position else None
+    binding = paging.query_binding(request)
+    after = app.page_tokens.decode_optional(request.page_token, binding)
     async with app.transaction() as session:
         await store_keys.retire_due(session, app.clock())
-        rows = await store_keys.list_keys(session, show_retired=show_retired, after=after, limit=limit + 1)
-    if len(rows) <= limit:
-        return rows, ""
-    rows = rows[:limit]
-    return rows, encode_page_token({"t": rows[-1].create_time.isoformat(), "k": rows[-1].kid})
+        page: paging.Page[SigningKey] = await paging.keyset_page(
+            session,
+            store_keys.keys_query(show_retired=request.show_retired),
+            keys=[SigningKey.create_time, SigningKey.kid],
+            after=_time_position(after),
+            limit=paging.page_size(request.page_size),
+            position_of=lambda row: (paging.time_key(row.create_time), row.kid),
+        )
+    return list(page.items), "" if page.next_after is None else app.page_tokens.encode(page.next_after, binding)
 
 
-def _audit_scope(principal: Principal, organization_id: str) -> str | None:
-    if principal.is_platform_admin:
-        if organization_id == "-":
-            return ""
-        return organization_id or principal.organization_id or None
-    if organization_id and organization_id != principal.organization_id:
-        raise PermissionDenied("only SUPER_ADMIN may read another organisation's audit log")
-    if not principal.organization_id:
-        raise PermissionDenied("the caller acts in no organisation")
-    return principal.organization_id
+def _time_position(after: paging.Position | None) -> tuple[dt.datetime, str] | None:
+    """The (time, id) keyset values of a newest-first listing's page token."""
+    if after is None:
+        return None
+    micros, last_id = paging.position_shape(after, int, str)
+    return paging.from_time_key(micros), last_id
 
 
 async def list_audit_events(
-    app: Identity, principal: Principal, *, size: int, token: str, filter_text: str, organization_id: str
+    app: Identity, principal: Principal, request: identity_service_pb2.ListAuditEventsRequest
 ) -> tuple[list[AuditEvent], str]:
-    """The audit log newest first: the caller's organisation's, or (SUPER_ADMIN) any, or all."""
-    scope = _audit_scope(principal, organization_id)
-    conditions = parse_filter(filter_text, _AUDIT_FILTERS)
-    limit = page_size(size, default=50, maximum=200)
-    position = decode_page_token(token, ("t", "i"))
-    after = (dt.datetime.fromisoformat(position["t"]), str(position["i"])) if position else None
+    """The audit log newest first: an organisation's, or (platform principals, ``-``) every event."""
+    scope = tenancy.list_scope(principal, AUDIT_EVENTS.parse_parent(request.parent).organization)
+    condition = compile_filter(request.filter, AUDIT_FILTERS)
+    binding = paging.query_binding(request, scope.binding())
+    after = app.page_tokens.decode_optional(request.page_token, binding)
     async with app.transaction() as session:
-        rows = await store_log.list_audit_events(
-            session, organization_id=scope, conditions=conditions, after=after, limit=limit + 1
+        page: paging.Page[AuditEvent] = await paging.keyset_page(
+            session,
+            store_log.audit_events_query(organization_id=scope.organization_id, condition=condition),
+            keys=[AuditEvent.event_time, AuditEvent.id],
+            after=_time_position(after),
+            limit=paging.page_size(request.page_size, maximum=200),
+            position_of=lambda row: (paging.time_key(row.event_time), row.id),
         )
-    if len(rows) <= limit:
-        return rows, ""
-    rows = rows[:limit]
-    return rows, encode_page_token({"t": rows[-1].event_time.isoformat(), "i": rows[-1].id})
+    return list(page.items), "" if page.next_after is None else app.page_tokens.encode(page.next_after, binding)
 
 
-async def record_audit_event(app: Identity, principal: Principal, row: AuditEvent, request_id: str) -> AuditEvent:
+async def record_audit_event(
+    app: Identity, principal: Principal, request: identity_service_pb2.RecordAuditEventRequest
+) -> identity_service_pb2.RecordAuditEventResponse:
     """Append another service's audit event; a retry with the same request_id returns the first one.
 
-    ``row`` is the event as sent; its id, source service and idempotency key are set here.
+    The request_id is scoped to the event's organisation (``""`` for platform events).
+
+    Raises:
+        InvalidArgument: no action or outcome, a request_id that is not a UUID4, or one
+            used before in this organisation for a different event.
+
     """
-    if not request_id:
-        raise InvalidArgument("request_id is required", {"request_id": "required"})
+    row = convert.audit_row(request.audit_event, request.organization_id, app.clock())
     if row.action in ("", "UNSPECIFIED") or row.outcome in ("", "UNSPECIFIED"):
         raise InvalidArgument(
             "audit_event.action and audit_event.outcome are required",
             {"audit_event.action": "required", "audit_event.outcome": "required"},
         )
-    source = principal.subject.removeprefix("services/") if principal.is_service else ""
-    key = f"{principal.subject}|{request_id}"[:200]
+    row.source_service = principal.subject.removeprefix("services/") if principal.is_service else ""
     async with app.transaction() as session:
-        earlier = await store_log.audit_event_by_key(session, key)
-        if earlier is not None:
-            return earlier
-        row.source_service = source
-        row.idempotency_key = key
-        return await store_log.add_audit_event(session, row)
+        claim = await app.idempotency.claim(
+            session,
+            method="RecordAuditEvent",
+            organization_id=request.organization_id,
+            principal=principal.subject,
+            request=request,
+            response_type=identity_service_pb2.RecordAuditEventResponse,
+        )
+        if claim.replay is not None:
+            return claim.replay
+        stored = await store_log.add_audit_event(session, row)
+        response = identity_service_pb2.RecordAuditEventResponse(audit_event=convert.audit_event(stored))
+        await claim.complete(session, response)
+    return response
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -164,19 +200,24 @@ class RevocationPage:
     head_sequence: int
 
 
-async def list_revocations(app: Identity, after_sequence: int, size: int, token: str) -> RevocationPage:
+async def list_revocations(app: Identity, request: identity_service_pb2.ListRevokedTokensRequest) -> RevocationPage:
     """Unexpired revocations after a sequence, oldest first."""
     await app.ready()
-    limit = page_size(size, default=500, maximum=1000)
-    position = decode_page_token(token, ("s",))
-    after = max(after_sequence, int(position["s"])) if position else after_sequence
+    binding = paging.query_binding(request)
+    after = app.page_tokens.decode_optional(request.page_token, binding)
     async with app.transaction() as session:
         head = await store_log.head_sequence(session)
-        rows = await store_log.revocations_after(session, after, app.clock(), limit + 1)
-    if len(rows) <= limit:
-        return RevocationPage(rows, "", head)
-    rows = rows[:limit]
-    return RevocationPage(rows, encode_page_token({"s": rows[-1].sequence}), head)
+        page: paging.Page[Revocation] = await paging.keyset_page(
+            session,
+            store_log.revocations_query(request.after_sequence, app.clock()),
+            keys=[Revocation.sequence],
+            after=None if after is None else paging.position_shape(after, int),
+            limit=paging.page_size(request.page_size, default=500, maximum=1000),
+            position_of=lambda row: (row.sequence,),
+            descending=False,
+        )
+    token = "" if page.next_after is None else app.page_tokens.encode(page.next_after, binding)
+    return RevocationPage(list(page.items), token, head)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -48,5 +48,8 @@ def register(server: grpc.aio.Server, context: ServiceContext) -> None:
         registry=context.registry,
         keyring=build_keyring(context.settings),
         directory=MeshDirectory(context.clients, own_token),
+        clock=context.clock,
+        page_tokens=context.page_tokens,
+        idempotency=context.idempotency,
     )
     identity_service_pb2_grpc.add_IdentityServiceServicer_to_server(IdentityServicer(identity), server)  # type: ignore[no-untyped-call]

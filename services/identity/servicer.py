@@ -20,10 +20,10 @@ from grpc_status import rpc_status
 
 from mesh.errors import PermissionDenied, Unimplemented
 from mesh.errors import rich_status as mesh_rich_status
+from mesh.kit.caller import CallerInfo
 from mesh.principal import Principal, current
 from services.identity import accounts, convert, grants, oauth, security, sessions, signup
 from services.identity.app import Identity
-from services.identity.audit import RequestInfo
 from services.identity.oauth import OAuthError, RateLimited
 from vocelio.identity.v1 import identity_service_pb2 as pb
 from vocelio.identity.v1 import identity_service_pb2_grpc
@@ -64,29 +64,6 @@ def rich_errors(method: Method[RequestT, ResponseT]) -> Method[RequestT, Respons
     return wrapper
 
 
-def _peer_address(peer: str) -> str:
-    kind, _, rest = peer.partition(":")
-    if kind == "ipv4":
-        return rest.rsplit(":", 1)[0]
-    if kind == "ipv6":
-        return rest.rsplit(":", 1)[0].strip("[]").replace("%5B", "").replace("%5D", "")
-    return ""
-
-
-def request_info(context: Context) -> RequestInfo:
-    """Where the request came from: ``x-forwarded-for`` (first hop) or the peer, user agent, ids."""
-    metadata: dict[str, str] = {}
-    for key, value in context.invocation_metadata() or ():
-        if isinstance(value, str):
-            metadata[key.lower()] = value
-    address = metadata.get("x-forwarded-for", "").split(",")[0].strip() or _peer_address(context.peer() or "")
-    parts = metadata.get("traceparent", "").split("-")
-    trace_id = parts[1] if len(parts) == 4 and len(parts[1]) == 32 else ""
-    # gRPC replaces a client's user-agent with its own; an edge forwards the browser's as x-user-agent (grpc-web).
-    user_agent = metadata.get("x-user-agent") or metadata.get("user-agent", "")
-    return RequestInfo(address[:64], user_agent[:512], metadata.get("x-request-id", "")[:100], trace_id)
-
-
 def _internal_caller() -> Principal:
     principal = current()
     if not principal.is_platform_admin:
@@ -115,7 +92,7 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
                 scope=request.scope,
                 organization_id=request.organization_id,
             ),
-            request_info(context),
+            CallerInfo.of(context),
         )
         return pb.IssueTokenResponse(
             access_token=grant.access_token,
@@ -129,13 +106,13 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
 
     async def RevokeToken(self, request: pb.RevokeTokenRequest, context: Context) -> pb.RevokeTokenResponse:
         """RFC 7009 revocation endpoint."""
-        await sessions.revoke_token(self.app, request.token, request.token_type_hint, request_info(context))
+        await sessions.revoke_token(self.app, request.token, request.token_type_hint, CallerInfo.of(context))
         return pb.RevokeTokenResponse()
 
     async def Logout(self, request: pb.LogoutRequest, context: Context) -> pb.LogoutResponse:
         """End the caller's session."""
         await self.app.ready()
-        ended = await sessions.logout(self.app, current(), request.all_sessions, request_info(context))
+        ended = await sessions.logout(self.app, current(), request.all_sessions, CallerInfo.of(context))
         return pb.LogoutResponse(revoked_session_count=ended)
 
     @rich_errors
@@ -152,7 +129,7 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
                 terms_accepted=request.terms_accepted,
                 request_id=request.request_id,
             ),
-            request_info(context),
+            CallerInfo.of(context),
         )
         return pb.SignUpResponse(
             user=convert.user(result.user), organization_id=result.organization_id, role=result.role
@@ -179,22 +156,14 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
 
     async def ListSigningKeys(self, request: pb.ListSigningKeysRequest, context: Context) -> pb.ListSigningKeysResponse:
         """Signing keys, public halves only."""
-        rows, token = await security.list_signing_keys(
-            self.app, current(), size=request.page_size, token=request.page_token, show_retired=request.show_retired
-        )
+        rows, token = await security.list_signing_keys(self.app, current(), request)
         return pb.ListSigningKeysResponse(signing_keys=[convert.signing_key(r) for r in rows], next_page_token=token)
 
     async def RotateSigningKey(
         self, request: pb.RotateSigningKeyRequest, context: Context
     ) -> pb.RotateSigningKeyResponse:
         """New ACTIVE key; the old one becomes PREVIOUS."""
-        fresh, previous = await security.rotate_signing_key(
-            self.app, current(), convert.algorithm_name(request.algorithm), request.request_id, request_info(context)
-        )
-        return pb.RotateSigningKeyResponse(
-            active_key=convert.signing_key(fresh),
-            previous_key=convert.signing_key(previous) if previous is not None else None,
-        )
+        return await security.rotate_signing_key(self.app, current(), request, CallerInfo.of(context))
 
     async def GetCurrentUser(self, request: pb.GetCurrentUserRequest, context: Context) -> pb.GetCurrentUserResponse:
         """The caller and their memberships."""
@@ -224,14 +193,7 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
     async def ListUsers(self, request: pb.ListUsersRequest, context: Context) -> pb.ListUsersResponse:
         """Users of an organisation."""
         await self.app.ready()
-        rows, token = await accounts.list_users(
-            self.app,
-            current(),
-            size=request.page_size,
-            token=request.page_token,
-            filter_text=request.filter,
-            organization_id=request.organization_id,
-        )
+        rows, token = await accounts.list_users(self.app, current(), request)
         return pb.ListUsersResponse(users=[convert.user(r) for r in rows], next_page_token=token)
 
     async def UpdateUser(self, request: pb.UpdateUserRequest, context: Context) -> pb.UpdateUserResponse:
@@ -250,36 +212,31 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
     async def ChangePassword(self, request: pb.ChangePasswordRequest, context: Context) -> pb.ChangePasswordResponse:
         """New password after checking the current one."""
         await self.app.ready()
-        ended = await accounts.change_password(
-            self.app, current(), request.current_password, request.new_password, request_info(context)
-        )
-        return pb.ChangePasswordResponse(revoked_session_count=ended)
+        return await accounts.change_password(self.app, current(), request, CallerInfo.of(context))
 
     async def DisableUser(self, request: pb.DisableUserRequest, context: Context) -> pb.DisableUserResponse:
         """Disable a user platform-wide."""
         await self.app.ready()
-        row = await accounts.disable_user(self.app, current(), request.name, request.reason, request_info(context))
+        row = await accounts.disable_user(self.app, current(), request.name, request.reason, CallerInfo.of(context))
         return pb.DisableUserResponse(user=convert.user(row))
 
     async def EnableUser(self, request: pb.EnableUserRequest, context: Context) -> pb.EnableUserResponse:
         """Enable a disabled user."""
         await self.app.ready()
-        row = await accounts.enable_user(self.app, current(), request.name, request_info(context))
+        row = await accounts.enable_user(self.app, current(), request.name, CallerInfo.of(context))
         return pb.EnableUserResponse(user=convert.user(row))
 
     async def UnlockUser(self, request: pb.UnlockUserRequest, context: Context) -> pb.UnlockUserResponse:
         """Lift a sign-in lock."""
         await self.app.ready()
-        row = await accounts.unlock_user(self.app, current(), request.name, request_info(context))
+        row = await accounts.unlock_user(self.app, current(), request.name, CallerInfo.of(context))
         return pb.UnlockUserResponse(user=convert.user(row))
 
     async def ListSessions(self, request: pb.ListSessionsRequest, context: Context) -> pb.ListSessionsResponse:
         """Open sessions."""
         await self.app.ready()
         principal = current()
-        rows, token = await sessions.list_sessions(
-            self.app, principal, request.user, request.page_size, request.page_token
-        )
+        rows, token = await sessions.list_sessions(self.app, principal, request)
         return pb.ListSessionsResponse(
             sessions=[convert.session(r, principal.session_id) for r in rows], next_page_token=token
         )
@@ -287,20 +244,13 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
     async def DeleteSession(self, request: pb.DeleteSessionRequest, context: Context) -> pb.DeleteSessionResponse:
         """End a session."""
         await self.app.ready()
-        await sessions.delete_session(self.app, current(), request.name, request_info(context))
+        await sessions.delete_session(self.app, current(), request.name, CallerInfo.of(context))
         return pb.DeleteSessionResponse()
 
     async def ListAuditEvents(self, request: pb.ListAuditEventsRequest, context: Context) -> pb.ListAuditEventsResponse:
         """The security audit log."""
         await self.app.ready()
-        rows, token = await security.list_audit_events(
-            self.app,
-            current(),
-            size=request.page_size,
-            token=request.page_token,
-            filter_text=request.filter,
-            organization_id=request.organization_id,
-        )
+        rows, token = await security.list_audit_events(self.app, current(), request)
         return pb.ListAuditEventsResponse(audit_events=[convert.audit_event(r) for r in rows], next_page_token=token)
 
     async def RecordAuditEvent(
@@ -308,10 +258,7 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
     ) -> pb.RecordAuditEventResponse:
         """Another service's audit event."""
         await self.app.ready()
-        principal = _internal_caller()
-        row = convert.audit_row(request.audit_event, request.organization_id, self.app.clock())
-        stored = await security.record_audit_event(self.app, principal, row, request.request_id)
-        return pb.RecordAuditEventResponse(audit_event=convert.audit_event(stored))
+        return await security.record_audit_event(self.app, _internal_caller(), request)
 
     async def StreamRevocations(
         self, request: pb.StreamRevocationsRequest, context: Context
@@ -330,7 +277,7 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
     ) -> pb.ListRevokedTokensResponse:
         """The revocation log, paged."""
         _internal_caller()
-        page = await security.list_revocations(self.app, request.after_sequence, request.page_size, request.page_token)
+        page = await security.list_revocations(self.app, request)
         return pb.ListRevokedTokensResponse(
             revocations=[convert.revocation(r) for r in page.revocations],
             next_page_token=page.next_page_token,

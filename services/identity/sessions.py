@@ -9,14 +9,16 @@ import hashlib
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mesh.access import Role
-from mesh.errors import InvalidArgument, NotFound
+from mesh.errors import InvalidArgument
+from mesh.kit import paging, tenancy
+from mesh.kit.caller import CallerInfo
 from mesh.principal import Principal, PrincipalKind
 from mesh.tokens import InvalidToken
 from services.identity import audit, store, store_log
 from services.identity.app import Identity
-from services.identity.domain import principal_cutoff
-from services.identity.filters import decode_page_token, encode_page_token, page_size
+from services.identity.domain import principal_cutoff, principal_kind
 from services.identity.models import Revocation, Session
+from vocelio.identity.v1 import identity_service_pb2
 
 
 def _hash(token: str) -> str:
@@ -79,7 +81,7 @@ def is_admin_of(principal: Principal, organization_id: str) -> bool:
     )
 
 
-async def logout(app: Identity, principal: Principal, all_sessions: bool, info: audit.RequestInfo) -> int:
+async def logout(app: Identity, principal: Principal, all_sessions: bool, info: CallerInfo) -> int:
     """End the caller's session (and, if asked, all their sessions) and revoke the token used for the call."""
     ended = 0
     async with app.transaction() as session:
@@ -107,7 +109,7 @@ async def logout(app: Identity, principal: Principal, all_sessions: bool, info: 
     return ended
 
 
-async def revoke_token(app: Identity, token: str, hint: str, info: audit.RequestInfo) -> None:
+async def revoke_token(app: Identity, token: str, hint: str, info: CallerInfo) -> None:
     """RFC 7009: revoke a refresh token (its whole session) or an access token; unknown tokens are ignored.
 
     ``hint`` (``token_type_hint``) is advisory (RFC 7009 §2.1): both kinds are tried, the
@@ -141,7 +143,9 @@ async def revoke_token(app: Identity, token: str, hint: str, info: audit.Request
         await app.record(
             session,
             action="TOKEN_REVOKED",
-            actor=audit.Actor(claims.subject, _kind_of(claims.subject), role=claims.role, session=claims.session_id),
+            actor=audit.Actor(
+                claims.subject, principal_kind(claims.subject), role=claims.role, session=claims.session_id
+            ),
             request=info,
             organization_id=claims.organization_id,
             target=claims.session_id or claims.subject,
@@ -149,46 +153,43 @@ async def revoke_token(app: Identity, token: str, hint: str, info: audit.Request
         )
 
 
-def _kind_of(subject: str) -> str:
-    return {"users": "USER", "api_keys": "API_KEY", "services": "SERVICE"}.get(subject.split("/", 1)[0], "ANONYMOUS")
-
-
 async def list_sessions(
-    app: Identity, principal: Principal, user: str, size: int, token: str
+    app: Identity, principal: Principal, request: identity_service_pb2.ListSessionsRequest
 ) -> tuple[list[Session], str]:
     """Open sessions of the caller, or of a member of the caller's organisation (admins)."""
     own = principal.subject if principal.kind is PrincipalKind.USER else ""
-    target = user or own
+    target = request.user or own
     if not target.startswith("users/"):
         raise InvalidArgument("user must be a user resource name", {"user": "users/{user}"})
-    limit = page_size(size, default=50, maximum=100)
-    position = decode_page_token(token, ("t", "i"))
-    after = (dt.datetime.fromisoformat(position["t"]), str(position["i"])) if position else None
+    binding = paging.query_binding(request, principal.subject, principal.organization_id)
+    after = app.page_tokens.decode_optional(request.page_token, binding)
     user_id = target.removeprefix("users/")
     async with app.transaction() as session:
         organization: str | None = None
         if target != own and not principal.is_platform_admin:
             admin = is_admin_of(principal, principal.organization_id)
             if not admin or not await store.is_member(session, user_id, principal.organization_id):
-                raise NotFound(f"{target} not found")
+                raise tenancy.not_found(target)
             organization = principal.organization_id
-        rows = await store.open_sessions(
-            session, user_id=user_id, now=app.clock(), organization_id=organization, after=after, limit=limit + 1
+        keys = None if after is None else paging.position_shape(after, int, str)
+        page: paging.Page[Session] = await paging.keyset_page(
+            session,
+            store.open_sessions_query(user_id=user_id, now=app.clock(), organization_id=organization),
+            keys=[Session.last_refresh_time, Session.id],
+            after=None if keys is None else (paging.from_time_key(keys[0]), keys[1]),
+            limit=paging.page_size(request.page_size),
+            position_of=lambda row: (paging.time_key(row.last_refresh_time), row.id),
         )
-    next_token = ""
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_token = encode_page_token({"t": rows[-1].last_refresh_time.isoformat(), "i": rows[-1].id})
-    return rows, next_token
+    return list(page.items), "" if page.next_after is None else app.page_tokens.encode(page.next_after, binding)
 
 
-async def delete_session(app: Identity, principal: Principal, name: str, info: audit.RequestInfo) -> None:
+async def delete_session(app: Identity, principal: Principal, name: str, info: CallerInfo) -> None:
     """End a session: the caller's own, or (admins) a member's in the caller's organisation."""
     async with app.transaction() as session:
         row = await store.get_session(session, session_id_of(name))
         mine = row is not None and principal.subject == f"users/{row.user_id}"
         if row is None or not (mine or is_admin_of(principal, row.organization_id)):
-            raise NotFound(f"{name} not found")
+            raise tenancy.not_found(name)
         if await revoke_session(app, session, row, "session_deleted") is not None:
             await app.record(
                 session,
@@ -213,8 +214,11 @@ async def revoke_principal_tokens(
     app: Identity, principal: str, organization_id: str, reason: str, end_sessions: bool
 ) -> PrincipalRevocation:
     """Revoke every token of a principal issued before now (optionally in one organisation)."""
-    if not principal.startswith(("users/", "api_keys/", "services/")) or "/" in principal.split("/", 1)[1]:
-        raise InvalidArgument("principal must be users/{user} or api_keys/{api_key}", {"principal": "not a principal"})
+    if principal_kind(principal) == "ANONYMOUS":
+        raise InvalidArgument(
+            "principal must be users/{user}, organizations/{organization}/api_keys/{api_key} or services/{service}",
+            {"principal": "not a principal"},
+        )
     if not reason:
         raise InvalidArgument("reason is required", {"reason": "required"})
     now = app.clock()

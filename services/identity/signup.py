@@ -13,6 +13,9 @@ import dataclasses
 from sqlalchemy.exc import IntegrityError
 
 from mesh.errors import AlreadyExists, InvalidArgument
+from mesh.kit.caller import CallerInfo
+from mesh.kit.idempotency import request_id_problem
+from mesh.kit.ids import new_id
 from services.identity import audit, store
 from services.identity.app import Identity
 from services.identity.domain import (
@@ -20,7 +23,7 @@ from services.identity.domain import (
     UserState,
     check_display_name,
     check_password_policy,
-    new_id,
+    derived_request_id,
     normalise_email,
 )
 from services.identity.models import User
@@ -60,12 +63,12 @@ def _check(form: SignUpForm) -> tuple[str, str, str]:
     check_password_policy(form.password, email)
     if not form.terms_accepted:
         raise InvalidArgument("the terms of service must be accepted", {"terms_accepted": "must be true"})
-    if len(form.request_id) > 100:
-        raise InvalidArgument("request_id is too long", {"request_id": "at most 100 characters"})
+    if (problem := request_id_problem(form.request_id)) is not None:
+        raise InvalidArgument(f"request_id {problem}", {"request_id": problem})
     return email, display_name, organization_name
 
 
-async def sign_up(app: Identity, form: SignUpForm, info: audit.RequestInfo) -> SignUpResult:
+async def sign_up(app: Identity, form: SignUpForm, info: CallerInfo) -> SignUpResult:
     """Create the user and their organisation (or membership through the invitation).
 
     Raises:
@@ -76,19 +79,23 @@ async def sign_up(app: Identity, form: SignUpForm, info: audit.RequestInfo) -> S
 
     """
     email, display_name, organization_name = _check(form)
+    request_id = form.request_id.lower()
     await app.ready()
     wait = app.address_limiter.take(info.client_address or "unknown")
     if wait:
         raise RateLimited(wait, "per_address")
     async with app.transaction() as session:
-        if form.request_id:
-            earlier = await store.get_user_by_signup_request(session, form.request_id)
+        if request_id:
+            earlier = await store.get_user_by_signup_request(session, request_id)
             if earlier is not None and earlier.email == email:
                 rows = await store.user_organizations(session, earlier.id)
                 role = next((r.role for r in rows if r.organization_id == earlier.home_organization_id), "")
                 return SignUpResult(earlier, earlier.home_organization_id, role)
             if earlier is not None:
-                raise AlreadyExists("request_id was already used for another sign-up")
+                raise InvalidArgument(
+                    "request_id was already used for another sign-up",
+                    {"request_id": "already used with a different request"},
+                )
         if await store.get_user_by_email(session, email) is not None:
             raise AlreadyExists(_TAKEN)
     password_hash = await app.passwords.hash(form.password)
@@ -102,11 +109,11 @@ async def sign_up(app: Identity, form: SignUpForm, info: audit.RequestInfo) -> S
         email_verified=False,
         state=UserState.ACTIVE.value,
         password_update_time=now,
-        signup_request_id=form.request_id or None,
+        signup_request_id=request_id or None,
         create_time=now,
         update_time=now,
         creator=f"users/{user_id}",
-        updater=f"users/{user_id}",
+        last_modifier=f"users/{user_id}",
     )
     try:
         async with app.transaction() as session:
@@ -131,7 +138,7 @@ async def _join(app: Identity, form: SignUpForm, user: User, organization_name: 
         email=user.email,
         display_name=user.display_name,
         organization_display_name=organization_name,
-        request_id=f"signup-{user.id}",
+        request_id=derived_request_id("sign_up", user.id),
     )
 
 
@@ -140,9 +147,7 @@ async def _undo(app: Identity, user_id: str) -> None:
         await store.delete_user(session, user_id)
 
 
-async def _finish(
-    app: Identity, user_id: str, membership: Membership, invited: bool, info: audit.RequestInfo
-) -> SignUpResult:
+async def _finish(app: Identity, user_id: str, membership: Membership, invited: bool, info: CallerInfo) -> SignUpResult:
     async with app.transaction() as session:
         user = await store.get_user(session, user_id, for_update=True)
         assert user is not None

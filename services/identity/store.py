@@ -5,11 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from sqlalchemy import ColumnElement, and_, delete, exists, or_, select, update
+from sqlalchemy import ColumnElement, Select, delete, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.identity.domain import Membership
-from services.identity.filters import Condition, parse_bool
 from services.identity.models import RefreshToken, Session, User, UserOrganization
 
 
@@ -48,48 +47,19 @@ async def delete_user(session: AsyncSession, user_id: str) -> None:
     await session.execute(delete(User).where(User.id == user_id))
 
 
-def _user_condition(condition: Condition) -> ColumnElement[bool]:
-    clause: ColumnElement[bool]
-    if condition.field == "state":
-        clause = User.state == condition.value.upper().removeprefix("USER_STATE_")
-    elif condition.field == "email_verified":
-        clause = User.email_verified.is_(parse_bool(condition.value, "email_verified"))
-    elif condition.op == ":":
-        clause = User.email.contains(condition.value.lower(), autoescape=True)
-    else:
-        clause = User.email == condition.value.lower()
-    return ~clause if condition.op == "!=" else clause
-
-
-async def list_users(
-    session: AsyncSession,
-    *,
-    organization_id: str | None,
-    conditions: Sequence[Condition],
-    after: tuple[str, str] | None,
-    limit: int,
-) -> list[User]:
-    """Users ordered by display name then id.
+def users_query(*, organization_id: str | None, condition: ColumnElement[bool] | None) -> Select[User]:
+    """Users, unordered, for a keyset page (:func:`mesh.kit.paging.keyset_page`).
 
     Args:
-        session: the session.
         organization_id: only members of this organisation; ``None`` for every user.
-        conditions: filter terms on state, email, email_verified.
-        after: the (display_name, id) keyset position to continue after.
-        limit: most rows to return.
+        condition: the compiled filter, if any.
 
     """
     query = select(User)
     if organization_id is not None:
         members = select(UserOrganization.user_id).where(UserOrganization.organization_id == organization_id)
         query = query.where(User.id.in_(members))
-    for condition in conditions:
-        query = query.where(_user_condition(condition))
-    if after is not None:
-        name, user_id = after
-        query = query.where(or_(User.display_name > name, and_(User.display_name == name, User.id > user_id)))
-    query = query.order_by(User.display_name, User.id).limit(limit)
-    return list((await session.execute(query)).scalars())
+    return query if condition is None else query.where(condition)
 
 
 async def user_organizations(session: AsyncSession, user_id: str) -> list[UserOrganization]:
@@ -161,31 +131,19 @@ async def get_session(session: AsyncSession, session_id: str) -> Session | None:
     return (await session.execute(select(Session).where(Session.id == session_id))).scalar_one_or_none()
 
 
-async def open_sessions(
-    session: AsyncSession,
-    *,
-    user_id: str,
-    now: dt.datetime,
-    organization_id: str | None = None,
-    after: tuple[dt.datetime, str] | None = None,
-    limit: int | None = None,
-) -> list[Session]:
-    """The user's sessions that are neither revoked nor expired, most recently refreshed first."""
+def open_sessions_query(*, user_id: str, now: dt.datetime, organization_id: str | None = None) -> Select[Session]:
+    """The user's sessions that are neither revoked nor expired, unordered."""
     query = select(Session).where(Session.user_id == user_id, Session.revoke_time.is_(None), Session.expire_time > now)
-    if organization_id is not None:
-        query = query.where(Session.organization_id == organization_id)
-    if after is not None:
-        moment, session_id = after
-        query = query.where(
-            or_(
-                Session.last_refresh_time < moment,
-                and_(Session.last_refresh_time == moment, Session.id < session_id),
-            )
-        )
-    query = query.order_by(Session.last_refresh_time.desc(), Session.id.desc())
-    if limit is not None:
-        query = query.limit(limit)
-    return list((await session.execute(query)).scalars())
+    return query if organization_id is None else query.where(Session.organization_id == organization_id)
+
+
+async def open_sessions(
+    session: AsyncSession, *, user_id: str, now: dt.datetime, organization_id: str | None = None
+) -> list[Session]:
+    """The user's open sessions, most recently refreshed first."""
+    query = open_sessions_query(user_id=user_id, now=now, organization_id=organization_id)
+    ordered = query.order_by(Session.last_refresh_time.desc(), Session.id.desc())
+    return list((await session.execute(ordered)).scalars())
 
 
 async def add_refresh_token(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.identity.models import SigningKey
@@ -42,18 +42,6 @@ async def get_key(session: AsyncSession, kid: str) -> SigningKey | None:
     return (await session.execute(select(SigningKey).where(SigningKey.kid == kid))).scalar_one_or_none()
 
 
-async def key_by_rotation_request(session: AsyncSession, request_id: str) -> SigningKey | None:
-    """The key a RotateSigningKey call with this idempotency key created."""
-    query = select(SigningKey).where(SigningKey.rotation_request_id == request_id)
-    return (await session.execute(query)).scalar_one_or_none()
-
-
-async def key_deactivated_at(session: AsyncSession, moment: dt.datetime) -> SigningKey | None:
-    """The key that stopped signing at this instant (the one a rotation replaced)."""
-    query = select(SigningKey).where(SigningKey.deactivate_time == moment).limit(1)
-    return (await session.execute(query)).scalar_one_or_none()
-
-
 async def demote(session: AsyncSession, key: SigningKey, now: dt.datetime, retire_after: dt.timedelta) -> None:
     """Make the ACTIVE key PREVIOUS: it stops signing and retires once its last token has expired."""
     key.state = PREVIOUS
@@ -69,17 +57,7 @@ async def add_key(session: AsyncSession, key: SigningKey) -> SigningKey:
     return key
 
 
-async def list_keys(
-    session: AsyncSession, *, show_retired: bool, after: tuple[dt.datetime, str] | None, limit: int
-) -> list[SigningKey]:
-    """Keys newest first."""
+def keys_query(*, show_retired: bool) -> Select[SigningKey]:
+    """Signing keys, unordered, for a keyset page."""
     query = select(SigningKey)
-    if not show_retired:
-        query = query.where(SigningKey.state != RETIRED)
-    if after is not None:
-        moment, kid = after
-        query = query.where(
-            or_(SigningKey.create_time < moment, and_(SigningKey.create_time == moment, SigningKey.kid < kid))
-        )
-    query = query.order_by(SigningKey.create_time.desc(), SigningKey.kid.desc()).limit(limit)
-    return list((await session.execute(query)).scalars())
+    return query if show_retired else query.where(SigningKey.state != RETIRED)

@@ -10,12 +10,10 @@ of their sequences.)
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
 
-from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.identity.filters import Condition, parse_time
 from services.identity.models import AuditEvent, Revocation, RevocationCounter
 
 TOKEN = "TOKEN"
@@ -73,12 +71,7 @@ async def head_sequence(session: AsyncSession) -> int:
 
 async def revocations_after(session: AsyncSession, after: int, now: dt.datetime, limit: int) -> list[Revocation]:
     """Unexpired revocations with a sequence above ``after``, oldest first."""
-    query = (
-        select(Revocation)
-        .where(Revocation.sequence > after, Revocation.expire_time > now)
-        .order_by(Revocation.sequence)
-        .limit(limit)
-    )
+    query = revocations_query(after, now).order_by(Revocation.sequence).limit(limit)
     return list((await session.execute(query)).scalars())
 
 
@@ -108,69 +101,20 @@ async def add_audit_event(session: AsyncSession, event: AuditEvent) -> AuditEven
     return event
 
 
-async def audit_event_by_key(session: AsyncSession, key: str) -> AuditEvent | None:
-    """The event recorded with this idempotency key."""
-    query = select(AuditEvent).where(AuditEvent.idempotency_key == key)
-    return (await session.execute(query)).scalar_one_or_none()
-
-
-_AUDIT_COLUMNS = {
-    "action": AuditEvent.action,
-    "outcome": AuditEvent.outcome,
-    "actor.principal": AuditEvent.actor_principal,
-    "target": AuditEvent.target,
-    "source_service": AuditEvent.source_service,
-}
-_PREFIXES = {"action": "AUDIT_ACTION_", "outcome": "AUDIT_OUTCOME_"}
-
-
-def _audit_condition(condition: Condition) -> ColumnElement[bool]:
-    if condition.field == "event_time":
-        moment = parse_time(condition.value, "event_time")
-        column = AuditEvent.event_time
-        return {
-            "=": column == moment,
-            ">=": column >= moment,
-            "<=": column <= moment,
-            ">": column > moment,
-            "<": column < moment,
-        }[condition.op]
-    value = condition.value
-    prefix = _PREFIXES.get(condition.field)
-    if prefix:
-        value = value.upper().removeprefix(prefix)
-    clause = _AUDIT_COLUMNS[condition.field] == value
-    return ~clause if condition.op == "!=" else clause
-
-
-async def list_audit_events(
-    session: AsyncSession,
-    *,
-    organization_id: str | None,
-    conditions: Sequence[Condition],
-    after: tuple[dt.datetime, str] | None,
-    limit: int,
-) -> list[AuditEvent]:
-    """Audit events newest first.
+def audit_events_query(*, organization_id: str | None, condition: ColumnElement[bool] | None) -> Select[AuditEvent]:
+    """Audit events, unordered, for a keyset page.
 
     Args:
-        session: the session.
-        organization_id: only this organisation's events (``""`` for platform events);
-            ``None`` for every event.
-        conditions: filter terms.
-        after: the (event_time, id) keyset position to continue after.
-        limit: most rows to return.
+        organization_id: only this organisation's events; ``None`` for every event (platform ones included).
+        condition: the compiled filter, if any.
 
     """
     query = select(AuditEvent)
     if organization_id is not None:
         query = query.where(AuditEvent.organization_id == organization_id)
-    for condition in conditions:
-        query = query.where(_audit_condition(condition))
-    if after is not None:
-        moment, event_id = after
-        query = query.where(
-            or_(AuditEvent.event_time < moment, and_(AuditEvent.event_time == moment, AuditEvent.id < event_id))
-        )
-    query = query.order_by(AuditEvent.event_time.desc(), AuditEvent.id.desc()).limit(limit)
-    return list((await session.execute(query)).scalars())
+    return query if condition is None else query.where(condition)
+
+
+def revocations_query(after: int, now: dt.datetime) -> Select[Revocation]:
+    """Unexpired revocations with a sequence above ``after``, unordered."""
+    return select(Revocation).where(Revocation.sequence > after, Revocation.expire_time > now)

@@ -8,12 +8,10 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from mesh.access import Role
-from services.team_hub.domain import common, invitations, roles
-from services.team_hub.models import Audited, Invitation, Membership, Organization, Team, TeamMember
-from vocelio.common.v1 import audit_pb2
+from services.team_hub.domain import invitations, roles
+from services.team_hub.models import Invitation, Membership, Organization, Team, TeamMember
+from services.team_hub.names import invitation_name, member_name, organization_name, team_name
 from vocelio.team_hub.v1 import invitation_pb2, member_pb2, organization_pb2, team_pb2
-
-UTC = datetime.UTC
 
 
 def optional_time(message: Message, field: str) -> datetime.datetime | None:
@@ -21,22 +19,14 @@ def optional_time(message: Message, field: str) -> datetime.datetime | None:
     if not message.HasField(field):
         return None
     value: Timestamp = getattr(message, field)
-    return value.ToDatetime(tzinfo=UTC)
-
-
-def _audit(row: Audited) -> audit_pb2.AuditInfo:
-    return audit_pb2.AuditInfo(
-        create_time=row.create_time,
-        update_time=row.update_time,
-        creator=row.creator,
-        last_modifier=row.last_modifier,
-    )
+    return value.ToDatetime(tzinfo=datetime.UTC)
 
 
 def organization(row: Organization, member_count: int) -> organization_pb2.Organization:
     """An Organization message."""
+    name = organization_name(row.id)
     return organization_pb2.Organization(
-        name=common.resource_name("organizations", row.id),
+        name=name,
         organization_id=row.id,
         display_name=row.display_name,
         state=f"ORGANIZATION_STATE_{row.state}",
@@ -52,16 +42,22 @@ def organization(row: Organization, member_count: int) -> organization_pb2.Organ
         suspend_time=row.suspend_time,
         close_time=row.close_time,
         labels=row.labels,
-        audit=_audit(row),
-        etag=common.etag(row.id, row.version),
+        audit=row.audit_info(),
+        etag=row.etag_for(name),
     )
+
+
+def membership_name(row: Membership) -> str:
+    """``organizations/{organization}/members/{member}``."""
+    return member_name(row.organization_id, row.id)
 
 
 def membership(row: Membership, team_ids: list[str], now: datetime.datetime) -> member_pb2.Membership:
     """A Membership message (its state follows the clock for a GUEST)."""
     active = roles.membership_active(row.expire_time, now)
+    name = membership_name(row)
     return member_pb2.Membership(
-        name=common.resource_name("members", row.id),
+        name=name,
         organization_id=row.organization_id,
         user=row.user,
         email=row.email,
@@ -69,11 +65,11 @@ def membership(row: Membership, team_ids: list[str], now: datetime.datetime) -> 
         role=member_pb2.Role.Name(row.role),
         state=member_pb2.MEMBERSHIP_STATE_ACTIVE if active else member_pb2.MEMBERSHIP_STATE_EXPIRED,
         expire_time=row.expire_time,
-        teams=[common.resource_name("teams", team_id) for team_id in team_ids],
-        invitation=row.invitation,
+        teams=[team_name(row.organization_id, team_id) for team_id in team_ids],
+        invitation=invitation_name(row.organization_id, row.invitation_id) if row.invitation_id else "",
         join_time=row.join_time,
-        audit=_audit(row),
-        etag=common.etag(row.id, row.version),
+        audit=row.audit_info(),
+        etag=row.etag_for(name),
     )
 
 
@@ -81,11 +77,11 @@ def invitation(row: Invitation, now: datetime.datetime) -> invitation_pb2.Invita
     """An Invitation message (never its token; PENDING past its expiry reads EXPIRED)."""
     state = invitations.effective_state(invitations.InvitationState(row.state), row.expire_time, now)
     return invitation_pb2.Invitation(
-        name=common.resource_name("invitations", row.id),
+        name=invitation_name(row.organization_id, row.id),
         organization_id=row.organization_id,
         email=row.email,
         role=member_pb2.Role.Name(row.role),
-        teams=[common.resource_name("teams", team_id) for team_id in row.teams],
+        teams=[team_name(row.organization_id, team_id) for team_id in row.teams],
         member_expire_time=row.member_expire_time,
         message=row.message,
         state=f"INVITATION_STATE_{state.value}",
@@ -93,23 +89,24 @@ def invitation(row: Invitation, now: datetime.datetime) -> invitation_pb2.Invita
         inviter=row.inviter,
         accept_time=row.accept_time,
         accepted_by=row.accepted_by,
-        membership=row.membership,
+        membership=member_name(row.organization_id, row.membership_id) if row.membership_id else "",
         revoke_time=row.revoke_time,
         last_send_time=row.last_send_time,
-        audit=_audit(row),
+        audit=row.audit_info(),
     )
 
 
 def team(row: Team, members: list[tuple[TeamMember, Membership]]) -> team_pb2.Team:
     """A Team message with its members."""
+    name = team_name(row.organization_id, row.id)
     return team_pb2.Team(
-        name=common.resource_name("teams", row.id),
+        name=name,
         organization_id=row.organization_id,
         display_name=row.display_name,
         description=row.description,
         members=[
             team_pb2.TeamMember(
-                member=common.resource_name("members", m.id),
+                member=membership_name(m),
                 user=m.user,
                 display_name=m.display_name,
                 lead=place.lead,
@@ -119,8 +116,8 @@ def team(row: Team, members: list[tuple[TeamMember, Membership]]) -> team_pb2.Te
         ],
         member_count=len(members),
         labels=row.labels,
-        audit=_audit(row),
-        etag=common.etag(row.id, row.version),
+        audit=row.audit_info(),
+        etag=row.etag_for(name),
     )
 
 

@@ -1,73 +1,40 @@
-"""Team hub's tables: organisations, memberships, invitations, teams and the identity outbox.
+"""Team hub's tables: organisations, memberships, invitations and teams.
 
-Times are stored in UTC; :class:`UtcDateTime` is the one place that makes them
-timezone-aware again (SQLite hands back naive values). Roles are stored as their
-ladder numbers (``vocelio.team_hub.v1.Role``), states as their names without prefix.
+Every row that belongs to an organisation has ``(organization_id, id)`` as its primary
+key, so ids are unique per organisation (two organisations may both have a team
+``sales``) and every lookup names the organisation it reads in. Rows refer to other rows
+of their organisation by id; resource names are composed on the way out.
+
+Times, JSON documents, revisions and audit columns come from the kit
+(:mod:`mesh.kit.sql`); calls owed to identity and request_ids live in the kit's shared
+tables (:mod:`mesh.kit.tables`). Roles are stored as their ladder numbers
+(``vocelio.team_hub.v1.Role``), states as their names without prefix.
 """
 
 from __future__ import annotations
 
 import datetime
-from typing import Any
 
 from sqlalchemy import (
-    JSON,
     Boolean,
-    DateTime,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
-    LargeBinary,
     String,
-    Text,
     UniqueConstraint,
     text,
 )
-from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.types import TypeDecorator
 
-UTC = datetime.UTC
-
-
-class UtcDateTime(TypeDecorator[datetime.datetime]):
-    """A timezone-aware UTC datetime on every backend (refuses naive values)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime.datetime | None, dialect: Dialect) -> datetime.datetime | None:
-        """UTC on the way in; SQLite stores it without an offset."""
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetimes are not stored; use UTC")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> datetime.datetime | None:
-        """Aware UTC on the way out."""
-        if value is None:
-            return None
-        assert isinstance(value, datetime.datetime)
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+from mesh.kit.sql import JsonDocument, Revisioned, UtcDateTime
 
 
 class Base(DeclarativeBase):
     """Declarative base of team hub's tables."""
 
 
-class Audited:
-    """Who created and last changed a row, and when; ``version`` drives the etag."""
-
-    create_time: Mapped[datetime.datetime] = mapped_column(UtcDateTime())
-    update_time: Mapped[datetime.datetime] = mapped_column(UtcDateTime())
-    creator: Mapped[str] = mapped_column(String(200), default="")
-    last_modifier: Mapped[str] = mapped_column(String(200), default="")
-    version: Mapped[int] = mapped_column(Integer, default=1)
-
-
-class Organization(Audited, Base):
+class Organization(Revisioned, Base):
     """A tenant."""
 
     __tablename__ = "organizations"
@@ -85,29 +52,28 @@ class Organization(Audited, Base):
     kyc_verified: Mapped[bool] = mapped_column(Boolean, default=False)
     suspend_time: Mapped[datetime.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     close_time: Mapped[datetime.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
-    labels: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
-    # ProvisionOrganization's idempotency key.
-    request_id: Mapped[str | None] = mapped_column(String(128), nullable=True, unique=True)
+    labels: Mapped[dict[str, str]] = mapped_column(JsonDocument, default=dict)
     # Bumped by every membership change: the row lock that serialises them (last ADMIN).
     member_epoch: Mapped[int] = mapped_column(Integer, default=0)
 
     __table_args__ = (Index("ix_organizations_create_time", "create_time", "id"),)
 
 
-class Membership(Audited, Base):
+class Membership(Revisioned, Base):
     """A user's place, and role, in an organisation."""
 
     __tablename__ = "memberships"
 
+    organization_id: Mapped[str] = mapped_column(String(63), ForeignKey("organizations.id"), primary_key=True)
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    organization_id: Mapped[str] = mapped_column(String(63), ForeignKey("organizations.id"))
     user: Mapped[str] = mapped_column(String(200))
     email: Mapped[str] = mapped_column(String(254))
     display_name: Mapped[str] = mapped_column(String(100), default="")
     role: Mapped[int] = mapped_column(Integer)
     # GUEST only: when access ends (the membership is EXPIRED from then on).
     expire_time: Mapped[datetime.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
-    invitation: Mapped[str] = mapped_column(String(100), default="")
+    # The invitation the member joined with, in the same organisation ("" for a creator).
+    invitation_id: Mapped[str] = mapped_column(String(32), default="")
     join_time: Mapped[datetime.datetime] = mapped_column(UtcDateTime())
 
     __table_args__ = (
@@ -117,16 +83,17 @@ class Membership(Audited, Base):
     )
 
 
-class Invitation(Audited, Base):
+class Invitation(Revisioned, Base):
     """An invitation to join an organisation; only the token's hash is kept."""
 
     __tablename__ = "invitations"
 
+    organization_id: Mapped[str] = mapped_column(String(63), ForeignKey("organizations.id"), primary_key=True)
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    organization_id: Mapped[str] = mapped_column(String(63), ForeignKey("organizations.id"))
     email: Mapped[str] = mapped_column(String(254))
     role: Mapped[int] = mapped_column(Integer)
-    teams: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Ids of teams of the same organisation.
+    teams: Mapped[list[str]] = mapped_column(JsonDocument, default=list)
     member_expire_time: Mapped[datetime.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     message: Mapped[str] = mapped_column(String(500), default="")
     state: Mapped[str] = mapped_column(String(16))
@@ -134,7 +101,8 @@ class Invitation(Audited, Base):
     inviter: Mapped[str] = mapped_column(String(200))
     accept_time: Mapped[datetime.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     accepted_by: Mapped[str] = mapped_column(String(200), default="")
-    membership: Mapped[str] = mapped_column(String(100), default="")
+    # The membership created on acceptance, in the same organisation.
+    membership_id: Mapped[str] = mapped_column(String(32), default="")
     revoke_time: Mapped[datetime.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     last_send_time: Mapped[datetime.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     # SHA-256 of the token, hex.
@@ -142,10 +110,8 @@ class Invitation(Audited, Base):
     # Only for an idempotent create (request_id): the random input the token is derived
     # from with the configured key, so that a retry answers with the same token.
     token_salt: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
 
     __table_args__ = (
-        UniqueConstraint("organization_id", "request_id", name="uq_invitations_request_id"),
         Index("ix_invitations_organization_create_time", "organization_id", "create_time", "id"),
         # One PENDING invitation per address and organisation.
         Index(
@@ -159,22 +125,18 @@ class Invitation(Audited, Base):
     )
 
 
-class Team(Audited, Base):
+class Team(Revisioned, Base):
     """A named group of members."""
 
     __tablename__ = "teams"
 
+    organization_id: Mapped[str] = mapped_column(String(63), ForeignKey("organizations.id"), primary_key=True)
     id: Mapped[str] = mapped_column(String(63), primary_key=True)
-    organization_id: Mapped[str] = mapped_column(String(63), ForeignKey("organizations.id"))
     display_name: Mapped[str] = mapped_column(String(100))
     description: Mapped[str] = mapped_column(String(1000), default="")
-    labels: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
-    request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    labels: Mapped[dict[str, str]] = mapped_column(JsonDocument, default=dict)
 
-    __table_args__ = (
-        UniqueConstraint("organization_id", "display_name", name="uq_teams_organization_display_name"),
-        UniqueConstraint("organization_id", "request_id", name="uq_teams_request_id"),
-    )
+    __table_args__ = (UniqueConstraint("organization_id", "display_name", name="uq_teams_organization_display_name"),)
 
 
 class TeamMember(Base):
@@ -182,36 +144,24 @@ class TeamMember(Base):
 
     __tablename__ = "team_members"
 
-    team_id: Mapped[str] = mapped_column(String(63), ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True)
-    membership_id: Mapped[str] = mapped_column(
-        String(32), ForeignKey("memberships.id", ondelete="CASCADE"), primary_key=True
-    )
+    organization_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    team_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    membership_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     lead: Mapped[bool] = mapped_column(Boolean, default=False)
     add_time: Mapped[datetime.datetime] = mapped_column(UtcDateTime())
 
-    __table_args__ = (Index("ix_team_members_membership", "membership_id"),)
-
-
-class IdentityCall(Base):
-    """A call to identity that a committed change owes (token revocation, audit event).
-
-    Written in the same transaction as the change, sent right after the commit, and
-    retried by later requests in the organisation until identity has taken it.
-    """
-
-    __tablename__ = "identity_outbox"
-
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    organization_id: Mapped[str] = mapped_column(String(63))
-    # The resource the call is about ("members/…", "invitations/…").
-    target: Mapped[str] = mapped_column(String(100))
-    # "revoke" (RevokePrincipalTokens) or "audit" (RecordAuditEvent).
-    kind: Mapped[str] = mapped_column(String(16))
-    # The serialised request message.
-    payload: Mapped[bytes] = mapped_column(LargeBinary)
-    create_time: Mapped[datetime.datetime] = mapped_column(UtcDateTime())
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    last_error: Mapped[str] = mapped_column(Text, default="")
-    done_time: Mapped[datetime.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
-
-    __table_args__ = (Index("ix_identity_outbox_pending", "organization_id", "done_time", "create_time"),)
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["organization_id", "team_id"],
+            ["teams.organization_id", "teams.id"],
+            name="fk_team_members_team",
+            ondelete="CASCADE",
+        ),
+        ForeignKeyConstraint(
+            ["organization_id", "membership_id"],
+            ["memberships.organization_id", "memberships.id"],
+            name="fk_team_members_membership",
+            ondelete="CASCADE",
+        ),
+        Index("ix_team_members_membership", "organization_id", "membership_id"),
+    )

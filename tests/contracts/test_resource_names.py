@@ -31,11 +31,7 @@ FILES = [
 ]
 
 # Services whose names, request_ids and references change with their code (issue #8).
-PENDING = {
-    "team_hub": "moves onto the kit after agents; target patterns in docs/CONTRACTS.md",
-    "developer_api": "moves onto the kit after agents; target patterns in docs/CONTRACTS.md",
-    "identity": "moves onto the kit after agents; target patterns in docs/CONTRACTS.md",
-}
+PENDING: dict[str, str] = {}
 
 # The platform-global patterns of docs/CONTRACTS.md ("What stays platform-global").
 PLATFORM_GLOBAL = {
@@ -54,12 +50,21 @@ PLATFORM_GLOBAL = {
     "vocelio.com/Event": {"events/{event}"},
     "vocelio.com/EventStream": {"event_streams/{event_stream}"},
     "vocelio.com/ConsumerCheckpoint": {"consumer_checkpoints/{consumer_checkpoint}"},
+    "vocelio.com/AuditEvent": {"audit_events/{audit_event}"},
 }
 
 ORG_SCOPED = re.compile(r"^organizations/\{organization\}(/[a-z][a-z0-9_]*(/\{[a-z][a-z0-9_]*\})?)+$")
 
 # Reads and streams never take a request_id; everything else that is not idempotent does.
 READ_PREFIXES = ("Get", "List", "BatchGet", "Search", "Watch")
+# Non-idempotent methods that cannot replay a first result, each with the reason (reviewed).
+NOT_DEDUPLICATED = {
+    # The RFC 6749 token endpoint: its response is freshly minted secrets, which are never
+    # stored, so there is nothing to replay. A retried password grant just issues another
+    # token pair; a retried refresh grant is refresh-token reuse, which RFC 6819 §5.2.2.3
+    # requires to revoke the session.
+    "/vocelio.identity.v1.IdentityService/IssueToken",
+}
 REQUEST_ID_SCOPE = ("unique per organisation and method for 24 hours", "invalid_argument")
 
 # String fields the heuristic flags that do not hold a resource name (reviewed).
@@ -77,6 +82,11 @@ NOT_REFERENCES = {
     # third-party credentials, not Vocelio API keys
     "vocelio.integrations.v1.ApiKeyCredentials.api_key",
     "vocelio.phone_numbers.v1.ProviderCredentials.api_key",
+    # role names as in the token's `role` claim ("ADMIN"), not roles/{role} resource names
+    "vocelio.identity.v1.Actor.role",
+    "vocelio.identity.v1.SignUpResponse.role",
+    "vocelio.identity.v1.GetCurrentUserResponse.role",
+    "vocelio.identity.v1.OrganizationMembership.role",
 }
 
 _SEGMENT = r"(?:[a-z_]+|\{[a-z_…]+\}|-|\*|…)"
@@ -179,6 +189,8 @@ def _mutating_methods():
         for method in service.methods:
             assert method.policy is not None
             if method.policy.idempotent or method.name.startswith(READ_PREFIXES):
+                continue
+            if method.path in NOT_DEDUPLICATED:
                 continue
             if method.server_streaming and method.name.startswith("Stream") and method.name != "StreamSynthesis":
                 continue

@@ -126,7 +126,9 @@ def test_the_whole_flow(edge):
 
     # Invite a member; she signs up with the invitation and joins as AGENT.
     invited = edge.post(
-        "/v1/invitations", headers=_bearer(access), json={"email": "bea@example.com", "role": "ROLE_AGENT"}
+        f"/v1/organizations/{org}/invitations",
+        headers=_bearer(access),
+        json={"email": "bea@example.com", "role": "ROLE_AGENT"},
     )
     assert invited.status_code == 200, invited.text
     invitation_token = invited.json()["invitationToken"]
@@ -138,12 +140,16 @@ def test_the_whole_flow(edge):
     # An AGENT cannot invite, and nobody can invite above their own role.
     assert (
         edge.post(
-            "/v1/invitations", headers=_bearer(bea_access), json={"email": "x@example.com", "role": "ROLE_VIEWER"}
+            f"/v1/organizations/{org}/invitations",
+            headers=_bearer(bea_access),
+            json={"email": "x@example.com", "role": "ROLE_VIEWER"},
         ).status_code
         == 403
     )
     assert edge.post(
-        "/v1/invitations", headers=_bearer(access), json={"email": "y@example.com", "role": "ROLE_SUPER_ADMIN"}
+        f"/v1/organizations/{org}/invitations",
+        headers=_bearer(access),
+        json={"email": "y@example.com", "role": "ROLE_SUPER_ADMIN"},
     ).status_code in (400, 403)
     # The invitation was single-use.
     reuse = edge.post(
@@ -160,7 +166,7 @@ def test_the_whole_flow(edge):
 
     # Create an API key (secret shown once) and use it both ways.
     key = edge.post(
-        "/v1/api_keys",
+        f"/v1/organizations/{org}/api_keys",
         headers=_bearer(access),
         json={"displayName": "CI", "scopes": ["agents.list", "agents.get"], "environment": "API_KEY_ENVIRONMENT_LIVE"},
     )
@@ -195,11 +201,11 @@ def test_the_whole_flow(edge):
     assert edge.get(f"/v1/organizations/{org}/agents", headers=_bearer(fresh)).status_code == 200
     assert edge.post("/v1/auth/revoke", json={"token": fresh}).status_code == 200
     assert _until(lambda: edge.get(f"/v1/organizations/{org}/agents", headers=_bearer(fresh)).status_code == 401, 2.0)
-    assert _until(lambda: edge.get("/v1/api_keys", headers=_bearer(fresh)).status_code == 401, 2.0)
+    assert _until(lambda: edge.get(f"/v1/organizations/{org}/api_keys", headers=_bearer(fresh)).status_code == 401, 2.0)
 
     # The security audit log shows who did what, and never a secret.
     admin = _login(edge, "ada@example.com").json()["access_token"]
-    audit = edge.get("/v1/audit_events", headers=_bearer(admin), params={"pageSize": 100})
+    audit = edge.get(f"/v1/organizations/{org}/audit_events", headers=_bearer(admin), params={"pageSize": 100})
     assert audit.status_code == 200, audit.text
     actions = {e["action"] for e in audit.json()["auditEvents"]}
     assert {
@@ -210,7 +216,7 @@ def test_the_whole_flow(edge):
     for leaked in (secret, PASSWORD, refresh, invitation_token):
         assert leaked not in audit.text
     # Bea (AGENT) may not read the audit log.
-    assert edge.get("/v1/audit_events", headers=_bearer(bea_access)).status_code == 403
+    assert edge.get(f"/v1/organizations/{org}/audit_events", headers=_bearer(bea_access)).status_code == 403
 
 
 def test_brute_force_locks_the_account(edge):
@@ -226,7 +232,7 @@ def test_the_bootstrap_super_admin_can_log_in_and_read_everything(edge):
     response = _login(edge, ROOT_EMAIL, ROOT_PASSWORD)
     assert response.status_code == 200, response.text
     root = response.json()["access_token"]
-    assert edge.get("/v1/audit_events", headers=_bearer(root)).status_code == 200
+    assert edge.get("/v1/organizations/-/audit_events", headers=_bearer(root)).status_code == 200
 
 
 def test_jwks_is_public_and_holds_only_public_keys(edge):

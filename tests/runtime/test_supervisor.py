@@ -99,3 +99,61 @@ async def test_run_starts_reports_restarts_and_stops_the_mesh(mode, tmp_path):
         if supervisor.returncode is None:
             supervisor.kill()
             await supervisor.wait()
+
+
+def _children_of(pid: int) -> list[int]:
+    children = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    text = stat.read()
+            except OSError:
+                continue
+            if int(text[text.rindex(")") + 2 :].split()[1]) == pid:
+                children.append(int(entry))
+    return children
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
+
+
+async def test_killing_the_supervisor_stops_every_child(tmp_path):
+    """A supervisor killed with SIGKILL cannot stop its children; the kernel tells them to stop."""
+    offset = free_port_offset()
+    supervisor = await asyncio.create_subprocess_exec(
+        PYTHON,
+        "-m",
+        "runtime",
+        "run",
+        cwd=REPO,
+        env=environment(VOCELIO_PORT_OFFSET=str(offset), VOCELIO_VAR_DIR=str(tmp_path), VOCELIO_SHUTDOWN_DRAIN="0"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert supervisor.stdout is not None
+    seen: list[str] = []
+    children: list[int] = []
+    try:
+        await _read_until(supervisor.stdout, READY, 50, seen)
+        children = _children_of(supervisor.pid)
+        assert len(children) == len(default_registry()) + 1  # every service and the edge
+        supervisor.kill()
+        await supervisor.wait()
+        async with asyncio.timeout(40):  # a condition with a generous ceiling, not a timing claim
+            while True:
+                if not any(_alive(pid) for pid in children):
+                    break
+                await asyncio.sleep(0.1)
+    finally:
+        for pid in children:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        if supervisor.returncode is None:
+            supervisor.kill()
+            await supervisor.wait()

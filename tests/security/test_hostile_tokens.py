@@ -156,6 +156,11 @@ def _hostile_cases() -> dict[str, str]:
         "user token without an organisation": TRUSTED.mint(role="ADMIN", org=""),
         "service subject claiming ADMIN": TRUSTED.mint(subject="services/agents", role="ADMIN", org=""),
         "empty subject": TRUSTED.mint(subject=""),
+        "API key named in another organisation": TRUSTED.mint(
+            subject="organizations/org_b/api_keys/k_1", role="", org="org_a", scope="agents.get"
+        ),
+        "API key in the unscoped form": TRUSTED.mint(subject="api_keys/k_1", role="", org="org_a", scope="agents.get"),
+        "API key without scopes": TRUSTED.mint(subject="organizations/org_a/api_keys/k_1", role="", org="org_a"),
         # malformed encodings
         "oversize": TRUSTED.mint(padding="x" * 9000),
         "header not base64": "!!!." + good.split(".", 1)[1],
@@ -244,6 +249,16 @@ async def test_the_control_token_is_accepted(target, spy):
     response = await target.http.get("/v1/organizations/o1/agents/a1", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200
     assert spy.calls == before + 2
+
+
+async def test_an_api_key_token_named_under_its_organisation_is_accepted(target, spy):
+    before = spy.calls
+    token = TRUSTED.mint(subject="organizations/org_a/api_keys/k_1", role="", org="org_a", scope="agents.get")
+    reply = await target.stub.GetAgent(
+        pb.GetAgentRequest(name="x"), metadata=(("authorization", f"Bearer {token}"),), timeout=5
+    )
+    assert reply.agent.name == "x"
+    assert spy.calls == before + 1
 
 
 async def test_revoked_token_and_session_are_refused(target, spy):

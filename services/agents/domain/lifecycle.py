@@ -15,9 +15,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 
-from mesh.errors import FailedPrecondition
+from mesh.errors import ErrorReasons, FailedPrecondition
 from services.agents.domain import validation
-from vocelio.agents.v1 import agent_pb2
+from vocelio.agents.v1 import agent_pb2, agents_errors_pb2
+
+# The machine-readable reasons of agents' refusals (google.rpc.ErrorInfo, domain agents.vocelio.com).
+REASONS = ErrorReasons(agents_errors_pb2.ErrorReason)
 
 
 class AgentState(enum.StrEnum):
@@ -81,7 +84,7 @@ def next_state(state: AgentState, action: Action, *, has_versions: bool) -> Agen
     except KeyError:
         raise FailedPrecondition(
             f"the agent is archived: unarchive it before you {_REFUSED_WHILE_ARCHIVED[action]}"
-        ) from None
+        ).with_reason(REASONS, agents_errors_pb2.ERROR_REASON_AGENT_ARCHIVED) from None
 
 
 def publish_blockers(draft: agent_pb2.AgentConfig, organization_id: str) -> dict[str, str]:
@@ -129,7 +132,11 @@ def plan_publish(
     blockers = publish_blockers(draft, organization_id)
     if blockers:
         reasons = "; ".join(f"{path} {problem}" for path, problem in sorted(blockers.items()))
-        raise FailedPrecondition(f"the draft is not ready for calls: {reasons}")
+        raise FailedPrecondition(f"the draft is not ready for calls: {reasons}").with_reason(
+            REASONS, agents_errors_pb2.ERROR_REASON_DRAFT_NOT_READY
+        )
     if latest_config is not None and latest_config == draft:
-        raise FailedPrecondition(f"nothing changed since version {latest_version}")
+        raise FailedPrecondition(f"nothing changed since version {latest_version}").with_reason(
+            REASONS, agents_errors_pb2.ERROR_REASON_NOTHING_TO_PUBLISH, {"latest_version": str(latest_version)}
+        )
     return latest_version + 1

@@ -1,64 +1,36 @@
-"""Shared rules: resource names and ids, display names, e-mail addresses, labels, etags."""
+"""Team hub's field rules: text, display names, e-mail addresses, country codes, labels."""
 
 from __future__ import annotations
 
-import hashlib
 import re
-import secrets
 from collections.abc import Mapping
 
-from mesh.errors import Aborted, InvalidArgument
+from mesh.errors import InvalidArgument
+from mesh.kit.filtering import LABEL_KEY
+from mesh.kit.validation import text_problem
 
 MAX_DISPLAY_NAME = 100
 MAX_EMAIL = 254
 MAX_LABELS = 64
 MAX_LABEL_VALUE = 63
 
-_CLIENT_ID = re.compile(r"^[a-z0-9][a-z0-9-]{2,61}[a-z0-9]$")
-_ANY_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-_LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 # Deliberately loose (RFC 5321 allows far more); identity owns real address checks.
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 
 
-def new_id(prefix: str) -> str:
-    """A generated id: ``prefix`` + ``_`` + 16 lower-case hex characters."""
-    return f"{prefix}_{secrets.token_hex(8)}"
-
-
-def resource_name(collection: str, resource_id: str) -> str:
-    """``collection/id``."""
-    return f"{collection}/{resource_id}"
-
-
-def parse_name(name: str, collection: str, field: str = "name") -> str:
-    """The id in ``collection/{id}``.
+def text(value: str, field: str, *, limit: int, required: bool = False, multiline: bool = False) -> str:
+    """Free text, stripped, checked by the kit's one text rule (present, short enough, no control characters).
 
     Raises:
-        InvalidArgument: not a name of that collection.
+        InvalidArgument: naming ``field``.
 
     """
-    prefix, _, resource_id = name.partition("/")
-    if prefix != collection or not _ANY_ID.match(resource_id):
-        raise InvalidArgument(f"expected a name like {collection}/abc", {field: f"must look like {collection}/{{id}}"})
-    return resource_id
-
-
-def client_chosen_id(value: str, field: str) -> str | None:
-    """A caller-chosen id (4 to 63 characters of ``[a-z0-9-]``), or ``None`` when empty.
-
-    Raises:
-        InvalidArgument: malformed.
-
-    """
-    if not value:
-        return None
-    if not _CLIENT_ID.match(value):
-        raise InvalidArgument(
-            f"invalid {field}", {field: "4 to 63 characters of a-z, 0-9 and -, not starting or ending with -"}
-        )
-    return value
+    stripped = value.strip()
+    problem = text_problem(stripped, limit=limit, required=required, multiline=multiline)
+    if problem is not None:
+        raise InvalidArgument(f"{field} {problem}", {field: problem})
+    return stripped
 
 
 def display_name(value: str, field: str) -> str:
@@ -68,14 +40,7 @@ def display_name(value: str, field: str) -> str:
         InvalidArgument: empty, too long or with control characters.
 
     """
-    name = value.strip()
-    if not name:
-        raise InvalidArgument("a display name is required", {field: "required"})
-    if len(name) > MAX_DISPLAY_NAME:
-        raise InvalidArgument("display name too long", {field: f"at most {MAX_DISPLAY_NAME} characters"})
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
-        raise InvalidArgument("display name contains control characters", {field: "no control characters"})
-    return name
+    return text(value, field, limit=MAX_DISPLAY_NAME, required=True)
 
 
 def email(value: str, field: str, *, required: bool = True) -> str:
@@ -118,49 +83,10 @@ def labels(values: Mapping[str, str], field: str) -> dict[str, str]:
     if len(values) > MAX_LABELS:
         raise InvalidArgument("too many labels", {field: f"at most {MAX_LABELS}"})
     for key, value in values.items():
-        if not _LABEL_KEY.match(key):
+        if not LABEL_KEY.fullmatch(key):
             raise InvalidArgument("invalid label key", {f"{field}[{key}]": "lower-case letter, then [a-z0-9_-]{0,62}"})
         if len(value) > MAX_LABEL_VALUE or any(ord(c) < 32 for c in value):
             raise InvalidArgument(
                 "invalid label value", {f"{field}[{key}]": f"at most {MAX_LABEL_VALUE} printable characters"}
             )
     return dict(sorted(values.items()))
-
-
-def etag(resource_id: str, version: int) -> str:
-    """The opaque etag of one version of a resource."""
-    return hashlib.sha256(f"{resource_id}:{version}".encode()).hexdigest()[:16]
-
-
-def check_etag(given: str, resource_id: str, version: int) -> None:
-    """Nothing when ``given`` is empty or current.
-
-    Raises:
-        Aborted: someone changed the resource since the caller read it.
-
-    """
-    if given and given != etag(resource_id, version):
-        raise Aborted("the resource changed since it was read (etag mismatch); read it again and retry")
-
-
-def update_paths(
-    paths: list[str], allowed: frozenset[str], populated: set[str], field: str = "update_mask"
-) -> set[str]:
-    """The fields an update changes: the mask's, all ``allowed`` for ``*``, or the populated ones.
-
-    Raises:
-        InvalidArgument: a path that is not an updatable field.
-
-    """
-    if not paths:
-        return populated & allowed
-    if "*" in paths:
-        if len(paths) > 1:
-            raise InvalidArgument("* stands alone in an update mask", {field: "* must be the only path"})
-        return set(allowed)
-    unknown = sorted(p for p in paths if p not in allowed)
-    if unknown:
-        raise InvalidArgument(
-            f"cannot update {', '.join(unknown)}", {field: f"updatable fields: {', '.join(sorted(allowed))}"}
-        )
-    return set(paths)

@@ -25,6 +25,7 @@ import secrets
 from mesh.access import Role
 from mesh.errors import FailedPrecondition, InvalidArgument, PermissionDenied, ResourceExhausted
 from services.team_hub.domain import common, roles
+from services.team_hub.names import TEAMS
 
 DEFAULT_LIFETIME = datetime.timedelta(days=7)
 MIN_LIFETIME = datetime.timedelta(hours=1)
@@ -99,9 +100,15 @@ def effective_state(stored: InvitationState, expire_time: datetime.datetime, now
     return stored
 
 
+def unknown_team(name: str) -> InvalidArgument:
+    """The one error for a team that is missing or in another organisation."""
+    return InvalidArgument("unknown team", {"invitation.teams": f"no team {name}"})
+
+
 def validate_new(
     actor: roles.Actor,
     *,
+    organization_id: str,
     email: str,
     role: int,
     teams: list[str],
@@ -110,7 +117,7 @@ def validate_new(
     expire_time: datetime.datetime | None,
     now: datetime.datetime,
 ) -> InvitationSpec:
-    """Check a CreateInvitation request.
+    """Check a CreateInvitation request for an invitation to ``organization_id``.
 
     Raises:
         InvalidArgument: a malformed field (named in the violations).
@@ -138,8 +145,13 @@ def validate_new(
         raise InvalidArgument("message too long", {"invitation.message": f"at most {MAX_MESSAGE} characters"})
     if len(teams) > MAX_TEAMS:
         raise InvalidArgument("too many teams", {"invitation.teams": f"at most {MAX_TEAMS}"})
-    team_ids = tuple(dict.fromkeys(common.parse_name(t, "teams", "invitation.teams") for t in teams))
-    return InvitationSpec(address, invited_role, team_ids, member_expire_time, text, expire_time)
+    team_ids: dict[str, None] = {}
+    for team in teams:
+        parsed = TEAMS.parse(team, field="invitation.teams")
+        if parsed.organization != organization_id:
+            raise unknown_team(team)
+        team_ids[parsed["team"]] = None
+    return InvitationSpec(address, invited_role, tuple(team_ids), member_expire_time, text, expire_time)
 
 
 def check_capacity(*, max_members: int, members: int, pending: int) -> None:

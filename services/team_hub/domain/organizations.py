@@ -12,7 +12,6 @@ from __future__ import annotations
 import enum
 
 from mesh.errors import FailedPrecondition, InvalidArgument, PermissionDenied
-from services.team_hub.domain import common
 
 MAX_REASON = 500
 MAX_CONCURRENCY = 10_000
@@ -105,22 +104,26 @@ def reason(value: str, field: str = "reason", *, required: bool) -> str:
     return text
 
 
-def update_fields(paths: list[str], populated: set[str], *, platform_admin: bool) -> set[str]:
-    """The fields an UpdateOrganization changes.
+def update_fields(paths: list[str], resolved: tuple[str, ...], *, platform_admin: bool) -> set[str]:
+    """The fields an UpdateOrganization changes, of those the contract lets it change.
 
-    ``*`` means every field the caller may change; an empty mask the populated ones.
+    Args:
+        paths: the update mask as sent.
+        resolved: what the contract's field behaviours make of it (``UpdateMask.resolve``):
+            ``*`` is every updatable field, an empty mask the populated ones.
+        platform_admin: whether platform fields may change.
 
     Raises:
         PermissionDenied: a platform field named by an organisation member.
-        InvalidArgument: a path that is not an updatable field.
 
     """
-    if not platform_admin:
-        named = sorted(p for p in paths if p in PLATFORM_FIELDS)
-        if named:
-            raise PermissionDenied(f"only platform operators may change {', '.join(named)}")
-    allowed = ADMIN_FIELDS | PLATFORM_FIELDS if platform_admin else ADMIN_FIELDS
-    return common.update_paths(paths, allowed, populated)
+    if platform_admin:
+        return set(resolved)
+    named = sorted(p for p in paths if p in PLATFORM_FIELDS)
+    if named:
+        raise PermissionDenied(f"only platform operators may change {', '.join(named)}")
+    # "*" and an implied mask mean "everything I may change".
+    return set(resolved) & ADMIN_FIELDS
 
 
 def concurrency_limit(value: int, field: str = "organization.concurrency_limit") -> int:

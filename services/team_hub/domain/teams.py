@@ -1,25 +1,22 @@
-"""Teams: their fields, what an update may change, and their size."""
+"""Teams: their fields and their size."""
 
 from __future__ import annotations
 
-from mesh.errors import InvalidArgument, ResourceExhausted
+from mesh.errors import ResourceExhausted
+from services.team_hub.domain import common
 
 MAX_DESCRIPTION = 1000
 MAX_TEAM_MEMBERS = 1000
-UPDATABLE_FIELDS = frozenset({"display_name", "description", "labels"})
 
 
 def description(value: str, field: str = "team.description") -> str:
     """A team description, stripped, at most 1,000 characters.
 
     Raises:
-        InvalidArgument: too long.
+        InvalidArgument: too long, or with control characters other than line breaks.
 
     """
-    text = value.strip()
-    if len(text) > MAX_DESCRIPTION:
-        raise InvalidArgument("description too long", {field: f"at most {MAX_DESCRIPTION} characters"})
-    return text
+    return common.text(value, field, limit=MAX_DESCRIPTION, multiline=True)
 
 
 def check_room(member_count: int) -> None:

@@ -8,14 +8,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mesh.access import Role
 from mesh.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from mesh.kit import ids, paging, tenancy
+from mesh.kit.names import ParsedName
+from mesh.kit.sql import flush
 from mesh.principal import Principal, PrincipalKind, current
 from services.team_hub import convert
-from services.team_hub.domain import common, filters, invitations, paging
+from services.team_hub.domain import common, invitations
 from services.team_hub.domain.invitations import InvitationState
 from services.team_hub.domain.organizations import OrganizationState, ensure_writable
 from services.team_hub.domain.teams import MAX_TEAM_MEMBERS
-from services.team_hub.identity import RequestInfo
 from services.team_hub.models import Invitation, Membership, Organization, TeamMember
+from services.team_hub.names import INVITATIONS, USERS, invitation_name, member_name, team_name
 from services.team_hub.rpc.base import Context, RpcBase
 from services.team_hub.store import invitations as invitation_store
 from services.team_hub.store import members as member_store
@@ -28,11 +31,7 @@ from vocelio.team_hub.v1 import team_hub_service_pb2 as pb
 _UNUSABLE = "invitation not found, revoked, expired or already used"
 
 
-def _request_id(value: str) -> str:
-    request_id = value.strip()
-    if len(request_id) > 128:
-        raise InvalidArgument("request_id too long", {"request_id": "at most 128 characters"})
-    return request_id
+_STALE = "the invitation changed while it was being revoked; read it again and retry"
 
 
 class InvitationRpcs(RpcBase):
@@ -41,13 +40,14 @@ class InvitationRpcs(RpcBase):
     async def CreateInvitation(
         self, request: pb.CreateInvitationRequest, context: Context
     ) -> pb.CreateInvitationResponse:
-        """Invite an address to the caller's organisation; the token is in this response only."""
+        """Invite an address to an organisation; the token is in this response only."""
         principal = current()
-        organization_id = self._home(principal)
+        organization_id = self._write_parent(principal, request.parent, INVITATIONS)
         message = request.invitation
-        now = self._now()
+        now = self._clock.now()
         spec = invitations.validate_new(
             self._actor(principal),
+            organization_id=organization_id,
             email=message.email,
             role=message.role,
             teams=list(message.teams),
@@ -56,25 +56,24 @@ class InvitationRpcs(RpcBase):
             expire_time=convert.optional_time(message, "expire_time"),
             now=now,
         )
-        request_id = _request_id(request.request_id)
-        info = RequestInfo.of(context)
         async with self._sessions.begin() as session:
             organization = await self._organization(session, principal, organization_id, lock=True)
             ensure_writable(OrganizationState(organization.state), platform_admin=principal.is_platform_admin)
-            if request_id:
-                earlier = await invitation_store.by_request_id(session, organization_id, request_id)
-                if earlier is not None:
-                    token = invitations.derived_token(self._token_key, earlier.token_salt or "")
-                    if invitations.token_hash(token) != earlier.token_hash:
-                        token = ""  # the configured key changed since: the token cannot be shown again
-                    return pb.CreateInvitationResponse(
-                        invitation=convert.invitation(earlier, now), invitation_token=token
-                    )
+            claim = await self._idempotency.claim(
+                session,
+                method="CreateInvitation",
+                organization_id=organization_id,
+                principal=principal.subject,
+                request=request,
+                response_type=pb.CreateInvitationResponse,
+            )
+            if claim.replay is not None:
+                return await self._replayed(session, claim.replay)
             await self._check_new(session, organization, spec, now)
-            salt = invitations.new_salt() if request_id else None
+            salt = invitations.new_salt() if request.request_id else None
             token = invitations.derived_token(self._token_key, salt) if salt else invitations.new_token()
             row = Invitation(
-                id=common.new_id("inv"),
+                id=ids.new_id("inv"),
                 organization_id=organization_id,
                 email=spec.email,
                 role=int(spec.role),
@@ -85,34 +84,44 @@ class InvitationRpcs(RpcBase):
                 expire_time=spec.expire_time,
                 inviter=principal.subject,
                 accepted_by="",
-                membership="",
+                membership_id="",
                 token_hash=invitations.token_hash(token),
                 token_salt=salt,
-                request_id=request_id or None,
-                create_time=now,
-                update_time=now,
-                creator=principal.subject,
-                last_modifier=principal.subject,
-                version=1,
+                revision=1,
             )
+            row.stamp_created(principal.subject, now)
             await invitation_store.add(session, row)
-            name = common.resource_name("invitations", row.id)
+            name = invitation_name(row.organization_id, row.id)
             label = await self._actor_label(session, principal, organization_id)
             await self._audit(
                 session,
                 principal,
-                info,
+                context,
                 organization_id,
                 audit_event_pb2.AUDIT_ACTION_INVITATION_CREATED,
                 name,
-                now,
                 label,
                 {"email": spec.email, "role": spec.role.name},
             )
-        await self._identity.deliver(organization_id)
-        # accept_uri needs the console's address (and white_label's custom domains), which
-        # no configuration carries yet; the caller builds the link from the token.
-        return pb.CreateInvitationResponse(invitation=convert.invitation(row, now), invitation_token=token)
+            # accept_uri needs the console's address (and white_label's custom domains), which
+            # no configuration carries yet; the caller builds the link from the token.
+            response = pb.CreateInvitationResponse(invitation=convert.invitation(row, now), invitation_token=token)
+            # The token is never stored with the response: a replay derives it again.
+            await claim.complete(session, response, redact=_without_token)
+        await self._audit_port.deliver(organization_id)
+        return response
+
+    async def _replayed(self, session: AsyncSession, first: pb.CreateInvitationResponse) -> pb.CreateInvitationResponse:
+        """The first response of a retried CreateInvitation, with its token derived again."""
+        name = INVITATIONS.parse(first.invitation.name)
+        row = await invitation_store.get(session, name.organization, name["invitation"])
+        replay = pb.CreateInvitationResponse()
+        replay.CopyFrom(first)
+        if row is not None and row.token_salt:
+            token = invitations.derived_token(self._token_key, row.token_salt)
+            # A configured key changed since the first answer cannot show the token again.
+            replay.invitation_token = token if invitations.token_hash(token) == row.token_hash else ""
+        return replay
 
     async def _check_new(
         self,
@@ -133,34 +142,30 @@ class InvitationRpcs(RpcBase):
         )
         missing = sorted(set(spec.teams) - await team_store.existing_ids(session, organization.id, spec.teams))
         if missing:
-            raise InvalidArgument(
-                "unknown team", {"invitation.teams": f"no team {common.resource_name('teams', missing[0])}"}
-            )
+            raise invitations.unknown_team(team_name(organization.id, missing[0]))
 
     async def GetInvitation(self, request: pb.GetInvitationRequest, context: Context) -> pb.GetInvitationResponse:
-        """Get one invitation of the caller's organisation."""
+        """Get one invitation."""
         principal = current()
-        invitation_id = common.parse_name(request.name, "invitations")
+        name = INVITATIONS.parse(request.name)
         async with self._sessions.begin() as session:
-            row = await _visible_invitation(session, principal, invitation_id)
-        return pb.GetInvitationResponse(invitation=convert.invitation(row, self._now()))
+            row = await _invitation(session, principal, name)
+        return pb.GetInvitationResponse(invitation=convert.invitation(row, self._clock.now()))
 
     async def ListInvitations(self, request: pb.ListInvitationsRequest, context: Context) -> pb.ListInvitationsResponse:
-        """List the caller's organisation's invitations, newest first."""
-        principal = current()
-        organization_id = self._home(principal)
-        conditions = filters.parse(request.filter, invitation_store.FILTERABLE)
+        """List an organisation's invitations, newest first."""
+        scope = self._list_scope(current(), request.parent, INVITATIONS)
         size = paging.page_size(request.page_size)
-        bound = paging.fingerprint("invitations", organization_id, request.filter)
-        after = paging.decode_token(request.page_token, bound)
-        now = self._now()
+        binding = paging.query_binding(request, scope.binding())
+        after = self._page_tokens.decode_optional(request.page_token, binding)
+        now = self._clock.now()
         async with self._sessions.begin() as session:
-            rows, next_key = await invitation_store.list_page(
-                session, organization_id, conditions=conditions, now=now, after=after, limit=size
+            page = await invitation_store.list_page(
+                session, scope, filter_text=request.filter, now=now, after=after, limit=size
             )
         return pb.ListInvitationsResponse(
-            invitations=[convert.invitation(r, now) for r in rows],
-            next_page_token=paging.encode_token(next_key, bound) if next_key else "",
+            invitations=[convert.invitation(r, now) for r in page.items],
+            next_page_token="" if page.next_after is None else self._page_tokens.encode(page.next_after, binding),
         )
 
     async def RevokeInvitation(
@@ -168,34 +173,30 @@ class InvitationRpcs(RpcBase):
     ) -> pb.RevokeInvitationResponse:
         """Withdraw a PENDING invitation (repeating it is a no-op)."""
         principal = current()
-        invitation_id = common.parse_name(request.name, "invitations")
-        info = RequestInfo.of(context)
-        now = self._now()
+        name = INVITATIONS.parse(request.name)
+        now = self._clock.now()
         async with self._sessions.begin() as session:
-            row = await _visible_invitation(session, principal, invitation_id)
+            row = await _invitation(session, principal, name)
             organization = await self._organization(session, principal, row.organization_id)
             ensure_writable(OrganizationState(organization.state), platform_admin=principal.is_platform_admin)
             state = invitations.effective_state(InvitationState(row.state), row.expire_time, now)
             if invitations.check_revoke(state):
                 row.state = InvitationState.REVOKED.value
                 row.revoke_time = now
-                row.version += 1
-                row.update_time = now
-                row.last_modifier = principal.subject
-                await session.flush()
+                row.stamp_changed(principal.subject, now)
+                await flush(session, stale=_STALE)
                 label = await self._actor_label(session, principal, row.organization_id)
                 await self._audit(
                     session,
                     principal,
-                    info,
+                    context,
                     row.organization_id,
                     audit_event_pb2.AUDIT_ACTION_INVITATION_REVOKED,
                     request.name,
-                    now,
                     label,
                     {"email": row.email, "role": Role(row.role).name},
                 )
-        await self._identity.deliver(row.organization_id)
+        await self._audit_port.deliver(row.organization_id)
         return pb.RevokeInvitationResponse(invitation=convert.invitation(row, now))
 
     async def AcceptInvitation(
@@ -209,8 +210,7 @@ class InvitationRpcs(RpcBase):
         if not invitations.well_formed_token(token):
             raise NotFound(_UNUSABLE)
         email, display_name = await self._identity.user_email(principal.subject)
-        info = RequestInfo.of(context)
-        now = self._now()
+        now = self._clock.now()
         async with self._sessions.begin() as session:
             row = await invitation_store.by_token_hash(session, invitations.token_hash(token))
             if row is None:
@@ -226,21 +226,20 @@ class InvitationRpcs(RpcBase):
                 await self._audit(
                     session,
                     principal,
-                    info,
+                    context,
                     row.organization_id,
                     audit_event_pb2.AUDIT_ACTION_INVITATION_ACCEPTED,
-                    common.resource_name("invitations", row.id),
-                    now,
+                    invitation_name(row.organization_id, row.id),
                     email.strip().lower(),
-                    {"role": Role(row.role).name, "membership": row.membership},
+                    {"role": Role(row.role).name, "membership": member_name(row.organization_id, row.membership_id)},
                 )
             else:
                 membership = await self._joined(session, row)
-            teams = await member_store.teams_of(session, [membership.id])
+            teams = await member_store.teams_of(session, [member_store.key(membership)])
         if decision:
-            await self._identity.deliver(row.organization_id)
+            await self._audit_port.deliver(row.organization_id)
         return pb.AcceptInvitationResponse(
-            membership=convert.membership(membership, teams[membership.id], now),
+            membership=convert.membership(membership, teams[member_store.key(membership)], now),
             invitation=convert.invitation(row, now),
         )
 
@@ -254,11 +253,10 @@ class InvitationRpcs(RpcBase):
         token = request.invitation_token.strip()
         if not invitations.well_formed_token(token):
             raise InvalidArgument("malformed invitation token", {"invitation_token": "43 base64url characters"})
-        common.parse_name(request.user, "users", "user")
+        USERS.parse(request.user, field="user")
         email = common.email(request.email, "email")
         display_name = request.display_name.strip()[: common.MAX_DISPLAY_NAME]
-        info = RequestInfo.of(context)
-        now = self._now()
+        now = self._clock.now()
         async with self._sessions.begin() as session:
             row = await invitation_store.by_token_hash(session, invitations.token_hash(token))
             if row is None:
@@ -274,19 +272,22 @@ class InvitationRpcs(RpcBase):
                 await self._audit(
                     session,
                     principal,
-                    info,
+                    context,
                     row.organization_id,
                     audit_event_pb2.AUDIT_ACTION_INVITATION_ACCEPTED,
-                    common.resource_name("invitations", row.id),
-                    now,
+                    invitation_name(row.organization_id, row.id),
                     "",
-                    {"role": Role(row.role).name, "membership": row.membership, "user": request.user},
+                    {
+                        "role": Role(row.role).name,
+                        "membership": member_name(row.organization_id, row.membership_id),
+                        "user": request.user,
+                    },
                 )
             else:
                 membership = await self._joined(session, row)
-            teams = await member_store.teams_of(session, [membership.id])
+            teams = await member_store.teams_of(session, [member_store.key(membership)])
         return pb.RedeemInvitationResponse(
-            membership=convert.membership(membership, teams[membership.id], now),
+            membership=convert.membership(membership, teams[member_store.key(membership)], now),
             invitation=convert.invitation(row, now),
         )
 
@@ -305,52 +306,64 @@ class InvitationRpcs(RpcBase):
         if organization is None or organization.state != OrganizationState.ACTIVE.value:
             raise FailedPrecondition("the inviting organization is not active")
         membership = Membership(
-            id=common.new_id("mem"),
+            id=ids.new_id("mem"),
             organization_id=row.organization_id,
             user=user,
             email=email.strip().lower(),
             display_name=display_name,
             role=row.role,
             expire_time=invitations.guest_access_end(Role(row.role), row.member_expire_time, now),
-            invitation=common.resource_name("invitations", row.id),
+            invitation_id=row.id,
             join_time=now,
-            create_time=now,
-            update_time=now,
-            creator=principal.subject,
-            last_modifier=principal.subject,
-            version=1,
+            revision=1,
         )
+        membership.stamp_created(principal.subject, now)
         if await member_store.find_by_user(session, row.organization_id, user) is not None:
             raise AlreadyExists("the user is already a member of the inviting organization")
         await member_store.add(session, membership)
-        name = common.resource_name("members", membership.id)
-        if not await invitation_store.mark_accepted(session, row, user=user, membership=name, now=now):
+        if not await invitation_store.mark_accepted(session, row, user=user, membership_id=membership.id, now=now):
             raise FailedPrecondition("invitation already used")
         for team_id in sorted(await team_store.existing_ids(session, row.organization_id, row.teams)):
-            if await team_store.member_count(session, team_id) < MAX_TEAM_MEMBERS:
+            if await team_store.member_count(session, row.organization_id, team_id) < MAX_TEAM_MEMBERS:
                 await team_store.add_place(
-                    session, TeamMember(team_id=team_id, membership_id=membership.id, lead=False, add_time=now)
+                    session,
+                    TeamMember(
+                        organization_id=row.organization_id,
+                        team_id=team_id,
+                        membership_id=membership.id,
+                        lead=False,
+                        add_time=now,
+                    ),
                 )
         return membership
 
     @staticmethod
     async def _joined(session: AsyncSession, row: Invitation) -> Membership:
         """The membership an invitation already created (it may have been removed since)."""
-        membership_id = row.membership.removeprefix("members/")
-        membership = await member_store.get(session, membership_id) if membership_id else None
+        membership = (
+            await member_store.get(session, row.organization_id, row.membership_id) if row.membership_id else None
+        )
         if membership is None:
             raise FailedPrecondition("invitation already used; its membership was removed since")
         return membership
 
 
-async def _visible_invitation(session: AsyncSession, principal: Principal, invitation_id: str) -> Invitation:
+async def _invitation(session: AsyncSession, principal: Principal, name: ParsedName) -> Invitation:
     """An invitation the caller may see.
 
     Raises:
-        NotFound: it does not exist, or belongs to another tenant.
+        NotFound: it does not exist, or is in another organisation (the same answer).
 
     """
-    row = await invitation_store.get(session, invitation_id)
-    if row is None or not principal.can_access(row.organization_id):
-        raise NotFound("invitation not found")
+    row = await invitation_store.get(session, name.organization, name["invitation"])
+    if row is None or tenancy.read_scope_for_name(principal, name.organization) is None:
+        raise tenancy.not_found(name.name)
     return row
+
+
+def _without_token(response: pb.CreateInvitationResponse) -> pb.CreateInvitationResponse:
+    stored = pb.CreateInvitationResponse()
+    stored.CopyFrom(response)
+    stored.invitation_token = ""
+    stored.accept_uri = ""
+    return stored

@@ -5,23 +5,28 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mesh.access import Role, can_grant
-from mesh.errors import InvalidArgument, NotFound, PermissionDenied
+from mesh.errors import PermissionDenied
+from mesh.kit import audit, etags, paging, tenancy
+from mesh.kit.names import ParsedName
+from mesh.kit.sql import flush
 from mesh.principal import Principal, current
 from services.team_hub import convert
-from services.team_hub.domain import common, filters, paging, roles
+from services.team_hub.domain import roles
 from services.team_hub.domain.organizations import OrganizationState, ensure_writable
-from services.team_hub.identity import RequestInfo, revocation
+from services.team_hub.identity import revocation
 from services.team_hub.models import Membership
+from services.team_hub.names import MEMBERS, USERS
 from services.team_hub.rpc.base import Context, RpcBase
+from services.team_hub.store import identity_calls
 from services.team_hub.store import members as member_store
 from services.team_hub.store import organizations as organization_store
-from services.team_hub.store import outbox
 from vocelio.identity.v1 import audit_event_pb2
 from vocelio.team_hub.v1 import team_hub_service_pb2 as pb
 
 _ROLE_CHANGE_FAILURE = (
     "the role is changed, but identity could not be reached to revoke the member's current tokens; retry the request"
 )
+_STALE = "the membership changed while it was being updated; read it again and retry"
 _REMOVAL_FAILURE = (
     "the member is removed, but identity could not be reached to revoke their tokens and sessions; retry the request"
 )
@@ -31,137 +36,127 @@ class MemberRpcs(RpcBase):
     """ListMembers, GetMember, ChangeMemberRole, RemoveMember, ListUserMemberships, ListRoles."""
 
     async def ListMembers(self, request: pb.ListMembersRequest, context: Context) -> pb.ListMembersResponse:
-        """List the caller's organisation's members by display name."""
-        principal = current()
-        organization_id = self._home(principal)
-        conditions = filters.parse(request.filter, member_store.FILTERABLE)
+        """List an organisation's members (every one's for ``organizations/-``) by display name."""
+        scope = self._list_scope(current(), request.parent, MEMBERS)
         size = paging.page_size(request.page_size)
-        bound = paging.fingerprint("members", organization_id, request.filter)
-        after = paging.decode_token(request.page_token, bound)
-        now = self._now()
+        binding = paging.query_binding(request, scope.binding())
+        after = self._page_tokens.decode_optional(request.page_token, binding)
+        now = self._clock.now()
         async with self._sessions.begin() as session:
-            rows, next_key = await member_store.list_page(
-                session, organization_id, conditions=conditions, now=now, after=after, limit=size
+            page = await member_store.list_page(
+                session, scope, filter_text=request.filter, now=now, after=after, limit=size
             )
-            teams = await member_store.teams_of(session, [r.id for r in rows])
+            teams = await member_store.teams_of(session, [member_store.key(r) for r in page.items])
         return pb.ListMembersResponse(
-            members=[convert.membership(r, teams[r.id], now) for r in rows],
-            next_page_token=paging.encode_token(next_key, bound) if next_key else "",
+            members=[convert.membership(r, teams[member_store.key(r)], now) for r in page.items],
+            next_page_token="" if page.next_after is None else self._page_tokens.encode(page.next_after, binding),
         )
 
     async def GetMember(self, request: pb.GetMemberRequest, context: Context) -> pb.GetMemberResponse:
-        """Get one membership of the caller's organisation."""
+        """Get one membership."""
         principal = current()
-        membership_id = common.parse_name(request.name, "members")
+        name = MEMBERS.parse(request.name)
         async with self._sessions.begin() as session:
-            row = await _visible_membership(session, principal, membership_id)
-            teams = await member_store.teams_of(session, [row.id])
-        return pb.GetMemberResponse(membership=convert.membership(row, teams[row.id], self._now()))
+            row = await self._membership(session, principal, name)
+            teams = await member_store.teams_of(session, [member_store.key(row)])
+        return pb.GetMemberResponse(membership=convert.membership(row, teams[member_store.key(row)], self._clock.now()))
 
     async def ChangeMemberRole(
         self, request: pb.ChangeMemberRoleRequest, context: Context
     ) -> pb.ChangeMemberRoleResponse:
         """Change a member's role (and a GUEST's access end), then revoke their current tokens."""
         principal = current()
-        membership_id = common.parse_name(request.name, "members")
+        name = MEMBERS.parse(request.name)
         new_role = roles.membership_role(request.role, "role")
-        now = self._now()
+        now = self._clock.now()
         expire_time = roles.guest_expiry(new_role, convert.optional_time(request, "expire_time"), now, "expire_time")
         actor = self._actor(principal)
-        info = RequestInfo.of(context)
         async with self._sessions.begin() as session:
-            row = await _visible_membership(session, principal, membership_id)
-            organization = await self._organization(session, principal, row.organization_id, lock=True)
-            row = await _visible_membership(session, principal, membership_id)  # re-read under the lock
+            await self._membership(session, principal, name)
+            organization = await self._organization(session, principal, name.organization, lock=True)
+            row = await self._membership(session, principal, name)  # re-read under the lock
             ensure_writable(OrganizationState(organization.state), platform_admin=principal.is_platform_admin)
             old_role = Role(row.role)
             admins = await member_store.count_admins(session, row.organization_id)
             roles.check_role_change(actor, row.user, old_role, new_role, admins)
             if old_role is new_role and row.expire_time == expire_time:
                 # Already so (a retry): only what a first attempt may have left undelivered remains.
-                required = await outbox.pending_for(session, row.organization_id, request.name)
+                required = await identity_calls.pending_for(session, row.organization_id, request.name)
             else:
-                common.check_etag(request.etag, row.id, row.version)
+                etags.check_etag(request.etag, row.etag_for(request.name), what="the membership")
                 row.role = int(new_role)
                 row.expire_time = expire_time
-                row.version += 1
-                row.update_time = now
-                row.last_modifier = principal.subject
-                await session.flush()
+                row.stamp_changed(principal.subject, now)
+                await flush(session, stale=_STALE)
                 label = await self._actor_label(session, principal, row.organization_id)
                 required = [
-                    await outbox.enqueue(
+                    await self._identity_calls.enqueue(
                         session,
                         organization_id=row.organization_id,
                         target=request.name,
-                        kind=outbox.REVOKE,
-                        payload=revocation(row.user, row.organization_id, reason="role_changed", end_sessions=False),
-                        now=now,
+                        kind=audit.REVOKE,
+                        request=revocation(row.user, row.organization_id, reason="role_changed", end_sessions=False),
                     )
                 ]
                 await self._audit(
                     session,
                     principal,
-                    info,
+                    context,
                     row.organization_id,
                     audit_event_pb2.AUDIT_ACTION_ROLE_CHANGED,
                     request.name,
-                    now,
                     label,
                     {"old_role": old_role.name, "new_role": new_role.name, "user": row.user},
                 )
-            teams = await member_store.teams_of(session, [row.id])
-        await self._identity.deliver(row.organization_id, required=required, failure=_ROLE_CHANGE_FAILURE)
-        return pb.ChangeMemberRoleResponse(membership=convert.membership(row, teams[row.id], now))
+            teams = await member_store.teams_of(session, [member_store.key(row)])
+        await self._identity_calls.deliver(row.organization_id, required=required, failure=_ROLE_CHANGE_FAILURE)
+        return pb.ChangeMemberRoleResponse(membership=convert.membership(row, teams[member_store.key(row)], now))
 
     async def RemoveMember(self, request: pb.RemoveMemberRequest, context: Context) -> pb.RemoveMemberResponse:
         """Remove a member from the organisation and its teams, and revoke their tokens and sessions."""
         principal = current()
-        membership_id = common.parse_name(request.name, "members")
+        name = MEMBERS.parse(request.name)
+        organization_id = name.organization
         actor = self._actor(principal)
-        info = RequestInfo.of(context)
-        now = self._now()
         async with self._sessions.begin() as session:
-            row = await member_store.get(session, membership_id)
-            if row is None or not principal.can_access(row.organization_id):
-                # A retry (after UNAVAILABLE, or a lost answer): the outbox remembers the
-                # removal for a while; finish what it still owes identity and succeed.
-                organization_id = principal.organization_id
-                if not organization_id or not await outbox.known_target(session, organization_id, request.name):
-                    raise NotFound("member not found")
-                required = await outbox.pending_for(session, organization_id, request.name)
+            row = await member_store.get(session, organization_id, name["member"])
+            if not self._readable(principal, name):
+                raise tenancy.not_found(request.name)
+            if row is None:
+                # A retry (after UNAVAILABLE, or a lost answer): the identity calls remember
+                # the removal for a while; finish what they still owe identity and succeed.
+                if not await identity_calls.known_target(session, organization_id, request.name):
+                    raise tenancy.not_found(request.name)
+                required = await identity_calls.pending_for(session, organization_id, request.name)
             else:
-                organization_id = row.organization_id
                 organization = await self._organization(session, principal, organization_id, lock=True)
-                row = await _visible_membership(session, principal, membership_id)
+                row = await self._membership(session, principal, name)
                 ensure_writable(OrganizationState(organization.state), platform_admin=principal.is_platform_admin)
-                common.check_etag(request.etag, row.id, row.version)
+                etags.check_etag(request.etag, row.etag_for(request.name), what="the membership")
                 admins = await member_store.count_admins(session, organization_id)
                 roles.check_removal(actor, row.user, Role(row.role), admins)
                 label = await self._actor_label(session, principal, organization_id)
                 await member_store.remove(session, row)
                 required = [
-                    await outbox.enqueue(
+                    await self._identity_calls.enqueue(
                         session,
                         organization_id=organization_id,
                         target=request.name,
-                        kind=outbox.REVOKE,
-                        payload=revocation(row.user, organization_id, reason="member_removed", end_sessions=True),
-                        now=now,
+                        kind=audit.REVOKE,
+                        request=revocation(row.user, organization_id, reason="member_removed", end_sessions=True),
                     )
                 ]
                 await self._audit(
                     session,
                     principal,
-                    info,
+                    context,
                     organization_id,
                     audit_event_pb2.AUDIT_ACTION_MEMBER_REMOVED,
                     request.name,
-                    now,
                     label,
                     {"user": row.user, "email": row.email, "role": Role(row.role).name},
                 )
-        await self._identity.deliver(organization_id, required=required, failure=_REMOVAL_FAILURE)
+        await self._identity_calls.deliver(organization_id, required=required, failure=_REMOVAL_FAILURE)
         return pb.RemoveMemberResponse()
 
     async def ListUserMemberships(
@@ -169,29 +164,29 @@ class MemberRpcs(RpcBase):
     ) -> pb.ListUserMembershipsResponse:
         """A user's memberships in every organisation, oldest first (identity, at token time)."""
         principal = current()
-        common.parse_name(request.user, "users", "user")
+        USERS.parse(request.user, field="user")
         if not principal.is_platform_admin and principal.subject != request.user:
             raise PermissionDenied("only mesh services list another user's memberships")
         size = paging.page_size(request.page_size, default=100)
-        bound = paging.fingerprint("user_memberships", request.user, request.show_inactive)
-        after = paging.decode_token(request.page_token, bound)
-        now = self._now()
+        binding = paging.query_binding(request)
+        after = self._page_tokens.decode_optional(request.page_token, binding)
+        now = self._clock.now()
         async with self._sessions.begin() as session:
-            pairs, next_key = await member_store.list_for_user(
+            pairs, next_after = await member_store.list_for_user(
                 session, request.user, show_inactive=request.show_inactive, now=now, after=after, limit=size
             )
             organization_ids = sorted({organization.id for _, organization in pairs})
             counts = await organization_store.member_counts(session, organization_ids)
-            teams = await member_store.teams_of(session, [membership.id for membership, _ in pairs])
+            teams = await member_store.teams_of(session, [member_store.key(membership) for membership, _ in pairs])
         return pb.ListUserMembershipsResponse(
             user_memberships=[
                 pb.UserMembership(
-                    membership=convert.membership(membership, teams[membership.id], now),
+                    membership=convert.membership(membership, teams[member_store.key(membership)], now),
                     organization=convert.organization(organization, counts[organization.id]),
                 )
                 for membership, organization in pairs
             ],
-            next_page_token=paging.encode_token(next_key, bound) if next_key else "",
+            next_page_token="" if next_after is None else self._page_tokens.encode(next_after, binding),
         )
 
     async def ListRoles(self, request: pb.ListRolesRequest, context: Context) -> pb.ListRolesResponse:
@@ -202,13 +197,9 @@ class MemberRpcs(RpcBase):
         except PermissionDenied:
             own = None
         ladder = list(Role)
-        bound = paging.fingerprint("roles")
-        after = paging.decode_token(request.page_token, bound)
-        start = 0
-        if after is not None:
-            if len(after) != 1 or not isinstance(after[0], int) or not 0 <= after[0] <= len(ladder):
-                raise InvalidArgument("invalid page_token", {"page_token": "use next_page_token as given"})
-            start = after[0]
+        binding = paging.query_binding(request)
+        after = self._page_tokens.decode_optional(request.page_token, binding)
+        start = 0 if after is None else int(paging.position_shape(after, int)[0])
         size = len(ladder) if request.page_size == 0 else paging.page_size(request.page_size)
         page = ladder[start : start + size]
         end = start + len(page)
@@ -221,18 +212,18 @@ class MemberRpcs(RpcBase):
                 )
                 for role in page
             ],
-            next_page_token=paging.encode_token([end], bound) if end < len(ladder) else "",
+            next_page_token=self._page_tokens.encode([end], binding) if end < len(ladder) else "",
         )
 
+    @staticmethod
+    async def _membership(session: AsyncSession, principal: Principal, name: ParsedName) -> Membership:
+        """A membership the caller may see.
 
-async def _visible_membership(session: AsyncSession, principal: Principal, membership_id: str) -> Membership:
-    """A membership the caller may see.
+        Raises:
+            NotFound: it does not exist, or is in another organisation (the same answer).
 
-    Raises:
-        NotFound: it does not exist, or belongs to another tenant.
-
-    """
-    row = await member_store.get(session, membership_id)
-    if row is None or not principal.can_access(row.organization_id):
-        raise NotFound("member not found")
-    return row
+        """
+        row = await member_store.get(session, name.organization, name["member"])
+        if row is None or tenancy.read_scope_for_name(principal, name.organization) is None:
+            raise tenancy.not_found(name.name)
+        return row

@@ -2,26 +2,30 @@
 
 from __future__ import annotations
 
-import datetime
-
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mesh.access import Role
-from mesh.errors import InvalidArgument, NotFound, PermissionDenied, Unimplemented
+from mesh.errors import InvalidArgument, PermissionDenied, Unimplemented
+from mesh.kit import audit, etags, ids, paging
+from mesh.kit.masks import UpdateMask
+from mesh.kit.sql import flush
 from mesh.principal import current
 from services.team_hub import convert
-from services.team_hub.domain import common, filters, paging
+from services.team_hub.domain import common
 from services.team_hub.domain import organizations as rules
 from services.team_hub.domain.organizations import OrganizationState, Plan, Transition
-from services.team_hub.identity import RequestInfo, revocation
+from services.team_hub.identity import revocation
 from services.team_hub.models import Membership, Organization
+from services.team_hub.names import ORGANIZATIONS, USERS, organization_name
 from services.team_hub.rpc.base import Context, RpcBase
 from services.team_hub.store import members as member_store
 from services.team_hub.store import organizations as organization_store
-from services.team_hub.store import outbox
 from vocelio.identity.v1 import audit_event_pb2
 from vocelio.team_hub.v1 import organization_pb2
 from vocelio.team_hub.v1 import team_hub_service_pb2 as pb
+
+_MASK = UpdateMask.for_message(organization_pb2.Organization)
+_STALE = "the organization changed while it was being updated; read it again and retry"
 
 _TRANSITION_ACTIONS = {
     Transition.SUSPEND: audit_event_pb2.AUDIT_ACTION_ORGANIZATION_SUSPENDED,
@@ -70,7 +74,7 @@ class OrganizationRpcs(RpcBase):
     async def GetOrganization(self, request: pb.GetOrganizationRequest, context: Context) -> pb.GetOrganizationResponse:
         """Get an organisation (the caller's own; any for SUPER_ADMIN)."""
         principal = current()
-        organization_id = common.parse_name(request.name, "organizations")
+        organization_id = ORGANIZATIONS.parse(request.name)["organization"]
         async with self._sessions.begin() as session:
             row = await self._organization(session, principal, organization_id)
             counts = await organization_store.member_counts(session, [row.id])
@@ -83,18 +87,17 @@ class OrganizationRpcs(RpcBase):
         principal = current()
         if not principal.is_platform_admin:
             raise PermissionDenied("only platform operators list organizations")
-        conditions = filters.parse(request.filter, organization_store.FILTERABLE)
         size = paging.page_size(request.page_size)
-        bound = paging.fingerprint("organizations", request.filter, request.show_closed)
-        after = paging.decode_token(request.page_token, bound)
+        binding = paging.query_binding(request)
+        after = self._page_tokens.decode_optional(request.page_token, binding)
         async with self._sessions.begin() as session:
-            rows, next_key = await organization_store.list_page(
-                session, conditions=conditions, show_closed=request.show_closed, after=after, limit=size
+            page = await organization_store.list_page(
+                session, filter_text=request.filter, show_closed=request.show_closed, after=after, limit=size
             )
-            counts = await organization_store.member_counts(session, [r.id for r in rows])
+            counts = await organization_store.member_counts(session, [r.id for r in page.items])
         return pb.ListOrganizationsResponse(
-            organizations=[convert.organization(r, counts[r.id]) for r in rows],
-            next_page_token=paging.encode_token(next_key, bound) if next_key else "",
+            organizations=[convert.organization(r, counts[r.id]) for r in page.items],
+            next_page_token="" if page.next_after is None else self._page_tokens.encode(page.next_after, binding),
         )
 
     async def UpdateOrganization(
@@ -103,20 +106,16 @@ class OrganizationRpcs(RpcBase):
         """Change an organisation's fields named in the update mask."""
         principal = current()
         message = request.organization
-        organization_id = common.parse_name(message.name, "organizations", "organization.name")
-        populated = {field.name for field, _ in message.ListFields()}
-        fields = rules.update_fields(
-            list(request.update_mask.paths), populated, platform_admin=principal.is_platform_admin
-        )
+        organization_id = ORGANIZATIONS.parse(message.name, field="organization.name")["organization"]
+        paths = list(request.update_mask.paths)
+        fields = rules.update_fields(paths, _MASK.resolve(paths, message), platform_admin=principal.is_platform_admin)
         async with self._sessions.begin() as session:
             row = await self._organization(session, principal, organization_id)
             rules.ensure_writable(OrganizationState(row.state), platform_admin=principal.is_platform_admin)
-            common.check_etag(message.etag, row.id, row.version)
+            etags.check_etag(message.etag, row.etag_for(message.name), what="the organization")
             if _apply(row, message, fields):
-                row.version += 1
-                row.update_time = self._now()
-                row.last_modifier = principal.subject
-                await session.flush()
+                row.stamp_changed(principal.subject, self._clock.now())
+                await flush(session, stale=_STALE)
             counts = await organization_store.member_counts(session, [row.id])
         return pb.UpdateOrganizationResponse(organization=convert.organization(row, counts[row.id]))
 
@@ -151,8 +150,7 @@ class OrganizationRpcs(RpcBase):
         principal = current()
         if not principal.is_platform_admin:
             raise PermissionDenied(f"only platform operators {action.value} organizations")
-        organization_id = common.parse_name(name, "organizations")
-        info = RequestInfo.of(context)
+        organization_id = ORGANIZATIONS.parse(name)["organization"]
         required: list[str] = []
         async with self._sessions.begin() as session:
             row = await self._organization(session, principal, organization_id, lock=True)
@@ -163,29 +161,26 @@ class OrganizationRpcs(RpcBase):
                 )
             target = rules.transition(OrganizationState(row.state), action)
             if target is not None:
-                now = self._now()
+                now = self._clock.now()
                 row.state = target.value
                 row.state_reason = reason
                 row.suspend_time = now if target is OrganizationState.SUSPENDED else None
                 row.close_time = now if target is OrganizationState.CLOSED else None
-                row.version += 1
-                row.update_time = now
-                row.last_modifier = principal.subject
+                row.stamp_changed(principal.subject, now)
+                await flush(session, stale=_STALE)
                 if target is OrganizationState.CLOSED:
-                    required = await self._revoke_everyone(session, row.id, now)
+                    required = await self._revoke_everyone(session, row.id)
                 await self._audit(
                     session,
                     principal,
-                    info,
+                    context,
                     row.id,
                     _TRANSITION_ACTIONS[action],
-                    common.resource_name("organizations", row.id),
-                    now,
-                    "",
-                    {"reason": reason} if reason else None,
+                    organization_name(row.id),
+                    details={"reason": reason} if reason else None,
                 )
             counts = await organization_store.member_counts(session, [row.id])
-        await self._identity.deliver(
+        await self._identity_calls.deliver(
             row.id,
             required=required,
             failure="the organization is closed, but identity could not be reached to revoke its members' tokens; "
@@ -193,19 +188,17 @@ class OrganizationRpcs(RpcBase):
         )
         return convert.organization(row, counts[row.id])
 
-    @staticmethod
-    async def _revoke_everyone(session: AsyncSession, organization_id: str, now: datetime.datetime) -> list[str]:
+    async def _revoke_everyone(self, session: AsyncSession, organization_id: str) -> list[str]:
         """Queue the revocation of every member's tokens and sessions in the organisation."""
         calls = []
         for user in await member_store.users(session, organization_id):
             calls.append(
-                await outbox.enqueue(
+                await self._identity_calls.enqueue(
                     session,
                     organization_id=organization_id,
-                    target=common.resource_name("organizations", organization_id),
-                    kind=outbox.REVOKE,
-                    payload=revocation(user, organization_id, reason="organization_closed", end_sessions=True),
-                    now=now,
+                    target=organization_name(organization_id),
+                    kind=audit.REVOKE,
+                    request=revocation(user, organization_id, reason="organization_closed", end_sessions=True),
                 )
             )
         return calls
@@ -217,9 +210,6 @@ class OrganizationRpcs(RpcBase):
         principal = current()
         if not principal.is_platform_admin:
             raise PermissionDenied("only mesh services provision organizations")
-        request_id = request.request_id.strip()
-        if not request_id or len(request_id) > 128:
-            raise InvalidArgument("request_id is required", {"request_id": "1 to 128 characters"})
         admin_email = common.email(request.admin_email, "admin_email")
         if not request.admin_user:
             raise Unimplemented(
@@ -238,26 +228,25 @@ class OrganizationRpcs(RpcBase):
             "max_members": rules.max_members(message.max_members),
         }
         admin_name = request.admin_display_name.strip()[: common.MAX_DISPLAY_NAME]
-        organization_id = common.client_chosen_id(request.organization_id, "organization_id") or common.new_id("org")
+        organization_id = ids.chosen_or_new(request.organization_id, "org", field="organization_id")
         parent = request.parent_organization_id
-        info = RequestInfo.of(context)
         async with self._sessions.begin() as session:
-            existing = await organization_store.get_by_request_id(session, request_id)
-            if existing is not None:
-                membership = await member_store.find_by_user(session, existing.id, admin_user)
-                if membership is None:
-                    raise NotFound("the organization of this request_id has no such admin_user")
-                counts = await organization_store.member_counts(session, [existing.id])
-                teams = await member_store.teams_of(session, [membership.id])
-                return pb.ProvisionOrganizationResponse(
-                    organization=convert.organization(existing, counts[existing.id]),
-                    membership=convert.membership(membership, teams[membership.id], self._now()),
-                )
+            # No organisation exists yet: the request_id's scope is the calling service's.
+            claim = await self._idempotency.claim(
+                session,
+                method="ProvisionOrganization",
+                organization_id="",
+                principal=principal.subject,
+                request=request,
+                response_type=pb.ProvisionOrganizationResponse,
+            )
+            if claim.replay is not None:
+                return claim.replay
             if parent and await organization_store.get(session, parent) is None:
                 raise InvalidArgument(
                     "unknown parent organization", {"parent_organization_id": "an existing organization"}
                 )
-            now = self._now()
+            now = self._clock.now()
             row = Organization(
                 id=organization_id,
                 display_name=display_name,
@@ -265,52 +254,45 @@ class OrganizationRpcs(RpcBase):
                 state_reason="",
                 parent_organization_id=parent,
                 kyc_verified=False,
-                request_id=request_id,
                 member_epoch=0,
-                create_time=now,
-                update_time=now,
-                creator=principal.subject,
-                last_modifier=principal.subject,
-                version=1,
+                revision=1,
                 **values,
             )
+            row.stamp_created(principal.subject, now)
             await organization_store.add(session, row)
             membership = Membership(
-                id=common.new_id("mem"),
+                id=ids.new_id("mem"),
                 organization_id=row.id,
                 user=admin_user,
                 email=admin_email,
                 display_name=admin_name,
                 role=int(Role.ADMIN),
                 expire_time=None,
-                invitation="",
+                invitation_id="",
                 join_time=now,
-                create_time=now,
-                update_time=now,
-                creator=principal.subject,
-                last_modifier=principal.subject,
-                version=1,
+                revision=1,
             )
+            membership.stamp_created(principal.subject, now)
             await member_store.add(session, membership)
-            # Identity is the caller (inside its sign-up): the event waits for the next
+            # Identity is the caller (inside its sign-up): the entry waits for the next
             # delivery in this organisation rather than calling identity back now.
             await self._audit(
                 session,
                 principal,
-                info,
+                context,
                 row.id,
                 audit_event_pb2.AUDIT_ACTION_ORGANIZATION_CREATED,
-                common.resource_name("organizations", row.id),
-                now,
-                "",
-                {"admin_user": admin_user},
+                organization_name(row.id),
+                details={"admin_user": admin_user},
             )
-        return pb.ProvisionOrganizationResponse(
-            organization=convert.organization(row, 1), membership=convert.membership(membership, [], now)
-        )
+            response = pb.ProvisionOrganizationResponse(
+                organization=convert.organization(row, 1), membership=convert.membership(membership, [], now)
+            )
+            await claim.complete(session, response)
+        return response
 
 
 def _user_name(value: str, field: str) -> str:
     """A ``users/{id}`` name, as given."""
-    common.parse_name(value, "users", field)
+    USERS.parse(value, field=field)
     return value

@@ -1,45 +1,45 @@
-"""Invitation rows: lookup (by id, token hash, idempotency key), expiry, acceptance, listing."""
+"""Invitation rows: lookup (by id, token hash), expiry, acceptance, listing."""
 
 from __future__ import annotations
 
 import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, and_, func, not_, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import ColumnElement, CursorResult, and_, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mesh.errors import AlreadyExists
-from services.team_hub.domain import filters
+from mesh.kit import paging
+from mesh.kit.filtering import FilterField, FilterSchema, Kind, compile_filter
+from mesh.kit.sql import flush
+from mesh.kit.tenancy import ReadScope
 from services.team_hub.domain.invitations import InvitationState
 from services.team_hub.models import Invitation
-from services.team_hub.store import keyset
+from services.team_hub.store.members import ROLES
 
-FILTERABLE: dict[str, frozenset[str]] = {
-    "state": filters.EQUALITY,
-    "role": filters.ORDERED,
-    "email": filters.EQUALITY,
-}
-_STATES = frozenset(s.value for s in InvitationState)
 _PENDING = InvitationState.PENDING.value
 
 
-async def get(session: AsyncSession, invitation_id: str) -> Invitation | None:
-    """The invitation, whatever its organisation, or ``None``."""
-    return await session.get(Invitation, invitation_id, populate_existing=True)
+def filters(now: datetime.datetime) -> FilterSchema:
+    """ListInvitations' filterable fields; ``state`` is the one readers see (PENDING past expiry is EXPIRED)."""
+    state = case(
+        (and_(Invitation.state == _PENDING, Invitation.expire_time <= now), InvitationState.EXPIRED.value),
+        else_=Invitation.state,
+    )
+    return {
+        "state": FilterField.enum(state, {s.value: s.value for s in InvitationState}, "INVITATION_STATE_"),
+        "role": FilterField.enum(Invitation.role, ROLES, "ROLE_", ordered=True),
+        "email": FilterField(Kind.STRING, Invitation.email),
+    }
+
+
+async def get(session: AsyncSession, organization_id: str, invitation_id: str) -> Invitation | None:
+    """The organisation's invitation with this id, or ``None``."""
+    return await session.get(Invitation, (organization_id, invitation_id), populate_existing=True)
 
 
 async def by_token_hash(session: AsyncSession, token_hash: str) -> Invitation | None:
     """The invitation whose token has this hash, or ``None``."""
     result: Invitation | None = await session.scalar(select(Invitation).where(Invitation.token_hash == token_hash))
-    return result
-
-
-async def by_request_id(session: AsyncSession, organization_id: str, request_id: str) -> Invitation | None:
-    """The invitation an earlier CreateInvitation with this idempotency key created."""
-    result: Invitation | None = await session.scalar(
-        select(Invitation).where(Invitation.organization_id == organization_id, Invitation.request_id == request_id)
-    )
     return result
 
 
@@ -60,7 +60,7 @@ async def expire_stale(session: AsyncSession, organization_id: str, email: str, 
             Invitation.state == _PENDING,
             Invitation.expire_time <= now,
         )
-        .values(state=InvitationState.EXPIRED.value, update_time=now, version=Invitation.version + 1)
+        .values(state=InvitationState.EXPIRED.value, update_time=now, revision=Invitation.revision + 1)
         .execution_options(synchronize_session=False)
     )
 
@@ -91,29 +91,28 @@ async def add(session: AsyncSession, invitation: Invitation) -> None:
 
     """
     session.add(invitation)
-    try:
-        await session.flush()
-    except IntegrityError:
-        raise AlreadyExists(f"{invitation.email} already has a pending invitation") from None
+    await flush(session, exists=f"{invitation.email} already has a pending invitation")
 
 
 async def mark_accepted(
-    session: AsyncSession, invitation: Invitation, *, user: str, membership: str, now: datetime.datetime
+    session: AsyncSession, invitation: Invitation, *, user: str, membership_id: str, now: datetime.datetime
 ) -> bool:
     """PENDING → ACCEPTED, only if it still is PENDING and unexpired (single use under races)."""
     result = cast(
         CursorResult[Any],
         await session.execute(
             update(Invitation)
-            .where(Invitation.id == invitation.id, _pending(now))
+            .where(
+                Invitation.organization_id == invitation.organization_id, Invitation.id == invitation.id, _pending(now)
+            )
             .values(
                 state=InvitationState.ACCEPTED.value,
                 accept_time=now,
                 accepted_by=user,
-                membership=membership,
+                membership_id=membership_id,
                 update_time=now,
                 last_modifier=user,
-                version=Invitation.version + 1,
+                revision=Invitation.revision + 1,
             )
             .execution_options(synchronize_session=False)
         ),
@@ -124,53 +123,32 @@ async def mark_accepted(
     return True
 
 
-def _condition(condition: filters.Condition, now: datetime.datetime) -> ColumnElement[bool]:
-    clause: ColumnElement[bool]
-    if condition.field == "role":
-        role = int(filters.role_value(condition.value))
-        return {
-            "=": Invitation.role == role,
-            "!=": Invitation.role != role,
-            "<": Invitation.role < role,
-            "<=": Invitation.role <= role,
-            ">": Invitation.role > role,
-            ">=": Invitation.role >= role,
-        }[condition.op]
-    if condition.field == "state":
-        state = filters.enum_value(condition.value, _STATES, "INVITATION_STATE_", "state")
-        if state == _PENDING:
-            clause = _pending(now)
-        elif state == InvitationState.EXPIRED.value:
-            clause = or_(Invitation.state == state, and_(Invitation.state == _PENDING, Invitation.expire_time <= now))
-        else:
-            clause = Invitation.state == state
-    else:
-        clause = Invitation.email == condition.value.lower()
-    return not_(clause) if condition.op == "!=" else clause
-
-
 async def list_page(
     session: AsyncSession,
-    organization_id: str,
+    scope: ReadScope,
     *,
-    conditions: list[filters.Condition],
+    filter_text: str,
     now: datetime.datetime,
-    after: list[Any] | None,
+    after: paging.Position | None,
     limit: int,
-) -> tuple[list[Invitation], list[Any] | None]:
-    """One page of an organisation's invitations, newest first, and the key to resume after."""
-    statement = select(Invitation).where(
-        Invitation.organization_id == organization_id, *(_condition(c, now) for c in conditions)
+) -> paging.Page[Invitation]:
+    """One page of invitations, newest first (one organisation's, or every one's).
+
+    Raises:
+        InvalidArgument: a bad filter, or a page token of another shape.
+
+    """
+    statement = select(Invitation)
+    if not scope.everywhere:
+        statement = statement.where(Invitation.organization_id == scope.organization_id)
+    if (clause := compile_filter(filter_text, filters(now))) is not None:
+        statement = statement.where(clause)
+    keys = None if after is None else paging.position_shape(after, int, str, str)
+    return await paging.keyset_page(
+        session,
+        statement,
+        keys=[Invitation.create_time, Invitation.organization_id, Invitation.id],
+        after=None if keys is None else (paging.from_time_key(keys[0]), keys[1], keys[2]),
+        limit=limit,
+        position_of=lambda row: (paging.time_key(row.create_time), row.organization_id, row.id),
     )
-    if after is not None:
-        created, invitation_id = keyset.string_key(after, 2)
-        statement = statement.where(
-            keyset.seek(
-                [Invitation.create_time, Invitation.id],
-                [keyset.parse_time_key(created), invitation_id],
-                descending=True,
-            )
-        )
-    statement = statement.order_by(Invitation.create_time.desc(), Invitation.id.desc()).limit(limit + 1)
-    rows = (await session.execute(statement)).scalars().all()
-    return keyset.split(rows, limit, lambda i: [keyset.time_key(i.create_time), i.id])

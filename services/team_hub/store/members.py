@@ -4,33 +4,58 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Sequence
-from typing import Any
 
-from sqlalchemy import ColumnElement, delete, exists, func, not_, or_, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import ColumnElement, case, delete, exists, func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mesh.access import Role
-from mesh.errors import AlreadyExists
-from services.team_hub.domain import filters
-from services.team_hub.domain.common import parse_name
+from mesh.kit import paging
+from mesh.kit.filtering import FilterField, FilterSchema, Kind, compile_filter
+from mesh.kit.sql import flush
+from mesh.kit.tenancy import ReadScope
 from services.team_hub.domain.organizations import OrganizationState
 from services.team_hub.models import Membership, Organization, TeamMember
-from services.team_hub.store import keyset
+from services.team_hub.names import TEAMS
 
-FILTERABLE: dict[str, frozenset[str]] = {
-    "role": filters.ORDERED,
-    "state": filters.EQUALITY,
-    "user": filters.EQUALITY,
-    "email": filters.EQUALITY,
-    "teams": filters.HAS,
-}
-_MEMBERSHIP_STATES = frozenset({"ACTIVE", "EXPIRED"})
+MembershipKey = tuple[str, str]
+ROLES = {role.name: int(role) for role in Role}
 
 
-async def get(session: AsyncSession, membership_id: str) -> Membership | None:
-    """The membership, whatever its organisation, or ``None``."""
-    return await session.get(Membership, membership_id, populate_existing=True)
+def key(membership: Membership) -> MembershipKey:
+    """A membership's primary key: ``(organization_id, id)``."""
+    return membership.organization_id, membership.id
+
+
+def _active(now: datetime.datetime) -> ColumnElement[bool]:
+    return or_(Membership.expire_time.is_(None), Membership.expire_time > now)
+
+
+def _in_team(team: str) -> ColumnElement[bool]:
+    """Members of the team ``organizations/{organization}/teams/{team}`` (a foreign team has none)."""
+    parsed = TEAMS.parse(team, field="filter")
+    return exists().where(
+        TeamMember.organization_id == parsed.organization,
+        TeamMember.organization_id == Membership.organization_id,
+        TeamMember.membership_id == Membership.id,
+        TeamMember.team_id == parsed["team"],
+    )
+
+
+def filters(now: datetime.datetime) -> FilterSchema:
+    """ListMembers' filterable fields; ``state`` follows the clock (a GUEST's access ends)."""
+    state = case((_active(now), "ACTIVE"), else_="EXPIRED")
+    return {
+        "role": FilterField.enum(Membership.role, ROLES, "ROLE_", ordered=True),
+        "state": FilterField.enum(state, {"ACTIVE": "ACTIVE", "EXPIRED": "EXPIRED"}, "MEMBERSHIP_STATE_"),
+        "user": FilterField(Kind.STRING, Membership.user),
+        "email": FilterField(Kind.STRING, Membership.email),
+        "teams": FilterField.has(_in_team),
+    }
+
+
+async def get(session: AsyncSession, organization_id: str, membership_id: str) -> Membership | None:
+    """The organisation's membership with this id, or ``None``."""
+    return await session.get(Membership, (organization_id, membership_id), populate_existing=True)
 
 
 async def find_by_user(session: AsyncSession, organization_id: str, user: str) -> Membership | None:
@@ -75,85 +100,64 @@ async def add(session: AsyncSession, membership: Membership) -> None:
 
     """
     session.add(membership)
-    try:
-        await session.flush()
-    except IntegrityError:
-        raise AlreadyExists("the user is already a member of this organization") from None
+    await flush(session, exists="the user is already a member of this organization")
 
 
 async def remove(session: AsyncSession, membership: Membership) -> None:
     """Delete a membership and its places in teams."""
-    await session.execute(delete(TeamMember).where(TeamMember.membership_id == membership.id))
+    await session.execute(
+        delete(TeamMember).where(
+            TeamMember.organization_id == membership.organization_id, TeamMember.membership_id == membership.id
+        )
+    )
     await session.delete(membership)
     await session.flush()
 
 
-async def teams_of(session: AsyncSession, membership_ids: Sequence[str]) -> dict[str, list[str]]:
+async def teams_of(session: AsyncSession, keys: Sequence[MembershipKey]) -> dict[MembershipKey, list[str]]:
     """The ids of the teams each membership is in, in the order they joined them."""
-    result: dict[str, list[str]] = {membership_id: [] for membership_id in membership_ids}
-    if not membership_ids:
+    result: dict[MembershipKey, list[str]] = {k: [] for k in keys}
+    if not keys:
         return result
     rows = await session.execute(
-        select(TeamMember.membership_id, TeamMember.team_id)
-        .where(TeamMember.membership_id.in_(membership_ids))
+        select(TeamMember.organization_id, TeamMember.membership_id, TeamMember.team_id)
+        .where(tuple_(TeamMember.organization_id, TeamMember.membership_id).in_(list(result)))
         .order_by(TeamMember.add_time, TeamMember.team_id)
     )
-    for membership_id, team_id in rows:
-        result[membership_id].append(team_id)
+    for organization_id, membership_id, team_id in rows:
+        result[(organization_id, membership_id)].append(team_id)
     return result
-
-
-def _active(now: datetime.datetime) -> ColumnElement[bool]:
-    return or_(Membership.expire_time.is_(None), Membership.expire_time > now)
-
-
-def _condition(condition: filters.Condition, now: datetime.datetime) -> ColumnElement[bool]:
-    op = condition.op
-    if condition.field == "role":
-        role = int(filters.role_value(condition.value))
-        column = Membership.role
-        return {
-            "=": column == role,
-            "!=": column != role,
-            "<": column < role,
-            "<=": column <= role,
-            ">": column > role,
-            ">=": column >= role,
-        }[op]
-    clause: ColumnElement[bool]
-    if condition.field == "state":
-        state = filters.enum_value(condition.value, _MEMBERSHIP_STATES, "MEMBERSHIP_STATE_", "state")
-        clause = _active(now) if state == "ACTIVE" else not_(_active(now))
-    elif condition.field == "user":
-        clause = Membership.user == condition.value
-    elif condition.field == "email":
-        clause = Membership.email == condition.value.lower()
-    else:  # teams : "teams/{id}"
-        team_id = parse_name(condition.value, "teams", "filter")
-        clause = exists().where(TeamMember.membership_id == Membership.id, TeamMember.team_id == team_id)
-    return not_(clause) if op == "!=" else clause
 
 
 async def list_page(
     session: AsyncSession,
-    organization_id: str,
+    scope: ReadScope,
     *,
-    conditions: list[filters.Condition],
+    filter_text: str,
     now: datetime.datetime,
-    after: list[Any] | None,
+    after: paging.Position | None,
     limit: int,
-) -> tuple[list[Membership], list[Any] | None]:
-    """One page of an organisation's members by display name, and the key to resume after."""
-    statement = select(Membership).where(
-        Membership.organization_id == organization_id, *(_condition(c, now) for c in conditions)
+) -> paging.Page[Membership]:
+    """One page of members by display name (one organisation's, or every one's).
+
+    Raises:
+        InvalidArgument: a bad filter, or a page token of another shape.
+
+    """
+    statement = select(Membership)
+    if not scope.everywhere:
+        statement = statement.where(Membership.organization_id == scope.organization_id)
+    if (clause := compile_filter(filter_text, filters(now))) is not None:
+        statement = statement.where(clause)
+    return await paging.keyset_page(
+        session,
+        statement,
+        keys=[Membership.display_name, Membership.organization_id, Membership.id],
+        after=None if after is None else paging.position_shape(after, str, str, str),
+        limit=limit,
+        position_of=lambda row: (row.display_name, row.organization_id, row.id),
+        descending=False,
     )
-    if after is not None:
-        statement = statement.where(
-            keyset.seek([Membership.display_name, Membership.id], keyset.string_key(after, 2), descending=False)
-        )
-    statement = statement.order_by(Membership.display_name, Membership.id).limit(limit + 1)
-    rows = (await session.execute(statement)).scalars().all()
-    return keyset.split(rows, limit, lambda m: [m.display_name, m.id])
 
 
 async def list_for_user(
@@ -162,29 +166,35 @@ async def list_for_user(
     *,
     show_inactive: bool,
     now: datetime.datetime,
-    after: list[Any] | None,
+    after: paging.Position | None,
     limit: int,
-) -> tuple[list[tuple[Membership, Organization]], list[Any] | None]:
+) -> tuple[list[tuple[Membership, Organization]], paging.Position | None]:
     """One page of a user's memberships with their organisations, oldest first."""
-    statement = (
-        select(Membership, Organization)
-        .join(Organization, Organization.id == Membership.organization_id)
-        .where(Membership.user == user)
-    )
+    statement = select(Membership).where(Membership.user == user)
     if not show_inactive:
-        statement = statement.where(_active(now), Organization.state == OrganizationState.ACTIVE.value)
-    if after is not None:
-        joined, membership_id = keyset.string_key(after, 2)
         statement = statement.where(
-            keyset.seek(
-                [Membership.join_time, Membership.id],
-                [keyset.parse_time_key(joined), membership_id],
-                descending=False,
-            )
+            _active(now),
+            exists().where(
+                Organization.id == Membership.organization_id, Organization.state == OrganizationState.ACTIVE.value
+            ),
         )
-    statement = statement.order_by(Membership.join_time, Membership.id).limit(limit + 1)
-    rows = [(membership, organization) for membership, organization in (await session.execute(statement))]
-    return keyset.split(rows, limit, lambda pair: [keyset.time_key(pair[0].join_time), pair[0].id])
+    keys = None if after is None else paging.position_shape(after, int, str, str)
+    page: paging.Page[Membership] = await paging.keyset_page(
+        session,
+        statement,
+        keys=[Membership.join_time, Membership.organization_id, Membership.id],
+        after=None if keys is None else (paging.from_time_key(keys[0]), keys[1], keys[2]),
+        limit=limit,
+        position_of=lambda row: (paging.time_key(row.join_time), row.organization_id, row.id),
+        descending=False,
+    )
+    organizations = {
+        row.id: row
+        for row in await session.scalars(
+            select(Organization).where(Organization.id.in_({m.organization_id for m in page.items}))
+        )
+    }
+    return [(m, organizations[m.organization_id]) for m in page.items], page.next_after
 
 
 async def users(session: AsyncSession, organization_id: str) -> list[str]:

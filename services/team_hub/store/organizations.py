@@ -3,40 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
-from sqlalchemy import ColumnElement, func, not_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mesh.errors import AlreadyExists
-from services.team_hub.domain import filters
+from mesh.kit import paging
+from mesh.kit.filtering import FilterField, FilterSchema, Kind, compile_filter
+from mesh.kit.sql import flush
 from services.team_hub.domain.organizations import OrganizationState, Plan
 from services.team_hub.models import Membership, Organization
-from services.team_hub.store import keyset
 
-FILTERABLE: dict[str, frozenset[str]] = {
-    "state": filters.EQUALITY,
-    "plan": filters.EQUALITY,
-    "parent_organization_id": filters.EQUALITY,
-    "kyc_verified": filters.EQUALITY,
-    "labels.*": filters.EQUALITY,
+FILTERS: FilterSchema = {
+    "state": FilterField.enum(Organization.state, {s.value: s.value for s in OrganizationState}, "ORGANIZATION_STATE_"),
+    "plan": FilterField.enum(Organization.plan, {p.value: p.value for p in Plan}, "ORGANIZATION_PLAN_"),
+    "parent_organization_id": FilterField(Kind.STRING, Organization.parent_organization_id),
+    "kyc_verified": FilterField(Kind.BOOLEAN, Organization.kyc_verified),
+    "labels": FilterField(Kind.LABELS, Organization.labels),
 }
-_STATES = frozenset(s.value for s in OrganizationState)
-_PLANS = frozenset(p.value for p in Plan)
 
 
 async def get(session: AsyncSession, organization_id: str) -> Organization | None:
     """The organisation, or ``None``."""
     return await session.get(Organization, organization_id)
-
-
-async def get_by_request_id(session: AsyncSession, request_id: str) -> Organization | None:
-    """The organisation ProvisionOrganization created for this idempotency key."""
-    result: Organization | None = await session.scalar(
-        select(Organization).where(Organization.request_id == request_id)
-    )
-    return result
 
 
 async def lock(session: AsyncSession, organization_id: str) -> Organization | None:
@@ -62,15 +50,11 @@ async def add(session: AsyncSession, organization: Organization) -> None:
     """Insert a new organisation.
 
     Raises:
-        AlreadyExists: the id (or the idempotency key) is taken.
+        AlreadyExists: the id is taken.
 
     """
     session.add(organization)
-    try:
-        await session.flush()
-    except IntegrityError:
-        # The transaction is spoiled; the exception ends the request, which rolls it back.
-        raise AlreadyExists(f"organization {organization.id} already exists") from None
+    await flush(session, exists=f"organization {organization.id} already exists")
 
 
 async def member_counts(session: AsyncSession, organization_ids: Sequence[str]) -> dict[str, int]:
@@ -87,46 +71,31 @@ async def member_counts(session: AsyncSession, organization_ids: Sequence[str]) 
     return counts
 
 
-def _condition(condition: filters.Condition) -> ColumnElement[bool]:
-    value: Any
-    clause: ColumnElement[bool]
-    if condition.field == "state":
-        value = filters.enum_value(condition.value, _STATES, "ORGANIZATION_STATE_", "state")
-        clause = Organization.state == value
-    elif condition.field == "plan":
-        value = filters.enum_value(condition.value, _PLANS, "ORGANIZATION_PLAN_", "plan")
-        clause = Organization.plan == value
-    elif condition.field == "parent_organization_id":
-        clause = Organization.parent_organization_id == condition.value
-    elif condition.field == "kyc_verified":
-        clause = Organization.kyc_verified == filters.bool_value(condition.value, "kyc_verified")
-    else:
-        label = condition.field.split(".", 1)[1]
-        clause = Organization.labels[label].as_string() == condition.value
-    return not_(clause) if condition.op == "!=" else clause
-
-
 async def list_page(
     session: AsyncSession,
     *,
-    conditions: list[filters.Condition],
+    filter_text: str,
     show_closed: bool,
-    after: list[Any] | None,
+    after: paging.Position | None,
     limit: int,
-) -> tuple[list[Organization], list[Any] | None]:
-    """One page of organisations, newest first, and the key to resume after."""
-    statement = select(Organization).where(*(_condition(c) for c in conditions))
+) -> paging.Page[Organization]:
+    """One page of organisations, newest first.
+
+    Raises:
+        InvalidArgument: a bad filter, or a page token of another shape.
+
+    """
+    statement = select(Organization)
+    if (clause := compile_filter(filter_text, FILTERS)) is not None:
+        statement = statement.where(clause)
     if not show_closed:
         statement = statement.where(Organization.state != OrganizationState.CLOSED.value)
-    if after is not None:
-        created, organization_id = keyset.string_key(after, 2)
-        statement = statement.where(
-            keyset.seek(
-                [Organization.create_time, Organization.id],
-                [keyset.parse_time_key(created), organization_id],
-                descending=True,
-            )
-        )
-    statement = statement.order_by(Organization.create_time.desc(), Organization.id.desc()).limit(limit + 1)
-    rows = (await session.execute(statement)).scalars().all()
-    return keyset.split(rows, limit, lambda o: [keyset.time_key(o.create_time), o.id])
+    keys = None if after is None else paging.position_shape(after, int, str)
+    return await paging.keyset_page(
+        session,
+        statement,
+        keys=[Organization.create_time, Organization.id],
+        after=None if keys is None else (paging.from_time_key(keys[0]), keys[1]),
+        limit=limit,
+        position_of=lambda row: (paging.time_key(row.create_time), row.id),
+    )

@@ -3,36 +3,39 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
-from sqlalchemy import ColumnElement, delete, exists, func, not_, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import ColumnElement, and_, delete, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mesh.errors import AlreadyExists
-from services.team_hub.domain import filters
-from services.team_hub.domain.common import parse_name
+from mesh.kit import paging
+from mesh.kit.filtering import FilterField, FilterSchema, Kind, compile_filter
+from mesh.kit.sql import flush as kit_flush
+from mesh.kit.tenancy import ReadScope
 from services.team_hub.models import Membership, Team, TeamMember
-from services.team_hub.store import keyset
+from services.team_hub.names import MEMBERS
 
-FILTERABLE: dict[str, frozenset[str]] = {
-    "display_name": filters.EQUALITY,
-    "labels.*": filters.EQUALITY,
-    "members.member": filters.EQUALITY,
+
+def _has_member(member: str) -> ColumnElement[bool]:
+    """Teams with the member ``organizations/{organization}/members/{member}`` (a foreign one is in none)."""
+    parsed = MEMBERS.parse(member, field="filter")
+    return exists().where(
+        TeamMember.organization_id == parsed.organization,
+        TeamMember.organization_id == Team.organization_id,
+        TeamMember.team_id == Team.id,
+        TeamMember.membership_id == parsed["member"],
+    )
+
+
+FILTERS: FilterSchema = {
+    "display_name": FilterField(Kind.STRING, Team.display_name),
+    "labels": FilterField(Kind.LABELS, Team.labels),
+    "members.member": FilterField.has(_has_member),
 }
 
 
-async def get(session: AsyncSession, team_id: str) -> Team | None:
-    """The team, whatever its organisation, or ``None``."""
-    return await session.get(Team, team_id, populate_existing=True)
-
-
-async def by_request_id(session: AsyncSession, organization_id: str, request_id: str) -> Team | None:
-    """The team an earlier CreateTeam with this idempotency key created."""
-    result: Team | None = await session.scalar(
-        select(Team).where(Team.organization_id == organization_id, Team.request_id == request_id)
-    )
-    return result
+async def get(session: AsyncSession, organization_id: str, team_id: str) -> Team | None:
+    """The organisation's team with this id, or ``None``."""
+    return await session.get(Team, (organization_id, team_id), populate_existing=True)
 
 
 async def display_name_taken(session: AsyncSession, organization_id: str, name: str, *, other_than: str = "") -> bool:
@@ -61,28 +64,36 @@ async def flush(session: AsyncSession, team: Team) -> None:
 
     """
     session.add(team)
-    try:
-        await session.flush()
-    except IntegrityError:
-        raise AlreadyExists("a team with that id or display name already exists") from None
+    await kit_flush(
+        session,
+        exists="a team with that id or display name already exists",
+        stale="the team changed while it was being updated; read it again and retry",
+    )
 
 
 async def remove(session: AsyncSession, team: Team) -> None:
     """Delete a team (its members stay in the organisation)."""
-    await session.execute(delete(TeamMember).where(TeamMember.team_id == team.id))
+    await session.execute(
+        delete(TeamMember).where(TeamMember.organization_id == team.organization_id, TeamMember.team_id == team.id)
+    )
     await session.delete(team)
     await session.flush()
 
 
-async def members(session: AsyncSession, team_ids: Sequence[str]) -> dict[str, list[tuple[TeamMember, Membership]]]:
-    """Each team's members with their memberships, in the order they were added."""
+async def members(
+    session: AsyncSession, organization_id: str, team_ids: Sequence[str]
+) -> dict[str, list[tuple[TeamMember, Membership]]]:
+    """Each of the organisation's teams' members with their memberships, in the order they were added."""
     result: dict[str, list[tuple[TeamMember, Membership]]] = {team_id: [] for team_id in team_ids}
     if not team_ids:
         return result
     rows = await session.execute(
         select(TeamMember, Membership)
-        .join(Membership, Membership.id == TeamMember.membership_id)
-        .where(TeamMember.team_id.in_(team_ids))
+        .join(
+            Membership,
+            and_(Membership.organization_id == TeamMember.organization_id, Membership.id == TeamMember.membership_id),
+        )
+        .where(TeamMember.organization_id == organization_id, TeamMember.team_id.in_(team_ids))
         .order_by(TeamMember.add_time, TeamMember.membership_id)
     )
     for place, membership in rows:
@@ -90,15 +101,19 @@ async def members(session: AsyncSession, team_ids: Sequence[str]) -> dict[str, l
     return result
 
 
-async def member_count(session: AsyncSession, team_id: str) -> int:
+async def member_count(session: AsyncSession, organization_id: str, team_id: str) -> int:
     """How many members a team has."""
-    value = await session.scalar(select(func.count()).select_from(TeamMember).where(TeamMember.team_id == team_id))
+    value = await session.scalar(
+        select(func.count())
+        .select_from(TeamMember)
+        .where(TeamMember.organization_id == organization_id, TeamMember.team_id == team_id)
+    )
     return int(value or 0)
 
 
-async def place(session: AsyncSession, team_id: str, membership_id: str) -> TeamMember | None:
-    """A membership's place in a team, or ``None``."""
-    return await session.get(TeamMember, (team_id, membership_id))
+async def place(session: AsyncSession, organization_id: str, team_id: str, membership_id: str) -> TeamMember | None:
+    """A membership's place in a team of the organisation, or ``None``."""
+    return await session.get(TeamMember, (organization_id, team_id, membership_id))
 
 
 async def add_place(session: AsyncSession, team_member: TeamMember) -> None:
@@ -113,33 +128,31 @@ async def remove_place(session: AsyncSession, team_member: TeamMember) -> None:
     await session.flush()
 
 
-def _condition(condition: filters.Condition) -> ColumnElement[bool]:
-    clause: ColumnElement[bool]
-    if condition.field == "display_name":
-        clause = Team.display_name == condition.value
-    elif condition.field == "members.member":
-        membership_id = parse_name(condition.value, "members", "filter")
-        clause = exists().where(TeamMember.team_id == Team.id, TeamMember.membership_id == membership_id)
-    else:
-        label = condition.field.split(".", 1)[1]
-        clause = Team.labels[label].as_string() == condition.value
-    return not_(clause) if condition.op == "!=" else clause
-
-
 async def list_page(
     session: AsyncSession,
-    organization_id: str,
+    scope: ReadScope,
     *,
-    conditions: list[filters.Condition],
-    after: list[Any] | None,
+    filter_text: str,
+    after: paging.Position | None,
     limit: int,
-) -> tuple[list[Team], list[Any] | None]:
-    """One page of an organisation's teams by display name, and the key to resume after."""
-    statement = select(Team).where(Team.organization_id == organization_id, *(_condition(c) for c in conditions))
-    if after is not None:
-        statement = statement.where(
-            keyset.seek([Team.display_name, Team.id], keyset.string_key(after, 2), descending=False)
-        )
-    statement = statement.order_by(Team.display_name, Team.id).limit(limit + 1)
-    rows = (await session.execute(statement)).scalars().all()
-    return keyset.split(rows, limit, lambda t: [t.display_name, t.id])
+) -> paging.Page[Team]:
+    """One page of teams by display name (one organisation's, or every one's).
+
+    Raises:
+        InvalidArgument: a bad filter, or a page token of another shape.
+
+    """
+    statement = select(Team)
+    if not scope.everywhere:
+        statement = statement.where(Team.organization_id == scope.organization_id)
+    if (clause := compile_filter(filter_text, FILTERS)) is not None:
+        statement = statement.where(clause)
+    return await paging.keyset_page(
+        session,
+        statement,
+        keys=[Team.display_name, Team.organization_id, Team.id],
+        after=None if after is None else paging.position_shape(after, str, str, str),
+        limit=limit,
+        position_of=lambda row: (row.display_name, row.organization_id, row.id),
+        descending=False,
+    )

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime
+import uuid
 from collections.abc import AsyncIterator
 
 import grpc
@@ -65,7 +66,7 @@ async def test_entries_are_written_with_the_change_and_delivered_after_it(kit_da
     assert sent.audit_event.client_address == "203.0.113.9"
     assert sent.audit_event.target == "organizations/acme/members/m1"
     assert sent.audit_event.event_time.ToDatetime(tzinfo=datetime.UTC) == NOW
-    assert sent.request_id.startswith("audit_")
+    assert uuid.UUID(sent.request_id).version == 4  # identity's idempotency key (AIP-155)
 
 
 async def _record_then_fail(database: ServiceDatabase, port: audit.IdentityAudit, caller: CallerInfo) -> None:

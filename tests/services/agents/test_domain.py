@@ -288,5 +288,6 @@ def test_publishing_numbers_versions_and_refuses_repeats():
         plan_publish(PUBLISHED, ready_config(), ORG, 3, ready_config())
     with pytest.raises(FailedPrecondition, match="archived"):
         plan_publish(ARCHIVED, ready_config(prompt="x"), ORG, 3, ready_config())
-    with pytest.raises(FailedPrecondition, match=r"not ready for calls: draft\.language_code is required"):
+    with pytest.raises(FailedPrecondition, match=r"not ready for calls: draft\.language_code is required") as raised:
         plan_publish(DRAFT, ready_config(language_code=""), ORG, 0, None)
+    assert raised.value.error_info is not None and raised.value.error_info.reason == "DRAFT_NOT_READY"

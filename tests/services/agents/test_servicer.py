@@ -117,6 +117,17 @@ async def refused(call: Awaitable[Any]) -> grpc.aio.AioRpcError:
     return caught.value
 
 
+def error_info(error: grpc.aio.AioRpcError) -> tuple[str, str, dict[str, str]]:
+    """The (reason, domain, metadata) of the error's google.rpc.ErrorInfo."""
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None, "no google.rpc.Status details"
+    for detail in status.details:
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            return info.reason, info.domain, dict(info.metadata)
+    raise AssertionError("no ErrorInfo in the status")
+
+
 def field_violations(error: grpc.aio.AioRpcError) -> dict[str, str]:
     status = rpc_status.from_call(error)  # type: ignore[arg-type]
     assert status is not None, "no google.rpc.Status details"
@@ -185,6 +196,7 @@ async def test_an_agent_from_creation_to_deletion(mesh: Mesh):
     error = await refused(alice.UpdateAgent(pb.UpdateAgentRequest(agent=rename, update_mask=mask("display_name"))))
     assert error.code() == Code.FAILED_PRECONDITION
     assert "archived" in (error.details() or "")
+    assert error_info(error) == ("AGENT_ARCHIVED", "agents.vocelio.com", {})
 
     unarchived = (await alice.UnarchiveAgent(pb.UnarchiveAgentRequest(name=agent.name))).agent
     assert unarchived.state == agent_pb2.AGENT_STATE_PUBLISHED
@@ -398,6 +410,7 @@ async def test_publishing_needs_a_ready_and_changed_draft(mesh: Mesh):
     published = await create_published(mesh.alice)
     error = await refused(mesh.alice.PublishAgent(pb.PublishAgentRequest(name=published.name)))
     assert (error.code(), error.details()) == (Code.FAILED_PRECONDITION, "nothing changed since version 1")
+    assert error_info(error) == ("NOTHING_TO_PUBLISH", "agents.vocelio.com", {"latest_version": "1"})
 
 
 async def test_pinning_needs_an_existing_version(mesh: Mesh):
@@ -538,6 +551,7 @@ async def test_an_agent_in_use_is_not_deleted(sqlite_settings: Settings, monkeyp
         error = await refused(mesh.alice.DeleteAgent(pb.DeleteAgentRequest(name=agent.name)))
         assert error.code() == Code.FAILED_PRECONDITION
         assert error.details() == f"{agent.name} is still used by campaigns/c1, phone_numbers/p1"
+        assert error_info(error) == ("AGENT_IN_USE", "agents.vocelio.com", {})
         assert (await mesh.alice.GetAgent(pb.GetAgentRequest(name=agent.name))).agent == agent
 
 

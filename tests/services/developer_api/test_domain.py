@@ -9,7 +9,6 @@ import pytest
 
 from mesh.access import Role, default_access_table
 from mesh.errors import FailedPrecondition, InvalidArgument, PermissionDenied
-from mesh.principal import Principal, PrincipalKind
 from services.developer_api import credentials, domain
 from services.developer_api.restrictions import (
     Restrictions,
@@ -89,22 +88,69 @@ def test_generated_ids_cannot_collide_with_chosen_ones():
         domain.validate_key_id(generated)
 
 
-@pytest.mark.parametrize("key_id", ["crm-sync", "abcd", "a" * 63])
+@pytest.mark.parametrize("key_id", ["crm-sync", "abc", "a" * 63])
 def test_chosen_ids(key_id):
     assert domain.validate_key_id(key_id) == key_id
 
 
-@pytest.mark.parametrize("key_id", ["abc", "a" * 64, "-abc", "abc-", "ABCD", "ab_cd", "ab cd"])
+# The kit's id rule (mesh.kit.ids): 3 to 63 of [a-z0-9-], starting with a letter.
+@pytest.mark.parametrize("key_id", ["ab", "a" * 64, "-abc", "1abc", "ABCD", "ab_cd", "ab cd"])
 def test_bad_chosen_ids(key_id):
     with pytest.raises(InvalidArgument):
         domain.validate_key_id(key_id)
 
 
-def test_key_names():
-    assert domain.parse_key_name("api_keys/k_abc") == "k_abc"
-    for bad in ("k_abc", "agents/k_abc", "api_keys/", "api_keys/a/b", "api_keys/A"):
-        with pytest.raises(InvalidArgument):
+def test_key_names_are_scoped_to_an_organisation():
+    name = domain.key_name("org_a", "k_abc")
+    assert name == "organizations/org_a/api_keys/k_abc"
+    assert domain.parse_key_name(name) == ("org_a", "k_abc")
+    assert domain.log_name("org_a", "r_1") == "organizations/org_a/api_request_logs/r_1"
+    for bad in (
+        "k_abc",
+        "api_keys/k_abc",  # the name before organisations scoped them
+        "organizations/org_a/agents/k_abc",
+        "organizations/org_a/api_keys/",
+        "organizations/org_a/api_keys/a/b",
+        "organizations/-/api_keys/k_abc",
+        "organizations/org_a/api_keys/-",
+    ):
+        with pytest.raises(InvalidArgument) as caught:
             domain.parse_key_name(bad)
+        assert caught.value.field_violations == {"name": caught.value.field_violations["name"]}
+
+
+def test_usage_parents_name_one_key_or_every_key():
+    assert domain.parse_usage_parent("organizations/org_a/api_keys/k_abc") == ("org_a", "k_abc")
+    assert domain.parse_usage_parent("organizations/org_a/api_keys/-") == ("org_a", None)
+    for bad in ("organizations/-/api_keys/-", "api_keys/-", "organizations/org_a", ""):
+        with pytest.raises(InvalidArgument):
+            domain.parse_usage_parent(bad)
+
+
+def test_every_bad_field_of_a_new_key_is_reported_at_once():
+    with pytest.raises(InvalidArgument) as caught:
+        domain.validate_new_key(
+            display_name="",
+            key_type=None,
+            environment=None,
+            scopes=["calls.teleport"],
+            restrictions=Restrictions(allowed_ip_ranges=("nowhere",)),
+            expire_time=NOW,
+            labels={"Bad": "x"},
+            held=ADMIN,
+            creator_role="ADMIN",
+            known=KNOWN,
+            organization_id="org_a",
+            now=NOW,
+        )
+    assert set(caught.value.field_violations) == {
+        "api_key.display_name",
+        "api_key.environment",
+        "api_key.scopes",
+        "api_key.restrictions.allowed_ip_ranges",
+        "api_key.expire_time",
+        "api_key.labels[Bad]",
+    }
 
 
 @pytest.mark.parametrize("name", ["", "   ", "x" * 101, "tab\tname"])
@@ -262,15 +308,6 @@ def test_last_used_is_written_at_most_once_a_minute():
     assert domain.needs_last_used_write(minute, NOW + datetime.timedelta(seconds=45))
 
 
-def test_organization_scope():
-    user = Principal("users/u", PrincipalKind.USER, "org_a", "ADMIN", frozenset())
-    admin = Principal("users/root", PrincipalKind.USER, "", "SUPER_ADMIN", frozenset({"*"}))
-    service = Principal("services/identity", PrincipalKind.SERVICE, "", "SERVICE", frozenset({"*"}))
-    assert domain.organization_scope(user) == "org_a"
-    assert domain.organization_scope(admin) is None
-    assert domain.organization_scope(service) is None
-
-
 # -- restrictions ---------------------------------------------------------------------------
 
 
@@ -279,9 +316,10 @@ def test_restrictions_are_normalised():
         Restrictions(
             allowed_origins=("HTTPS://App.Example.com/", "https://app.example.com:443", "http://localhost:3000"),
             allowed_ip_ranges=("203.0.113.7/24", "2001:db8::/32"),
-            allowed_agents=("agents/a1",),
+            allowed_agents=("organizations/org_a/agents/a1",),
         ),
         publishable=False,
+        organization_id="org_a",
     )
     assert value.allowed_origins == ("http://localhost:3000", "https://app.example.com")
     assert value.allowed_ip_ranges == ("2001:db8::/32", "203.0.113.0/24")
@@ -295,16 +333,19 @@ def test_restrictions_are_normalised():
         Restrictions(allowed_origins=("ftp://app.example.com",)),
         Restrictions(allowed_ip_ranges=("203.0.113.300/24",)),
         Restrictions(allowed_agents=("campaigns/c1",)),
+        Restrictions(allowed_agents=("agents/a1",)),
+        # An agent of another organisation never qualifies.
+        Restrictions(allowed_agents=("organizations/org_b/agents/a1",)),
     ],
 )
 def test_bad_restrictions(restrictions):
     with pytest.raises(InvalidArgument):
-        validate_restrictions(restrictions, publishable=False)
+        validate_restrictions(restrictions, publishable=False, organization_id="org_a")
 
 
 def test_publishable_keys_need_origins():
     with pytest.raises(InvalidArgument):
-        validate_restrictions(Restrictions(), publishable=True)
+        validate_restrictions(Restrictions(), publishable=True, organization_id="org_a")
 
 
 @pytest.mark.parametrize(
@@ -353,6 +394,7 @@ def test_a_whole_new_key():
         held=ADMIN,
         creator_role="ADMIN",
         known=KNOWN,
+        organization_id="org_a",
         now=NOW,
     )
     assert settings.display_name == "CRM sync"
@@ -369,6 +411,7 @@ def test_a_whole_new_key():
             held=ADMIN,
             creator_role="ADMIN",
             known=KNOWN,
+            organization_id="org_a",
             now=NOW,
         )
 

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import datetime
+import uuid
 from typing import Any
 
 import grpc
 import pytest
 from google.protobuf import duration_pb2, field_mask_pb2, timestamp_pb2
-from sqlalchemy import text
+from sqlalchemy import select, text
 
-from services.developer_api import credentials
+from mesh.kit import outbox
+from mesh.kit.tables import OutboxRow
+from services.developer_api import credentials, domain
 from tests.services.developer_api.conftest import ISSUER, Harness, bearer, claims_of
-from vocelio.developer_api.v1 import api_key_pb2
+from vocelio.developer_api.v1 import api_key_pb2, developer_api_events_pb2
 from vocelio.developer_api.v1 import developer_api_service_pb2 as pb
 from vocelio.identity.v1 import audit_event_pb2
 
@@ -22,6 +25,9 @@ AGENT_A = bearer(ISSUER.mint(subject="users/u_agent_a", role="AGENT", org="org_a
 ROOT = bearer(ISSUER.mint(subject="users/u_root", role="SUPER_ADMIN", org=""))
 SERVICE = bearer(ISSUER.mint(subject="services/identity", role="SERVICE", org="", sid=""))
 LIVE = api_key_pb2.API_KEY_ENVIRONMENT_LIVE
+ORG_A = "organizations/org_a"
+ORG_B = "organizations/org_b"
+PARENTS = {ADMIN_A: ORG_A, ADMIN_B: ORG_B, AGENT_A: ORG_A}
 
 
 def new_key(**fields) -> api_key_pb2.ApiKey:
@@ -34,10 +40,19 @@ def new_key(**fields) -> api_key_pb2.ApiKey:
     return api_key_pb2.ApiKey(**values)
 
 
-async def create(harness: Harness, metadata=ADMIN_A, request_id="", **fields) -> Any:
-    return await harness.stub.CreateApiKey(
-        pb.CreateApiKeyRequest(api_key=new_key(**fields), request_id=request_id), metadata=metadata, timeout=10
+async def create(harness: Harness, metadata=ADMIN_A, request_id="", parent="", api_key_id="", **fields) -> Any:
+    request = pb.CreateApiKeyRequest(
+        parent=parent or PARENTS.get(metadata, ORG_A),
+        api_key=new_key(**fields),
+        request_id=request_id,
+        api_key_id=api_key_id,
     )
+    return await harness.stub.CreateApiKey(request, metadata=metadata, timeout=10)
+
+
+async def list_keys(harness: Harness, metadata=ADMIN_A, parent="", **fields) -> Any:
+    request = pb.ListApiKeysRequest(parent=parent or PARENTS.get(metadata, ORG_A), **fields)
+    return await harness.stub.ListApiKeys(request, metadata=metadata, timeout=10)
 
 
 async def verify(harness: Harness, secret: str, **fields) -> Any:
@@ -55,10 +70,11 @@ async def refused(call) -> grpc.aio.AioRpcError:
 async def let_time_pass(harness: Harness, key_name: str) -> None:
     """Move a key's expiry into the past, as if its time had run out."""
     past = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=1)
+    organization_id, key_id = domain.parse_key_name(key_name)
     async with harness.host.database.sessions.begin() as session:
         await session.execute(
-            text("UPDATE api_keys SET expire_time = :past WHERE id = :id"),
-            {"past": past, "id": key_name.removeprefix("api_keys/")},
+            text("UPDATE api_keys SET expire_time = :past WHERE organization_id = :org AND id = :id"),
+            {"past": past, "org": organization_id, "id": key_id},
         )
 
 
@@ -77,6 +93,7 @@ async def test_lifecycle_create_verify_update_rotate_revoke(any_backend: Harness
     assert key.prefix == secret[:16]
     assert key.state == api_key_pb2.API_KEY_STATE_ACTIVE
     assert key.organization_id == "org_a"
+    assert key.name.startswith("organizations/org_a/api_keys/k_")
     assert key.audit.creator == "users/u_admin_a"
     assert list(key.scopes) == ["agents.list", "calls.create", "calls.get"]
     assert secret not in str(key)
@@ -160,7 +177,9 @@ async def test_lifecycle_create_verify_update_rotate_revoke(any_backend: Harness
         assert rotated.secret not in str(call.request)
     created_event = harness.identity.audit[0].request
     assert created_event.organization_id == "org_a"
-    assert created_event.request_id
+    # Internal callers send AIP-155 request ids, the same one for every retry of an event.
+    assert uuid.UUID(created_event.request_id).version == 4
+    assert len({call.request.request_id for call in harness.identity.audit}) == 4
     assert created_event.audit_event.actor.principal == "users/u_admin_a"
     assert created_event.audit_event.actor.kind == audit_event_pb2.PRINCIPAL_KIND_USER
     assert created_event.audit_event.target == key.name
@@ -170,40 +189,57 @@ async def test_lifecycle_create_verify_update_rotate_revoke(any_backend: Harness
 
 
 async def test_a_retried_create_returns_the_same_key_and_secret(harness: Harness):
-    first = await create(harness, request_id="req-1")
-    again = await create(harness, request_id="req-1")
+    request_id = str(uuid.uuid4())
+    first = await create(harness, request_id=request_id)
+    again = await create(harness, request_id=request_id)
     assert again.api_key.name == first.api_key.name
     assert again.secret == first.secret
-    listed = await harness.stub.ListApiKeys(pb.ListApiKeysRequest(), metadata=ADMIN_A, timeout=10)
+    listed = await list_keys(harness)
     assert len(listed.api_keys) == 1
-    # At rest: the hash and the visible prefix, and the sealed copy for retries — never the secret.
+    # At rest: the hash and the visible prefix, the first response without its secret, and
+    # the sealed copy for retries — never the secret.
     async with harness.host.database.engine.connect() as connection:
         raw = [
-            *(await connection.execute(text("SELECT * FROM api_keys"))).all(),
-            *(await connection.execute(text("SELECT * FROM idempotent_requests"))).all(),
+            row
+            for table in ("api_keys", "idempotency_keys", "sealed_secrets", "identity_calls", "outbox")
+            for row in (await connection.execute(text(f"SELECT * FROM {table}"))).all()
         ]
+    assert len(raw) >= 5
     for row in raw:
         for value in row:
             stored = bytes(value) if isinstance(value, bytes | memoryview) else str(value).encode()
             assert first.secret[16:].encode() not in stored
     assert harness.identity.actions() == [audit_event_pb2.AUDIT_ACTION_API_KEY_CREATED]
 
-    error = await refused(create(harness, request_id="req-1", display_name="Another"))
+    error = await refused(create(harness, request_id=request_id, display_name="Another"))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    # Request ids are UUID4s (AIP-155).
+    error = await refused(create(harness, request_id="req-1"))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     # The same request_id from another organisation is another request.
-    other = await create(harness, metadata=ADMIN_B, request_id="req-1")
+    other = await create(harness, metadata=ADMIN_B, request_id=request_id)
     assert other.api_key.name != first.api_key.name
 
     # After 24 hours the sealed copy is wiped and the request_id is free again.
+    past = datetime.datetime(2000, 1, 1)
     async with harness.host.database.sessions.begin() as session:
-        await session.execute(
-            text("UPDATE idempotent_requests SET expire_time = :past"), {"past": datetime.datetime(2000, 1, 1)}
-        )
-    later = await create(harness, request_id="req-1")
+        await session.execute(text("UPDATE idempotency_keys SET create_time = :past"), {"past": past})
+        await session.execute(text("UPDATE sealed_secrets SET expire_time = :past"), {"past": past})
+    later = await create(harness, request_id=request_id)
     assert later.api_key.name != first.api_key.name
     async with harness.host.database.sessions.begin() as session:
-        remaining = (await session.execute(text("SELECT api_key_id FROM idempotent_requests"))).scalars().all()
-    assert sorted(remaining) == sorted([later.api_key.name.removeprefix("api_keys/")])
+        remaining = (await session.execute(text("SELECT api_key_id FROM sealed_secrets"))).scalars().all()
+    assert remaining == [domain.parse_key_name(later.api_key.name)[1]]
+
+
+async def test_a_replay_whose_secret_is_gone_says_so(harness: Harness):
+    request_id = str(uuid.uuid4())
+    await create(harness, request_id=request_id)
+    async with harness.host.database.sessions.begin() as session:
+        await session.execute(text("DELETE FROM sealed_secrets"))
+    error = await refused(create(harness, request_id=request_id))
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert len((await list_keys(harness)).api_keys) == 1
 
 
 async def test_scopes_must_be_held_by_the_creator(harness: Harness):
@@ -245,21 +281,29 @@ async def test_creation_rules(harness: Harness):
         expire_time=timestamp_in(datetime.timedelta(days=30)),
     )
     assert test_key.secret.startswith("vk_test_")
-    chosen = await harness.stub.CreateApiKey(
-        pb.CreateApiKeyRequest(api_key=new_key(), api_key_id="crm-sync"), metadata=ADMIN_A, timeout=10
-    )
-    assert chosen.api_key.name == "api_keys/crm-sync"
-    error = await refused(
-        harness.stub.CreateApiKey(
-            pb.CreateApiKeyRequest(api_key=new_key(), api_key_id="crm-sync"), metadata=ADMIN_B, timeout=10
-        )
-    )
+    chosen = await create(harness, api_key_id="crm-sync")
+    assert chosen.api_key.name == "organizations/org_a/api_keys/crm-sync"
+    error = await refused(create(harness, api_key_id="crm-sync"))
     assert error.code() == grpc.StatusCode.ALREADY_EXISTS
+    for parent in ("", "organizations/-", "api_keys", "organizations/org_a/api_keys"):
+        error = await refused(
+            harness.stub.CreateApiKey(pb.CreateApiKeyRequest(parent=parent, api_key=new_key()), metadata=ADMIN_A)
+        )
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, parent
+    # Allowed agents are the key's own organisation's.
+    error = await refused(
+        create(harness, restrictions=api_key_pb2.ApiKeyRestrictions(allowed_agents=["organizations/org_b/agents/a1"]))
+    )
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    limited = await create(
+        harness, restrictions=api_key_pb2.ApiKeyRestrictions(allowed_agents=["organizations/org_a/agents/a1"])
+    )
+    assert list(limited.api_key.restrictions.allowed_agents) == ["organizations/org_a/agents/a1"]
 
 
 async def test_another_organisations_key_answers_not_found(harness: Harness):
     key = (await create(harness)).api_key
-    missing = "api_keys/k_aaaaaaaaaaaaaaaa"
+    missing = "organizations/org_a/api_keys/k_aaaaaaaaaaaaaaaa"
     calls = [
         lambda name: harness.stub.GetApiKey(pb.GetApiKeyRequest(name=name), metadata=ADMIN_B, timeout=10),
         lambda name: harness.stub.UpdateApiKey(
@@ -280,12 +324,50 @@ async def test_another_organisations_key_answers_not_found(harness: Harness):
         nothing = await refused(call(missing))
         assert theirs.code() == nothing.code() == grpc.StatusCode.NOT_FOUND
         assert (theirs.details() or "").replace(key.name, "X") == (nothing.details() or "").replace(missing, "X")
-    listed = await harness.stub.ListApiKeys(pb.ListApiKeysRequest(show_inactive=True), metadata=ADMIN_B, timeout=10)
+        assert theirs.trailing_metadata() == nothing.trailing_metadata()
+    listed = await list_keys(harness, metadata=ADMIN_B, show_inactive=True)
     assert list(listed.api_keys) == []
+    # Another organisation's list is refused the same way whether or not it exists.
+    for parent in (ORG_A, "organizations/org_nobody", "organizations/-"):
+        error = await refused(list_keys(harness, metadata=ADMIN_B, parent=parent))
+        assert (error.code(), error.details()) == (
+            grpc.StatusCode.PERMISSION_DENIED,
+            "the caller may not act in the organisation named by parent",
+        )
+        error = await refused(create(harness, metadata=ADMIN_B, parent=parent))
+        assert error.code() in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INVALID_ARGUMENT)
+    # A platform administrator reads another organisation's keys but does not change them.
+    error = await refused(harness.stub.RevokeApiKey(pb.RevokeApiKeyRequest(name=key.name), metadata=ROOT, timeout=10))
+    assert error.code() == grpc.StatusCode.PERMISSION_DENIED
     # A platform administrator sees every organisation's keys.
     everything = await harness.stub.GetApiKey(pb.GetApiKeyRequest(name=key.name), metadata=ROOT, timeout=10)
     assert everything.api_key.organization_id == "org_a"
+    across = await list_keys(harness, metadata=ROOT, parent="organizations/-")
+    assert [k.name for k in across.api_keys] == [key.name]
     assert harness.identity.revocations == []
+
+
+async def test_two_organisations_may_use_the_same_key_id(harness: Harness):
+    ours = await create(harness, api_key_id="crm-sync", display_name="A's CRM")
+    theirs = await create(harness, metadata=ADMIN_B, api_key_id="crm-sync", display_name="B's CRM")
+    assert ours.api_key.name == "organizations/org_a/api_keys/crm-sync"
+    assert theirs.api_key.name == "organizations/org_b/api_keys/crm-sync"
+    assert (await verify(harness, ours.secret)).api_key == ours.api_key.name
+    assert (await verify(harness, theirs.secret)).organization_id == "org_b"
+    for metadata, parent, name, display in (
+        (ADMIN_A, ORG_A, ours.api_key.name, "A's CRM"),
+        (ADMIN_B, ORG_B, theirs.api_key.name, "B's CRM"),
+    ):
+        listed = await list_keys(harness, metadata=metadata, parent=parent)
+        assert [(k.name, k.display_name) for k in listed.api_keys] == [(name, display)]
+        got = await harness.stub.GetApiKey(pb.GetApiKeyRequest(name=name), metadata=metadata, timeout=10)
+        assert got.api_key.display_name == display
+    # Each organisation's changes touch only its own key.
+    await harness.stub.RevokeApiKey(pb.RevokeApiKeyRequest(name=theirs.api_key.name), metadata=ADMIN_B, timeout=10)
+    assert (await verify(harness, ours.secret)).api_key == ours.api_key.name
+    assert (await refused(verify(harness, theirs.secret))).code() == grpc.StatusCode.UNAUTHENTICATED
+    mine = await harness.stub.GetApiKey(pb.GetApiKeyRequest(name=ours.api_key.name), metadata=ADMIN_A, timeout=10)
+    assert mine.api_key.state == api_key_pb2.API_KEY_STATE_ACTIVE
 
 
 async def test_every_verification_failure_looks_the_same(harness: Harness):
@@ -361,14 +443,16 @@ async def test_updates_only_narrow(harness: Harness):
 
 
 async def test_rotation_rules(harness: Harness):
-    key = (await create(harness)).api_key
+    request_id = str(uuid.uuid4())
+    key = (await create(harness, request_id=request_id)).api_key
+    # The same request_id on another method is another request.
     secret_less = await harness.stub.RotateApiKey(
-        pb.RotateApiKeyRequest(name=key.name, overlap=duration_pb2.Duration(seconds=0), request_id="rot-1"),
+        pb.RotateApiKeyRequest(name=key.name, overlap=duration_pb2.Duration(seconds=0), request_id=request_id),
         metadata=ADMIN_A,
         timeout=10,
     )
     again = await harness.stub.RotateApiKey(
-        pb.RotateApiKeyRequest(name=key.name, overlap=duration_pb2.Duration(seconds=0), request_id="rot-1"),
+        pb.RotateApiKeyRequest(name=key.name, overlap=duration_pb2.Duration(seconds=0), request_id=request_id),
         metadata=ADMIN_A,
         timeout=10,
     )
@@ -400,9 +484,7 @@ async def test_lists_filter_and_page(harness: Harness):
     async def listed(**fields):
         seen, token = [], ""
         while True:
-            page = await harness.stub.ListApiKeys(
-                pb.ListApiKeysRequest(page_size=2, page_token=token, **fields), metadata=ADMIN_A, timeout=10
-            )
+            page = await list_keys(harness, page_size=2, page_token=token, **fields)
             seen += [k.name for k in page.api_keys]
             token = page.next_page_token
             if not token:
@@ -414,19 +496,24 @@ async def test_lists_filter_and_page(harness: Harness):
     assert await listed(filter="state = REVOKED") == [names[0]]
     assert await listed(filter="environment = TEST") == [test_key.api_key.name]
     assert len(await listed(filter="scopes:calls.create")) == 4
-    error = await refused(harness.stub.ListApiKeys(pb.ListApiKeysRequest(filter="secret_hash = x"), metadata=ADMIN_A))
+    error = await refused(list_keys(harness, filter="secret_hash = x"))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    # A page token belongs to its query: another filter or another parent refuses it.
+    token = (await list_keys(harness, page_size=1)).next_page_token
+    for other in ({"filter": "environment = TEST"}, {"metadata": ROOT, "parent": "organizations/-"}):
+        error = await refused(list_keys(harness, page_size=1, page_token=token, **other))
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 async def test_identity_down(harness: Harness):
+    # The audit entry is saved with the key and delivered once identity is back.
     harness.identity.unavailable = True
-    error = await refused(create(harness))
-    assert error.code() == grpc.StatusCode.UNAVAILABLE
-    listed = await harness.stub.ListApiKeys(pb.ListApiKeysRequest(show_inactive=True), metadata=ADMIN_A, timeout=10)
-    assert list(listed.api_keys) == []  # no key without its audit event
-
+    first = await create(harness)
+    assert harness.identity.audit == []
     harness.identity.unavailable = False
     key = await create(harness)
+    assert [r.request.audit_event.target for r in harness.identity.audit] == [first.api_key.name, key.api_key.name]
+
     harness.identity.unavailable = True
     error = await refused(harness.stub.RevokeApiKey(pb.RevokeApiKeyRequest(name=key.api_key.name), metadata=ADMIN_A))
     assert error.code() == grpc.StatusCode.UNAVAILABLE
@@ -435,13 +522,17 @@ async def test_identity_down(harness: Harness):
     harness.identity.unavailable = False
     await harness.stub.RevokeApiKey(pb.RevokeApiKeyRequest(name=key.api_key.name), metadata=ADMIN_A, timeout=10)
     assert [r.request.principal for r in harness.identity.revocations] == [key.api_key.name]
+    assert harness.identity.actions().count(audit_event_pb2.AUDIT_ACTION_API_KEY_REVOKED) == 1
+    # Once identity has it, a further retry owes nothing.
+    await harness.stub.RevokeApiKey(pb.RevokeApiKeyRequest(name=key.api_key.name), metadata=ADMIN_A, timeout=10)
+    assert len(harness.identity.revocations) == 1
 
 
 async def test_a_key_authenticates_calls_as_bearer_and_x_api_key(harness_with_api_keys: Harness):
     harness = harness_with_api_keys
     reader = await create(harness, scopes=["api_keys.list", "api_keys.get"])
     for metadata in ((("authorization", f"Bearer {reader.secret}"),), (("x-api-key", reader.secret),)):
-        listed = await harness.stub.ListApiKeys(pb.ListApiKeysRequest(), metadata=metadata, timeout=10)
+        listed = await list_keys(harness, metadata=metadata, parent=ORG_A)
         assert [k.name for k in listed.api_keys] == [reader.api_key.name]
         error = await refused(create(harness, metadata=metadata))
         assert error.code() == grpc.StatusCode.PERMISSION_DENIED
@@ -452,3 +543,50 @@ async def test_a_key_authenticates_calls_as_bearer_and_x_api_key(harness_with_ap
     error = await refused(create(harness, metadata=as_key, scopes=["calls.create"]))
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED
     assert "calls.create" in (error.details() or "")
+
+
+async def test_tokens_issued_to_a_key_carry_its_organisation_scoped_name(harness: Harness):
+    key = (await create(harness, scopes=["api_keys.list"])).api_key
+
+    def token(subject: str, org: str = "org_a") -> Any:
+        return bearer(ISSUER.mint(subject=subject, role="", org=org, scope="api_keys.list", sid=""))
+
+    listed = await list_keys(harness, metadata=token(key.name))
+    assert [k.name for k in listed.api_keys] == [key.name]
+    # A token whose key lives in another organisation than the token claims, or that uses the
+    # global name of before, is not a key's token.
+    for wrong in (token(key.name, org="org_b"), token("api_keys/" + key.name.rsplit("/", 1)[1])):
+        error = await refused(list_keys(harness, metadata=wrong, parent=ORG_A))
+        assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_changes_are_recorded_as_typed_events(harness: Harness):
+    created = await create(harness)
+    key = created.api_key
+    await harness.stub.UpdateApiKey(
+        pb.UpdateApiKeyRequest(api_key=api_key_pb2.ApiKey(name=key.name, display_name="renamed")),
+        metadata=ADMIN_A,
+        timeout=10,
+    )
+    rotated = await harness.stub.RotateApiKey(pb.RotateApiKeyRequest(name=key.name), metadata=ADMIN_A, timeout=10)
+    await harness.stub.RevokeApiKey(pb.RevokeApiKeyRequest(name=rotated.api_key.name), metadata=ADMIN_A, timeout=10)
+    async with harness.host.database.sessions.begin() as session:
+        rows = (await session.execute(select(OutboxRow).order_by(OutboxRow.occurred_at))).scalars().all()
+        events = [(row.stream, outbox.decode(row)) for row in rows]
+    assert [type(event).__name__ for _, event in events] == [
+        "ApiKeyCreatedEvent",
+        "ApiKeyUpdatedEvent",
+        "ApiKeyRotatedEvent",
+        "ApiKeyCreatedEvent",
+        "ApiKeyRevokedEvent",
+    ]
+    stream, updated = events[1]
+    assert stream == "api_keys-org_a-" + key.name.rsplit("/", 1)[1]
+    assert isinstance(updated, developer_api_events_pb2.ApiKeyUpdatedEvent)
+    assert (updated.api_key.display_name, list(updated.changed)) == ("renamed", ["display_name"])
+    revoked = events[4][1]
+    assert isinstance(revoked, developer_api_events_pb2.ApiKeyRevokedEvent)
+    assert revoked.previous_state == api_key_pb2.API_KEY_STATE_ACTIVE
+    for _, event in events:
+        assert created.secret[16:] not in str(event)
+        assert rotated.secret[16:] not in str(event)

@@ -1,4 +1,4 @@
-"""The store on SQLite and PostgreSQL: tenancy, states, idempotency, usage — and no secret at rest."""
+"""The store on SQLite and PostgreSQL: tenancy, states, filters, pages, usage — and no secret at rest."""
 
 from __future__ import annotations
 
@@ -7,18 +7,13 @@ import datetime
 from typing import Any
 
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 from sqlalchemy import text
 
 from mesh import migrations
 from mesh.config import Settings
 from mesh.db import ServiceDatabase
-from mesh.errors import Aborted, AlreadyExists, NotFound
-from mesh.kit.tables import KitBase
+from mesh.errors import AlreadyExists, InvalidArgument, NotFound
 from services.developer_api import credentials, domain, store, usage_store
-from services.developer_api.listing import Condition
-from services.developer_api.models import Base, utc
 from services.developer_api.restrictions import Restrictions
 from services.developer_api.usage import Counters
 
@@ -64,33 +59,19 @@ async def add_key(session, key_id, *, organization_id="org_a", now=NOW, **change
     return row, secret
 
 
-def test_migration_matches_the_models(database: ServiceDatabase):
-    engine = database.sync_engine()
-    try:
-        with engine.connect() as connection:
-            differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
-    finally:
-        engine.dispose()
-    # The shared mesh branch's tables are not ours: tests/runtime/test_schema_drift.py checks them.
-    ours = [d for d in differences if not any(name in repr(d) for name in KitBase.metadata.tables)]
-    assert ours == []
-
-
 async def test_the_secret_is_never_stored_in_plain_text(database: ServiceDatabase):
     async with database.sessions.begin() as session:
         _, secret = await add_key(session, "k_one")
-        await store.claim_request(
+        await store.keep_sealed_secret(
             session,
             organization_id="org_a",
-            request_id="req-1",
-            fingerprint="f" * 64,
             api_key_id="k_one",
-            sealed_secret=credentials.SecretBox("kek").seal(secret, "api_keys/k_one"),
-            expire_time=NOW + domain.IDEMPOTENCY_WINDOW,
+            sealed=credentials.SecretBox("kek").seal(secret, "organizations/org_a/api_keys/k_one"),
+            expire_time=NOW + domain.SEALED_SECRET_WINDOW,
         )
     async with database.engine.connect() as connection:
         keys = (await connection.execute(text("SELECT * FROM api_keys"))).mappings().all()
-        requests = (await connection.execute(text("SELECT * FROM idempotent_requests"))).mappings().all()
+        requests = (await connection.execute(text("SELECT * FROM sealed_secrets"))).mappings().all()
     assert len(keys) == 1
     raw = keys[0]
     assert raw["secret_hash"] == credentials.secret_hash(secret)
@@ -102,24 +83,29 @@ async def test_the_secret_is_never_stored_in_plain_text(database: ServiceDatabas
             assert body.encode() not in stored
 
 
-async def test_ids_are_unique(database: ServiceDatabase):
+async def test_ids_are_unique_per_organisation(database: ServiceDatabase):
     async with database.sessions.begin() as session:
         await add_key(session, "k_one")
     with pytest.raises(AlreadyExists):
         async with database.sessions.begin() as session:
-            await add_key(session, "k_one", organization_id="org_b")
+            await add_key(session, "k_one")
+    # Another organisation may use the same id.
+    async with database.sessions.begin() as session:
+        await add_key(session, "k_one", organization_id="org_b", display_name="B's key")
+    async with database.sessions.begin() as session:
+        assert (await store.get_key(session, "org_a", "k_one")).display_name == "CRM sync"
+        assert (await store.get_key(session, "org_b", "k_one")).display_name == "B's key"
+        assert await store.find_key(session, "org_c", "k_one") is None
 
 
 async def test_another_organisations_key_is_not_found_like_a_missing_one(database: ServiceDatabase):
     async with database.sessions.begin() as session:
         await add_key(session, "k_one")
     async with database.sessions.begin() as session:
-        assert (await store.get_key(session, "k_one", "org_a")).display_name == "CRM sync"
-        assert (await store.get_key(session, "k_one", None)).organization_id == "org_a"
         with pytest.raises(NotFound) as other:
-            await store.get_key(session, "k_one", "org_b")
+            await store.get_key(session, "org_b", "k_one")
         with pytest.raises(NotFound) as missing:
-            await store.get_key(session, "k_two", "org_b")
+            await store.get_key(session, "org_b", "k_two")
     assert other.value.message.replace("k_one", "X") == missing.value.message.replace("k_two", "X")
 
 
@@ -133,34 +119,49 @@ async def test_lookup_by_hash(database: ServiceDatabase):
         assert await store.find_by_hash(session, credentials.secret_hash(secret + "x")) is None
 
 
-async def test_states_counts_and_pages(database: ServiceDatabase):
+async def _listed(session, organization_id, filter_text="", *, show_inactive=False, limit=50) -> list[str]:
+    seen: list[str] = []
+    after = None
+    while True:
+        page = await store.list_keys(
+            session, organization_id, filter_text, show_inactive=show_inactive, now=NOW, after=after, limit=limit
+        )
+        seen += [row.id for row in page.items]
+        if page.next_after is None:
+            return seen
+        after = page.next_after
+
+
+async def test_states_filters_counts_and_pages(database: ServiceDatabase):
     async with database.sessions.begin() as session:
         for index in range(5):
             await add_key(session, f"k_{index}", now=NOW - datetime.timedelta(minutes=10 - index))
         expiring, _ = await add_key(session, "k_expired", now=NOW - datetime.timedelta(minutes=1))
         expiring.expire_time = NOW - datetime.timedelta(seconds=1)
-        revoked, _ = await add_key(session, "k_revoked", now=NOW)
+        revoked, _ = await add_key(session, "k_revoked", now=NOW, scopes=("*",), labels={"system": "ops"})
         revoked.state = domain.KeyState.REVOKED.value
         await add_key(session, "k_other", organization_id="org_b")
     async with database.sessions.begin() as session:
         assert await store.count_active(session, "org_a", NOW) == 5
-        first = await store.list_keys(session, "org_a", states={domain.KeyState.ACTIVE}, now=NOW, after=None, limit=3)
-        assert [r.id for r in first] == ["k_4", "k_3", "k_2"]
-        rest = await store.list_keys(
-            session,
-            "org_a",
-            states={domain.KeyState.ACTIVE},
-            now=NOW,
-            after=(first[-1].create_time, first[-1].id),
-            limit=10,
-        )
-        assert [r.id for r in rest] == ["k_1", "k_0"]
-        inactive = await store.list_keys(
-            session, "org_a", states={domain.KeyState.EXPIRED, domain.KeyState.REVOKED}, now=NOW, after=None, limit=10
-        )
-        assert [r.id for r in inactive] == ["k_revoked", "k_expired"]
-        everywhere = await store.list_keys(session, None, states=set(domain.KeyState), now=NOW, after=None, limit=50)
-        assert len(everywhere) == 8
+        assert await _listed(session, "org_a", limit=3) == ["k_4", "k_3", "k_2", "k_1", "k_0"]
+        assert await _listed(session, "org_a", "state != ACTIVE") == ["k_revoked", "k_expired"]
+        assert await _listed(session, "org_a", "state = API_KEY_STATE_EXPIRED") == ["k_expired"]
+        assert len(await _listed(session, "org_a", show_inactive=True)) == 7
+        assert len(await _listed(session, None, show_inactive=True, limit=2)) == 8
+        # A key holding "*" holds every scope.
+        assert await _listed(session, "org_a", "scopes:calls.get AND state = REVOKED") == ["k_revoked"]
+        assert await _listed(session, "org_a", "scopes:agents.get", show_inactive=True) == ["k_revoked"]
+        assert await _listed(session, "org_a", 'labels.system = "ops"', show_inactive=True) == ["k_revoked"]
+        assert await _listed(session, "org_a", 'display_name = "CRM*" AND environment = LIVE') == [
+            "k_4",
+            "k_3",
+            "k_2",
+            "k_1",
+            "k_0",
+        ]
+        for bad in ("secret_hash = x", "scopes:calls%", "state > ACTIVE", "environment = MOON"):
+            with pytest.raises(InvalidArgument):
+                await _listed(session, "org_a", bad)
 
 
 async def test_last_used_is_written_once_a_minute(database: ServiceDatabase):
@@ -168,38 +169,33 @@ async def test_last_used_is_written_once_a_minute(database: ServiceDatabase):
         await add_key(session, "k_one")
     minute = domain.last_used_minute(NOW)
     async with database.sessions.begin() as session:
-        assert await store.touch_last_used(session, "k_one", minute, "203.0.113.9")
-        assert not await store.touch_last_used(session, "k_one", minute, "203.0.113.10")
-        assert await store.touch_last_used(session, "k_one", minute + datetime.timedelta(minutes=1), "203.0.113.11")
+        row = await store.get_key(session, "org_a", "k_one")
+        assert await store.touch_last_used(session, row, minute, "203.0.113.9")
+        assert not await store.touch_last_used(session, row, minute, "203.0.113.10")
+        assert await store.touch_last_used(session, row, minute + datetime.timedelta(minutes=1), "203.0.113.11")
     async with database.sessions.begin() as session:
-        row = await store.get_key(session, "k_one", "org_a")
+        row = await store.get_key(session, "org_a", "k_one")
         assert row.last_used_time is not None
-        assert utc(row.last_used_time) == minute + datetime.timedelta(minutes=1)
+        assert row.last_used_time == minute + datetime.timedelta(minutes=1)
         assert row.last_used_address == "203.0.113.11"
 
 
-async def test_request_ids_are_claimed_once_and_forgotten_after_their_window(database: ServiceDatabase):
-    claim: dict[str, Any] = {
-        "organization_id": "org_a",
-        "request_id": "req-1",
-        "fingerprint": "f" * 64,
-        "api_key_id": "k_one",
-        "sealed_secret": b"sealed",
-        "expire_time": NOW + domain.IDEMPOTENCY_WINDOW,
-    }
+async def test_sealed_secrets_are_kept_for_their_window(database: ServiceDatabase):
     async with database.sessions.begin() as session:
-        await store.claim_request(session, **claim)
-    with pytest.raises(Aborted):
-        async with database.sessions.begin() as session:
-            await store.claim_request(session, **claim)
+        await store.keep_sealed_secret(
+            session, organization_id="org_a", api_key_id="k_one", sealed=b"sealed", expire_time=NOW + HOUR
+        )
+        # The same key id in another organisation is another key.
+        await store.keep_sealed_secret(
+            session, organization_id="org_b", api_key_id="k_one", sealed=b"theirs", expire_time=NOW + HOUR
+        )
     async with database.sessions.begin() as session:
-        assert (await store.find_request(session, "org_a", "req-1", NOW)) is not None
-        assert (await store.find_request(session, "org_b", "req-1", NOW)) is None
-        later = NOW + domain.IDEMPOTENCY_WINDOW
-        assert (await store.find_request(session, "org_a", "req-1", later)) is None
-        await store.wipe_expired_requests(session, later)
+        assert await store.find_sealed_secret(session, "org_a", "k_one", NOW) == b"sealed"
+        assert await store.find_sealed_secret(session, "org_c", "k_one", NOW) is None
+        assert await store.find_sealed_secret(session, "org_a", "k_one", NOW + HOUR) is None
+        await store.wipe_expired_secrets(session, NOW + HOUR)
     async with database.engine.connect() as connection:
-        assert (await connection.execute(text("SELECT count(*) FROM idempotent_requests"))).scalar_one() == 0
+        assert (await connection.execute(text("SELECT count(*) FROM sealed_secrets"))).scalar_one() == 0
 
 
 def log_row(request_id, *, key_id="k_one", organization_id="org_a", status=200, when=NOW, latency_ms=20):
@@ -224,13 +220,16 @@ def log_row(request_id, *, key_id="k_one", organization_id="org_a", status=200, 
 
 async def test_logs_skip_request_ids_already_stored(database: ServiceDatabase):
     async with database.sessions.begin() as session:
-        assert await usage_store.insert_logs(session, [log_row("a"), log_row("b")]) == {"a", "b"}
+        inserted = await usage_store.insert_logs(session, [log_row("a"), log_row("b")])
+        assert inserted == {("org_a", "a"), ("org_a", "b")}
     async with database.sessions.begin() as session:
         duplicate = {**log_row("b"), "id": "r_b2"}
-        assert await usage_store.insert_logs(session, [duplicate, log_row("c")]) == {"c"}
+        elsewhere = log_row("b", organization_id="org_b", key_id="k_b")
+        inserted = await usage_store.insert_logs(session, [duplicate, log_row("c"), elsewhere])
+        assert inserted == {("org_a", "c"), ("org_b", "b")}
     async with database.sessions.begin() as session:
-        rows = await usage_store.list_logs(session, "org_a", conditions=[], after=None, limit=10)
-    assert sorted(r.request_id for r in rows) == ["a", "b", "c"]
+        page = await usage_store.list_logs(session, "org_a", "", after=None, limit=10)
+    assert sorted(r.request_id for r in page.items) == ["a", "b", "c"]
 
 
 async def test_log_queries_filter_and_page_within_the_organisation(database: ServiceDatabase):
@@ -241,34 +240,26 @@ async def test_log_queries_filter_and_page_within_the_organisation(database: Ser
                 log_row("a", when=NOW - 3 * HOUR),
                 log_row("b", status=404, when=NOW - 2 * HOUR),
                 log_row("c", status=500, when=NOW - HOUR),
-                log_row("d", organization_id="org_b", key_id="k_b", status=500),
+                log_row("d", organization_id="org_b", key_id="k_one", status=500),
             ],
         )
+    since = (NOW - 150 * datetime.timedelta(minutes=1)).isoformat()
+
+    async def ids(organization_id, filter_text="", limit=10):
+        page = await usage_store.list_logs(session, organization_id, filter_text, after=None, limit=limit)
+        return [row.request_id for row in page.items]
+
     async with database.sessions.begin() as session:
-        errors = await usage_store.list_logs(
-            session,
-            "org_a",
-            conditions=[usage_store.log_condition(Condition("http_status", ">=", "400"))],
-            after=None,
-            limit=10,
-        )
-        assert [r.request_id for r in errors] == ["c", "b"]
-        recent = await usage_store.list_logs(
-            session,
-            "org_a",
-            conditions=[
-                usage_store.log_condition(
-                    Condition("request_time", ">=", (NOW - 150 * datetime.timedelta(minutes=1)).isoformat())
-                )
-            ],
-            after=None,
-            limit=10,
-        )
-        assert [r.request_id for r in recent] == ["c", "b"]
-        page = await usage_store.list_logs(session, "org_a", conditions=[], after=None, limit=1)
-        after = (page[0].request_time, page[0].id)
-        rest = await usage_store.list_logs(session, "org_a", conditions=[], after=after, limit=10)
-        assert [r.request_id for r in page + rest] == ["c", "b", "a"]
+        assert await ids(None, 'api_key = "organizations/org_a/api_keys/k_one"') == ["c", "b", "a"]
+        assert await ids("org_a", "http_status >= 400") == ["c", "b"]
+        assert await ids("org_a", "grpc_code = NOT_FOUND") == ["c", "b"]
+        assert await ids("org_a", f'request_time >= "{since}"') == ["c", "b"]
+        first = await usage_store.list_logs(session, "org_a", "", after=None, limit=1)
+        assert first.next_after is not None
+        rest = await usage_store.list_logs(session, "org_a", "", after=first.next_after, limit=10)
+        assert [r.request_id for r in (*first.items, *rest.items)] == ["c", "b", "a"]
+        with pytest.raises(InvalidArgument):
+            await ids("org_a", "latency_micros > 1")
 
 
 async def test_usage_accumulates_per_key_and_hour(database: ServiceDatabase):
@@ -277,19 +268,20 @@ async def test_usage_accumulates_per_key_and_hour(database: ServiceDatabase):
         counters = Counters()
         counters.add_request(status, "", datetime.timedelta(milliseconds=15))
         async with database.sessions.begin() as session:
-            await usage_store.add_usage(
-                session, api_key_id="k_one", organization_id="org_a", hour=hour, counters=counters
-            )
+            await usage_store.add_usage(session, key=("org_a", "k_one"), hour=hour, counters=counters)
     async with database.sessions.begin() as session:
         other = Counters()
         other.add_request(200, "", datetime.timedelta(milliseconds=1))
-        await usage_store.add_usage(session, api_key_id="k_b", organization_id="org_b", hour=hour, counters=other)
+        # The same key id in another organisation is another key.
+        await usage_store.add_usage(session, key=("org_b", "k_one"), hour=hour, counters=other)
     async with database.sessions.begin() as session:
         hours = await usage_store.usage_hours(session, "org_a", None, hour - HOUR, hour + HOUR)
-        one = await usage_store.usage_hours(session, None, "k_one", hour, hour + HOUR)
+        one = await usage_store.usage_hours(session, "org_a", "k_one", hour, hour + HOUR)
+        theirs = await usage_store.usage_hours(session, "org_b", "k_one", hour, hour + HOUR)
     assert len(hours) == 1
-    key_id, start, total = hours[0]
-    assert (key_id, start) == ("k_one", hour)
+    key, start, total = hours[0]
+    assert (key, start) == (("org_a", "k_one"), hour)
+    assert theirs[0][2].request_count == 1
     assert (total.request_count, total.client_error_count, total.server_error_count) == (3, 1, 1)
     assert sum(total.histogram) == 3
     assert one[0][2].request_count == 3
@@ -300,5 +292,5 @@ async def test_old_logs_are_pruned(database: ServiceDatabase):
         await usage_store.insert_logs(session, [log_row("old", when=NOW - datetime.timedelta(days=31)), log_row("new")])
         await usage_store.prune(session, NOW)
     async with database.sessions.begin() as session:
-        rows = await usage_store.list_logs(session, None, conditions=[], after=None, limit=10)
-    assert [r.request_id for r in rows] == ["new"]
+        page = await usage_store.list_logs(session, None, "", after=None, limit=10)
+    assert [r.request_id for r in page.items] == ["new"]

@@ -10,7 +10,7 @@ import pytest
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from tests.services.developer_api.conftest import Harness
-from tests.services.developer_api.test_servicer import ADMIN_A, ADMIN_B, SERVICE, create, refused
+from tests.services.developer_api.test_servicer import ADMIN_A, ADMIN_B, ORG_A, PARENTS, ROOT, SERVICE, create, refused
 from vocelio.common.v1 import usage_pb2
 from vocelio.developer_api.v1 import api_usage_pb2
 from vocelio.developer_api.v1 import developer_api_service_pb2 as pb
@@ -32,7 +32,7 @@ def entry(key: str, request_id: str, *, status=200, code="OK", latency_ms=20, wh
         request_time=at(when or HOUR_START + datetime.timedelta(seconds=1)),
         method="/vocelio.agents.v1.AgentsService/GetAgent",
         http_method="GET",
-        http_path="/v1/agents/a1",
+        http_path="/v1/organizations/org_a/agents/a1",
         http_status=status,
         grpc_code=code,
         latency=duration_pb2.Duration(nanos=latency_ms * 1_000_000),
@@ -45,6 +45,11 @@ async def record(harness: Harness, *entries) -> Any:
     return await harness.stub.RecordApiRequests(
         pb.RecordApiRequestsRequest(api_request_logs=list(entries)), metadata=SERVICE, timeout=10
     )
+
+
+async def logs(harness: Harness, metadata=ADMIN_A, parent="", **fields) -> Any:
+    request = pb.ListApiRequestLogsRequest(parent=parent or PARENTS.get(metadata, ORG_A), **fields)
+    return await harness.stub.ListApiRequestLogs(request, metadata=metadata, timeout=10)
 
 
 @pytest.fixture
@@ -68,27 +73,30 @@ async def test_requests_are_recorded_once(harness: Harness, keys):
     retry = await record(harness, entry(first, "r1"), entry(first, "r5", latency_ms=900))
     assert (retry.recorded_count, retry.duplicate_count) == (1, 1)
 
-    logs = await harness.stub.ListApiRequestLogs(pb.ListApiRequestLogsRequest(), metadata=ADMIN_A, timeout=10)
-    assert sorted(log.request_id for log in logs.api_request_logs) == ["r1", "r2", "r3", "r5"]
-    one = next(log for log in logs.api_request_logs if log.request_id == "r2")
+    # Request ids are unique per organisation: another organisation's r1 is its own entry.
+    again = await record(harness, entry(theirs, "r1"))
+    assert (again.recorded_count, again.duplicate_count) == (1, 0)
+
+    mine = await logs(harness)
+    assert sorted(log.request_id for log in mine.api_request_logs) == ["r1", "r2", "r3", "r5"]
+    one = next(log for log in mine.api_request_logs if log.request_id == "r2")
     assert one.organization_id == "org_a"
     assert one.api_key == first
     assert one.http_status == 404
-    assert one.name.startswith("api_request_logs/")
-    errors = await harness.stub.ListApiRequestLogs(
-        pb.ListApiRequestLogsRequest(filter=f'api_key = "{first}" AND http_status >= 400'), metadata=ADMIN_A, timeout=10
-    )
+    assert one.name.startswith("organizations/org_a/api_request_logs/r_")
+    errors = await logs(harness, filter=f'api_key = "{first}" AND http_status >= 400')
     assert [log.request_id for log in errors.api_request_logs] == ["r2"]
-    theirs_only = await harness.stub.ListApiRequestLogs(pb.ListApiRequestLogsRequest(), metadata=ADMIN_B, timeout=10)
-    assert [log.request_id for log in theirs_only.api_request_logs] == ["r4"]
+    theirs_only = await logs(harness, metadata=ADMIN_B)
+    assert sorted(log.request_id for log in theirs_only.api_request_logs) == ["r1", "r4"]
+    everything = await logs(harness, metadata=ROOT, parent="organizations/-")
+    assert len(everything.api_request_logs) == 6
+    for parent in (ORG_A, "organizations/-"):
+        error = await refused(logs(harness, metadata=ADMIN_B, parent=parent))
+        assert error.code() == grpc.StatusCode.PERMISSION_DENIED
 
-    page = await harness.stub.ListApiRequestLogs(
-        pb.ListApiRequestLogsRequest(page_size=3), metadata=ADMIN_A, timeout=10
-    )
+    page = await logs(harness, page_size=3)
     assert len(page.api_request_logs) == 3
-    rest = await harness.stub.ListApiRequestLogs(
-        pb.ListApiRequestLogsRequest(page_size=3, page_token=page.next_page_token), metadata=ADMIN_A, timeout=10
-    )
+    rest = await logs(harness, page_size=3, page_token=page.next_page_token)
     assert len(rest.api_request_logs) == 1
     assert not rest.next_page_token
 
@@ -121,7 +129,9 @@ async def test_usage_buckets(harness: Harness, keys):
     assert current.p95_latency.ToTimedelta() > datetime.timedelta(milliseconds=750)
 
     every = await harness.stub.ListApiKeyUsage(
-        pb.ListApiKeyUsageRequest(parent="api_keys/-", start_time=at(NOW - datetime.timedelta(days=2))),
+        pb.ListApiKeyUsageRequest(
+            parent="organizations/org_a/api_keys/-", start_time=at(NOW - datetime.timedelta(days=2))
+        ),
         metadata=ADMIN_A,
         timeout=10,
     )
@@ -130,11 +140,23 @@ async def test_usage_buckets(harness: Harness, keys):
         totals[bucket.api_key] = totals.get(bucket.api_key, 0) + bucket.request_count
     assert totals == {first: 4, second: 1}
     theirs = await harness.stub.ListApiKeyUsage(
-        pb.ListApiKeyUsageRequest(parent="api_keys/-", start_time=at(NOW - datetime.timedelta(days=2))),
+        pb.ListApiKeyUsageRequest(
+            parent="organizations/org_b/api_keys/-", start_time=at(NOW - datetime.timedelta(days=2))
+        ),
         metadata=ADMIN_B,
         timeout=10,
     )
     assert list(theirs.usage) == []
+    snooping = await refused(
+        harness.stub.ListApiKeyUsage(
+            pb.ListApiKeyUsageRequest(
+                parent="organizations/org_a/api_keys/-", start_time=at(NOW - datetime.timedelta(days=2))
+            ),
+            metadata=ADMIN_B,
+            timeout=10,
+        )
+    )
+    assert snooping.code() == grpc.StatusCode.PERMISSION_DENIED  # a foreign parent, whether or not it exists
 
     too_long = await refused(
         harness.stub.ListApiKeyUsage(
@@ -153,15 +175,15 @@ async def test_usage_buckets(harness: Harness, keys):
 async def test_bad_batches_are_refused_whole(harness: Harness, keys):
     first, _, _ = keys
     for bad in (
-        entry("api_keys/k_nobody", "x1"),
+        entry("api_keys/k_nobody", "x0"),
+        entry("organizations/org_a/api_keys/k_nobody", "x1"),
         entry(first, ""),
         entry(first, "x2", status=0),
         entry(first, "x3", when=NOW - datetime.timedelta(days=40)),
     ):
         error = await refused(record(harness, entry(first, "fine"), bad))
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-    logs = await harness.stub.ListApiRequestLogs(pb.ListApiRequestLogsRequest(), metadata=ADMIN_A, timeout=10)
-    assert list(logs.api_request_logs) == []
+    assert list((await logs(harness)).api_request_logs) == []
     denied = await refused(
         harness.stub.RecordApiRequests(
             pb.RecordApiRequestsRequest(api_request_logs=[entry(first, "y")]), metadata=ADMIN_A

@@ -118,7 +118,7 @@ class FakeTeamHub(team_hub_service_pb2_grpc.TeamHubServiceServicer):
     @staticmethod
     def _membership(user: str, organization_id: str, role: int) -> member_pb2.Membership:
         return member_pb2.Membership(
-            name=f"members/{organization_id}-{user.split('/')[-1]}",
+            name=f"organizations/{organization_id}/members/m-{user.split('/')[-1]}",
             organization_id=organization_id,
             user=user,
             role=member_pb2.Role.Name(role),

@@ -1,27 +1,29 @@
-"""Identity's rules without network or database: accounts, lockout, refresh families, grants, limits, filters."""
+"""Identity's rules without network or database: accounts, lockout, refresh families, grants, limits, list filters."""
 
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 import grpc
 import pytest
 
 from mesh.errors import FailedPrecondition, InvalidArgument
+from mesh.kit.filtering import compile_filter
+from mesh.kit.idempotency import request_id_problem
 from services.identity import domain, oauth
-from services.identity.domain import Lockout, Membership, RefreshFacts, RefreshVerdict, UserState
-from services.identity.filters import (
-    EQUALITY,
-    HAS,
-    ORDERING,
-    Condition,
-    decode_page_token,
-    encode_page_token,
-    page_size,
-    parse_filter,
-    parse_time,
+from services.identity.accounts import USER_FILTERS
+from services.identity.domain import (
+    Lockout,
+    Membership,
+    RefreshFacts,
+    RefreshVerdict,
+    UserState,
+    derived_request_id,
+    principal_kind,
 )
 from services.identity.ratelimit import PhantomLockouts, RateLimiter
+from services.identity.security import AUDIT_FILTERS
 
 NOW = dt.datetime(2026, 12, 1, 12, 0, 0, tzinfo=dt.UTC)
 
@@ -271,13 +273,19 @@ def test_user_token_claims_follow_rfc_9068():
 
 
 def test_api_key_tokens_carry_scopes_and_never_outlive_the_key():
-    who = oauth.TokenSubject("api_keys/k_1", "org_a", "", ("calls.get",), client_id="api_keys/k_1")
+    who = oauth.TokenSubject(
+        "organizations/org_a/api_keys/k_1", "org_a", "", ("calls.get",), client_id="organizations/org_a/api_keys/k_1"
+    )
     expiry = dt.datetime.fromtimestamp(1300, dt.UTC)
     claims = oauth.access_claims(
         who, issuer="i", audience="a", issued_at=1000, lifetime=900, not_after=expiry, token_id="j1"
     )
     assert claims["exp"] == 1300
-    assert claims["scope"] == "calls.get" and claims["client_id"] == "api_keys/k_1" and claims["role"] == ""
+    assert (
+        claims["scope"] == "calls.get"
+        and claims["client_id"] == "organizations/org_a/api_keys/k_1"
+        and claims["role"] == ""
+    )
     assert claims["jti"] == "j1"
     assert "sid" not in claims
 
@@ -323,38 +331,56 @@ def test_unknown_addresses_lock_like_real_accounts():
     assert phantoms.locked_until("ghost@example.com") is None
 
 
-# --- filters and page tokens -----------------------------------------------------------------------------------------
+# --- the lists' filter schemas (the parser itself is the kit's) ------------------------------------------------
 
 
-def test_filters_parse_and_check_fields_and_operators():
-    fields = {"state": EQUALITY, "email": HAS, "event_time": ORDERING}
-    assert parse_filter('state = LOCKED AND email : "@example.com"', fields) == [
-        Condition("state", "=", "LOCKED"),
-        Condition("email", ":", "@example.com"),
-    ]
-    assert parse_filter("", fields) == []
-    for bad in ("state", "state = A OR email = b", "colour = red", "state >= A", 'email = "open'):
-        with pytest.raises(InvalidArgument):
-            parse_filter(bad, fields)
+@pytest.mark.parametrize(
+    ("schema", "text"),
+    [
+        (USER_FILTERS, 'state = LOCKED AND email : "@example.com"'),
+        (USER_FILTERS, "email_verified = true OR state = USER_STATE_DISABLED"),
+        (AUDIT_FILTERS, 'action = SIGN_IN_FAILED AND event_time >= "2026-11-01T00:00:00Z"'),
+        (AUDIT_FILTERS, 'actor.principal = "users/u_1" AND outcome != AUDIT_OUTCOME_SUCCESS'),
+        (AUDIT_FILTERS, 'organization_id = "" AND source_service = "identity"'),
+    ],
+)
+def test_the_documented_filters_compile(schema, text: str):
+    assert compile_filter(text, schema) is not None
 
 
-def test_filter_times_need_a_zone():
-    assert parse_time("2026-12-01T00:00:00Z", "event_time") == dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
-    with pytest.raises(InvalidArgument):
-        parse_time("2026-12-01T00:00:00", "event_time")
+@pytest.mark.parametrize(
+    ("schema", "text"),
+    [
+        (USER_FILTERS, 'email = "\\x"'),  # an escape JSON does not know
+        (USER_FILTERS, 'email = "\\ud800"'),  # a lone surrogate
+        (USER_FILTERS, 'email = "a\\u0000b"'),  # NUL, which PostgreSQL refuses
+        (USER_FILTERS, 'email = "' + "a" * 2001 + '"'),
+        (USER_FILTERS, "state = FROZEN"),
+        (USER_FILTERS, "state > ACTIVE"),
+        (USER_FILTERS, "email_verified = maybe"),
+        (USER_FILTERS, "password = x"),
+        (USER_FILTERS, "(email = x"),
+        (USER_FILTERS, "email"),
+        (USER_FILTERS, "= x"),
+        (AUDIT_FILTERS, 'event_time >= "9999-12-31T23:59:59-23:59"'),  # overflows when moved to UTC
+        (AUDIT_FILTERS, 'event_time >= "2026-12-01T00:00:00"'),  # no zone
+        (AUDIT_FILTERS, "event_time >= yesterday"),
+        (AUDIT_FILTERS, "action = NO_SUCH_ACTION"),
+        (AUDIT_FILTERS, "actor.kind = USER"),
+    ],
+)
+def test_malformed_filters_are_invalid_arguments_naming_the_filter(schema, text: str):
+    with pytest.raises(InvalidArgument) as caught:
+        compile_filter(text, schema)
+    assert set(caught.value.field_violations) == {"filter"}
 
 
-def test_page_tokens_round_trip_and_reject_forgeries():
-    token = encode_page_token({"t": "x", "i": "y"})
-    assert decode_page_token(token, ("t", "i")) == {"t": "x", "i": "y"}
-    assert decode_page_token("", ("t", "i")) is None
-    for forged in ("not-base64!", encode_page_token({"t": "x"}), "e30"):
-        with pytest.raises(InvalidArgument):
-            decode_page_token(forged, ("t", "i"))
-
-
-def test_page_sizes_default_and_cap():
-    assert page_size(0, default=50, maximum=100) == 50
-    assert page_size(500, default=50, maximum=100) == 100
-    with pytest.raises(InvalidArgument):
-        page_size(-1, default=50, maximum=100)
+def test_principal_names_and_request_ids():
+    assert principal_kind("users/u_1") == "USER"
+    assert principal_kind("organizations/acme/api_keys/k_1") == "API_KEY"
+    assert principal_kind("services/team_hub") == "SERVICE"
+    for other in ("api_keys/k_1", "users/", "users/a/b", "organizations/acme", "members/m_1", ""):
+        assert principal_kind(other) == "ANONYMOUS"
+    fixed = derived_request_id("sign_up", "u_1")
+    assert fixed == derived_request_id("sign_up", "u_1") != derived_request_id("sign_up", "u_2")
+    assert uuid.UUID(fixed).version == 4 and request_id_problem(fixed) is None

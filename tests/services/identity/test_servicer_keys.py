@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+import uuid
 
 import grpc
 import pytest
@@ -35,13 +36,14 @@ async def test_rotation_keeps_old_tokens_verifiable_and_signs_new_ones_with_the_
     old_token = (await harness.password_grant("ada@example.com")).access_token
     old_kid = header_of(old_token)["kid"]
 
-    rotated = await admin.RotateSigningKey(pb.RotateSigningKeyRequest(request_id="rotate-1"))
+    rotation = str(uuid.uuid4())
+    rotated = await admin.RotateSigningKey(pb.RotateSigningKeyRequest(request_id=rotation))
     assert rotated.active_key.state == signing_key_pb2.SIGNING_KEY_STATE_ACTIVE
     assert rotated.previous_key.name == f"signing_keys/{old_kid}"
     assert rotated.previous_key.state == signing_key_pb2.SIGNING_KEY_STATE_PREVIOUS
     overlap = rotated.previous_key.retire_time.seconds - rotated.previous_key.deactivate_time.seconds
     assert overlap == 900 + 60
-    again = await admin.RotateSigningKey(pb.RotateSigningKeyRequest(request_id="rotate-1"))
+    again = await admin.RotateSigningKey(pb.RotateSigningKeyRequest(request_id=rotation))
     assert again.active_key.name == rotated.active_key.name  # idempotent
 
     jwks = await harness.jwks()
@@ -61,7 +63,7 @@ async def test_rotation_keeps_old_tokens_verifiable_and_signs_new_ones_with_the_
         signing_key_pb2.SIGNING_KEY_STATE_PREVIOUS,
     ]
     assert all(k.public_key.kid and k.creator for k in listed.signing_keys)
-    events = await admin.ListAuditEvents(pb.ListAuditEventsRequest(organization_id="-"))
+    events = await admin.ListAuditEvents(pb.ListAuditEventsRequest(parent="organizations/-"))
     assert [e.target for e in events.audit_events if e.target.startswith("signing_keys/")] == [rotated.active_key.name]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import grpc
@@ -151,10 +152,17 @@ async def test_change_password_needs_the_current_one_and_ends_other_sessions(har
     with pytest.raises(grpc.aio.AioRpcError) as weak:
         await ada.ChangePassword(pb.ChangePasswordRequest(current_password=PASSWORD, new_password="short"))
     assert weak.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    changed = await ada.ChangePassword(
-        pb.ChangePasswordRequest(current_password=PASSWORD, new_password="a brand new password")
+    request_id = str(uuid.uuid4())
+    change = pb.ChangePasswordRequest(
+        current_password=PASSWORD, new_password="a brand new password", request_id=request_id
     )
+    changed = await ada.ChangePassword(change)
     assert changed.revoked_session_count == 1
+    # A retry answers the first result, although its current password is stale now.
+    assert await ada.ChangePassword(change) == changed
+    with pytest.raises(grpc.aio.AioRpcError) as reused:
+        await ada.ChangePassword(pb.ChangePasswordRequest(current_password=PASSWORD, new_password="x", request_id="r1"))
+    assert reused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     with pytest.raises(grpc.aio.AioRpcError):
         await harness.refresh(other.refresh_token)
     await harness.refresh(tokens.refresh_token)  # the session it was changed in lives on
@@ -204,5 +212,5 @@ async def test_principal_revocation_cuts_off_old_tokens_but_not_the_refreshed_on
     with pytest.raises(grpc.aio.AioRpcError):
         await harness.refresh(refreshed.refresh_token)
     admin = await harness.admin()
-    listed = await admin.ListUsers(pb.ListUsersRequest(organization_id="org_1"))
+    listed = await admin.ListUsers(pb.ListUsersRequest(parent="organizations/org_1"))
     assert listed.users == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 import grpc
 import pytest
@@ -19,6 +20,7 @@ from tests.services.identity.conftest import (
     pb,
     retry_info,
 )
+from tests.support.crud_suite import violations
 from vocelio.developer_api.v1 import developer_api_service_pb2
 from vocelio.identity.v1 import audit_event_pb2, user_pb2
 from vocelio.team_hub.v1 import member_pb2
@@ -70,7 +72,9 @@ async def test_sign_up_password_grant_refresh_rotation_and_reuse_detection(any_b
     page = await service.ListRevokedTokens(pb.ListRevokedTokensRequest())
     assert [(r.session, r.reason) for r in page.revocations] == [(claims.session_id, "refresh_token_reuse")]
     admin = await harness.admin()
-    events = await admin.ListAuditEvents(pb.ListAuditEventsRequest(filter="action = REFRESH_TOKEN_REUSE_DETECTED"))
+    events = await admin.ListAuditEvents(
+        pb.ListAuditEventsRequest(parent="organizations/-", filter="action = REFRESH_TOKEN_REUSE_DETECTED")
+    )
     assert [e.target for e in events.audit_events] == [claims.session_id]
 
 
@@ -120,11 +124,22 @@ async def test_sign_up_checks_its_input_and_refuses_a_taken_address(harness: Har
 
 
 async def test_sign_up_is_idempotent_with_a_request_id(harness: Harness):
-    first = await harness.sign_up("ada@example.com", request_id="r-1")
-    again = await harness.sign_up("ada@example.com", request_id="r-1")
+    request_id = str(uuid.uuid4())
+    first = await harness.sign_up("ada@example.com", request_id=request_id)
+    again = await harness.sign_up("ada@example.com", request_id=request_id)
     assert again.user.name == first.user.name and again.organization_id == first.organization_id
     assert again.role == "ADMIN"
-    assert sum(1 for call in harness.team_hub.calls if call.request.DESCRIPTOR.name.startswith("Provision")) == 1
+    provisions = [
+        call.request for call in harness.team_hub.calls if call.request.DESCRIPTOR.name.startswith("Provision")
+    ]
+    assert len(provisions) == 1
+    # What identity sends on is an AIP-155 UUID4 too, derived from the user so a retry repeats it.
+    assert uuid.UUID(provisions[0].request_id).version == 4
+    for reused, code in ((request_id, grpc.StatusCode.INVALID_ARGUMENT), ("r-1", grpc.StatusCode.INVALID_ARGUMENT)):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await harness.sign_up("bob@example.com", request_id=reused)
+        assert refused.value.code() == code
+        assert violations(refused.value) == {"request_id"}
 
 
 async def test_five_wrong_passwords_lock_the_account_with_a_clear_error(harness: Harness):
@@ -149,13 +164,13 @@ async def test_five_wrong_passwords_lock_the_account_with_a_clear_error(harness:
     assert oauth_error(locked.value) == "account_locked"
     # An admin of the organisation lifts the lock; the right password works again.
     admin = await harness.admin()
-    user = (await admin.ListUsers(pb.ListUsersRequest(organization_id="-", filter="state = LOCKED"))).users
+    user = (await admin.ListUsers(pb.ListUsersRequest(parent="organizations/-", filter="state = LOCKED"))).users
     assert [u.email for u in user] == ["ada@example.com"]
     assert user[0].failed_sign_in_count == 5 and user[0].locked_until.seconds > 0
     unlocked = await admin.UnlockUser(pb.UnlockUserRequest(name=user[0].name))
     assert unlocked.user.state == user_pb2.USER_STATE_ACTIVE
     await harness.password_grant("ada@example.com")
-    events = await admin.ListAuditEvents(pb.ListAuditEventsRequest(organization_id="org_1"))
+    events = await admin.ListAuditEvents(pb.ListAuditEventsRequest(parent="organizations/org_1"))
     actions = [audit_event_pb2.AuditAction.Name(e.action) for e in events.audit_events]
     assert actions.count("AUDIT_ACTION_SIGN_IN_FAILED") == 6
     assert "AUDIT_ACTION_ACCOUNT_LOCKED" in actions and "AUDIT_ACTION_ACCOUNT_UNLOCKED" in actions
@@ -254,7 +269,7 @@ async def test_api_keys_get_scoped_tokens_that_do_not_outlive_them(harness: Harn
     expiry = timestamp_pb2.Timestamp()
     expiry.FromDatetime(dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5))
     harness.developer_api.keys["vk_live_secret"] = developer_api_service_pb2.VerifyApiKeyResponse(
-        api_key="api_keys/k_1",
+        api_key="organizations/org_9/api_keys/k_1",
         organization_id="org_9",
         scopes=["calls.get", "calls.create"],
         expire_time=expiry,
@@ -265,7 +280,7 @@ async def test_api_keys_get_scoped_tokens_that_do_not_outlive_them(harness: Harn
     )
     claims = await harness.verify(reply.access_token)
     assert (claims.subject, claims.organization_id, claims.role, claims.scopes) == (
-        "api_keys/k_1",
+        "organizations/org_9/api_keys/k_1",
         "org_9",
         "",
         ("calls.get",),
@@ -274,11 +289,19 @@ async def test_api_keys_get_scoped_tokens_that_do_not_outlive_them(harness: Harn
     assert reply.scope == "calls.get" and reply.refresh_token == ""
     assert harness.developer_api.calls[-1].request.secret == "vk_live_secret"
     by_name = await harness.anonymous.IssueToken(
-        pb.IssueTokenRequest(grant_type="client_credentials", client_id="api_keys/k_1", client_secret="vk_live_secret")
+        pb.IssueTokenRequest(
+            grant_type="client_credentials",
+            client_id="organizations/org_9/api_keys/k_1",
+            client_secret="vk_live_secret",
+        )
     )
     assert claims_of(by_name.access_token)["scope"] == "calls.get calls.create"
     for request in (
-        pb.IssueTokenRequest(grant_type="client_credentials", client_id="api_keys/k_2", client_secret="vk_live_secret"),
+        pb.IssueTokenRequest(
+            grant_type="client_credentials",
+            client_id="organizations/org_9/api_keys/k_2",
+            client_secret="vk_live_secret",
+        ),
         pb.IssueTokenRequest(grant_type="client_credentials", client_secret="vk_unknown"),
     ):
         with pytest.raises(grpc.aio.AioRpcError) as caught:

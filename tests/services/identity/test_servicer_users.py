@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2, json_format
@@ -20,8 +22,12 @@ from tests.services.identity.conftest import (
     pb,
     start_harness,
 )
+from tests.support.crud_suite import violations
 from vocelio.identity.v1 import audit_event_pb2, user_pb2
 from vocelio.team_hub.v1 import member_pb2
+
+ORG_1 = "organizations/org_1"
+EVERY_ORG = "organizations/-"
 
 
 async def _team(harness: Harness) -> tuple[str, Client, str, Client]:
@@ -58,19 +64,19 @@ async def test_users_see_only_users_who_share_their_organisation(harness: Harnes
             await eve.GetUser(pb.GetUserRequest(name=name))
         assert caught.value.code() == grpc.StatusCode.NOT_FOUND
         assert caught.value.details() == f"{name} not found"
-    listed = await ada.ListUsers(pb.ListUsersRequest())
+    listed = await ada.ListUsers(pb.ListUsersRequest(parent=ORG_1))
     assert [u.email for u in listed.users] == ["ada@example.com", "bob@example.com"]
-    first = await ada.ListUsers(pb.ListUsersRequest(page_size=1))
-    second = await ada.ListUsers(pb.ListUsersRequest(page_size=1, page_token=first.next_page_token))
+    first = await ada.ListUsers(pb.ListUsersRequest(parent=ORG_1, page_size=1))
+    second = await ada.ListUsers(pb.ListUsersRequest(parent=ORG_1, page_size=1, page_token=first.next_page_token))
     assert [u.name for u in [*first.users, *second.users]] == [ada_name, bob_name] and not second.next_page_token
-    filtered = await ada.ListUsers(pb.ListUsersRequest(filter='email : "bob@"'))
+    filtered = await ada.ListUsers(pb.ListUsersRequest(parent=ORG_1, filter='email : "bob@"'))
     assert [u.name for u in filtered.users] == [bob_name]
     with pytest.raises(grpc.aio.AioRpcError) as other:
-        await ada.ListUsers(pb.ListUsersRequest(organization_id="org_2"))
+        await ada.ListUsers(pb.ListUsersRequest(parent="organizations/org_2"))
     assert other.value.code() == grpc.StatusCode.PERMISSION_DENIED
     admin = await harness.admin()
-    assert len((await admin.ListUsers(pb.ListUsersRequest(organization_id="-"))).users) == 4  # with the admin
-    assert [u.email for u in (await admin.ListUsers(pb.ListUsersRequest(organization_id="org_2"))).users] == [
+    assert len((await admin.ListUsers(pb.ListUsersRequest(parent="organizations/-"))).users) == 4  # with the admin
+    assert [u.email for u in (await admin.ListUsers(pb.ListUsersRequest(parent="organizations/org_2"))).users] == [
         "eve@example.com"
     ]
 
@@ -90,8 +96,17 @@ async def test_profiles_are_changed_by_their_user_or_an_org_admin(harness: Harne
     with pytest.raises(grpc.aio.AioRpcError) as denied:
         await bob.UpdateUser(pb.UpdateUserRequest(user=user_pb2.User(name=ada_name, display_name="Hacked")))
     assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    # Etags are opaque (they do not show the version) and change with every change.
+    first_etag = (await ada.GetUser(pb.GetUserRequest(name=ada_name))).user.etag
+    assert first_etag == mine.user.etag and len(first_etag) == 16 and first_etag not in ('"1"', '"2"', "1", "2")
+    fresh = await ada.UpdateUser(
+        pb.UpdateUserRequest(user=user_pb2.User(name="users/me", display_name="Ada", etag=first_etag))
+    )
+    assert fresh.user.etag != first_etag
     with pytest.raises(grpc.aio.AioRpcError) as stale:
-        await ada.UpdateUser(pb.UpdateUserRequest(user=user_pb2.User(name="users/me", display_name="X", etag=f'"{1}"')))
+        await ada.UpdateUser(
+            pb.UpdateUserRequest(user=user_pb2.User(name="users/me", display_name="X", etag=first_etag))
+        )
     assert stale.value.code() == grpc.StatusCode.ABORTED
     for user, paths in (
         (user_pb2.User(name="users/me", time_zone="Mars/Olympus"), ["time_zone"]),
@@ -164,7 +179,7 @@ async def test_the_audit_log_records_who_what_and_where_and_never_a_secret(any_b
     _, _, eve = await harness.user("eve@example.com", organization="Elsewhere")
 
     ada = harness.with_token((await harness.password_grant("ada@example.com")).access_token)
-    own = (await ada.ListAuditEvents(pb.ListAuditEventsRequest())).audit_events
+    own = (await ada.ListAuditEvents(pb.ListAuditEventsRequest(parent=ORG_1))).audit_events
     assert {e.organization_id for e in own} == {"org_1"}
     actions = [audit_event_pb2.AuditAction.Name(e.action).removeprefix("AUDIT_ACTION_") for e in own]
     assert actions[::-1] == [
@@ -180,17 +195,19 @@ async def test_the_audit_log_records_who_what_and_where_and_never_a_secret(any_b
     assert failed.actor.principal.startswith("users/") and failed.actor.display_name == "ada@example.com"
     assert failed.source_service == "identity" and failed.event_time.seconds > 0
     with pytest.raises(grpc.aio.AioRpcError) as other:
-        await ada.ListAuditEvents(pb.ListAuditEventsRequest(organization_id="org_2"))
+        await ada.ListAuditEvents(pb.ListAuditEventsRequest(parent="organizations/org_2"))
     assert other.value.code() == grpc.StatusCode.PERMISSION_DENIED
     with pytest.raises(grpc.aio.AioRpcError) as agent:
-        await eve.ListAuditEvents(pb.ListAuditEventsRequest(organization_id="org_1"))
+        await eve.ListAuditEvents(pb.ListAuditEventsRequest(parent="organizations/org_1"))
     assert agent.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
     admin = await harness.admin()
-    everything = (await admin.ListAuditEvents(pb.ListAuditEventsRequest(page_size=200))).audit_events
+    everything = (await admin.ListAuditEvents(pb.ListAuditEventsRequest(parent=EVERY_ORG, page_size=200))).audit_events
     assert {"org_1", "org_2", ""} <= {e.organization_id for e in everything}
     failures = await admin.ListAuditEvents(
-        pb.ListAuditEventsRequest(filter='action = SIGN_IN_FAILED AND event_time >= "2000-01-01T00:00:00Z"')
+        pb.ListAuditEventsRequest(
+            parent=EVERY_ORG, filter='action = SIGN_IN_FAILED AND event_time >= "2000-01-01T00:00:00Z"'
+        )
     )
     assert {e.details["failure"] for e in failures.audit_events} == {"bad_password", "bad_client_secret"}
     text = json_format.MessageToJson(pb.ListAuditEventsResponse(audit_events=everything))
@@ -205,28 +222,81 @@ async def test_services_record_audit_events_once_per_request_id(harness: Harness
         actor=audit_event_pb2.Actor(principal="users/u_1", kind=audit_event_pb2.PRINCIPAL_KIND_USER, role="ADMIN"),
         action=audit_event_pb2.AUDIT_ACTION_ROLE_CHANGED,
         outcome=audit_event_pb2.AUDIT_OUTCOME_SUCCESS,
-        target="members/m_1",
+        target="organizations/org_1/members/m_1",
         details={"old_role": "AGENT", "new_role": "MANAGER", "invitation_token": "leaked?"},
     )
-    request = pb.RecordAuditEventRequest(audit_event=event, organization_id="org_1", request_id="team_hub:e1")
+    request_id = str(uuid.uuid4())
+    request = pb.RecordAuditEventRequest(audit_event=event, organization_id="org_1", request_id=request_id)
     first = await service.RecordAuditEvent(request)
     again = await service.RecordAuditEvent(request)
     assert again.audit_event.name == first.audit_event.name
     stored = first.audit_event
-    assert (stored.source_service, stored.organization_id, stored.target) == ("team_hub", "org_1", "members/m_1")
+    assert stored.name.startswith("organizations/org_1/audit_events/")
+    assert (stored.source_service, stored.organization_id, stored.target) == (
+        "team_hub",
+        "org_1",
+        "organizations/org_1/members/m_1",
+    )
     assert dict(stored.details) == {"old_role": "AGENT", "new_role": "MANAGER", "invitation_token": "[redacted]"}
     admin = await harness.admin()
     listed = await admin.ListAuditEvents(
-        pb.ListAuditEventsRequest(organization_id="org_1", filter="source_service = team_hub")
+        pb.ListAuditEventsRequest(parent="organizations/org_1", filter='source_service = "team_hub"')
     )
     assert [e.name for e in listed.audit_events] == [stored.name]
-    with pytest.raises(grpc.aio.AioRpcError) as missing:
-        await service.RecordAuditEvent(pb.RecordAuditEventRequest(audit_event=event, organization_id="org_1"))
-    assert missing.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    # The same id for a different event is a mistake, not a retry.
+    changed = audit_event_pb2.AuditEvent()
+    changed.CopyFrom(event)
+    changed.target = "organizations/org_1/members/m_2"
+    for bad in (
+        pb.RecordAuditEventRequest(audit_event=changed, organization_id="org_1", request_id=request_id),
+        pb.RecordAuditEventRequest(audit_event=event, organization_id="org_1", request_id="team_hub:e1"),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await service.RecordAuditEvent(bad)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert violations(refused.value) == {"request_id"}
+    # Without a request_id nothing is deduplicated.
+    unkeyed = pb.RecordAuditEventRequest(audit_event=event, organization_id="org_1")
+    names = {(await service.RecordAuditEvent(unkeyed)).audit_event.name for _ in range(2)}
+    assert len(names) == 2
     _, _, ada = await harness.user("ada@example.com")
     with pytest.raises(grpc.aio.AioRpcError) as user:
         await ada.RecordAuditEvent(request)
     assert user.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_one_request_id_in_two_organisations_records_two_events_each_seen_only_by_its_own(harness: Harness):
+    service = harness.with_token(await harness.service_token("team_hub"))
+    request_id = str(uuid.uuid4())
+    stored = {}
+    for organization in ("org_1", "org_2"):
+        event = audit_event_pb2.AuditEvent(
+            action=audit_event_pb2.AUDIT_ACTION_MEMBER_REMOVED,
+            outcome=audit_event_pb2.AUDIT_OUTCOME_SUCCESS,
+            target=f"organizations/{organization}/members/m_same",
+        )
+        reply = await service.RecordAuditEvent(
+            pb.RecordAuditEventRequest(audit_event=event, organization_id=organization, request_id=request_id)
+        )
+        stored[organization] = reply.audit_event
+    assert stored["org_1"].name != stored["org_2"].name
+    assert stored["org_2"].name.startswith("organizations/org_2/audit_events/")
+    _, _, ada = await harness.user("ada@example.com", organization="Ada Co")
+    _, _, eve = await harness.user("eve@example.com", organization="Eve Co")
+    ada_org = (await ada.GetCurrentUser(pb.GetCurrentUserRequest())).organization_id
+    eve_org = (await eve.GetCurrentUser(pb.GetCurrentUserRequest())).organization_id
+    for client, organization in ((ada, ada_org), (eve, eve_org)):
+        seen = await client.ListAuditEvents(
+            pb.ListAuditEventsRequest(parent=f"organizations/{organization}", filter="action = MEMBER_REMOVED")
+        )
+        assert [e.name for e in seen.audit_events] == [stored[organization].name]
+    # Another organisation's log, or every organisation's, is refused the same way whether or not it exists.
+    answers = set()
+    for parent in (f"organizations/{eve_org}", "organizations/org_never", "organizations/-"):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await ada.ListAuditEvents(pb.ListAuditEventsRequest(parent=parent))
+        answers.add((refused.value.code(), (refused.value.details() or "").replace(parent, "…")))
+    assert len(answers) == 1
 
 
 async def test_the_bootstrap_admin_is_created_once(sqlite_settings: Settings):
@@ -234,5 +304,43 @@ async def test_the_bootstrap_admin_is_created_once(sqlite_settings: Settings):
     for _ in range(2):
         async for harness in start_harness(settings):
             admin = await harness.admin()
-            found = await admin.ListUsers(pb.ListUsersRequest(organization_id="-", filter=f'email = "{ADMIN_EMAIL}"'))
+            found = await admin.ListUsers(
+                pb.ListUsersRequest(parent="organizations/-", filter=f'email = "{ADMIN_EMAIL}"')
+            )
             assert len(found.users) == 1 and found.users[0].platform_admin
+
+
+async def test_page_tokens_are_bound_to_their_query_and_bad_lists_are_invalid_arguments(harness: Harness):
+    _, ada, _, _ = await _team(harness)
+    first = await ada.ListUsers(pb.ListUsersRequest(parent=ORG_1, page_size=1))
+    assert first.next_page_token
+    admin = await harness.admin()
+    events = await admin.ListAuditEvents(pb.ListAuditEventsRequest(parent=EVERY_ORG, page_size=1))
+    assert events.next_page_token
+    forged = first.next_page_token[:-2] + ("AA" if not first.next_page_token.endswith("AA") else "BB")
+    bad_requests = [
+        # another filter, or another list's token, or an edited one
+        (ada.ListUsers, pb.ListUsersRequest(parent=ORG_1, filter="state = ACTIVE", page_token=first.next_page_token)),
+        (admin.ListUsers, pb.ListUsersRequest(parent=EVERY_ORG, page_token=first.next_page_token)),
+        (ada.ListUsers, pb.ListUsersRequest(parent=ORG_1, page_token=events.next_page_token)),
+        (ada.ListUsers, pb.ListUsersRequest(parent=ORG_1, page_token=forged)),
+        (ada.ListUsers, pb.ListUsersRequest(parent=ORG_1, page_token="not a token")),
+        (ada.ListSessions, pb.ListSessionsRequest(page_token=first.next_page_token)),
+        (admin.ListSigningKeys, pb.ListSigningKeysRequest(page_token="e30.e30")),
+        # filters and parents that are not valid
+        (ada.ListUsers, pb.ListUsersRequest(parent=ORG_1, filter='email = "a\\u0000b"')),
+        (ada.ListUsers, pb.ListUsersRequest(parent=ORG_1, filter="email = ")),
+        (
+            admin.ListAuditEvents,
+            pb.ListAuditEventsRequest(parent=EVERY_ORG, filter='event_time > "9999-12-31T23:59:59-23:59"'),
+        ),
+        (ada.ListUsers, pb.ListUsersRequest(parent="org_1")),
+        (ada.ListUsers, pb.ListUsersRequest()),
+        (ada.ListUsers, pb.ListUsersRequest(parent=ORG_1, page_size=-1)),
+    ]
+    for method, request in bad_requests:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await method(request)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (request, caught.value.details())
+    second = await ada.ListUsers(pb.ListUsersRequest(parent=ORG_1, page_size=1, page_token=first.next_page_token))
+    assert len(second.users) == 1 and second.users[0].name != first.users[0].name

@@ -13,11 +13,14 @@ from sqlalchemy.exc import IntegrityError
 from mesh import migrations
 from mesh.config import Settings
 from mesh.db import ServiceDatabase
+from mesh.kit.caller import CallerInfo
+from mesh.kit.filtering import compile_filter
 from services.identity import audit, signing, store, store_keys, store_log
+from services.identity.accounts import USER_FILTERS
 from services.identity.domain import Membership
-from services.identity.filters import Condition
 from services.identity.keyring import Keyring
-from services.identity.models import Session, SigningKey, User
+from services.identity.models import AuditEvent, Session, SigningKey, User
+from services.identity.security import AUDIT_FILTERS
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 KEK = os.urandom(32)
@@ -50,8 +53,7 @@ def a_user(user_id: str, email: str, name: str = "Ada", **changes) -> User:
         "create_time": NOW,
         "update_time": NOW,
         "creator": "",
-        "updater": "",
-        "version": 1,
+        "last_modifier": "",
     }
     return User(**{**values, **changes})
 
@@ -74,7 +76,7 @@ def a_session(session_id: str, user_id: str, org: str = "org_a", **changes) -> S
 
 
 async def test_migrations_reach_both_heads(database: ServiceDatabase):
-    assert await asyncio.to_thread(migrations.current_heads, database) == {"mesh_0002", "identity_0001"}
+    assert await asyncio.to_thread(migrations.current_heads, database) == {"mesh_0002", "identity_0002"}
 
 
 async def test_emails_are_unique_and_times_come_back_aware(database: ServiceDatabase):
@@ -99,23 +101,17 @@ async def test_users_are_listed_per_organisation_by_name_with_filters_and_pages(
             await store.add_user(session, a_user(user_id, f"{name.lower()}@example.com", name, state=state))
             org = "org_b" if name == "Di" else "org_a"
             await store.remember_memberships(session, user_id, [Membership(org, "AGENT")], NOW, complete=False)
-    async with database.sessions.begin() as session:
-        first = await store.list_users(session, organization_id="org_a", conditions=[], after=None, limit=2)
-        rest = await store.list_users(
-            session, organization_id="org_a", conditions=[], after=(first[-1].display_name, first[-1].id), limit=2
-        )
-        everyone = await store.list_users(session, organization_id=None, conditions=[], after=None, limit=10)
-        locked = await store.list_users(
-            session, organization_id="org_a", conditions=[Condition("state", "=", "LOCKED")], after=None, limit=10
-        )
-        by_mail = await store.list_users(
-            session, organization_id=None, conditions=[Condition("email", ":", "BO@")], after=None, limit=10
-        )
-    assert [u.display_name for u in first] == ["Ada", "Bo"]
-    assert [u.display_name for u in rest] == ["Cy"]
-    assert [u.display_name for u in everyone] == ["Ada", "Bo", "Cy", "Di"]
-    assert [u.display_name for u in locked] == ["Ada"]
-    assert [u.display_name for u in by_mail] == ["Bo"]
+
+    async def names(organization_id: str | None, text: str = "") -> list[str]:
+        query = store.users_query(organization_id=organization_id, condition=compile_filter(text, USER_FILTERS))
+        async with database.sessions.begin() as session:
+            return [u.display_name for u in (await session.execute(query.order_by(User.display_name))).scalars()]
+
+    assert await names("org_a") == ["Ada", "Bo", "Cy"]
+    assert await names(None) == ["Ada", "Bo", "Cy", "Di"]
+    assert await names("org_a", "state = LOCKED") == ["Ada"]
+    assert await names(None, 'email : "bo@"') == ["Bo"]
+    assert await names("org_b", 'email : "bo@"') == []
 
 
 async def test_memberships_are_remembered_replaced_and_forgotten(database: ServiceDatabase):
@@ -143,10 +139,8 @@ async def test_open_sessions_leave_out_revoked_and_expired_ones(database: Servic
     async with database.sessions.begin() as session:
         rows = await store.open_sessions(session, user_id="u_1", now=NOW)
         in_a = await store.open_sessions(session, user_id="u_1", now=NOW, organization_id="org_a")
-        after = await store.open_sessions(session, user_id="u_1", now=NOW, after=(NOW, "s_new"))
     assert [r.id for r in rows] == ["s_new", "s_old"]
     assert [r.id for r in in_a] == ["s_old"]
-    assert [r.id for r in after] == ["s_old"]
 
 
 async def test_a_refresh_token_can_be_spent_only_once(database: ServiceDatabase):
@@ -322,7 +316,7 @@ async def test_a_different_key_encryption_key_cannot_open_the_stored_keys(databa
             await Keyring(os.urandom(32)).load(session, NOW, dt.timedelta(minutes=16))
 
 
-async def test_audit_events_are_listed_newest_first_with_filters_and_idempotency_keys(database: ServiceDatabase):
+async def test_audit_events_are_selected_by_organisation_and_filter(database: ServiceDatabase):
     actor = audit.Actor("users/u_1", "USER", "ada@example.com", "ADMIN")
     async with database.sessions.begin() as session:
         for minutes, (org, action) in enumerate(
@@ -339,36 +333,23 @@ async def test_audit_events_are_listed_newest_first_with_filters_and_idempotency
                     action=action,
                     outcome="SUCCESS",
                     actor=actor,
-                    request=audit.RequestInfo("203.0.113.9"),
+                    request=CallerInfo("203.0.113.9"),
                     now=NOW + dt.timedelta(minutes=minutes),
                     organization_id=org,
-                    idempotency_key="k1" if minutes == 0 else None,
                 ),
             )
-    async with database.sessions.begin() as session:
-        in_a = await store_log.list_audit_events(session, organization_id="org_a", conditions=[], after=None, limit=10)
-        platform = await store_log.list_audit_events(session, organization_id="", conditions=[], after=None, limit=10)
-        failed = await store_log.list_audit_events(
-            session,
-            organization_id=None,
-            conditions=[Condition("action", "=", "AUDIT_ACTION_SIGN_IN_FAILED")],
-            after=None,
-            limit=10,
-        )
-        recent = await store_log.list_audit_events(
-            session,
-            organization_id=None,
-            conditions=[Condition("event_time", ">=", (NOW + dt.timedelta(minutes=2)).isoformat())],
-            after=None,
-            limit=10,
-        )
-        page = await store_log.list_audit_events(
-            session, organization_id=None, conditions=[], after=(recent[-1].event_time, recent[-1].id), limit=10
-        )
-        keyed = await store_log.audit_event_by_key(session, "k1")
-    assert [e.action for e in in_a] == ["SIGN_IN_SUCCEEDED", "SIGN_IN_FAILED"]
-    assert [e.action for e in platform] == ["SIGNING_KEY_ROTATED"]
+
+    async def events(organization_id: str | None, text: str = "") -> list[AuditEvent]:
+        condition = compile_filter(text, AUDIT_FILTERS)
+        query = store_log.audit_events_query(organization_id=organization_id, condition=condition)
+        async with database.sessions.begin() as session:
+            return list((await session.execute(query.order_by(AuditEvent.event_time.desc()))).scalars())
+
+    assert [e.action for e in await events("org_a")] == ["SIGN_IN_SUCCEEDED", "SIGN_IN_FAILED"]
+    assert [e.action for e in await events("")] == ["SIGNING_KEY_ROTATED"]
+    assert [e.action for e in await events(None, 'organization_id = ""')] == ["SIGNING_KEY_ROTATED"]
+    failed = await events(None, "action = AUDIT_ACTION_SIGN_IN_FAILED")
     assert [e.organization_id for e in failed] == ["org_b", "org_a"]
+    recent = await events(None, f'event_time >= "{(NOW + dt.timedelta(minutes=2)).isoformat()}"')
     assert [e.action for e in recent] == ["SIGNING_KEY_ROTATED", "SIGN_IN_FAILED"]
-    assert [e.action for e in page] == ["SIGN_IN_SUCCEEDED", "SIGN_IN_FAILED"]
-    assert keyed is not None and keyed.organization_id == "org_a" and keyed.client_address == "203.0.113.9"
+    assert {e.client_address for e in recent} == {"203.0.113.9"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -85,9 +86,15 @@ class FakeIdentity(identity_service_pb2_grpc.IdentityServiceServicer):
 class Caller:
     """The TeamHubService stub, calling as one principal."""
 
-    def __init__(self, stub: team_hub_service_pb2_grpc.TeamHubServiceStub, token: str) -> None:
+    def __init__(self, stub: team_hub_service_pb2_grpc.TeamHubServiceStub, token: str, organization: str = "") -> None:
         self._stub = stub
         self.token = token
+        self.organization = organization
+
+    @property
+    def parent(self) -> str:
+        """The caller's own organisation as a ``parent``."""
+        return f"organizations/{self.organization}"
 
     def __getattr__(self, method: str) -> Callable[[Any], Awaitable[Any]]:
         rpc = getattr(self._stub, method)
@@ -100,12 +107,16 @@ class Harness:
     identity: FakeIdentity
     stub: team_hub_service_pb2_grpc.TeamHubServiceStub
     service: Caller  # identity, calling team_hub's internal methods
+    # One sign-up request_id per organisation, so that provisioning again is identity's retry.
+    signup_keys: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def as_user(self, user: str, org: str, role: str) -> Caller:
-        return Caller(self.stub, ISSUER.mint(subject=user, org=org, role=role))
+        return Caller(self.stub, ISSUER.mint(subject=user, org=org, role=role), org)
 
-    def as_key(self, key: str, org: str, role: str, scope: str) -> Caller:
-        return Caller(self.stub, ISSUER.mint(subject=key, org=org, role=role, scope=scope, sid=""))
+    def as_key(self, key_id: str, org: str, role: str, scope: str) -> Caller:
+        # The one place that spells an API key principal (runtime/security.py decides its form).
+        subject = f"organizations/{org}/api_keys/{key_id}"
+        return Caller(self.stub, ISSUER.mint(subject=subject, org=org, role=role, scope=scope, sid=""), org)
 
     async def provision(self, organization_id: str, admin: str, *, max_members: int = 0) -> Any:
         return await self.service.ProvisionOrganization(
@@ -117,14 +128,14 @@ class Harness:
                 admin_user=admin,
                 admin_email=f"{admin.split('/')[-1]}@{organization_id}.example",
                 admin_display_name=admin.split("/")[-1].title(),
-                request_id=f"signup-{organization_id}",
+                request_id=self.signup_keys.setdefault(organization_id, str(uuid.uuid4())),
             )
         )
 
     async def join(self, inviter: Caller, user: str, email: str, role: int, **fields: Any) -> Any:
         """Invite ``email`` and redeem the invitation for ``user`` as identity's sign-up would."""
         created = await inviter.CreateInvitation(
-            pb.CreateInvitationRequest(invitation={"email": email, "role": role, **fields})
+            pb.CreateInvitationRequest(parent=inviter.parent, invitation={"email": email, "role": role, **fields})
         )
         redeemed = await self.service.RedeemInvitation(
             pb.RedeemInvitationRequest(

@@ -8,10 +8,14 @@ import itertools
 import pytest
 
 from mesh.access import Role, default_access_table
-from mesh.errors import Aborted, FailedPrecondition, InvalidArgument, PermissionDenied
+from mesh.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from mesh.kit.masks import UpdateMask
 from services.team_hub.domain import common, roles
 from services.team_hub.domain import organizations as orgs
 from services.team_hub.domain.organizations import OrganizationState, Transition
+from vocelio.team_hub.v1 import organization_pb2
+
+MASK = UpdateMask.for_message(organization_pb2.Organization)
 
 NOW = datetime.datetime(2026, 12, 1, 12, 0, tzinfo=datetime.UTC)
 MEMBER_ROLES = list(roles.MEMBERSHIP_ROLES)
@@ -173,18 +177,26 @@ def test_writable_only_while_active() -> None:
         orgs.ensure_writable(OrganizationState.CLOSED, platform_admin=True)
 
 
+def _fields(paths: list[str], *, platform_admin: bool, **populated: object) -> set[str]:
+    patch = organization_pb2.Organization(name="organizations/acme", **populated)  # type: ignore[arg-type]
+    return orgs.update_fields(paths, MASK.resolve(paths, patch), platform_admin=platform_admin)
+
+
 def test_update_fields() -> None:
-    assert orgs.update_fields(["display_name"], set(), platform_admin=False) == {"display_name"}
-    assert orgs.update_fields(["*"], set(), platform_admin=False) == set(orgs.ADMIN_FIELDS)
-    assert orgs.update_fields(["*"], set(), platform_admin=True) == set(orgs.ADMIN_FIELDS | orgs.PLATFORM_FIELDS)
-    assert orgs.update_fields([], {"display_name", "plan", "name"}, platform_admin=False) == {"display_name"}
+    assert _fields(["display_name"], platform_admin=False) == {"display_name"}
+    assert _fields(["*"], platform_admin=False) == set(orgs.ADMIN_FIELDS)
+    assert _fields(["*"], platform_admin=True) == set(orgs.ADMIN_FIELDS | orgs.PLATFORM_FIELDS)
+    # The contract's updatable fields are exactly the two sets.
+    assert set(MASK.updatable) == orgs.ADMIN_FIELDS | orgs.PLATFORM_FIELDS
+    assert _fields([], platform_admin=False, display_name="A", plan=1) == {"display_name"}
     with pytest.raises(PermissionDenied, match="plan"):
-        orgs.update_fields(["plan"], set(), platform_admin=False)
-    assert orgs.update_fields(["plan"], set(), platform_admin=True) == {"plan"}
-    with pytest.raises(InvalidArgument, match="state"):
-        orgs.update_fields(["state"], set(), platform_admin=True)
-    with pytest.raises(InvalidArgument, match="stands alone"):
-        orgs.update_fields(["*", "labels"], set(), platform_admin=True)
+        _fields(["plan"], platform_admin=False)
+    assert _fields(["plan"], platform_admin=True) == {"plan"}
+    with pytest.raises(InvalidArgument) as output_only:
+        _fields(["state"], platform_admin=True)
+    assert output_only.value.field_violations == {"update_mask.paths[0]": '"state" is output only'}
+    with pytest.raises(InvalidArgument, match="cannot be combined"):
+        _fields(["*", "labels"], platform_admin=True)
 
 
 def test_limits_and_reasons() -> None:
@@ -196,21 +208,6 @@ def test_limits_and_reasons() -> None:
     with pytest.raises(InvalidArgument, match="reason is required"):
         orgs.reason("  ", required=True)
     assert orgs.reason(" abuse ", required=True) == "abuse"
-
-
-def test_names_and_ids() -> None:
-    assert common.parse_name("members/mem_0a1b", "members") == "mem_0a1b"
-    for bad in ("teams/x", "members/", "members/A B", "members"):
-        with pytest.raises(InvalidArgument):
-            common.parse_name(bad, "members")
-    assert common.client_chosen_id("", "team_id") is None
-    assert common.client_chosen_id("sales-emea", "team_id") == "sales-emea"
-    for bad in ("abc", "-abc", "Sales", "a_bc"):
-        with pytest.raises(InvalidArgument):
-            common.client_chosen_id(bad, "team_id")
-    generated = common.new_id("mem")
-    assert generated.startswith("mem_")
-    assert len(generated) == 20
 
 
 def test_field_values() -> None:
@@ -229,12 +226,3 @@ def test_field_values() -> None:
     assert common.labels({"segment": "smb"}, "labels") == {"segment": "smb"}
     with pytest.raises(InvalidArgument):
         common.labels({"Segment": "smb"}, "labels")
-
-
-def test_etags() -> None:
-    tag = common.etag("mem_1", 3)
-    assert tag != common.etag("mem_1", 4)
-    common.check_etag("", "mem_1", 3)
-    common.check_etag(tag, "mem_1", 3)
-    with pytest.raises(Aborted):
-        common.check_etag(tag, "mem_1", 4)

@@ -1,4 +1,4 @@
-"""Invitations (tokens, checks, state machine, expiry), list filters and page tokens."""
+"""Invitations: tokens, checks, the state machine and expiry."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from mesh.access import Role
 from mesh.errors import FailedPrecondition, InvalidArgument, PermissionDenied, ResourceExhausted
-from services.team_hub.domain import filters, invitations, paging, roles
+from services.team_hub.domain import invitations, roles
 from services.team_hub.domain.invitations import InvitationState
 
 NOW = datetime.datetime(2026, 12, 1, 12, 0, tzinfo=datetime.UTC)
@@ -20,6 +20,7 @@ def new(actor: roles.Actor = ADMIN, **overrides: object) -> invitations.Invitati
     values: dict[str, object] = {
         "email": "Bob@Example.com",
         "role": int(Role.AGENT),
+        "organization_id": "acme",
         "teams": [],
         "member_expire_time": None,
         "message": "",
@@ -87,9 +88,17 @@ def test_guest_invitations_need_an_access_end() -> None:
 
 
 def test_other_fields() -> None:
-    assert new(teams=["teams/a1b2", "teams/a1b2"]).teams == ("a1b2",)
+    assert new(teams=["organizations/acme/teams/a1b2", "organizations/acme/teams/a1b2"]).teams == ("a1b2",)
     with pytest.raises(InvalidArgument):
-        new(teams=["members/x"])
+        new(teams=["organizations/acme/members/x"])
+    with pytest.raises(InvalidArgument):
+        new(teams=["teams/a1b2"])
+    # Another organisation's team is unknown, in the words a missing team gets.
+    with pytest.raises(InvalidArgument, match="unknown team") as foreign:
+        new(teams=["organizations/globex/teams/a1b2"])
+    assert (
+        foreign.value.field_violations == invitations.unknown_team("organizations/globex/teams/a1b2").field_violations
+    )
     with pytest.raises(InvalidArgument, match="message"):
         new(message="x" * 501)
     with pytest.raises(InvalidArgument):
@@ -166,60 +175,3 @@ def test_guest_access_end_on_acceptance() -> None:
     assert invitations.guest_access_end(Role.GUEST, far, NOW) == NOW + datetime.timedelta(days=90)
     with pytest.raises(FailedPrecondition, match="already ended"):
         invitations.guest_access_end(Role.GUEST, NOW, NOW)
-
-
-ALLOWED = {"role": filters.ORDERED, "state": filters.EQUALITY, "teams": filters.HAS, "labels.*": filters.EQUALITY}
-
-
-def test_filters_parse_comparisons_joined_by_and() -> None:
-    assert filters.parse("", ALLOWED) == []
-    assert filters.parse('role >= MANAGER AND teams : "teams/abc" AND labels.segment="smb"', ALLOWED) == [
-        filters.Condition("role", ">=", "MANAGER"),
-        filters.Condition("teams", ":", "teams/abc"),
-        filters.Condition("labels.segment", "=", "smb"),
-    ]
-    assert filters.parse('state = "a \\"quoted\\" value"', ALLOWED) == [
-        filters.Condition("state", "=", 'a "quoted" value')
-    ]
-
-
-@pytest.mark.parametrize(
-    "text",
-    ["role", "role >=", "role = A OR role = B", "(role = A)", "email = x", "state > ACTIVE", "role = A role = B"],
-)
-def test_filters_refuse_what_they_do_not_support(text: str) -> None:
-    with pytest.raises(InvalidArgument) as raised:
-        filters.parse(text, ALLOWED)
-    assert "filter" in raised.value.field_violations
-
-
-def test_filter_values() -> None:
-    choices = frozenset({"PENDING", "EXPIRED"})
-    assert filters.enum_value("invitation_state_pending", choices, "INVITATION_STATE_", "state") == "PENDING"
-    with pytest.raises(InvalidArgument):
-        filters.enum_value("DONE", choices, "INVITATION_STATE_", "state")
-    assert filters.role_value("ROLE_ADMIN") is Role.ADMIN
-    with pytest.raises(InvalidArgument):
-        filters.role_value("OWNER")
-    assert filters.bool_value("TRUE", "kyc_verified") is True
-    with pytest.raises(InvalidArgument):
-        filters.bool_value("yes", "kyc_verified")
-
-
-def test_page_sizes() -> None:
-    assert paging.page_size(0) == 50
-    assert paging.page_size(0, default=100) == 100
-    assert paging.page_size(500) == 100
-    with pytest.raises(InvalidArgument):
-        paging.page_size(-1)
-
-
-def test_page_tokens_round_trip_and_stay_bound_to_their_request() -> None:
-    bound = paging.fingerprint("members", "org_a", "role >= AGENT")
-    token = paging.encode_token(["Ann", "mem_1"], bound)
-    assert paging.decode_token(token, bound) == ["Ann", "mem_1"]
-    assert paging.decode_token("", bound) is None
-    with pytest.raises(InvalidArgument, match="does not belong"):
-        paging.decode_token(token, paging.fingerprint("members", "org_a", ""))
-    with pytest.raises(InvalidArgument):
-        paging.decode_token("%%%", bound)

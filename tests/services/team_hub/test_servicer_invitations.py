@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import uuid
 
 import grpc
 import pytest
@@ -21,8 +22,12 @@ async def acme(h: Harness):
     return h.as_user("users/alice", "acme", "ADMIN")
 
 
-def invite(email: str, role: int = AGENT, request_id: str = "", **fields) -> pb.CreateInvitationRequest:
-    return pb.CreateInvitationRequest(invitation={"email": email, "role": role, **fields}, request_id=request_id)
+def invite(
+    email: str, role: int = AGENT, request_id: str = "", parent: str = "organizations/acme", **fields
+) -> pb.CreateInvitationRequest:
+    return pb.CreateInvitationRequest(
+        parent=parent, invitation={"email": email, "role": role, **fields}, request_id=request_id
+    )
 
 
 def redeem(token: str, user: str, email: str) -> pb.RedeemInvitationRequest:
@@ -37,10 +42,11 @@ async def expect(code: grpc.StatusCode, call, request, contains: str = "") -> No
 
 
 async def expire(h: Harness, invitation_name: str) -> None:
+    _, organization_id, _, invitation_id = invitation_name.split("/")
     async with h.host.database.sessions.begin() as session:
         await session.execute(
             sa.update(Invitation)
-            .where(Invitation.id == invitation_name.removeprefix("invitations/"))
+            .where(Invitation.organization_id == organization_id, Invitation.id == invitation_id)
             .values(expire_time=datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=1))
         )
 
@@ -51,13 +57,14 @@ async def test_the_token_is_shown_once_and_stored_hashed(any_backend: Harness):
     token = created.invitation_token
     assert len(token) == 43
     invitation = created.invitation
+    assert invitation.name.startswith("organizations/acme/invitations/inv_")
     assert invitation.email == "bob@acme.example"
     assert invitation.state == invitation_pb2.INVITATION_STATE_PENDING
     assert invitation.inviter == "users/alice"
     lifetime = invitation.expire_time.ToDatetime() - invitation.audit.create_time.ToDatetime()
     assert lifetime == datetime.timedelta(days=7)
     fetched = await alice.GetInvitation(pb.GetInvitationRequest(name=invitation.name))
-    listed = await alice.ListInvitations(pb.ListInvitationsRequest())
+    listed = await alice.ListInvitations(pb.ListInvitationsRequest(parent=alice.parent))
     assert token not in str(fetched) + str(listed)
     async with any_backend.host.database.engine.connect() as connection:
         rows = (await connection.execute(sa.text("SELECT * FROM invitations"))).all()
@@ -155,7 +162,7 @@ async def test_a_signed_in_user_accepts_with_their_own_email(harness: Harness):
     await expect(Code.NOT_FOUND, eve.AcceptInvitation, pb.AcceptInvitationRequest(invitation_token="nope"))
     actions = harness.identity.actions()
     assert audit_event_pb2.AUDIT_ACTION_INVITATION_ACCEPTED in actions
-    service = harness.as_key("api_keys/k1", "acme", "ADMIN", "invitations.accept")
+    service = harness.as_key("k1", "acme", "ADMIN", "invitations.accept")
     await expect(Code.PERMISSION_DENIED, service.AcceptInvitation, request, "signed-in user")
     memberships = await harness.service.ListUserMemberships(pb.ListUserMembershipsRequest(user="users/dan"))
     assert [m.organization.organization_id for m in memberships.user_memberships] == ["globex", "acme"]
@@ -167,8 +174,10 @@ async def test_invitation_rules(harness: Harness):
     await expect(Code.ALREADY_EXISTS, alice.CreateInvitation, invite("BOB@acme.example"), "pending invitation")
     await expect(Code.ALREADY_EXISTS, alice.CreateInvitation, invite("alice@acme.example"), "already a member")
     await expect(Code.INVALID_ARGUMENT, alice.CreateInvitation, invite("x@acme.example", 60), "SUPER_ADMIN")
-    await expect(Code.INVALID_ARGUMENT, alice.CreateInvitation, invite("x@acme.example", teams=["teams/nope"]))
-    key = harness.as_key("api_keys/k_mgr", "acme", "MANAGER", "invitations.create")
+    await expect(
+        Code.INVALID_ARGUMENT, alice.CreateInvitation, invite("x@acme.example", teams=["organizations/acme/teams/nope"])
+    )
+    key = harness.as_key("k_mgr", "acme", "MANAGER", "invitations.create")
     await expect(Code.PERMISSION_DENIED, key.CreateInvitation, invite("x@acme.example", ADMIN), "above your own role")
     assert (await key.CreateInvitation(invite("x@acme.example", MANAGER))).invitation.role == MANAGER
     manager = harness.as_user("users/mo", "acme", "MANAGER")
@@ -177,10 +186,16 @@ async def test_invitation_rules(harness: Harness):
 
 async def test_a_retried_create_returns_the_same_token(harness: Harness):
     alice = await acme(harness)
-    first = await alice.CreateInvitation(invite("bob@acme.example", request_id="invite-bob-1"))
-    second = await alice.CreateInvitation(invite("bob@acme.example", request_id="invite-bob-1"))
+    key = str(uuid.uuid4())
+    first = await alice.CreateInvitation(invite("bob@acme.example", request_id=key))
+    second = await alice.CreateInvitation(invite("bob@acme.example", request_id=key))
     assert second.invitation.name == first.invitation.name
     assert second.invitation_token == first.invitation_token
+    await expect(
+        Code.INVALID_ARGUMENT, alice.CreateInvitation, invite("carl@acme.example", request_id=key), "already used"
+    )
+    # Not a UUID4: the contract's rule refuses it before team hub sees it.
+    await expect(Code.INVALID_ARGUMENT, alice.CreateInvitation, invite("dee@acme.example", request_id="retry-1"))
     redeemed = await harness.service.RedeemInvitation(redeem(second.invitation_token, "users/bob", "bob@acme.example"))
     assert redeemed.invitation.name == first.invitation.name
 
@@ -188,13 +203,13 @@ async def test_a_retried_create_returns_the_same_token(harness: Harness):
 async def test_seats_include_pending_invitations(harness: Harness):
     await harness.provision("tiny", "users/tia", max_members=2)
     tia = harness.as_user("users/tia", "tiny", "ADMIN")
-    await tia.CreateInvitation(invite("one@tiny.example"))
-    await expect(Code.RESOURCE_EXHAUSTED, tia.CreateInvitation, invite("two@tiny.example"), "seat")
+    await tia.CreateInvitation(invite("one@tiny.example", parent=tia.parent))
+    await expect(Code.RESOURCE_EXHAUSTED, tia.CreateInvitation, invite("two@tiny.example", parent=tia.parent), "seat")
 
 
 async def test_invited_teams_are_joined_on_acceptance(harness: Harness):
     alice = await acme(harness)
-    team = (await alice.CreateTeam(pb.CreateTeamRequest(team={"display_name": "Support"}))).team
+    team = (await alice.CreateTeam(pb.CreateTeamRequest(parent=alice.parent, team={"display_name": "Support"}))).team
     member = await harness.join(alice, "users/bob", "bob@acme.example", AGENT, teams=[team.name])
     assert list(member.teams) == [team.name]
     assert [m.user for m in (await alice.GetTeam(pb.GetTeamRequest(name=team.name))).team.members] == ["users/bob"]
@@ -213,8 +228,8 @@ async def test_list_invitations_by_state(harness: Harness):
     kept = await alice.CreateInvitation(invite("a@acme.example"))
     dropped = await alice.CreateInvitation(invite("b@acme.example"))
     await alice.RevokeInvitation(pb.RevokeInvitationRequest(name=dropped.invitation.name))
-    pending = await alice.ListInvitations(pb.ListInvitationsRequest(filter="state = PENDING"))
+    pending = await alice.ListInvitations(pb.ListInvitationsRequest(parent=alice.parent, filter="state = PENDING"))
     assert [i.name for i in pending.invitations] == [kept.invitation.name]
-    everything = await alice.ListInvitations(pb.ListInvitationsRequest(page_size=1))
+    everything = await alice.ListInvitations(pb.ListInvitationsRequest(parent=alice.parent, page_size=1))
     assert everything.invitations[0].name == dropped.invitation.name  # newest first
     assert everything.next_page_token

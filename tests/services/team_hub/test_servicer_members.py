@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import uuid
 
 import grpc
 import pytest
@@ -44,13 +45,15 @@ async def test_provisioning_is_internal_and_needs_a_user(harness: Harness):
     alice = harness.as_user("users/alice", "acme", "ADMIN")
     with pytest.raises(grpc.aio.AioRpcError) as denied:
         await alice.ProvisionOrganization(
-            pb.ProvisionOrganizationRequest(admin_user="users/alice", admin_email="a@b.io", request_id="r")
+            pb.ProvisionOrganizationRequest(
+                admin_user="users/alice", admin_email="a@b.io", request_id=str(uuid.uuid4())
+            )
         )
     assert denied.value.code() == Code.PERMISSION_DENIED
     with pytest.raises(grpc.aio.AioRpcError) as later:
         await harness.service.ProvisionOrganization(
             pb.ProvisionOrganizationRequest(
-                organization={"display_name": "Sub"}, admin_email="owner@sub.example", request_id="r2"
+                organization={"display_name": "Sub"}, admin_email="owner@sub.example", request_id=str(uuid.uuid4())
             )
         )
     assert later.value.code() == Code.UNIMPLEMENTED
@@ -72,6 +75,7 @@ async def test_admin_changes_a_role_and_the_old_tokens_are_revoked(harness: Harn
         e for e in harness.identity.audit if e.request.audit_event.action == audit_event_pb2.AUDIT_ACTION_ROLE_CHANGED
     ]
     assert event.request.organization_id == "acme"
+    assert uuid.UUID(event.request.request_id).version == 4  # AIP-155: internal callers send UUID4s
     assert event.request.audit_event.actor.principal == "users/alice"
     assert event.request.audit_event.actor.display_name == "alice@acme.example"
     assert event.request.audit_event.target == bob.name
@@ -82,7 +86,7 @@ async def test_role_rules_over_the_wire(harness: Harness):
     alice, bob, carol = await acme(harness)
     root = harness.as_user("users/root", "", "SUPER_ADMIN")
     # A MANAGER's API key allowed to change members still cannot grant above MANAGER.
-    key = harness.as_key("api_keys/k_ops", "acme", "MANAGER", "members.update members.get")
+    key = harness.as_key("k_ops", "acme", "MANAGER", "members.update members.get")
     manager = harness.as_user("users/carol", "acme", "MANAGER")
     cases = [
         (key, pb.ChangeMemberRoleRequest(name=bob.name, role=ADMIN), Code.PERMISSION_DENIED, "above your own role"),
@@ -106,7 +110,9 @@ async def test_role_rules_over_the_wire(harness: Harness):
         assert raised.value.code() == code, request
         assert message in (raised.value.details() or "")
     # The last ADMIN: not even a platform operator demotes them.
-    [alice_membership] = (await alice.ListMembers(pb.ListMembersRequest(filter="role = ADMIN"))).members
+    [alice_membership] = (
+        await alice.ListMembers(pb.ListMembersRequest(parent=alice.parent, filter="role = ADMIN"))
+    ).members
     with pytest.raises(grpc.aio.AioRpcError) as last:
         await root.ChangeMemberRole(pb.ChangeMemberRoleRequest(name=alice_membership.name, role=VIEWER))
     assert last.value.code() == Code.FAILED_PRECONDITION
@@ -120,7 +126,9 @@ async def test_role_rules_over_the_wire(harness: Harness):
 
 async def test_nobody_changes_their_own_role(harness: Harness):
     alice, _, _ = await acme(harness)
-    own = (await alice.ListMembers(pb.ListMembersRequest(filter='user = "users/alice"'))).members[0]
+    own = (await alice.ListMembers(pb.ListMembersRequest(parent=alice.parent, filter='user = "users/alice"'))).members[
+        0
+    ]
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await alice.ChangeMemberRole(pb.ChangeMemberRoleRequest(name=own.name, role=AGENT))
     assert raised.value.code() == Code.PERMISSION_DENIED
@@ -147,7 +155,7 @@ async def test_stale_etag_aborts(harness: Harness):
 
 async def test_removal_revokes_tokens_and_sessions(harness: Harness):
     alice, bob, _ = await acme(harness)
-    team = (await alice.CreateTeam(pb.CreateTeamRequest(team={"display_name": "Sales"}))).team
+    team = (await alice.CreateTeam(pb.CreateTeamRequest(parent=alice.parent, team={"display_name": "Sales"}))).team
     await alice.AddTeamMember(pb.AddTeamMemberRequest(name=team.name, member=bob.name))
     await alice.RemoveMember(pb.RemoveMemberRequest(name=bob.name))
     [revoked] = harness.identity.revocations
@@ -165,7 +173,7 @@ async def test_removal_revokes_tokens_and_sessions(harness: Harness):
 
 async def test_the_last_admin_cannot_be_removed(harness: Harness):
     alice, _, _ = await acme(harness)
-    [own] = (await alice.ListMembers(pb.ListMembersRequest(filter="role = ADMIN"))).members
+    [own] = (await alice.ListMembers(pb.ListMembersRequest(parent=alice.parent, filter="role = ADMIN"))).members
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await alice.RemoveMember(pb.RemoveMemberRequest(name=own.name))
     assert raised.value.code() == Code.FAILED_PRECONDITION
@@ -202,24 +210,28 @@ async def test_identity_down_means_unavailable_and_a_retry_finishes_the_job(harn
     await alice.RemoveMember(pb.RemoveMemberRequest(name=carol.name))
     assert len(harness.identity.revocations) == 2
     with pytest.raises(grpc.aio.AioRpcError) as unknown:
-        await alice.RemoveMember(pb.RemoveMemberRequest(name="members/mem_never"))
+        await alice.RemoveMember(pb.RemoveMemberRequest(name="organizations/acme/members/mem_never"))
     assert unknown.value.code() == Code.NOT_FOUND
 
 
 async def test_members_list_and_filter(harness: Harness):
     alice, _, _ = await acme(harness)
-    first = await alice.ListMembers(pb.ListMembersRequest(page_size=2))
-    rest = await alice.ListMembers(pb.ListMembersRequest(page_size=2, page_token=first.next_page_token))
+    first = await alice.ListMembers(pb.ListMembersRequest(parent=alice.parent, page_size=2))
+    rest = await alice.ListMembers(
+        pb.ListMembersRequest(parent=alice.parent, page_size=2, page_token=first.next_page_token)
+    )
     assert [m.display_name for m in first.members] == ["Alice", "bob"]
     assert [m.display_name for m in rest.members] == ["carol"]
     assert rest.next_page_token == ""
-    managers = await alice.ListMembers(pb.ListMembersRequest(filter="role >= MANAGER"))
+    managers = await alice.ListMembers(pb.ListMembersRequest(parent=alice.parent, filter="role >= MANAGER"))
     assert sorted(m.user for m in managers.members) == ["users/alice", "users/carol"]
     with pytest.raises(grpc.aio.AioRpcError) as bad:
-        await alice.ListMembers(pb.ListMembersRequest(filter="colour = red"))
+        await alice.ListMembers(pb.ListMembersRequest(parent=alice.parent, filter="colour = red"))
     assert bad.value.code() == Code.INVALID_ARGUMENT
     with pytest.raises(grpc.aio.AioRpcError) as replayed:
-        await alice.ListMembers(pb.ListMembersRequest(filter="role >= AGENT", page_token=first.next_page_token))
+        await alice.ListMembers(
+            pb.ListMembersRequest(parent=alice.parent, filter="role >= AGENT", page_token=first.next_page_token)
+        )
     assert replayed.value.code() == Code.INVALID_ARGUMENT
 
 
@@ -257,7 +269,9 @@ async def test_user_memberships_are_internal(harness: Harness):
 async def test_two_admins_demoting_each_other_at_once_leave_one_admin(any_backend: Harness):
     alice, _, carol = await acme(any_backend)
     await alice.ChangeMemberRole(pb.ChangeMemberRoleRequest(name=carol.name, role=ADMIN))
-    [alice_membership] = (await alice.ListMembers(pb.ListMembersRequest(filter='user = "users/alice"'))).members
+    [alice_membership] = (
+        await alice.ListMembers(pb.ListMembersRequest(parent=alice.parent, filter='user = "users/alice"'))
+    ).members
     carol_admin = any_backend.as_user("users/carol", "acme", "ADMIN")
     outcomes = await asyncio.gather(
         alice.ChangeMemberRole(pb.ChangeMemberRoleRequest(name=carol.name, role=VIEWER)),
@@ -268,6 +282,6 @@ async def test_two_admins_demoting_each_other_at_once_leave_one_admin(any_backen
     assert len(failures) == 1
     assert failures[0].code() == Code.FAILED_PRECONDITION
     admins = await any_backend.as_user("users/root", "acme", "SUPER_ADMIN").ListMembers(
-        pb.ListMembersRequest(filter="role = ADMIN")
+        pb.ListMembersRequest(parent="organizations/acme", filter="role = ADMIN")
     )
     assert len(admins.members) == 1

@@ -117,7 +117,7 @@ async def test_suspend_reactivate_close(harness: Harness):
     await expect(
         Code.FAILED_PRECONDITION,
         alice.CreateInvitation,
-        pb.CreateInvitationRequest(invitation={"email": "x@acme.example", "role": AGENT}),
+        pb.CreateInvitationRequest(parent=alice.parent, invitation={"email": "x@acme.example", "role": AGENT}),
     )
     active = await root.ReactivateOrganization(pb.ReactivateOrganizationRequest(name=name))
     assert active.organization.state == organization_pb2.ORGANIZATION_STATE_ACTIVE
@@ -145,7 +145,22 @@ async def test_suspend_reactivate_close(harness: Harness):
     assert [m.organization.state for m in everything.user_memberships] == [organization_pb2.ORGANIZATION_STATE_CLOSED]
 
 
-async def test_calls_that_need_an_organization_say_so(harness: Harness):
-    await two_tenants(harness)
+async def test_lists_name_their_organization(harness: Harness):
+    alice, _ = await two_tenants(harness)
     root = harness.as_user("users/root", "", "SUPER_ADMIN")
-    await expect(Code.FAILED_PRECONDITION, root.ListMembers, pb.ListMembersRequest(), "organisation")
+    # A platform operator names the organisation it works in.
+    listed = await root.ListMembers(pb.ListMembersRequest(parent="organizations/globex"))
+    assert [m.user for m in listed.members] == ["users/gina"]
+    await expect(Code.INVALID_ARGUMENT, root.ListMembers, pb.ListMembersRequest(), "parent is required")
+    # organizations/- (AIP-159): every organisation's, each under its full name.
+    everyone = await root.ListMembers(pb.ListMembersRequest(parent="organizations/-"))
+    assert [m.name.split("/")[1] for m in everyone.members] == ["acme", "globex"]
+    await expect(Code.PERMISSION_DENIED, alice.ListMembers, pb.ListMembersRequest(parent="organizations/-"))
+    # A create names one organisation.
+    await expect(
+        Code.INVALID_ARGUMENT,
+        root.CreateTeam,
+        pb.CreateTeamRequest(parent="organizations/-", team={"display_name": "X"}),
+        "names one organization",
+    )
+    await expect(Code.INVALID_ARGUMENT, alice.ListTeams, pb.ListTeamsRequest(parent="teams"), "organizations/")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2
@@ -34,15 +36,19 @@ async def test_team_lifecycle(any_backend: Harness):
     manager = any_backend.as_user("users/mia", "acme", "MANAGER")
     created = await manager.CreateTeam(
         pb.CreateTeamRequest(
+            parent=manager.parent,
             team=team_pb2.Team(display_name="Sales EMEA", description="Closers", labels={"region": "emea"}),
             team_id="sales-emea",
         )
     )
     team = created.team
-    assert team.name == "teams/sales-emea"
+    assert team.name == "organizations/acme/teams/sales-emea"
     assert team.organization_id == "acme"
     await expect(
-        Code.ALREADY_EXISTS, manager.CreateTeam, pb.CreateTeamRequest(team={"display_name": "Sales EMEA"}), "Sales EMEA"
+        Code.ALREADY_EXISTS,
+        manager.CreateTeam,
+        pb.CreateTeamRequest(parent=manager.parent, team={"display_name": "Sales EMEA"}),
+        "Sales EMEA",
     )
     added = await alice.AddTeamMember(pb.AddTeamMemberRequest(name=team.name, member=bob.name, lead=True))
     assert [(m.member, m.user, m.lead) for m in added.team.members] == [(bob.name, "users/bob", True)]
@@ -63,7 +69,7 @@ async def test_team_lifecycle(any_backend: Harness):
         update_mask=field_mask_pb2.FieldMask(paths=["description"]),
     )
     await expect(Code.ABORTED, alice.UpdateTeam, stale)
-    listed = await alice.ListTeams(pb.ListTeamsRequest(filter=f'members.member = "{bob.name}"'))
+    listed = await alice.ListTeams(pb.ListTeamsRequest(parent=alice.parent, filter=f'members.member = "{bob.name}"'))
     assert [t.name for t in listed.teams] == [team.name]
     removed = await alice.RemoveTeamMember(pb.RemoveTeamMemberRequest(name=team.name, member=bob.name))
     assert removed.team.member_count == 0
@@ -77,26 +83,39 @@ async def test_team_lifecycle(any_backend: Harness):
 
 async def test_a_retried_create_makes_one_team(harness: Harness):
     alice, _, _, _ = await setup(harness)
-    request = pb.CreateTeamRequest(team={"display_name": "Ops"}, request_id="create-ops")
+    key = str(uuid.uuid4())
+    request = pb.CreateTeamRequest(parent=alice.parent, team={"display_name": "Ops"}, request_id=key)
     first = await alice.CreateTeam(request)
     second = await alice.CreateTeam(request)
     assert first.team.name == second.team.name
-    assert len((await alice.ListTeams(pb.ListTeamsRequest())).teams) == 1
+    await expect(
+        Code.INVALID_ARGUMENT,
+        alice.CreateTeam,
+        pb.CreateTeamRequest(parent=alice.parent, team={"display_name": "Other"}, request_id=key),
+        "already used",
+    )
+    assert len((await alice.ListTeams(pb.ListTeamsRequest(parent=alice.parent))).teams) == 1
 
 
 async def test_teams_only_take_members_of_their_organization(harness: Harness):
     alice, _, _, gil = await setup(harness)
-    team = (await alice.CreateTeam(pb.CreateTeamRequest(team={"display_name": "Ops"}))).team
+    team = (await alice.CreateTeam(pb.CreateTeamRequest(parent=alice.parent, team={"display_name": "Ops"}))).team
     await expect(Code.NOT_FOUND, alice.AddTeamMember, pb.AddTeamMemberRequest(name=team.name, member=gil.name))
     viewer = harness.as_user("users/vic", "acme", "VIEWER")
-    await expect(Code.PERMISSION_DENIED, viewer.CreateTeam, pb.CreateTeamRequest(team={"display_name": "Mine"}))
+    await expect(
+        Code.PERMISSION_DENIED,
+        viewer.CreateTeam,
+        pb.CreateTeamRequest(parent=viewer.parent, team={"display_name": "Mine"}),
+    )
 
 
 async def test_another_organizations_resources_answer_not_found(harness: Harness):
     alice, gina, bob, _ = await setup(harness)
-    team = (await alice.CreateTeam(pb.CreateTeamRequest(team={"display_name": "Ops"}))).team
+    team = (await alice.CreateTeam(pb.CreateTeamRequest(parent=alice.parent, team={"display_name": "Ops"}))).team
     invitation = (
-        await alice.CreateInvitation(pb.CreateInvitationRequest(invitation={"email": "z@acme.example", "role": AGENT}))
+        await alice.CreateInvitation(
+            pb.CreateInvitationRequest(parent=alice.parent, invitation={"email": "z@acme.example", "role": AGENT})
+        )
     ).invitation
     probes = [
         (gina.GetMember, pb.GetMemberRequest(name=bob.name)),
@@ -114,12 +133,12 @@ async def test_another_organizations_resources_answer_not_found(harness: Harness
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await call(request)
         assert raised.value.code() == Code.NOT_FOUND, request
-        # The same words as for something that does not exist at all.
-        assert "acme" not in (raised.value.details() or "")
-    assert sorted(m.user for m in (await gina.ListMembers(pb.ListMembersRequest())).members) == [
+        # The same words as for something that does not exist at all (test_servicer_tenancy.py).
+        assert (raised.value.details() or "").endswith("not found")
+    assert sorted(m.user for m in (await gina.ListMembers(pb.ListMembersRequest(parent=gina.parent))).members) == [
         "users/gil",
         "users/gina",
     ]
-    assert list((await gina.ListTeams(pb.ListTeamsRequest())).teams) == []
-    seen = (await gina.ListInvitations(pb.ListInvitationsRequest())).invitations
+    assert list((await gina.ListTeams(pb.ListTeamsRequest(parent=gina.parent))).teams) == []
+    seen = (await gina.ListInvitations(pb.ListInvitationsRequest(parent=gina.parent))).invitations
     assert [i.organization_id for i in seen] == ["globex"]

@@ -1,4 +1,4 @@
-"""The store on SQLite and PostgreSQL: schema, uniqueness, tenancy, listing, single use, outbox."""
+"""The store on SQLite and PostgreSQL: schema, uniqueness, tenancy, listing, single use, identity calls."""
 
 from __future__ import annotations
 
@@ -15,13 +15,13 @@ from mesh.access import Role
 from mesh.config import Settings
 from mesh.db import ServiceDatabase
 from mesh.errors import AlreadyExists
-from mesh.kit.tables import KitBase
-from services.team_hub.domain import filters
+from mesh.kit.tables import IdentityCallRow, KitBase
+from mesh.kit.tenancy import ReadScope
 from services.team_hub.models import Base, Invitation, Membership, Organization, Team, TeamMember
+from services.team_hub.store import identity_calls
 from services.team_hub.store import invitations as invitation_store
 from services.team_hub.store import members as member_store
 from services.team_hub.store import organizations as organization_store
-from services.team_hub.store import outbox
 from services.team_hub.store import teams as team_store
 
 NOW = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
@@ -37,7 +37,7 @@ async def database(settings: Settings):
 
 
 def audit(created: datetime.datetime = NOW) -> dict[str, object]:
-    return {"create_time": created, "update_time": created, "creator": "test", "last_modifier": "test", "version": 1}
+    return {"create_time": created, "update_time": created, "creator": "test", "last_modifier": "test", "revision": 1}
 
 
 def organization(organization_id: str, *, created: datetime.datetime = NOW, **values) -> Organization:
@@ -66,7 +66,7 @@ def membership(membership_id: str, organization_id: str, user: str, role: Role =
         "display_name": user.split("/")[-1],
         "role": int(role),
         "expire_time": None,
-        "invitation": "",
+        "invitation_id": "",
         "join_time": NOW,
         **audit(),
     }
@@ -84,10 +84,9 @@ def invitation(invitation_id: str, organization_id: str, email: str, **values) -
         "expire_time": NOW + 7 * DAY,
         "inviter": "users/u_admin",
         "accepted_by": "",
-        "membership": "",
+        "membership_id": "",
         "token_hash": invitation_id.ljust(64, "0"),
         "token_salt": None,
-        "request_id": None,
         **audit(),
     }
     fields.update(values)
@@ -113,13 +112,14 @@ async def test_the_migration_matches_the_models(database: ServiceDatabase):
     engine = database.sync_engine()
     try:
         with engine.connect() as connection:
-            differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+            # Ours and the kit's shared tables: together, everything the database holds.
+            differences = compare_metadata(
+                MigrationContext.configure(connection),
+                [Base.metadata, KitBase.metadata],  # type: ignore[arg-type]  # alembic accepts a sequence
+            )
     finally:
         engine.dispose()
-    # The shared mesh branch's tables (outbox, the kit's) are not ours: tests/runtime/test_schema_drift.py checks them.
-    shared = [f"Table({name!r}" for name in KitBase.metadata.tables] + ["ix_outbox_pending", "ix_identity_calls"]
-    shared.append("ix_idempotency_keys")
-    assert [d for d in differences if not any(marker in repr(d) for marker in shared)] == []
+    assert differences == []
 
 
 async def test_times_come_back_aware_in_utc(database: ServiceDatabase):
@@ -170,20 +170,16 @@ async def test_members_page_by_display_name_with_filters(database: ServiceDataba
             Team(id="sales", organization_id="org_a", display_name="Sales", description="", labels={}, **audit()),
         )
         await team_store.add_place(
-            session, TeamMember(team_id="sales", membership_id="mem_cid", lead=False, add_time=NOW)
+            session,
+            TeamMember(organization_id="org_a", team_id="sales", membership_id="mem_cid", lead=False, add_time=NOW),
         )
 
     async def names(filter_text: str = "", limit: int = 10, after=None):
         async with database.sessions.begin() as session:
-            rows, key = await member_store.list_page(
-                session,
-                "org_a",
-                conditions=filters.parse(filter_text, member_store.FILTERABLE),
-                now=NOW,
-                after=after,
-                limit=limit,
+            page = await member_store.list_page(
+                session, ReadScope("org_a"), filter_text=filter_text, now=NOW, after=after, limit=limit
             )
-        return [r.display_name for r in rows], key
+        return [r.display_name for r in page.items], page.next_after
 
     first, key = await names(limit=2)
     assert first == ["Ann", "Bob"]
@@ -195,8 +191,17 @@ async def test_members_page_by_display_name_with_filters(database: ServiceDataba
     assert (await names("role < AGENT"))[0] == ["Dee"]
     assert (await names("state = EXPIRED"))[0] == ["Dee"]
     assert (await names("state = ACTIVE AND role != ADMIN"))[0] == ["Bob", "Cid"]
-    assert (await names('teams : "teams/sales"'))[0] == ["Cid"]
-    assert (await names('email = "BOB@example.com"'))[0] == ["Bob"]
+    assert (await names('teams : "organizations/org_a/teams/sales"'))[0] == ["Cid"]
+    # The same team id in another organisation names another team.
+    assert (await names('teams : "organizations/org_b/teams/sales"'))[0] == []
+    assert (await names('email = "bob@example.com"'))[0] == ["Bob"]
+    assert (await names("role >= MANAGER OR state = EXPIRED"))[0] == ["Ann", "Bob", "Dee"]
+    # organizations/-: every organisation's members, org_b's Ann after org_a's.
+    async with database.sessions.begin() as session:
+        everyone = await member_store.list_page(
+            session, ReadScope(None), filter_text='user = "users/ann"', now=NOW, after=None, limit=10
+        )
+    assert [(m.organization_id, m.id) for m in everyone.items] == [("org_a", "mem_ann"), ("org_b", "mem_ann_b")]
 
 
 async def test_a_users_memberships_leave_out_inactive_ones_by_default(database: ServiceDatabase):
@@ -226,14 +231,10 @@ async def test_organizations_newest_first_without_closed_ones(database: ServiceD
 
     async def ids(filter_text: str = "", show_closed: bool = False):
         async with database.sessions.begin() as session:
-            rows, _ = await organization_store.list_page(
-                session,
-                conditions=filters.parse(filter_text, organization_store.FILTERABLE),
-                show_closed=show_closed,
-                after=None,
-                limit=10,
+            page = await organization_store.list_page(
+                session, filter_text=filter_text, show_closed=show_closed, after=None, limit=10
             )
-        return [r.id for r in rows]
+        return [r.id for r in page.items]
 
     assert await ids() == ["org_b", "org_a"]
     assert await ids(show_closed=True) == ["org_c", "org_b", "org_a"]
@@ -241,10 +242,12 @@ async def test_organizations_newest_first_without_closed_ones(database: ServiceD
     assert await ids('labels.segment = "smb"') == ["org_a"]
     assert await ids("kyc_verified = false AND plan = TRIAL") == ["org_b", "org_a"]
     async with database.sessions.begin() as session:
-        page, key = await organization_store.list_page(session, conditions=[], show_closed=True, after=None, limit=2)
-        tail, end = await organization_store.list_page(session, conditions=[], show_closed=True, after=key, limit=2)
-    assert [r.id for r in page + tail] == ["org_c", "org_b", "org_a"]
-    assert end is None
+        page = await organization_store.list_page(session, filter_text="", show_closed=True, after=None, limit=2)
+        tail = await organization_store.list_page(
+            session, filter_text="", show_closed=True, after=page.next_after, limit=2
+        )
+    assert [r.id for r in [*page.items, *tail.items]] == ["org_c", "org_b", "org_a"]
+    assert tail.next_after is None
 
 
 async def test_one_pending_invitation_per_address_enforced_by_the_database(database: ServiceDatabase):
@@ -269,7 +272,7 @@ async def test_stale_pending_invitations_expire_and_free_the_address(database: S
         await invitation_store.expire_stale(session, "org_a", "late@example.com", NOW)
         await invitation_store.add(session, invitation("inv_new", "org_a", "late@example.com"))
         assert await invitation_store.has_pending(session, "org_a", "late@example.com", NOW)
-        old = await invitation_store.get(session, "inv_old")
+        old = await invitation_store.get(session, "org_a", "inv_old")
         assert old is not None
         assert old.state == "EXPIRED"
 
@@ -281,20 +284,16 @@ async def test_an_invitation_is_accepted_once(database: ServiceDatabase):
     async with database.sessions.begin() as session:
         row = await invitation_store.by_token_hash(session, "inv_1".ljust(64, "0"))
         assert row is not None
-        assert await invitation_store.mark_accepted(session, row, user="users/new", membership="members/m1", now=NOW)
+        assert await invitation_store.mark_accepted(session, row, user="users/new", membership_id="m1", now=NOW)
         assert row.state == "ACCEPTED"
         assert row.accepted_by == "users/new"
         assert row.accept_time == NOW
-        assert not await invitation_store.mark_accepted(
-            session, row, user="users/eve", membership="members/m2", now=NOW
-        )
+        assert not await invitation_store.mark_accepted(session, row, user="users/eve", membership_id="m2", now=NOW)
     async with database.sessions.begin() as session:
         await invitation_store.add(session, invitation("inv_x", "org_a", "x@example.com", expire_time=NOW - DAY))
-        expired = await invitation_store.get(session, "inv_x")
+        expired = await invitation_store.get(session, "org_a", "inv_x")
         assert expired is not None
-        assert not await invitation_store.mark_accepted(
-            session, expired, user="users/x", membership="members/m3", now=NOW
-        )
+        assert not await invitation_store.mark_accepted(session, expired, user="users/x", membership_id="m3", now=NOW)
 
 
 async def test_invitations_list_with_the_clock_in_their_state(database: ServiceDatabase):
@@ -311,21 +310,17 @@ async def test_invitations_list_with_the_clock_in_their_state(database: ServiceD
 
     async def ids(filter_text: str = ""):
         async with database.sessions.begin() as session:
-            rows, _ = await invitation_store.list_page(
-                session,
-                "org_a",
-                conditions=filters.parse(filter_text, invitation_store.FILTERABLE),
-                now=NOW,
-                after=None,
-                limit=10,
+            page = await invitation_store.list_page(
+                session, ReadScope("org_a"), filter_text=filter_text, now=NOW, after=None, limit=10
             )
-        return [r.id for r in rows]
+        return [r.id for r in page.items]
 
     assert await ids() == ["inv_3", "inv_2", "inv_1"]
     assert await ids("state = PENDING") == ["inv_1"]
     assert await ids("state = EXPIRED") == ["inv_2"]
     assert await ids("state != PENDING") == ["inv_3", "inv_2"]
-    assert await ids('email = "C@example.com"') == ["inv_3"]
+    assert await ids('email = "c@example.com"') == ["inv_3"]
+    assert await ids("role >= AGENT AND NOT state = REVOKED") == ["inv_2", "inv_1"]
 
 
 async def test_team_members_in_order_and_gone_with_their_membership(database: ServiceDatabase):
@@ -346,40 +341,42 @@ async def test_team_members_in_order_and_gone_with_their_membership(database: Se
             session, Team(id="ops", organization_id="org_a", display_name="Ops", description="", labels={}, **audit())
         )
         await team_store.add_place(
-            session, TeamMember(team_id="sales", membership_id="mem_cid", lead=False, add_time=NOW + DAY)
+            session,
+            TeamMember(
+                organization_id="org_a", team_id="sales", membership_id="mem_cid", lead=False, add_time=NOW + DAY
+            ),
         )
         await team_store.add_place(
-            session, TeamMember(team_id="sales", membership_id="mem_bob", lead=True, add_time=NOW)
+            session,
+            TeamMember(organization_id="org_a", team_id="sales", membership_id="mem_bob", lead=True, add_time=NOW),
         )
         assert await team_store.display_name_taken(session, "org_a", "Sales")
         assert not await team_store.display_name_taken(session, "org_a", "Sales", other_than="sales")
         assert await team_store.existing_ids(session, "org_a", ["sales", "nope"]) == {"sales"}
         assert await team_store.existing_ids(session, "org_b", ["sales"]) == set()
-        members = await team_store.members(session, ["sales"])
+        members = await team_store.members(session, "org_a", ["sales"])
         assert [(p.membership_id, p.lead) for p, _ in members["sales"]] == [("mem_bob", True), ("mem_cid", False)]
-        assert (await member_store.teams_of(session, ["mem_cid"]))["mem_cid"] == ["sales"]
-        listed, _ = await team_store.list_page(session, "org_a", conditions=[], after=None, limit=10)
-        assert [t.id for t in listed] == ["ops", "sales"]
-        labelled, _ = await team_store.list_page(
-            session,
-            "org_a",
-            conditions=filters.parse('labels.region = "emea"', team_store.FILTERABLE),
-            after=None,
-            limit=10,
+        assert (await member_store.teams_of(session, [("org_a", "mem_cid")]))[("org_a", "mem_cid")] == ["sales"]
+        scope = ReadScope("org_a")
+        listed = await team_store.list_page(session, scope, filter_text="", after=None, limit=10)
+        assert [t.id for t in listed.items] == ["ops", "sales"]
+        labelled = await team_store.list_page(
+            session, scope, filter_text='labels.region = "emea"', after=None, limit=10
         )
-        with_cid, _ = await team_store.list_page(
-            session,
-            "org_a",
-            conditions=filters.parse('members.member = "members/mem_cid"', team_store.FILTERABLE),
-            after=None,
-            limit=10,
+        with_cid = await team_store.list_page(
+            session, scope, filter_text='members.member = "organizations/org_a/members/mem_cid"', after=None, limit=10
         )
-        assert [t.id for t in labelled] == [t.id for t in with_cid] == ["sales"]
+        elsewhere = await team_store.list_page(
+            session, scope, filter_text='members.member = "organizations/org_b/members/mem_cid"', after=None, limit=10
+        )
+        assert [t.id for t in labelled.items] == [t.id for t in with_cid.items] == ["sales"]
+        assert list(elsewhere.items) == []
     async with database.sessions.begin() as session:
-        cid = await member_store.get(session, "mem_cid")
+        assert await member_store.get(session, "org_b", "mem_cid") is None
+        cid = await member_store.get(session, "org_a", "mem_cid")
         assert cid is not None
         await member_store.remove(session, cid)
-        assert await team_store.member_count(session, "sales") == 1
+        assert await team_store.member_count(session, "org_a", "sales") == 1
     with pytest.raises(AlreadyExists):
         async with database.sessions.begin() as session:
             await team_store.flush(
@@ -388,27 +385,50 @@ async def test_team_members_in_order_and_gone_with_their_membership(database: Se
             )
 
 
-async def test_the_outbox_keeps_calls_until_delivered(database: ServiceDatabase):
+async def test_calls_owed_to_identity_are_found_by_their_target(database: ServiceDatabase):
     await seed(database)
+    removed = "organizations/org_a/members/m1"
     async with database.sessions.begin() as session:
-        first = await outbox.enqueue(
-            session, organization_id="org_a", target="members/m1", kind=outbox.REVOKE, payload=b"\x01", now=NOW
-        )
-        second = await outbox.enqueue(
-            session, organization_id="org_a", target="members/m2", kind=outbox.AUDIT, payload=b"\x02", now=NOW + DAY
-        )
-        await outbox.enqueue(
-            session, organization_id="org_b", target="members/m3", kind=outbox.AUDIT, payload=b"", now=NOW
+        session.add_all(
+            [
+                IdentityCallRow(
+                    id="ic_1",
+                    organization_id="org_a",
+                    target=removed,
+                    kind="revoke",
+                    payload=b"\x01",
+                    create_time=NOW,
+                    attempts=0,
+                    last_error="",
+                ),
+                IdentityCallRow(
+                    id="ic_2",
+                    organization_id="org_a",
+                    target=removed,
+                    kind="audit",
+                    payload=b"\x02",
+                    create_time=NOW,
+                    attempts=1,
+                    last_error="",
+                    done_time=NOW,
+                ),
+                IdentityCallRow(
+                    id="ic_3",
+                    organization_id="org_b",
+                    target="organizations/org_b/members/m1",
+                    kind="audit",
+                    payload=b"",
+                    create_time=NOW,
+                    attempts=0,
+                    last_error="",
+                ),
+            ]
         )
     async with database.sessions.begin() as session:
-        assert [c.id for c in await outbox.pending(session, "org_a")] == [first, second]
-        assert await outbox.pending_for(session, "org_a", "members/m1") == [first]
-        await outbox.mark_failed(session, first, "UNAVAILABLE: " + "x" * 1000)
-        await outbox.mark_done(session, [second], NOW)
-    async with database.sessions.begin() as session:
-        pending = await outbox.pending(session, "org_a")
-        assert [(c.id, c.attempts, len(c.last_error)) for c in pending] == [(first, 1, outbox.MAX_ERROR)]
-        assert pending[0].payload == b"\x01"
+        assert await identity_calls.pending_for(session, "org_a", removed) == ["ic_1"]
+        assert await identity_calls.known_target(session, "org_a", removed)
+        assert not await identity_calls.known_target(session, "org_b", removed)
+        assert not await identity_calls.known_target(session, "org_a", "organizations/org_a/members/m2")
 
 
 async def test_no_token_is_stored_in_clear(database: ServiceDatabase):

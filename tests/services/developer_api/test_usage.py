@@ -1,4 +1,4 @@
-"""Usage buckets, percentiles, filters and page tokens, without network or database."""
+"""Usage buckets and percentiles, without network or database."""
 
 from __future__ import annotations
 
@@ -8,16 +8,6 @@ import pytest
 
 from mesh.errors import InvalidArgument
 from services.developer_api import usage
-from services.developer_api.domain import KeyState
-from services.developer_api.key_lists import FIELDS, selected_states
-from services.developer_api.listing import (
-    Condition,
-    decode_page_token,
-    encode_page_token,
-    page_size,
-    parse_filter,
-    query_fingerprint,
-)
 from vocelio.common.v1 import usage_pb2
 
 NOW = datetime.datetime(2026, 6, 1, 12, 30, tzinfo=datetime.UTC)
@@ -101,17 +91,18 @@ def test_hours_group_into_days_per_key():
         return counters
 
     day = datetime.datetime(2026, 6, 1, tzinfo=datetime.UTC)
+    a, b = ("org_a", "k_a"), ("org_a", "k_b")
     hours = [
-        ("k_b", day + datetime.timedelta(hours=1), one(200)),
-        ("k_a", day + datetime.timedelta(hours=3), one(200)),
-        ("k_a", day + datetime.timedelta(hours=9), one(500)),
-        ("k_a", day + datetime.timedelta(days=1), one(200)),
+        (b, day + datetime.timedelta(hours=1), one(200)),
+        (a, day + datetime.timedelta(hours=3), one(200)),
+        (a, day + datetime.timedelta(hours=9), one(500)),
+        (a, day + datetime.timedelta(days=1), one(200)),
     ]
     buckets = usage.group_buckets(hours, usage.Granularity.DAY)
     assert [(start.day, key, c.request_count) for start, key, c in buckets] == [
-        (1, "k_a", 2),
-        (1, "k_b", 1),
-        (2, "k_a", 1),
+        (1, a, 2),
+        (1, b, 1),
+        (2, a, 1),
     ]
     assert buckets[0][2].server_error_count == 1
 
@@ -121,64 +112,3 @@ def test_log_times_must_be_recent():
     for bad in (None, NOW - datetime.timedelta(days=31), NOW + datetime.timedelta(hours=1)):
         with pytest.raises(InvalidArgument):
             usage.validate_log_time(bad, NOW, "f")
-
-
-# -- filters and pages -----------------------------------------------------------------------
-
-
-def test_filters_parse_into_conditions():
-    conditions = parse_filter(
-        'state = ACTIVE AND environment=LIVE AND scopes:calls.create AND labels.system = "crm x"', FIELDS
-    )
-    assert conditions == [
-        Condition("state", "=", "ACTIVE"),
-        Condition("environment", "=", "LIVE"),
-        Condition("scopes", ":", "calls.create"),
-        Condition("labels.system", "=", "crm x"),
-    ]
-    assert parse_filter("", FIELDS) == []
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "state",
-        "state =",
-        "state = ACTIVE OR state = REVOKED",
-        "secret_hash = abc",
-        "scopes = calls.get",
-        "state > ACTIVE",
-        'name = "x',
-    ],
-)
-def test_bad_filters(text):
-    with pytest.raises(InvalidArgument):
-        parse_filter(text, FIELDS)
-
-
-def test_state_selection():
-    assert selected_states([], show_inactive=False) == {KeyState.ACTIVE}
-    assert selected_states([], show_inactive=True) == set(KeyState)
-    assert selected_states([Condition("state", "=", "REVOKED")], show_inactive=False) == {KeyState.REVOKED}
-    assert selected_states([Condition("state", "!=", "ACTIVE")], show_inactive=False) == {
-        KeyState.EXPIRED,
-        KeyState.REVOKED,
-    }
-
-
-def test_page_tokens_are_tied_to_their_query():
-    fingerprint = query_fingerprint("api_keys", "org_a", "state = ACTIVE")
-    token = encode_page_token(["2026-06-01T00:00:00+00:00", "k_x"], fingerprint)
-    assert decode_page_token(token, fingerprint) == ["2026-06-01T00:00:00+00:00", "k_x"]
-    assert decode_page_token("", fingerprint) is None
-    with pytest.raises(InvalidArgument):
-        decode_page_token(token, query_fingerprint("api_keys", "org_b", "state = ACTIVE"))
-    with pytest.raises(InvalidArgument):
-        decode_page_token("not-a-token", fingerprint)
-
-
-def test_page_sizes():
-    assert page_size(0, default=50, maximum=100) == 50
-    assert page_size(500, default=50, maximum=100) == 100
-    with pytest.raises(InvalidArgument):
-        page_size(-1, default=50, maximum=100)
