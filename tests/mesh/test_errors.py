@@ -57,4 +57,9 @@ def test_only_declared_values_of_a_service_error_reason_enum_are_accepted():
         IDENTITY.reason(999)
     with pytest.raises(ValueError, match="not a service's ErrorReason"):
         ErrorReasons(usage_pb2.UsageGranularity)
-    assert ErrorReasons(agents_errors_pb2.ErrorReason).declared() == frozenset()
+    assert ErrorReasons(agents_errors_pb2.ErrorReason).declared() == {
+        "AGENT_ARCHIVED",
+        "DRAFT_NOT_READY",
+        "NOTHING_TO_PUBLISH",
+        "AGENT_IN_USE",
+    }
