@@ -7,9 +7,6 @@
   UUID4).
 - Every field that names another resource carries ``google.api.resource_reference``,
   and every referenced type exists.
-
-The services whose protos change together with their code later (PENDING) are left
-out; each entry says why, and the lead removes it when that service moves over.
 """
 
 from __future__ import annotations
@@ -30,8 +27,6 @@ FILES = [
     if f.package.startswith("vocelio.")
 ]
 
-# Services whose names, request_ids and references change with their code (issue #8).
-PENDING: dict[str, str] = {}
 
 # The platform-global patterns of docs/CONTRACTS.md ("What stays platform-global").
 PLATFORM_GLOBAL = {
@@ -120,22 +115,8 @@ def _resources() -> Iterator[tuple[str, str, resource_pb2.ResourceDescriptor]]:
 
 RESOURCES = list(_resources())
 KNOWN_TYPES = {resource.type for _, _, resource in RESOURCES}
-# The target patterns of the PENDING services (docs/CONTRACTS.md), so that fields here
-# that already name them in the target form are recognised.
-TARGET_PATTERNS = {
-    "organizations/{organization}/agents/{agent}": "vocelio.com/Agent",
-    "organizations/{organization}/agents/{agent}/versions/{version}": "vocelio.com/AgentVersion",
-    "organizations/{organization}/api_keys/{api_key}": "vocelio.com/ApiKey",
-    "organizations/{organization}/teams/{team}": "vocelio.com/Team",
-    "organizations/{organization}/members/{member}": "vocelio.com/Membership",
-    "organizations/{organization}/invitations/{invitation}": "vocelio.com/Invitation",
-}
 SHAPES = {
-    re.sub(r"\{[a-z_]+\}", "*", pattern): kind
-    for pattern, kind in [
-        *((p, resource.type) for _, _, resource in RESOURCES for p in resource.pattern),
-        *TARGET_PATTERNS.items(),
-    ]
+    re.sub(r"\{[a-z_]+\}", "*", pattern): resource.type for _, _, resource in RESOURCES for pattern in resource.pattern
 }
 # The singular and plural words of every resource ("call", "calls", "compliance_policy").
 RESOURCE_WORDS = {
@@ -158,8 +139,6 @@ def _pattern_ids() -> list[tuple[str, str, str]]:
 def test_every_pattern_is_scoped_to_an_organisation_or_documented_as_platform_global(
     service: str, resource_type: str, pattern: str
 ):
-    if service in PENDING:
-        pytest.skip(PENDING[service])
     if pattern in PLATFORM_GLOBAL.get(resource_type, set()):
         return
     assert ORG_SCOPED.match(pattern), (
@@ -184,8 +163,6 @@ def test_singletons_and_collections_use_one_style():
 
 def _mutating_methods():
     for service in REGISTRY:
-        if service.name in PENDING:
-            continue
         for method in service.methods:
             assert method.policy is not None
             if method.policy.idempotent or method.name.startswith(READ_PREFIXES):
@@ -239,9 +216,6 @@ def test_every_non_idempotent_mutation_takes_a_documented_uuid4_request_id(servi
 def _reference_candidates():
     """String fields that name a resource: by their comment or by their name."""
     for file in FILES:
-        service = _service_of(file.package)
-        if service in PENDING:
-            continue
         comments = {tuple(loc.path): loc.leading_comments for loc in file.source_code_info.location}
         for full, path, message in _messages(file):
             own = message.options.Extensions[resource_pb2.resource].type
