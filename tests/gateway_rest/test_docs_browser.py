@@ -25,6 +25,10 @@ from tests.support.edge import serve_app
 CHROMIUM = "/usr/bin/chromium"
 TITLE = "Vocelio REST API"
 
+# Swagger UI's bundle is about 1.5 MB; on a loaded 2-core machine httpx's 5 s default read timeout
+# was not enough (the per-test ceiling still bounds the test).
+_CLIENT_TIMEOUT = 30.0
+
 
 def _chromium() -> str:
     found = shutil.which("chromium") or (CHROMIUM if os.path.exists(CHROMIUM) else None)
@@ -81,7 +85,7 @@ async def test_swagger_ui_renders_the_vocelio_operations(tmp_path):
     chromium = _chromium()
     async with serve_app(_app()) as port:
         base = f"http://127.0.0.1:{port}"
-        async with httpx.AsyncClient(base_url=base) as client:
+        async with httpx.AsyncClient(base_url=base, timeout=_CLIENT_TIMEOUT) as client:
             page = await client.get("/docs")
             spec = await client.get("/openapi.json")
         dom = await _dump_dom(chromium, f"{base}/docs", tmp_path / "profile")
@@ -107,7 +111,10 @@ async def test_swagger_ui_renders_the_vocelio_operations(tmp_path):
 
 
 async def test_docs_assets_and_openapi_caching():
-    async with serve_app(_app()) as port, httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+    async with (
+        serve_app(_app()) as port,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=_CLIENT_TIMEOUT) as client,
+    ):
         script = await client.get("/docs/assets/swagger-ui-bundle.js")
         assert script.status_code == 200
         assert script.headers["content-type"].startswith("text/javascript")
