@@ -9,12 +9,14 @@ from starlette.applications import Starlette
 from gateway_rest.app import create_app
 from gateway_rest.descriptors import Catalog
 from gateway_rest.docs import docs_routes, openapi_route
+from gateway_rest.oauth import OAuthEndpoints, OAuthOptions
 from gateway_rest.openapi import build_openapi
 from gateway_rest.transcoder import EdgeOptions
 from gateway_rest.upstreams import Upstream, Upstreams
 from gateway_rest.vocelio_policy import vocelio_is_public, vocelio_operation_extras
 from mesh.config import Settings
 from mesh.registry import Registry, default_descriptor_set
+from services.developer_api.credentials import looks_like_secret
 
 
 def mesh_upstreams(registry: Registry, settings: Settings, ports: dict[str, int] | None = None) -> Upstreams:
@@ -62,13 +64,28 @@ def mesh_app(registry: Registry, settings: Settings, ports: dict[str, int] | Non
         is_public=vocelio_is_public,
         operation_extras=vocelio_operation_extras,
     )
+    upstreams = mesh_upstreams(registry, settings, ports)
+    options = edge_options(settings)
     return create_app(
-        mesh_upstreams(registry, settings, ports),
+        upstreams,
         catalog,
-        options=edge_options(settings),
+        options=options,
         cors_origins=settings.edge_cors_origins,
-        extra_routes=[openapi_route(document), *docs_routes()],
+        extra_routes=[openapi_route(document), *docs_routes(), *oauth_endpoints(upstreams, options, settings).routes()],
         health_timeout=settings.health_probe_timeout,
+    )
+
+
+def oauth_endpoints(upstreams: Upstreams, options: EdgeOptions, settings: Settings) -> OAuthEndpoints:
+    """The OAuth token and revocation endpoints and the cacheable JWKS, in front of identity."""
+    return OAuthEndpoints(
+        upstreams,
+        options,
+        OAuthOptions(
+            # Well inside the time a retired key stays published (access lifetime + leeway).
+            jwks_max_age=min(300, settings.access_token_ttl // 2),
+            unrevocable=looks_like_secret,
+        ),
     )
 
 
