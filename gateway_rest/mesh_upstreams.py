@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 from starlette.applications import Starlette
 
@@ -10,6 +11,7 @@ from gateway_rest.app import create_app
 from gateway_rest.descriptors import Catalog
 from gateway_rest.docs import docs_routes, openapi_route
 from gateway_rest.oauth import OAuthEndpoints, OAuthOptions
+from gateway_rest.oauth_openapi import describe_oauth
 from gateway_rest.openapi import build_openapi
 from gateway_rest.transcoder import EdgeOptions
 from gateway_rest.upstreams import Upstream, Upstreams
@@ -55,15 +57,7 @@ def edge_options(settings: Settings) -> EdgeOptions:
 def mesh_app(registry: Registry, settings: Settings, ports: dict[str, int] | None = None) -> Starlette:
     """The REST edge in front of the whole mesh, with the Vocelio OpenAPI document and docs."""
     catalog = Catalog.from_file(default_descriptor_set())
-    document = functools.partial(
-        build_openapi,
-        catalog,
-        title="Vocelio API",
-        version="v1",
-        description=API_DESCRIPTION,
-        is_public=vocelio_is_public,
-        operation_extras=vocelio_operation_extras,
-    )
+    document = functools.partial(vocelio_openapi, catalog)
     upstreams = mesh_upstreams(registry, settings, ports)
     options = edge_options(settings)
     return create_app(
@@ -74,6 +68,19 @@ def mesh_app(registry: Registry, settings: Settings, ports: dict[str, int] | Non
         extra_routes=[openapi_route(document), *docs_routes(), *oauth_endpoints(upstreams, options, settings).routes()],
         health_timeout=settings.health_probe_timeout,
     )
+
+
+def vocelio_openapi(catalog: Catalog) -> dict[str, Any]:
+    """The OpenAPI document of the Vocelio edge, the OAuth endpoints described as they are served."""
+    document = build_openapi(
+        catalog,
+        title="Vocelio API",
+        version="v1",
+        description=API_DESCRIPTION,
+        is_public=vocelio_is_public,
+        operation_extras=vocelio_operation_extras,
+    )
+    return describe_oauth(document)
 
 
 def oauth_endpoints(upstreams: Upstreams, options: EdgeOptions, settings: Settings) -> OAuthEndpoints:
@@ -92,6 +99,7 @@ def oauth_endpoints(upstreams: Upstreams, options: EdgeOptions, settings: Settin
 API_DESCRIPTION = (
     "The public REST/JSON API of Vocelio, the backend for AI call centers: agents, phone numbers, campaigns, "
     "calls, compliance, billing, analytics, webhooks and the rest. Every operation is a gRPC method of the "
-    "same contract, transcoded by the edge. Authenticate with `Authorization: Bearer <token>` or "
-    "`X-Api-Key: <key>`. Errors are `google.rpc.Status` JSON with the canonical HTTP status."
+    "same contract, transcoded by the edge. Authenticate with `Authorization: Bearer <token>` (from the OAuth 2.0 "
+    "token endpoint, `POST /v1/auth/token`) or `X-Api-Key: <key>`. Errors are `google.rpc.Status` JSON with the "
+    "canonical HTTP status, except at the OAuth endpoints, which answer RFC 6749 error objects."
 )
