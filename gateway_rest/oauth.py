@@ -48,6 +48,7 @@ OAUTH_ERROR_KEY = "oauth_error"  # services/identity/oauth.py puts the RFC code 
 _USER_GRANTS = ("password", "refresh_token")
 _CLIENT_CREDENTIALS = "client_credentials"
 _TOKEN_PARAMETERS = ("grant_type", "username", "password", "refresh_token", "scope", "organization_id")
+_CREDENTIALS = ("authorization", "x-api-key")
 # gRPC codes that mean "the grant was refused" when identity sent no RFC code.
 _GRANT_REFUSED = (
     grpc.StatusCode.UNAUTHENTICATED,
@@ -181,6 +182,11 @@ class OAuthEndpoints:
                 response = _status_response(failed.status, failed.grpc_http, headers)
             except EdgeError as error:
                 response = _status_response(error.status(), error.http, {**error.headers, "Cache-Control": "no-store"})
+            except Exception:
+                incident = uuid.uuid4().hex[:16]
+                log.exception("JWKS failure (incident %s)", incident)
+                status = EdgeError(grpc.StatusCode.INTERNAL, f"internal error (incident {incident})").status()
+                response = _status_response(status, 500, {"Cache-Control": "no-store"})
             else:
                 response = self._cacheable(request, responses.render_json(reply))
         response.headers["X-Request-Id"] = request_id
@@ -192,7 +198,7 @@ class OAuthEndpoints:
         wanted = {tag.strip().removeprefix("W/") for tag in request.headers.get("if-none-match", "").split(",")}
         if etag in wanted or "*" in wanted:
             return Response(status_code=304, headers=headers)
-        return Response(body if request.method == "GET" else b"", media_type=responses.JSON, headers=headers)
+        return Response(body, media_type=responses.JSON, headers=headers)  # the server drops it for HEAD
 
     async def _call(self, method: str, message: Any, request: Request, request_id: str, reply_type: Any) -> Any:
         upstream = self.upstreams.for_service(IDENTITY_SERVICE)
@@ -206,7 +212,8 @@ class OAuthEndpoints:
                 response_deserializer=reply_type.FromString,
             )
             self._callables[method] = callable_
-        metadata = upstream_metadata(request, self.options, request_id)
+        # The client's credentials travel in the message; a Basic header is not a credential for identity.
+        metadata = [(k, v) for k, v in upstream_metadata(request, self.options, request_id) if k not in _CREDENTIALS]
         try:
             return await callable_(message, timeout=self.options.default_timeout, metadata=metadata)
         except grpc.aio.AioRpcError as error:

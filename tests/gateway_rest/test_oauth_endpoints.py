@@ -250,8 +250,9 @@ async def test_http_basic_credentials_are_form_urldecoded(edge, fake):
     secret = "s3cr3t:with colon+plus%"
     response = await edge.post(TOKEN, data={"grant_type": "client_credentials"}, headers=basic(KEY_NAME, secret))
     assert response.status_code == 200, response.text
-    request = fake.calls[0][1]
+    _, request, metadata = fake.calls[0]
     assert (request.client_id, request.client_secret) == (KEY_NAME, secret)
+    assert "authorization" not in metadata  # the credentials travel in the message only
 
 
 async def test_body_client_credentials_are_passed_on(edge, fake):
