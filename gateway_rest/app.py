@@ -88,6 +88,7 @@ def create_app(
     ]
     middleware = [Middleware(CORSMiddleware, **cors)] if cors else []
     app = Edge(routes=routes, middleware=middleware, lifespan=lifespan)
+    app.state.metrics = metrics  # fixed routes that call upstreams (the OAuth endpoints) count themselves
     if catalog is not None:
         # Everything the fixed routes do not claim goes to the transcoder, which answers
         # 404/405 itself as google.rpc.Status JSON (a Mount's regex would miss paths with

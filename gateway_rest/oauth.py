@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import logging
 import math
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -31,6 +32,7 @@ from starlette.types import Receive, Scope, Send
 
 from gateway_rest import oauth_params, responses
 from gateway_rest.errors import EdgeError, http_status, status_from_rpc_error, status_json
+from gateway_rest.metrics import EdgeMetrics
 from gateway_rest.oauth_params import ClientAuth, OAuthFailure
 from gateway_rest.transcoder import EdgeOptions, read_body, upstream_metadata
 from gateway_rest.upstreams import Upstreams
@@ -102,7 +104,9 @@ class OAuthEndpoints:
         return await self._oauth(request, self._revoke)
 
     async def _oauth(self, request: Request, handler: Callable[..., Any]) -> Response:
+        started = time.perf_counter()
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        code = "OK"
         try:
             if request.method != "POST":
                 raise OAuthFailure(oauth_params.INVALID_REQUEST, "use POST", 405, {"Allow": "POST"})
@@ -116,12 +120,15 @@ class OAuthEndpoints:
             if failure.http == 401:
                 failure.headers.setdefault("WWW-Authenticate", f'Basic realm="{self.oauth.realm}"')
             response = _error(failure)
+            code = failure.grpc_code if isinstance(failure, _UpstreamFailed) else _CODE_OF_HTTP.get(failure.http, "")
         except Exception:
             incident = uuid.uuid4().hex[:16]
             log.exception("OAuth endpoint failure on %s (incident %s)", request.url.path, incident)
             response = _error(OAuthFailure(oauth_params.SERVER_ERROR, f"internal error (incident {incident})", 500))
+            code = "INTERNAL"
         response.headers.update(NO_STORE)
         response.headers["X-Request-Id"] = request_id
+        _observe(request, f"POST {request.url.path}", response.status_code, time.perf_counter() - started, code)
         return response
 
     async def _parameters(self, request: Request) -> tuple[dict[str, str], ClientAuth]:
@@ -170,6 +177,7 @@ class OAuthEndpoints:
 
     async def jwks(self, request: Request) -> Response:
         """The JWK Set, cacheable: ``Cache-Control: public, max-age``, an ``ETag`` and 304."""
+        started = time.perf_counter()
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
         if request.method not in ("GET", "HEAD"):
             status = EdgeError(grpc.StatusCode.UNIMPLEMENTED, f"{request.method} is not allowed here; use GET").status()
@@ -190,6 +198,8 @@ class OAuthEndpoints:
             else:
                 response = self._cacheable(request, responses.render_json(reply))
         response.headers["X-Request-Id"] = request_id
+        code = _CODE_OF_HTTP.get(response.status_code, "INTERNAL") if response.status_code >= 400 else "OK"
+        _observe(request, f"GET {JWKS_PATH}", response.status_code, time.perf_counter() - started, code)
         return response
 
     def _cacheable(self, request: Request, body: bytes) -> Response:
@@ -263,6 +273,7 @@ class _UpstreamFailed(OAuthFailure):
             http = 401  # the challenge is added with the realm by OAuthEndpoints
         super().__init__(error, message, http, headers)
         self.grpc_http = http_status(code)
+        self.grpc_code = code.name
 
     @classmethod
     def of(cls, error: grpc.aio.AioRpcError, retry_after: int) -> _UpstreamFailed:
@@ -271,6 +282,23 @@ class _UpstreamFailed(OAuthFailure):
             log.warning("identity unavailable for an OAuth endpoint: %s", code.name)
         status = status_from_rpc_error(error)
         return cls(code, status.message, retry_after, status)
+
+
+# The gRPC code a metric records for an error the edge answers itself.
+_CODE_OF_HTTP = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    405: "UNIMPLEMENTED",
+    413: "RESOURCE_EXHAUSTED",
+    415: "INVALID_ARGUMENT",
+    503: "UNAVAILABLE",
+}
+
+
+def _observe(request: Request, route: str, status: int, seconds: float, code: str) -> None:
+    metrics = getattr(request.app.state, "metrics", None) if "app" in request.scope else None
+    if isinstance(metrics, EdgeMetrics):
+        metrics.observe(route, status, seconds, code or None)
 
 
 def _details(status: status_pb2.Status) -> tuple[Any, Any]:

@@ -434,3 +434,12 @@ async def test_revocation_rate_limits_are_429(edge, fake):
     response = await edge.post(REVOKE, data={"token": "t"})
     assert_oauth_error(response, 429, "slow_down")
     assert response.headers["retry-after"] == "3"
+
+
+async def test_the_endpoints_are_counted_in_the_edge_metrics(edge, fake):
+    assert (await edge.post(TOKEN, data={"grant_type": "refresh_token", "refresh_token": "r"})).status_code == 200
+    assert (await edge.post(REVOKE, data={})).status_code == 400
+    text = (await edge.get("/metrics")).text
+    assert 'vocelio_edge_requests_total{route="POST /v1/auth/token",status="200"}' in text
+    assert 'vocelio_edge_requests_total{route="POST /v1/auth/revoke",status="400"}' in text
+    assert 'vocelio_edge_errors_total{grpc_code="INVALID_ARGUMENT",route="POST /v1/auth/revoke"}' in text
