@@ -35,10 +35,11 @@ async def _refused_within(client: httpx.AsyncClient, path: str, token: str, limi
 
 
 @pytest.fixture
-async def edge(sqlite_settings: Settings):
-    settings = dataclasses.replace(sqlite_settings, health_probe_interval=2.0, health_probe_timeout=2.0)
+async def edge(settings: Settings):
+    """The four services on each database backend, with the edge."""
+    slower = dataclasses.replace(settings, health_probe_interval=2.0, health_probe_timeout=2.0)
     names = ["identity", "team_hub", "developer_api", "agents"]
-    async with running_services(settings, names, edge=True) as mesh:
+    async with running_services(slower, names, edge=True) as mesh:
         yield f"http://127.0.0.1:{mesh.edge_port}"
 
 

@@ -40,13 +40,13 @@ def test_an_ed25519_key_has_no_y_member_and_an_ec_key_has_one():
 
 
 @pytest.fixture
-def ed25519_settings(sqlite_settings: Settings, tmp_path: pathlib.Path) -> Settings:
+def ed25519_settings(settings: Settings, tmp_path: pathlib.Path) -> Settings:
     key = ed25519.Ed25519PrivateKey.generate()
     pem = tmp_path / "signing.pem"
     pem.write_bytes(
         key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
-    return dataclasses.replace(sqlite_settings, jwt_signing_key_file=pem, health_probe_interval=2.0)
+    return dataclasses.replace(settings, jwt_signing_key_file=pem, health_probe_interval=2.0)
 
 
 async def test_the_edge_serves_the_jwks_per_rfc_8037_with_cache_headers(ed25519_settings: Settings):
