@@ -46,15 +46,18 @@ log = logging.getLogger(__name__)
 
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 INVALID_KEY = "invalid API key"
-GONE_SECRET = "the secret of that request can no longer be shown; use a new request_id"
 REVOKE_FAILED = "identity could not revoke the key's tokens; the key is revoked, retry to finish"
 
 
 def _without_secret(response: Any) -> Any:
-    """The copy of a create or rotate response the request_id store keeps: never the secret."""
+    """The copy of a create or rotate response the request_id store keeps and a retry gets.
+
+    Never the secret: it is shown once, and a replay says so (``secret_withheld``).
+    """
     copy = type(response)()
     copy.CopyFrom(response)
     copy.secret = ""
+    copy.secret_withheld = True
     return copy
 
 
@@ -82,20 +85,10 @@ class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
         tenancy.require_writable(principal, organization_id, name)
         return row
 
-    async def _shown_again(self, session: AsyncSession, key: Any, now: datetime.datetime) -> str:
-        """The secret of a key a replayed request created, from its sealed copy."""
-        organization_id, key_id = domain.parse_key_name(key.name)
-        sealed = await store.find_sealed_secret(session, organization_id, key_id, now)
-        secret = None if sealed is None else self._box.open(sealed, key.name)
-        if secret is None:
-            raise FailedPrecondition(GONE_SECRET)
-        return secret
-
     async def _new_key(
         self,
         session: AsyncSession,
         *,
-        request_id: str,
         key_id: str,
         organization_id: str,
         settings: domain.KeySettings,
@@ -117,15 +110,7 @@ class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
             now=now,
             rotated_from=rotated_from,
         )
-        if request_id:
-            # A retry with the same request_id shows this secret again, for 24 hours only.
-            await store.keep_sealed_secret(
-                session,
-                organization_id=organization_id,
-                api_key_id=key_id,
-                sealed=self._box.seal(secret, domain.key_name(organization_id, key_id)),
-                expire_time=now + domain.SEALED_SECRET_WINDOW,
-            )
+        # A retry with the same request_id gets the key without this secret: nothing keeps a copy.
         return row, secret
 
     async def _forget_expired(self, session: AsyncSession, now: datetime.datetime) -> None:
@@ -148,8 +133,7 @@ class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
                 response_type=pb.CreateApiKeyResponse,
             )
             if claim.replay is not None:
-                claim.replay.secret = await self._shown_again(session, claim.replay.api_key, now)
-                return claim.replay
+                return claim.replay  # the key, never its secret again (secret_withheld)
             wanted = request.api_key
             settings = domain.validate_new_key(
                 display_name=wanted.display_name,
@@ -172,7 +156,6 @@ class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
                 )
             row, secret = await self._new_key(
                 session,
-                request_id=request.request_id,
                 key_id=key_id,
                 organization_id=organization_id,
                 settings=settings,
@@ -333,8 +316,7 @@ class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
                 response_type=pb.RotateApiKeyResponse,
             )
             if claim.replay is not None:
-                claim.replay.secret = await self._shown_again(session, claim.replay.api_key, now)
-                return claim.replay
+                return claim.replay  # the key, never its secret again (secret_withheld)
             domain.require_rotatable(convert.state_of(old, now), old.rotated_to)
             domain.check_creator_holds(convert.scopes_of(old), self._held(principal))
             old_expiry = domain.rotation_expiry(old.expire_time, convert.span(request, "overlap"), now)
@@ -342,7 +324,6 @@ class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
             settings = dataclasses.replace(convert.settings_of(old), expire_time=new_expiry)
             new, secret = await self._new_key(
                 session,
-                request_id=request.request_id,
                 key_id=domain.new_key_id(),
                 organization_id=organization_id,
                 settings=settings,

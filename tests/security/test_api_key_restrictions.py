@@ -150,7 +150,7 @@ def minted_from(name: str, **restrictions: list[str]) -> str:
         sid="",
         scope=" ".join(AGENT_SCOPES),
         client_id=name,
-        **{CLAIM: restrictions},
+        **{CLAIM: restrictions},  # type: ignore[arg-type]
     )
 
 
@@ -191,7 +191,11 @@ async def test_a_token_minted_from_a_key_obeys_its_ip_ranges(sqlite_settings: Se
 async def test_a_malformed_restrictions_claim_is_refused(sqlite_settings: Settings):
     async with running(sqlite_settings) as mesh, mesh.agents_at("127.0.0.1") as channel:
         token = ISSUER.mint(
-            subject="organizations/org_a/api_keys/k1", role="", org="org_a", scope="agents.list", **{CLAIM: "any"}
+            subject="organizations/org_a/api_keys/k1",
+            role="",
+            org="org_a",
+            scope="agents.list",
+            **{CLAIM: "any"},  # type: ignore[arg-type]
         )
         error = await refused(
             agents_service_pb2_grpc.AgentsServiceStub(channel).ListAgents(
@@ -275,7 +279,7 @@ async def test_allowed_agents_is_enforced_on_each_agent_scoped_call(sqlite_setti
         for method, request in requests(made["a2a"]):
             error = await refused(call(method, request))
             assert error.code() is Code.NOT_FOUND, method
-            assert forbidden in error.details(), method
+            assert forbidden in (error.details() or ""), method
         # The allowed agent works with every one of them (publishing an unchanged draft is refused on its
         # merits: FAILED_PRECONDITION, not NOT_FOUND).
         for method, request in requests(made["a1a"]):

@@ -188,23 +188,28 @@ async def test_lifecycle_create_verify_update_rotate_revoke(any_backend: Harness
     assert rotated_event.details["successor"] == rotated.api_key.name
 
 
-async def test_a_retried_create_returns_the_same_key_and_secret(harness: Harness):
+async def test_a_retried_create_returns_the_same_key_but_never_the_secret_again(harness: Harness):
     request_id = str(uuid.uuid4())
     first = await create(harness, request_id=request_id)
+    assert first.secret and not first.secret_withheld
     again = await create(harness, request_id=request_id)
     assert again.api_key.name == first.api_key.name
-    assert again.secret == first.secret
+    # Shown once: the replay withholds it, and says so.
+    assert (again.secret, again.secret_withheld) == ("", True)
+    assert first.secret[16:] not in again.SerializeToString().decode("utf-8", "replace")
     listed = await list_keys(harness)
     assert len(listed.api_keys) == 1
-    # At rest: the hash and the visible prefix, the first response without its secret, and
-    # the sealed copy for retries — never the secret.
+    # At rest: the hash and the visible prefix and the first response without its secret; no copy
+    # of the secret for retries.
     async with harness.host.database.engine.connect() as connection:
         raw = [
             row
             for table in ("api_keys", "idempotency_keys", "sealed_secrets", "identity_calls", "outbox")
             for row in (await connection.execute(text(f"SELECT * FROM {table}"))).all()
         ]
-    assert len(raw) >= 5
+        sealed = (await connection.execute(text("SELECT count(*) FROM sealed_secrets"))).scalar_one()
+    assert sealed == 0
+    assert len(raw) >= 4
     for row in raw:
         for value in row:
             stored = bytes(value) if isinstance(value, bytes | memoryview) else str(value).encode()
@@ -219,27 +224,15 @@ async def test_a_retried_create_returns_the_same_key_and_secret(harness: Harness
     # The same request_id from another organisation is another request.
     other = await create(harness, metadata=ADMIN_B, request_id=request_id)
     assert other.api_key.name != first.api_key.name
+    assert other.secret and not other.secret_withheld
 
-    # After 24 hours the sealed copy is wiped and the request_id is free again.
+    # After 24 hours the request_id is free again.
     past = datetime.datetime(2000, 1, 1)
     async with harness.host.database.sessions.begin() as session:
         await session.execute(text("UPDATE idempotency_keys SET create_time = :past"), {"past": past})
-        await session.execute(text("UPDATE sealed_secrets SET expire_time = :past"), {"past": past})
     later = await create(harness, request_id=request_id)
     assert later.api_key.name != first.api_key.name
-    async with harness.host.database.sessions.begin() as session:
-        remaining = (await session.execute(text("SELECT api_key_id FROM sealed_secrets"))).scalars().all()
-    assert remaining == [domain.parse_key_name(later.api_key.name)[1]]
-
-
-async def test_a_replay_whose_secret_is_gone_says_so(harness: Harness):
-    request_id = str(uuid.uuid4())
-    await create(harness, request_id=request_id)
-    async with harness.host.database.sessions.begin() as session:
-        await session.execute(text("DELETE FROM sealed_secrets"))
-    error = await refused(create(harness, request_id=request_id))
-    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert len((await list_keys(harness)).api_keys) == 1
+    assert later.secret
 
 
 async def test_scopes_must_be_held_by_the_creator(harness: Harness):
@@ -456,7 +449,8 @@ async def test_rotation_rules(harness: Harness):
         metadata=ADMIN_A,
         timeout=10,
     )
-    assert (again.api_key.name, again.secret) == (secret_less.api_key.name, secret_less.secret)
+    assert secret_less.secret and not secret_less.secret_withheld
+    assert (again.api_key.name, again.secret, again.secret_withheld) == (secret_less.api_key.name, "", True)
     assert again.previous_api_key.name == key.name
     old = (await harness.stub.GetApiKey(pb.GetApiKeyRequest(name=key.name), metadata=ADMIN_A, timeout=10)).api_key
     assert old.state == api_key_pb2.API_KEY_STATE_EXPIRED  # overlap 0: at once
