@@ -132,3 +132,25 @@ def as_key_restrictions(restrictions: Restrictions, expires_at: float | None = N
         agents=restrictions.allowed_agents,
         expires_at=expires_at,
     )
+
+
+def widened(old: Restrictions, new: Restrictions) -> list[str]:
+    """The restriction lists a change removes or widens (``allowed_ip_ranges`` …), for the loosening rule.
+
+    A list widens when it was non-empty and becomes empty (anything goes), or gains an entry
+    the old list did not cover (for IP ranges: a network that is no subnet of an old one).
+    """
+    changed = []
+    for name in ("allowed_origins", "allowed_agents"):
+        before, after = set(getattr(old, name)), set(getattr(new, name))
+        if before and (not after or after - before):
+            changed.append(name)
+    if old.allowed_ip_ranges:
+        before_networks = [ipaddress.ip_network(r, strict=False) for r in old.allowed_ip_ranges]
+        after_networks = [ipaddress.ip_network(r, strict=False) for r in new.allowed_ip_ranges]
+        if not after_networks or any(
+            not any(n.version == o.version and n.subnet_of(o) for o in before_networks)  # type: ignore[arg-type]
+            for n in after_networks
+        ):
+            changed.append("allowed_ip_ranges")
+    return changed

@@ -30,12 +30,12 @@ from mesh.kit.audit import REVOKE
 from mesh.kit.caller import CallerInfo
 from mesh.kit.sql import timestamp
 from mesh.kit.tables import IdentityCallRow
-from mesh.principal import Principal, current
+from mesh.principal import Principal, PrincipalKind, current
 from runtime.handlers import ServiceContext
 from services.developer_api import convert, credentials, domain, events, store
 from services.developer_api.models import ApiKeyRow
 from services.developer_api.restrictions import parse_client_address, restriction_failure
-from services.developer_api.updates import planned_update
+from services.developer_api.updates import Updater, planned_update
 from services.developer_api.usage_servicer import UsageRpcs
 from vocelio.developer_api.v1 import developer_api_events_pb2 as ev
 from vocelio.developer_api.v1 import developer_api_service_pb2 as pb
@@ -72,6 +72,8 @@ class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
         self._table = table or default_access_table()
         # Scopes a key may hold: the API's permissions, minus those only mesh services use.
         self._grantable = self._table.all_permissions - self._table.internal_only
+        # Every key expires; one created without an expiry lives this long (VOCELIO_API_KEY_MAX_LIFETIME_DAYS).
+        self._max_lifetime = datetime.timedelta(days=context.settings.api_key_max_lifetime_days)
 
     def _held(self, principal: Principal) -> frozenset[str]:
         return domain.held_permissions(principal.permissions, principal.role, self._table)
@@ -148,6 +150,7 @@ class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
                 known=self._grantable,
                 organization_id=organization_id,
                 now=now,
+                max_lifetime=self._max_lifetime,
             )
             key_id = domain.validate_key_id(request.api_key_id)
             if await store.count_active(session, organization_id, now) >= domain.MAX_ACTIVE_KEYS_PER_ORGANIZATION:
@@ -221,7 +224,10 @@ class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
         domain.parse_key_name(name, "api_key.name")
         async with self._sessions.begin() as session:
             row = await self._writable(session, name, principal, "api_key.name")
-            changes = planned_update(row, request, now, self._grantable)
+            updater = Updater(held=self._held(principal), is_api_key=principal.kind is PrincipalKind.API_KEY)
+            changes = planned_update(
+                row, request, now, self._grantable, updater=updater, max_lifetime=self._max_lifetime
+            )
             if not changes:
                 return pb.UpdateApiKeyResponse(api_key=convert.key_to_proto(row, now))
             for column, value in changes.items():
@@ -320,7 +326,9 @@ class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
             domain.require_rotatable(convert.state_of(old, now), old.rotated_to)
             domain.check_creator_holds(convert.scopes_of(old), self._held(principal))
             old_expiry = domain.rotation_expiry(old.expire_time, convert.span(request, "overlap"), now)
-            new_expiry = domain.validate_new_expiry(convert.moment(request, "new_expire_time"), now, "new_expire_time")
+            new_expiry = domain.validate_new_expiry(
+                convert.moment(request, "new_expire_time"), now, "new_expire_time", max_lifetime=self._max_lifetime
+            )
             settings = dataclasses.replace(convert.settings_of(old), expire_time=new_expiry)
             new, secret = await self._new_key(
                 session,

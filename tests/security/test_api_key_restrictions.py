@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 import httpx
 import pytest
-from google.protobuf import field_mask_pb2
+from google.protobuf import field_mask_pb2, timestamp_pb2
 
 from mesh.config import Settings
 from mesh.kit.audit import AuditPort
+from mesh.kit.clock import Clock, FixedClock
 from mesh.registry import default_registry
 from mesh.restrictions import CLAIM
 from runtime.serve import InProcessMesh
@@ -74,7 +76,7 @@ class Mesh:
         """A channel to agents through one of the addresses it listens on."""
         return grpc.aio.insecure_channel(f"{host}:{self.in_process.ports['agents']}")
 
-    async def create_key(self, **restrictions: list[str]) -> tuple[str, str]:
+    async def create_key(self, expire_time: Any = None, **restrictions: list[str]) -> tuple[str, str]:
         """A new key of org_a with the agent scopes; its name and secret."""
         reply = await self.keys.CreateApiKey(
             dev.CreateApiKeyRequest(
@@ -84,6 +86,7 @@ class Mesh:
                     environment=api_key_pb2.API_KEY_ENVIRONMENT_LIVE,
                     scopes=AGENT_SCOPES,
                     restrictions=api_key_pb2.ApiKeyRestrictions(**restrictions),
+                    expire_time=expire_time,
                 ),
             ),
             metadata=ADMIN,
@@ -93,7 +96,9 @@ class Mesh:
 
 
 @contextlib.asynccontextmanager
-async def running(settings: Settings, *, host: str = "127.0.0.1", edge: bool = False) -> AsyncIterator[Mesh]:
+async def running(
+    settings: Settings, *, host: str = "127.0.0.1", edge: bool = False, clock: Clock | None = None
+) -> AsyncIterator[Mesh]:
     settings = dataclasses.replace(settings, host=host)
     identity = ServiceTokens()
     identity_server = grpc.aio.server()
@@ -109,6 +114,7 @@ async def running(settings: Settings, *, host: str = "127.0.0.1", edge: bool = F
         ephemeral_ports=True,
         security=trusting(ISSUER, api_keys=True),
         audit=audit,
+        clock=clock,
     )
     try:
         await mesh.start()
@@ -327,3 +333,41 @@ async def test_a_key_limited_to_an_origin_holds_through_the_rest_edge(sqlite_set
             assert smuggled.status_code == 401
             # A server without an Origin header is not a browser (publishable scopes are harmless there).
             assert (await agents(None)).status_code == 200
+
+
+# -- expiry: every key expires, and an expired one is refused from the cache too -------------
+
+
+async def test_keys_expire_after_the_configured_maximum_lifetime_at_most(sqlite_settings: Settings):
+    settings = dataclasses.replace(sqlite_settings, api_key_max_lifetime_days=30)
+    async with running(settings) as mesh:
+        name, _ = await mesh.create_key()
+        key = (await mesh.keys.GetApiKey(dev.GetApiKeyRequest(name=name), metadata=ADMIN, timeout=10)).api_key
+        lifetime = key.expire_time.ToDatetime(tzinfo=datetime.UTC) - datetime.datetime.now(datetime.UTC)
+        assert datetime.timedelta(days=29) < lifetime <= datetime.timedelta(days=30)
+        too_far = timestamp_pb2.Timestamp()
+        too_far.FromDatetime(datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=31))
+        error = await refused(mesh.create_key(expire_time=too_far))
+        assert error.code() is Code.INVALID_ARGUMENT
+
+
+async def test_a_key_past_its_expiry_is_refused_by_the_authenticator_itself(sqlite_settings: Settings):
+    # developer_api's clock stands an hour and a minute in the past, so it created (and still
+    # verifies) a key whose one-hour expiry is, by the wall clock, a minute ago.
+    past = FixedClock(datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=1, minutes=1))
+    async with running(sqlite_settings, clock=past) as mesh, mesh.agents_at("127.0.0.1") as channel:
+        expiry = timestamp_pb2.Timestamp()
+        expiry.FromDatetime(past.now() + datetime.timedelta(hours=1))
+        _, secret = await mesh.create_key(expire_time=expiry)
+        verified = await mesh.keys.VerifyApiKey(
+            dev.VerifyApiKeyRequest(secret=secret),
+            metadata=bearer(ISSUER.mint(subject="services/identity", role="SERVICE", org="", sid="")),
+            timeout=10,
+        )
+        assert verified.api_key  # developer_api, on its clock, still says yes
+        error = await refused(
+            agents_service_pb2_grpc.AgentsServiceStub(channel).ListAgents(
+                ag.ListAgentsRequest(parent="organizations/org_a"), metadata=bearer(secret), timeout=10
+            )
+        )
+        assert error.code() is Code.UNAUTHENTICATED

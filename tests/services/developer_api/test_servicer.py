@@ -109,7 +109,9 @@ async def test_lifecycle_create_verify_update_rotate_revoke(any_backend: Harness
     assert verified.environment == LIVE
     assert verified.key_type == api_key_pb2.API_KEY_TYPE_SECRET
     assert verified.display_name == "CRM sync"
-    assert not verified.HasField("expire_time")
+    # Every key expires: without an expiry of its own, after the maximum lifetime (365 days by default).
+    lifetime = verified.expire_time.ToDatetime(tzinfo=datetime.UTC) - datetime.datetime.now(datetime.UTC)
+    assert datetime.timedelta(days=364) < lifetime <= datetime.timedelta(days=365)
     used = (await harness.stub.GetApiKey(pb.GetApiKeyRequest(name=key.name), metadata=ADMIN_A, timeout=10)).api_key
     assert used.HasField("last_used_time")
     assert used.last_used_time.seconds % 60 == 0
@@ -399,30 +401,88 @@ async def test_verify_is_internal(harness: Harness):
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
-async def test_updates_only_narrow(harness: Harness):
-    key = (await create(harness, expire_time=timestamp_in(datetime.timedelta(days=30)))).api_key
+UPDATER_ONLY_A = bearer(
+    ISSUER.mint(subject="users/u_admin_a", role="ADMIN", org="org_a", scope="api_keys.update api_keys.get")
+)
 
-    async def update(mask, **fields):
+
+async def test_updates_tighten_freely_and_loosen_only_with_authority(harness_with_api_keys: Harness):
+    harness = harness_with_api_keys
+    key = (
+        await create(
+            harness,
+            expire_time=timestamp_in(datetime.timedelta(days=30)),
+            restrictions=api_key_pb2.ApiKeyRestrictions(
+                allowed_ip_ranges=["203.0.113.0/24"], allowed_origins=["https://a.example.com"]
+            ),
+        )
+    ).api_key
+
+    async def update(mask, metadata=ADMIN_A, **fields):
         return await harness.stub.UpdateApiKey(
             pb.UpdateApiKeyRequest(
                 api_key=api_key_pb2.ApiKey(name=key.name, **fields), update_mask=field_mask_pb2.FieldMask(paths=mask)
             ),
-            metadata=ADMIN_A,
+            metadata=metadata,
             timeout=10,
         )
 
+    def limits(ip=(), origins=()):
+        return api_key_pb2.ApiKeyRestrictions(allowed_ip_ranges=list(ip), allowed_origins=list(origins))
+
+    # Malformed whoever asks.
     for mask, fields in (
-        (["scopes"], {"scopes": ["calls.get", "calls.list"]}),
         (["scopes"], {"scopes": []}),
-        (["expire_time"], {"expire_time": timestamp_in(datetime.timedelta(days=60))}),
         (["expire_time"], {}),
+        (["expire_time"], {"expire_time": timestamp_in(datetime.timedelta(days=400))}),
         (["environment"], {"environment": api_key_pb2.API_KEY_ENVIRONMENT_TEST}),
     ):
         error = await refused(update(mask, **fields))
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, (mask, fields)
-    sooner = timestamp_in(datetime.timedelta(days=2))
-    shortened = await update(["expire_time"], expire_time=sooner)
+
+    # Someone who may update but not create keys (a token down-scoped to api_keys.update) may tighten …
+    narrower = limits(ip=["203.0.113.0/25"], origins=["https://a.example.com"])
+    tightened = await update(["restrictions", "scopes"], UPDATER_ONLY_A, restrictions=narrower, scopes=["calls.get"])
+    assert list(tightened.api_key.restrictions.allowed_ip_ranges) == ["203.0.113.0/25"]
+    assert list(tightened.api_key.scopes) == ["calls.get"]
+    sooner = timestamp_in(datetime.timedelta(days=20))
+    shortened = await update(["expire_time"], UPDATER_ONLY_A, expire_time=sooner)
     assert shortened.api_key.expire_time.seconds == sooner.seconds
+    # … but not loosen: no widening or removing a restriction, no added scope, no later expiry.
+    loosenings: list[tuple[list[str], dict[str, Any]]] = [
+        (["restrictions"], {"restrictions": limits(origins=["https://a.example.com"])}),  # IP ranges removed
+        (["restrictions"], {"restrictions": limits(ip=["203.0.113.0/24"], origins=["https://a.example.com"])}),
+        (["restrictions"], {"restrictions": limits(ip=["203.0.113.0/25"])}),  # origins removed
+        (
+            ["restrictions"],
+            {"restrictions": limits(ip=["203.0.113.0/25"], origins=["https://a.example.com", "https://b.example"])},
+        ),
+        (["scopes"], {"scopes": ["calls.get", "calls.create"]}),
+        (["expire_time"], {"expire_time": timestamp_in(datetime.timedelta(days=25))}),
+    ]
+    for loosen_mask, loosen in loosenings:
+        error = await refused(update(loosen_mask, UPDATER_ONLY_A, **loosen))
+        assert error.code() == grpc.StatusCode.PERMISSION_DENIED, (loosen_mask, loosen)
+    # Nor may an API key loosen anything, whatever its scopes.
+    admin_key = await create(harness, scopes=["api_keys.update", "api_keys.create", "calls.get", "calls.create"])
+    as_key = bearer(admin_key.secret)
+    error = await refused(update(["scopes"], as_key, scopes=["calls.get", "calls.create"]))
+    assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "not an API key" in (error.details() or "")
+
+    # An ADMIN, who could create the key as it would become, may loosen …
+    widened = await update(["restrictions"], restrictions=limits(origins=["https://b.example"]))
+    assert list(widened.api_key.restrictions.allowed_ip_ranges) == []
+    assert list(widened.api_key.restrictions.allowed_origins) == ["https://b.example"]
+    more = await update(["scopes"], scopes=["calls.get", "calls.create", "agents.list"])
+    assert list(more.api_key.scopes) == ["agents.list", "calls.create", "calls.get"]
+    later = timestamp_in(datetime.timedelta(days=200))
+    extended = await update(["expire_time"], expire_time=later)
+    assert extended.api_key.expire_time.seconds == later.seconds
+    # … never beyond their own permissions, though.
+    beyond = await refused(update(["scopes"], scopes=["calls.get", "signing_keys.list"]))
+    assert beyond.code() == grpc.StatusCode.PERMISSION_DENIED
+
     stale = await refused(update(["display_name"], display_name="x", etag=key.etag))
     assert stale.code() == grpc.StatusCode.ABORTED
     # Without a mask, the fields the request sets change (a PATCH).
