@@ -409,6 +409,34 @@ def require_rotatable(state: KeyState, rotated_to: str) -> None:
     require_active(state, "rotated")
 
 
+_USER = re.compile(r"^users/[A-Za-z0-9_-]{1,64}$")
+_ORGANIZATION_ID = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+
+
+def validate_owner(value: str, field: str) -> str:
+    """A key owner, ``users/{user}``.
+
+    Raises:
+        InvalidArgument: not a user's name.
+
+    """
+    if not _USER.match(value):
+        raise InvalidArgument(f"{field} must name a user, users/{{user}}", {field: "a user, like users/u_ada"})
+    return value
+
+
+def validate_organization_id(value: str, field: str = "organization_id") -> str:
+    """An organisation id (not a name).
+
+    Raises:
+        InvalidArgument: empty or malformed.
+
+    """
+    if not _ORGANIZATION_ID.match(value):
+        raise InvalidArgument(f"{field} must be an organisation id", {field: "an organisation id, like acme"})
+    return value
+
+
 def validate_revoke_reason(reason: str) -> str:
     """A revocation reason, stripped: at most 500 characters, no control characters.
 

@@ -24,8 +24,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mesh.access import AccessTable, default_access_table
-from mesh.errors import FailedPrecondition, ResourceExhausted, Unauthenticated
-from mesh.kit import paging, tenancy
+from mesh.errors import FailedPrecondition, PermissionDenied, ResourceExhausted, Unauthenticated
+from mesh.kit import etags, paging, tenancy
 from mesh.kit.audit import REVOKE
 from mesh.kit.caller import CallerInfo
 from mesh.kit.sql import timestamp
@@ -33,6 +33,7 @@ from mesh.kit.tables import IdentityCallRow
 from mesh.principal import Principal, PrincipalKind, current
 from runtime.handlers import ServiceContext
 from services.developer_api import convert, credentials, domain, events, store
+from services.developer_api.members import MemberRoles, TeamHubMembers
 from services.developer_api.models import ApiKeyRow
 from services.developer_api.restrictions import parse_client_address, restriction_failure
 from services.developer_api.updates import Updater, planned_update
@@ -65,9 +66,15 @@ class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
     """The API key lifecycle, verification and usage."""
 
     def __init__(
-        self, context: ServiceContext, secret_box: credentials.SecretBox, *, table: AccessTable | None = None
+        self,
+        context: ServiceContext,
+        secret_box: credentials.SecretBox,
+        *,
+        table: AccessTable | None = None,
+        members: MemberRoles | None = None,
     ) -> None:
         super().__init__(context)
+        self._members = members or TeamHubMembers(context.clients)
         self._box = secret_box
         self._table = table or default_access_table()
         # Scopes a key may hold: the API's permissions, minus those only mesh services use.
@@ -98,6 +105,7 @@ class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
         creator_role: str,
         now: datetime.datetime,
         rotated_from: str = "",
+        owner: str = "",
     ) -> tuple[ApiKeyRow, str]:
         secret = credentials.new_secret(settings.environment)
         row = await store.insert_key(
@@ -111,6 +119,7 @@ class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
             creator_role=creator_role,
             now=now,
             rotated_from=rotated_from,
+            owner=owner,
         )
         # A retry with the same request_id gets the key without this secret: nothing keeps a copy.
         return row, secret
@@ -262,34 +271,7 @@ class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
             if state is domain.KeyState.EXPIRED:
                 raise FailedPrecondition("the key has already expired and no longer works")
             if state is domain.KeyState.ACTIVE:
-                row.state = domain.KeyState.REVOKED.value
-                row.revoke_time = now
-                row.revoke_reason = reason
-                row.stamp_changed(principal.subject, now)
-                await store.save_key(session)
-                key = convert.key_to_proto(row, now)
-                await events.record(
-                    self._outbox,
-                    session,
-                    name,
-                    ev.ApiKeyRevokedEvent(api_key=key, previous_state=convert.STATES[state]),
-                    principal,
-                )
-                await self._audit.record(
-                    session,
-                    principal=principal,
-                    caller=CallerInfo.of(context),
-                    organization_id=row.organization_id,
-                    action=audit_event_pb2.AUDIT_ACTION_API_KEY_REVOKED,
-                    target=name,
-                    details={"reason": row.revoke_reason[:200], "prefix": row.prefix},
-                )
-                revocation = identity_service_pb2.RevokePrincipalTokensRequest(
-                    principal=name, organization_id=row.organization_id, reason="api_key_revoked"
-                )
-                await self._identity_calls.enqueue(
-                    session, organization_id=row.organization_id, target=name, kind=REVOKE, request=revocation
-                )
+                await self._revoke(session, row, principal, CallerInfo.of(context), reason, now)
             key = convert.key_to_proto(row, now)
             # The revocation owed to identity, whether queued now or by an earlier attempt.
             owed = list(
@@ -305,6 +287,119 @@ class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
         # Committed: the key no longer verifies. Its tokens must die too before we answer OK.
         await self._identity_calls.deliver(row.organization_id, required=owed, failure=REVOKE_FAILED)
         return pb.RevokeApiKeyResponse(api_key=key)
+
+    async def _revoke(
+        self,
+        session: AsyncSession,
+        row: ApiKeyRow,
+        principal: Principal,
+        caller: CallerInfo,
+        reason: str,
+        now: datetime.datetime,
+    ) -> None:
+        """Revoke an ACTIVE key: its state, event, audit entry and the token revocation owed to identity."""
+        name = domain.key_name(row.organization_id, row.id)
+        previous = convert.state_of(row, now)
+        row.state = domain.KeyState.REVOKED.value
+        row.revoke_time = now
+        row.revoke_reason = reason
+        row.stamp_changed(principal.subject, now)
+        await store.save_key(session)
+        key = convert.key_to_proto(row, now)
+        await events.record(
+            self._outbox,
+            session,
+            name,
+            ev.ApiKeyRevokedEvent(api_key=key, previous_state=convert.STATES[previous]),
+            principal,
+        )
+        await self._audit.record(
+            session,
+            principal=principal,
+            caller=caller,
+            organization_id=row.organization_id,
+            action=audit_event_pb2.AUDIT_ACTION_API_KEY_REVOKED,
+            target=name,
+            details={"reason": row.revoke_reason[:200], "prefix": row.prefix},
+        )
+        revocation = identity_service_pb2.RevokePrincipalTokensRequest(
+            principal=name, organization_id=row.organization_id, reason="api_key_revoked"
+        )
+        await self._identity_calls.enqueue(
+            session, organization_id=row.organization_id, target=name, kind=REVOKE, request=revocation
+        )
+
+    async def TransferApiKey(self, request: pb.TransferApiKeyRequest, context: Context) -> pb.TransferApiKeyResponse:
+        """Hand a key to another active member who holds its scopes; it then outlives its old owner."""
+        principal, name = current(), request.name
+        organization_id, _ = domain.parse_key_name(name)
+        new_owner = domain.validate_owner(request.new_owner, "new_owner")
+        async with self._sessions.begin() as session:
+            row = await self._writable(session, name, principal)
+            domain.require_active(convert.state_of(row, self._clock.now()), "transferred")
+            scopes = convert.scopes_of(row)
+        # The caller may hand over only what they hold, and the new owner must hold it too.
+        domain.check_creator_holds(scopes, self._held(principal))
+        role = await self._members.role_in(new_owner, organization_id)
+        if role is None:
+            raise FailedPrecondition(f"{new_owner} is not an active member of the organisation")
+        owner_holds = self._table.permissions(role)
+        beyond = [] if "*" in owner_holds else [s for s in scopes if s not in owner_holds]
+        if beyond:
+            raise PermissionDenied(f"the new owner does not hold the key's permissions: {', '.join(beyond)}")
+        now = self._clock.now()
+        async with self._sessions.begin() as session:
+            row = await self._writable(session, name, principal)
+            domain.require_active(convert.state_of(row, now), "transferred")
+            etags.check_etag(request.etag, convert.etag(row), what="the API key")
+            previous = row.owner or row.creator
+            if previous == new_owner:
+                return pb.TransferApiKeyResponse(api_key=convert.key_to_proto(row, now))
+            row.owner = new_owner
+            row.stamp_changed(principal.subject, now)
+            await store.save_key(session)
+            key = convert.key_to_proto(row, now)
+            await events.record(
+                self._outbox, session, name, ev.ApiKeyUpdatedEvent(api_key=key, changed=["owner"]), principal
+            )
+            await self._audit.record(
+                session,
+                principal=principal,
+                caller=CallerInfo.of(context),
+                organization_id=organization_id,
+                action=audit_event_pb2.AUDIT_ACTION_API_KEY_UPDATED,
+                target=name,
+                details={"fields": "owner", "previous_owner": previous, "owner": new_owner},
+            )
+        await self._audit.deliver(organization_id)
+        return pb.TransferApiKeyResponse(api_key=key)
+
+    async def RevokeOwnerApiKeys(
+        self, request: pb.RevokeOwnerApiKeysRequest, context: Context
+    ) -> pb.RevokeOwnerApiKeysResponse:
+        """Revoke every ACTIVE key a removed member owns in the organisation (team_hub, on RemoveMember)."""
+        principal, now = current(), self._clock.now()
+        organization_id = domain.validate_organization_id(request.organization_id)
+        owner = domain.validate_owner(request.owner, "owner")
+        reason = domain.validate_revoke_reason(request.reason or "owner_removed")
+        async with self._sessions.begin() as session:
+            rows = await store.active_keys_of_owner(session, organization_id, owner, now)
+            caller = CallerInfo.of(context)
+            for row in rows:
+                await self._revoke(session, row, principal, caller, reason, now)
+            revoked = [domain.key_name(row.organization_id, row.id) for row in rows]
+            # Token revocations owed to identity, queued now or by an attempt that could not deliver them.
+            owed = list(
+                await session.scalars(
+                    select(IdentityCallRow.id).where(
+                        IdentityCallRow.organization_id == organization_id,
+                        IdentityCallRow.kind == REVOKE,
+                        IdentityCallRow.done_time.is_(None),
+                    )
+                )
+            )
+        await self._identity_calls.deliver(organization_id, required=owed, failure=REVOKE_FAILED)
+        return pb.RevokeOwnerApiKeysResponse(revoked_api_keys=revoked)
 
     async def RotateApiKey(self, request: pb.RotateApiKeyRequest, context: Context) -> pb.RotateApiKeyResponse:
         """Replace a key with a new secret; the old one works for the overlap, then expires."""
@@ -339,6 +434,7 @@ class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
                 creator_role=old.creator_role,
                 now=now,
                 rotated_from=old.id,
+                owner=old.owner or old.creator,
             )
             old.expire_time = old_expiry
             old.rotated_to = new.id
