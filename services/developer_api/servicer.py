@@ -31,11 +31,12 @@ from mesh.kit.caller import CallerInfo
 from mesh.kit.sql import timestamp
 from mesh.kit.tables import IdentityCallRow
 from mesh.principal import Principal, PrincipalKind, current
+from mesh.restrictions import KeyRestrictions
 from runtime.handlers import ServiceContext
 from services.developer_api import convert, credentials, domain, events, store
 from services.developer_api.members import MemberRoles, TeamHubMembers
 from services.developer_api.models import ApiKeyRow
-from services.developer_api.restrictions import parse_client_address, restriction_failure
+from services.developer_api.restrictions import Restrictions, parse_client_address, restriction_failure, widened
 from services.developer_api.updates import Updater, planned_update
 from services.developer_api.usage_servicer import UsageRpcs
 from vocelio.developer_api.v1 import developer_api_events_pb2 as ev
@@ -60,6 +61,36 @@ def _without_secret(response: Any) -> Any:
     copy.secret = ""
     copy.secret_withheld = True
     return copy
+
+
+def within_creator_limits(
+    settings: domain.KeySettings, limits: KeyRestrictions, *, explicit_expiry: bool
+) -> domain.KeySettings:
+    """A new key's settings, never wider than the restrictions of the API key that creates it.
+
+    A restricted key must not mint itself an unrestricted sibling: every list it is bound by
+    binds the new key too (it may narrow them), and the new key expires no later than it. An
+    unset expiry is brought down to the creator's; a later one asked for is refused.
+
+    Raises:
+        PermissionDenied: a restriction wider than the creator's, or a later expiry.
+
+    """
+    if limits.empty:
+        return settings
+    creator = Restrictions(
+        allowed_origins=limits.origins, allowed_ip_ranges=limits.ip_ranges, allowed_agents=limits.agents
+    )
+    wider = widened(creator, settings.restrictions)
+    if wider:
+        raise PermissionDenied(f"a key may not create a key with wider {', '.join(wider)} than its own")
+    if limits.expires_at is not None and settings.expire_time is not None:
+        creator_expiry = datetime.datetime.fromtimestamp(limits.expires_at, tz=datetime.UTC)
+        if settings.expire_time > creator_expiry:
+            if explicit_expiry:
+                raise PermissionDenied("a key may not create a key that outlives it")
+            settings = dataclasses.replace(settings, expire_time=creator_expiry)
+    return settings
 
 
 class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
@@ -160,6 +191,9 @@ class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
                 organization_id=organization_id,
                 now=now,
                 max_lifetime=self._max_lifetime,
+            )
+            settings = within_creator_limits(
+                settings, principal.restrictions, explicit_expiry=wanted.HasField("expire_time")
             )
             key_id = domain.validate_key_id(request.api_key_id)
             if await store.count_active(session, organization_id, now) >= domain.MAX_ACTIVE_KEYS_PER_ORGANIZATION:

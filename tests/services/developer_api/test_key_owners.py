@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import datetime
+
 import grpc
 
 from tests.services.developer_api.conftest import ISSUER, Harness, bearer
-from tests.services.developer_api.test_servicer import ADMIN_A, ADMIN_B, SERVICE, create, refused, verify
+from tests.services.developer_api.test_servicer import (
+    ADMIN_A,
+    ADMIN_B,
+    SERVICE,
+    create,
+    refused,
+    timestamp_in,
+    verify,
+)
 from vocelio.developer_api.v1 import api_key_pb2
 from vocelio.developer_api.v1 import developer_api_service_pb2 as pb
 from vocelio.team_hub.v1 import member_pb2
@@ -91,3 +101,41 @@ async def test_only_services_revoke_an_owners_keys(harness: Harness):
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED
     error = await refused(revoke_owned(harness, "u_admin_a"))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_a_restricted_key_creates_only_keys_at_least_as_restricted_as_itself(harness_with_api_keys: Harness):
+    harness = harness_with_api_keys
+    month = timestamp_in(datetime.timedelta(days=30))
+    parent = await create(
+        harness,
+        scopes=["api_keys.create", "calls.get"],
+        restrictions=api_key_pb2.ApiKeyRestrictions(allowed_ip_ranges=["127.0.0.0/8"]),
+        expire_time=month,
+    )
+    as_parent = bearer(parent.secret)
+    # Unrestricted, or wider: refused.
+    for restrictions in (
+        api_key_pb2.ApiKeyRestrictions(),
+        api_key_pb2.ApiKeyRestrictions(allowed_ip_ranges=["0.0.0.0/0"]),
+    ):
+        error = await refused(create(harness, metadata=as_parent, scopes=["calls.get"], restrictions=restrictions))
+        assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+    # Outliving it: refused; no expiry of its own: the parent's.
+    error = await refused(
+        create(
+            harness,
+            metadata=as_parent,
+            scopes=["calls.get"],
+            restrictions=api_key_pb2.ApiKeyRestrictions(allowed_ip_ranges=["127.0.0.1/32"]),
+            expire_time=timestamp_in(datetime.timedelta(days=60)),
+        )
+    )
+    assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+    child = await create(
+        harness,
+        metadata=as_parent,
+        scopes=["calls.get"],
+        restrictions=api_key_pb2.ApiKeyRestrictions(allowed_ip_ranges=["127.0.0.1/32"]),
+    )
+    assert list(child.api_key.restrictions.allowed_ip_ranges) == ["127.0.0.1/32"]
+    assert child.api_key.expire_time.seconds == month.seconds
