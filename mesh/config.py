@@ -57,6 +57,8 @@ class Settings:
         migrate_on_start: apply pending migrations when a service starts.
         mesh_mode: ``processes`` (one per service) or ``all-in-one`` (one process).
         log_level: DEBUG, INFO, WARNING or ERROR.
+        api_key_max_lifetime_days: the longest an API key may live; a key created without an
+            expiry expires this many days after its creation.
 
     """
 
@@ -88,6 +90,7 @@ class Settings:
     jwt_signing_key_file: pathlib.Path | None = None
     bootstrap_admin_email: str = ""
     bootstrap_admin_password: str = dataclasses.field(default="", repr=False)
+    api_key_max_lifetime_days: int = 365
 
     def __post_init__(self) -> None:
         if self.port_offset < 0 or self.port_offset > 50000:
@@ -141,6 +144,8 @@ class Settings:
             ):
                 if not secret:
                     raise ConfigError(name, "is required in production")
+        if not 1 <= self.api_key_max_lifetime_days <= 3650:
+            raise ConfigError("VOCELIO_API_KEY_MAX_LIFETIME_DAYS", "must be between 1 and 3650 days")
         if self.log_level not in _LOG_LEVELS:
             raise ConfigError("VOCELIO_LOG_LEVEL", f"must be one of {', '.join(_LOG_LEVELS)}")
 
@@ -186,6 +191,7 @@ class Settings:
             else None,
             bootstrap_admin_email=environ.get("VOCELIO_BOOTSTRAP_ADMIN_EMAIL", "").strip(),
             bootstrap_admin_password=environ.get("VOCELIO_BOOTSTRAP_ADMIN_PASSWORD", ""),
+            api_key_max_lifetime_days=_integer(environ, "VOCELIO_API_KEY_MAX_LIFETIME_DAYS", 365),
         )
 
     def port_for(self, contract_port: int) -> int:

@@ -26,6 +26,7 @@ from mesh.access import AccessTable, Role
 from mesh.errors import Unauthenticated
 from mesh.jwks import JwksCache
 from mesh.principal import Principal, PrincipalKind
+from mesh.restrictions import NO_RESTRICTIONS, KeyRestrictions
 from mesh.revocations import RevocationSet
 from mesh.tokens import Claims, InvalidToken, KeySource, TokenVerifier
 from runtime.clients import MeshClients
@@ -87,10 +88,13 @@ class Authenticator:
         credential = _credential(metadata)
         if not credential:
             raise Unauthenticated("authentication required")
+        origin = metadata.get("origin", "")
         try:
             if credential.startswith(_API_KEY_PREFIX):
-                return await self._api_key(credential, client_address, metadata.get("origin", ""))
-            return await self._token_principal(credential)
+                principal = await self._api_key(credential, client_address, origin)
+            else:
+                principal = await self._token_principal(credential)
+            return _within_restrictions(principal, client_address, origin)
         except InvalidToken as error:
             log.info("credential refused: %s", error.reason)
             raise Unauthenticated(GENERIC_FAILURE) from None
@@ -115,6 +119,7 @@ class Authenticator:
 
     def _principal(self, claims: Claims, credential: str) -> Principal:
         subject = claims.subject
+        restrictions = NO_RESTRICTIONS  # only a key's own token carries (and may carry) restrictions
         if subject.startswith("services/"):
             if claims.role != "SERVICE":
                 raise InvalidToken("service subject without the SERVICE role")
@@ -125,6 +130,7 @@ class Authenticator:
             if subject.split("/", 2)[1] != claims.organization_id:
                 raise InvalidToken("API key token for another organisation")
             kind, permissions, role = PrincipalKind.API_KEY, frozenset(claims.scopes), claims.role
+            restrictions = claims.restrictions
         elif subject.startswith("users/"):
             try:
                 role_value = Role.parse(claims.role)
@@ -147,6 +153,7 @@ class Authenticator:
             token_id=claims.token_id,
             session_id=claims.session_id,
             credential=credential,
+            restrictions=restrictions,
         )
 
     async def _api_key(self, secret: str, client_address: str, origin: str) -> Principal:
@@ -189,7 +196,22 @@ class Authenticator:
             role="",
             permissions=frozenset(reply.scopes),
             credential=secret,
+            restrictions=KeyRestrictions.of(
+                ip_ranges=reply.restrictions.allowed_ip_ranges,
+                origins=reply.restrictions.allowed_origins,
+                agents=reply.restrictions.allowed_agents,
+                expires_at=reply.expire_time.ToSeconds() if reply.HasField("expire_time") else None,
+            ),
         )
+
+
+def _within_restrictions(principal: Principal, client_address: str, origin: str) -> Principal:
+    """The principal, if this call meets its key's restrictions (checked on every call, cached or not)."""
+    if not principal.restrictions.empty:
+        failure = principal.restrictions.failure(client_address, origin)
+        if failure is not None:
+            raise InvalidToken(f"{principal.subject}: {failure}")
+    return principal
 
 
 # An API key is named under its organisation (organizations/{organization}/api_keys/{api_key}).
