@@ -453,3 +453,20 @@ async def test_a_token_at_the_longest_lifetime_is_accepted(target, spy):
     response = await target.http.get("/v1/organizations/o1/agents/a1", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200
     assert spy.calls == before + 2
+
+
+async def test_brackets_inside_strings_and_json_at_the_depth_cap_are_accepted(target, spy):
+    # The depth pre-scan skips strings (escaped quotes included); eight levels, the claims object first, pass.
+    before = spy.calls
+    tokens = [
+        TRUSTED.mint(role="VIEWER", note='[[[[[[[[[[ \\" {{{{{{{{{{ \\\\" [[[['),
+        TRUSTED.mint(role="VIEWER", nested=[[[[[[{}]]]]]]),
+    ]
+    for token in tokens:
+        reply = await target.stub.GetAgent(
+            pb.GetAgentRequest(name="organizations/o1/agents/a1"),
+            metadata=(("authorization", f"Bearer {token}"),),
+            timeout=5,
+        )
+        assert reply.agent.name == "organizations/o1/agents/a1"
+    assert spy.calls == before + len(tokens)
