@@ -56,9 +56,16 @@ async def test_nested_json_well_within_the_limit_reaches_the_service(client: htt
         # not even valid JSON: the depth is what is refused, cheaply, before the syntax
         "[" * 1_000_000,
     ],
-    ids=["limit+1 arrays", "limit+1 objects", "2,500 arrays", "100,000 arrays", "50,000 objects", "a megabyte of []",
-         "a megabyte of ["],
-)  # fmt: skip
+    ids=[
+        "limit+1 arrays",
+        "limit+1 objects",
+        "2,500 arrays",
+        "100,000 arrays",
+        "50,000 objects",
+        "a megabyte of []",
+        "a megabyte of [",
+    ],
+)
 async def test_json_deeper_than_the_limit_is_a_400(client: httpx.AsyncClient, body: str):
     response = await _post(client, body)
     error = assert_status(response, 400, 3)
@@ -84,9 +91,15 @@ async def test_many_shallow_brackets_are_not_too_deep(client: httpx.AsyncClient)
         '{"blob": "' + "A" * 2_000_000 + '"}',
         '{"labels": {' + ", ".join(f'"k{n}": "v"' for n in range(100_000)) + "}}",
     ],
-    ids=["3 MB string", "2,000 strings of 1 kB", "a 100,000-digit integer", "an exponent of 10,000 digits",
-         "2 MB of bytes", "100,000 map entries"],
-)  # fmt: skip
+    ids=[
+        "3 MB string",
+        "2,000 strings of 1 kB",
+        "a 100,000-digit integer",
+        "an exponent of 10,000 digits",
+        "2 MB of bytes",
+        "100,000 map entries",
+    ],
+)
 async def test_huge_values_within_the_body_cap_are_never_a_5xx(client: httpx.AsyncClient, body: str):
     response = await _post(client, body)
     assert response.status_code < 500, response.text[:500]

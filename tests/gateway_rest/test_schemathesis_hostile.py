@@ -45,8 +45,17 @@ def _b64(data: bytes) -> str:
 def _hostile_tokens() -> dict[str, str]:
     attacker = ec.generate_private_key(ec.SECP256R1())
     now = int(time.time())
-    claims = {"iss": "https://identity.vocelio.local", "aud": "vocelio", "sub": "users/u_x", "iat": now,
-              "nbf": now, "exp": now + 600, "jti": "j", "org": "org_a", "role": "ADMIN"}  # fmt: skip
+    claims = {
+        "iss": "https://identity.vocelio.local",
+        "aud": "vocelio",
+        "sub": "users/u_x",
+        "iat": now,
+        "nbf": now,
+        "exp": now + 600,
+        "jti": "j",
+        "org": "org_a",
+        "role": "ADMIN",
+    }
     forged = jwt.encode(claims, attacker, algorithm="ES256", headers={"typ": "at+jwt", "kid": "k1"})
     head, body, signature = forged.split(".")
     deep_header = '{"alg": "ES256", "typ": "at+jwt", "kid": "k1", "x": ' + "[" * 2500 + "]" * 2500 + "}"
@@ -145,8 +154,9 @@ def _variants(case: Any, root: str, index: int) -> list[tuple[str, dict[str, Any
             )
         )
     else:
-        variants.append(("long query", {"params": {**query, "filter": "x" * 2000, "pageToken": "y" * 2000},
-                                        "headers": as_root}))  # fmt: skip
+        variants.append(
+            ("long query", {"params": {**query, "filter": "x" * 2000, "pageToken": "y" * 2000}, "headers": as_root})
+        )
     return variants
 
 
