@@ -33,8 +33,9 @@ MAX_LIFETIME_SECONDS = 900  # the longest access-token lifetime the configuratio
 MAX_TOKEN_ID_LENGTH = 128
 LEEWAY_SECONDS = 30
 _FORBIDDEN_HEADERS = ("jku", "x5u", "jwk", "x5c", "x5t", "x5t#S256")
-_KID = re.compile(r"^[A-Za-z0-9_\-]{1,128}$")
-_BASE64URL = re.compile(r"^[A-Za-z0-9_-]*$")
+# Used with fullmatch: "$" would also match before a trailing newline.
+_KID = re.compile(r"[A-Za-z0-9_\-]{1,128}")
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
 _JSON_STRUCTURE = re.compile(r'[\\"\[\]{}]')
 _REQUIRED = ("iss", "aud", "sub", "exp", "iat", "nbf", "jti")
 
@@ -144,7 +145,7 @@ class TokenVerifier:
             if name in header:
                 raise InvalidToken(f"{name} header is not accepted")
         kid = header.get("kid")
-        if not isinstance(kid, str) or not _KID.match(kid):
+        if not isinstance(kid, str) or not _KID.fullmatch(kid):
             raise InvalidToken("kid missing or malformed")
         # Parsed (strictly) before any key is looked up, so a malformed token costs no lookup.
         payload = _json_object(payload_bytes, "payload")
@@ -205,7 +206,7 @@ def _segments(token: str) -> tuple[bytes, bytes]:
         raise InvalidToken("header larger than the size cap")
     decoded = []
     for part in parts:
-        if not _BASE64URL.match(part):
+        if not _BASE64URL.fullmatch(part):
             raise InvalidToken("a segment is not unpadded base64url")
         try:
             raw = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
