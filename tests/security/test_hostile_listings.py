@@ -3,7 +3,7 @@
 A sweep over identity, agents, developer_api and team_hub, on gRPC directly and through
 the real REST edge: a malformed filter, a filter naming no field, page tokens that are
 garbage, forged (the right shape, another key), edited, or real but from another listing.
-Never a 500, never a pass. (Each service's own tests also replay a token with another
+Never a 500, never a pass, on SQLite and PostgreSQL. (Each service's own tests also replay a token with another
 filter or parent; this sweep makes sure no List method was left out.)
 """
 
@@ -90,8 +90,8 @@ def _http_target(method: MethodSpec, request: Any) -> tuple[str, str] | None:
 
 
 @pytest.fixture
-async def mesh(sqlite_settings: Settings):
-    async with running_services(sqlite_settings, SERVICES, issuer=ISSUER, edge=True) as in_process:
+async def mesh(settings: Settings):
+    async with running_services(settings, SERVICES, issuer=ISSUER, edge=True) as in_process:
         channels = {name: grpc.aio.insecure_channel(f"127.0.0.1:{in_process.ports[name]}") for name in SERVICES}
         try:
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{in_process.edge_port}", timeout=30) as http:
