@@ -3,8 +3,8 @@
 A sweep over identity, agents, developer_api and team_hub, on gRPC directly and through
 the real REST edge: a malformed filter, a filter naming no field, page tokens that are
 garbage, forged (the right shape, another key), edited, or real but from another listing.
-Never a 500, never a pass, on SQLite and PostgreSQL. (Each service's own tests also replay a token with another
-filter or parent; this sweep makes sure no List method was left out.)
+Never a 500, never a pass, on SQLite and PostgreSQL. (Each service's own tests also replay
+a token with another filter or parent; this sweep makes sure no List method was left out.)
 """
 
 from __future__ import annotations
