@@ -9,6 +9,7 @@ a token with another filter or parent; this sweep makes sure no List method was 
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import re
 import types
@@ -94,6 +95,7 @@ async def mesh(settings: Settings):
     async with running_services(settings, SERVICES, issuer=ISSUER, edge=True) as in_process:
         channels = {name: grpc.aio.insecure_channel(f"127.0.0.1:{in_process.ports[name]}") for name in SERVICES}
         try:
+            await _until_serving(types.SimpleNamespace(channels=channels))
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{in_process.edge_port}", timeout=30) as http:
                 yield types.SimpleNamespace(channels=channels, http=http)
         finally:
@@ -111,6 +113,22 @@ async def _grpc(mesh: Any, service: str, method: MethodSpec, request: Any) -> gr
         return await call(request, metadata=(("authorization", f"Bearer {_token_for(method)}"),), timeout=10)
     except grpc.aio.AioRpcError as error:
         return error
+
+
+async def _until_serving(mesh: Any, limit: float = 30.0) -> None:
+    """Wait until every List method answers a plain request with anything but UNAVAILABLE (a bound, not a measurement).
+
+    identity, for one, answers UNAVAILABLE until its database and signing keys are ready.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    for service, method in LIST_METHODS:
+        while True:
+            answer = await _grpc(mesh, service, method, _request(service, method))
+            if not isinstance(answer, grpc.aio.AioRpcError) or answer.code() != grpc.StatusCode.UNAVAILABLE:
+                break
+            assert loop.time() < deadline, f"{method.path} still UNAVAILABLE: {answer.details()}"
+            await asyncio.sleep(0.1)
 
 
 async def _refused(mesh: Any, service: str, method: MethodSpec, what: str, **fields: Any) -> list[str]:
