@@ -104,6 +104,7 @@ def wrappers(mode: str, jwks: dict[str, Any]) -> list[Wrapper]:
             audience=settings.jwt_audience,
             keys=StaticKeys(jwks),
             revocations=revocations,
+            max_lifetime=None,  # the bench's one token outlives the whole run (bench.auth.token_lifetime)
         ),
         default_access_table(),
         revocations,

@@ -6,6 +6,11 @@ names, and ``Grpc-Metadata-<key>`` as ``<key>`` (never ``origin``, which only th
 header may set). Out: response metadata (headers and trailers)
 as ``Grpc-Metadata-<key>``. Nothing else crosses, so hop-by-hop and internal headers
 never leak either way.
+
+A request carries at most one credential, under its own header: a second
+``Authorization`` or ``X-Api-Key``, or a credential smuggled as
+``Grpc-Metadata-Authorization`` / ``Grpc-Metadata-X-Api-Key``, is refused
+(:class:`RefusedCredential`, a 401), never passed on for the service to pick one.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ _PREFIX = "grpc-metadata-"
 _VALID_KEY = re.compile(r"^[0-9a-z_.\-]+$")
 _RESERVED = ("grpc-", ":")
 _PRINTABLE_ASCII = re.compile(r"^[\x20-\x7e]*$")
+CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key"})
 
 
 class InvalidHeader(ValueError):
@@ -41,21 +47,36 @@ class InvalidHeader(ValueError):
         self.name = name
 
 
+class RefusedCredential(InvalidHeader):
+    """More than one credential, or one sent as ``Grpc-Metadata-*``; ``name`` is the credential's key."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        ValueError.__init__(self, reason)
+        self.name = name
+
+
 def request_metadata(headers: Iterable[tuple[str, str]], forwarded: frozenset[str]) -> list[tuple[str, str | bytes]]:
     """The metadata to send upstream for these (lower-case) request headers.
 
     Raises:
         InvalidHeader: a forwarded value is not printable ASCII (gRPC would refuse it).
+        RefusedCredential: more than one credential, or one under ``Grpc-Metadata-``.
 
     """
     metadata: list[tuple[str, str | bytes]] = []
+    credentials = 0
     for name, value in headers:
         if name.startswith(_PREFIX):
             key = name[len(_PREFIX) :]
+            if key.removesuffix("-bin") in CREDENTIAL_HEADERS:
+                raise RefusedCredential(key.removesuffix("-bin"), f"a credential is never accepted as {name}")
             if key in _ONLY_UNDER_OWN_NAME:
                 continue
         elif name in forwarded:
             key = name
+            credentials += name in CREDENTIAL_HEADERS
+            if credentials > 1:
+                raise RefusedCredential(name, "more than one credential on one request")
         else:
             continue
         if not key or not _VALID_KEY.match(key) or key.startswith(_RESERVED):

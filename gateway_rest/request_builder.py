@@ -25,6 +25,9 @@ from gateway_rest.errors import EdgeError, bad_request
 from gateway_rest.fields import FieldError, UnknownField, resolve, set_path
 
 HTTP_BODY = "google.api.HttpBody"
+# JSON nested deeper than this is a 400 (protobuf's own parser stops at 100, Python's at
+# the interpreter's recursion limit, which would be a 500).
+MAX_JSON_DEPTH = 64
 # Query parameters some clients always send; never an error, even in strict mode.
 IGNORED_QUERY_PARAMETERS = frozenset({"access_token", "api_key", "key", "alt", "prettyPrint", "$fields", "_"})
 # json_format's ParseError texts: "Failed to parse <field> field: " once per level, then the reason,
@@ -97,10 +100,7 @@ def _apply_body(binding: Binding, message: Any, body: bytes, content_type: str, 
         )
     if not body.strip():
         return  # an empty body is an empty message
-    try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise EdgeError(grpc.StatusCode.INVALID_ARGUMENT, f"request body is not valid JSON: {error}") from None
+    document = parse_json_body(body)
     ignore_unknown = not options.strict
     try:
         if field is None:
@@ -119,6 +119,42 @@ def _apply_body(binding: Binding, message: Any, body: bytes, content_type: str, 
             message.MergeFrom(staging)
     except json_format.ParseError as error:
         raise _body_error(error) from None
+
+
+def parse_json_body(body: bytes) -> Any:
+    """The body parsed as JSON no deeper than :data:`MAX_JSON_DEPTH`, or a 400."""
+    too_deep = EdgeError(
+        grpc.StatusCode.INVALID_ARGUMENT, f"request body is JSON nested deeper than {MAX_JSON_DEPTH} levels"
+    )
+    # Fewer brackets than the limit cannot nest past it: most bodies skip the walk below.
+    maybe_deep = body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH
+    try:
+        document = json.loads(body)
+    except RecursionError:
+        raise too_deep from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise EdgeError(grpc.StatusCode.INVALID_ARGUMENT, f"request body is not valid JSON: {error}") from None
+    except ValueError:  # a number too long to convert; Python's own words name a Python setting
+        raise EdgeError(
+            grpc.StatusCode.INVALID_ARGUMENT, "request body is not valid JSON: a number is too long"
+        ) from None
+    if maybe_deep and _deeper_than(document, MAX_JSON_DEPTH):
+        raise too_deep
+    return document
+
+
+def _deeper_than(document: Any, limit: int) -> bool:
+    """Whether a parsed JSON value nests arrays and objects more than ``limit`` deep (no recursion)."""
+    pending: list[tuple[Any, int]] = [(document, 1)]
+    while pending:
+        value, depth = pending.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        pending.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
 
 
 def _body_error(error: json_format.ParseError) -> EdgeError:

@@ -13,7 +13,7 @@ once, when the method is registered; a call pays only for reading its credential
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable
 from typing import Any, Protocol
 
 import grpc
@@ -29,8 +29,8 @@ INFRASTRUCTURE = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerRef
 class Authenticator(Protocol):
     """Turns a call's metadata into a principal (``runtime.security.Authenticator``)."""
 
-    async def authenticate(self, metadata: Mapping[str, str], client_address: str = "") -> Principal:
-        """The principal, or raise ``mesh.errors.Unauthenticated``."""
+    async def authenticate(self, metadata: Iterable[tuple[str, str | bytes]], client_address: str = "") -> Principal:
+        """The principal for every metadata entry of a call, or raise ``mesh.errors.Unauthenticated``."""
 
 
 def authenticated(registry: Registry, authenticator: Authenticator) -> Wrapper:
@@ -55,8 +55,10 @@ def _guarded(behaviour: Behaviour, authenticator: Authenticator, *, known: bool)
     async def principal_for(context: grpc.aio.ServicerContext[Any, Any]) -> Principal:
         if not known:
             raise PermissionDenied("this method has no access policy")
-        metadata = {key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)}
-        return await authenticator.authenticate(metadata, _client_address(metadata, context))
+        entries = tuple(context.invocation_metadata() or ())
+        metadata = {key: value for key, value in entries if isinstance(value, str)}
+        # Every entry, not the dict: two credentials on one call are refused, not one picked.
+        return await authenticator.authenticate(entries, _client_address(metadata, context))
 
     if inspect.isasyncgenfunction(behaviour):
 

@@ -16,7 +16,7 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import grpc
@@ -37,6 +37,11 @@ GENERIC_FAILURE = "invalid or missing credentials"
 _API_KEY_PREFIX = "vk_"
 _API_KEY_CACHE_SECONDS = 30.0
 _TOKEN_CACHE_SIZE = 4096
+# The metadata entries that carry a credential; a call may have exactly one of them.
+CREDENTIAL_KEYS = ("authorization", "x-api-key")
+
+# A call's metadata as gRPC hands it over (every entry, duplicates included), or a mapping.
+Metadata = Mapping[str, str] | Iterable[tuple[str, str | bytes]]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -78,18 +83,23 @@ class Authenticator:
         self._tokens: collections.OrderedDict[str, tuple[Claims, Principal]] = collections.OrderedDict()
         self._keys: dict[str, tuple[float, Principal]] = {}
 
-    async def authenticate(self, metadata: Mapping[str, str], client_address: str = "") -> Principal:
+    async def authenticate(self, metadata: Metadata, client_address: str = "") -> Principal:
         """The principal for a call's metadata.
 
+        Pass the raw invocation metadata, not a dict built from it: a dict keeps one of two
+        ``authorization`` entries, and a call with two credentials must be refused.
+
         Raises:
-            Unauthenticated: no credential, or one that does not verify (the reason is logged).
+            Unauthenticated: no credential, more than one, or one that does not verify
+                (the reason is logged).
 
         """
-        credential = _credential(metadata)
-        if not credential:
-            raise Unauthenticated("authentication required")
-        origin = metadata.get("origin", "")
+        entries = list(metadata.items()) if isinstance(metadata, Mapping) else list(metadata)
         try:
+            credential = _credential(entries)
+            if not credential:
+                raise Unauthenticated("authentication required")
+            origin = next((v for k, v in entries if k == "origin" and isinstance(v, str)), "")
             if credential.startswith(_API_KEY_PREFIX):
                 principal = await self._api_key(credential, client_address, origin)
             else:
@@ -218,14 +228,26 @@ def _within_restrictions(principal: Principal, client_address: str, origin: str)
 _API_KEY_SUBJECT = re.compile(r"^organizations/[^/]+/api_keys/[^/]+$")
 
 
-def _credential(metadata: Mapping[str, str]) -> str:
-    authorization = metadata.get("authorization", "")
-    if authorization:
-        scheme, _, value = authorization.partition(" ")
-        if scheme.lower() != "bearer":
-            return ""
-        return value.strip()
-    return metadata.get("x-api-key", "").strip()
+def _credential(entries: list[tuple[str, str | bytes]]) -> str:
+    """The one credential of a call; ``""`` when there is none (or not a bearer one).
+
+    Raises:
+        InvalidToken: more than one credential entry (two ``authorization``, or
+            ``authorization`` and ``x-api-key``): which one counts must never be a guess.
+
+    """
+    found = [(key, value) for key, value in entries if key in CREDENTIAL_KEYS]
+    if len(found) > 1:
+        raise InvalidToken(f"{len(found)} credentials on one call")
+    if not found:
+        return ""
+    key, value = found[0]
+    if not isinstance(value, str):
+        return ""
+    if key == "authorization":
+        scheme, _, token = value.partition(" ")
+        return token.strip() if scheme.lower() == "bearer" else ""
+    return value.strip()
 
 
 def identity_jwks(clients: MeshClients) -> JwksCache:

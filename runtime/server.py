@@ -102,6 +102,7 @@ class ServiceHost:
                 audience=settings.jwt_audience,
                 keys=security.keys or identity_jwks(self.clients),
                 revocations=self.revocations,
+                max_lifetime=settings.access_token_ttl,
             ),
             access or default_access_table(),
             self.revocations,

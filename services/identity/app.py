@@ -90,7 +90,12 @@ class Identity:
         self.client_failures = RateLimiter(ATTEMPTS_PER_ADDRESS, 60.0)
         self.phantom_lockouts = PhantomLockouts(5)
         self.access: AccessTable = default_access_table()
-        self.verifier = TokenVerifier(issuer=settings.jwt_issuer, audience=settings.jwt_audience, keys=keyring)
+        self.verifier = TokenVerifier(
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            keys=keyring,
+            max_lifetime=settings.access_token_ttl,
+        )
         self._ready_lock = asyncio.Lock()
         self._bootstrapped = False
         self._own_token = ""

@@ -11,13 +11,15 @@ import base64
 import json
 import time
 import types
+import uuid
 
 import grpc
 import httpx
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 import runtime.server
 from mesh.config import Settings
@@ -82,6 +84,93 @@ def _tamper_header(token: str, **changes) -> str:
 
 def _sign(claims, key, algorithm="ES256", **header):
     return jwt.encode(claims, key, algorithm=algorithm, headers={"typ": "at+jwt", "kid": TRUSTED.kid, **header})
+
+
+def _signed_as_sent(head: str, body: str, key=None) -> str:
+    """A token signed over exactly these segments (PyJWT would re-encode them canonically)."""
+    signing_input = f"{head}.{body}".encode()
+    r, s = decode_dss_signature((key or TRUSTED.private_key).sign(signing_input, ec.ECDSA(hashes.SHA256())))
+    return f"{signing_input.decode()}.{_b64(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+
+def _signed_json(header_text: str, claims_text: str) -> str:
+    """A validly signed token whose header and claims are this JSON text, byte for byte."""
+    return _signed_as_sent(_b64(header_text.encode()), _b64(claims_text.encode()))
+
+
+def _header_text(**extra) -> str:
+    return json.dumps({"alg": "ES256", "typ": "at+jwt", "kid": TRUSTED.kid, **extra})
+
+
+def _claims_text(**extra) -> str:
+    return json.dumps(_claims(**extra))
+
+
+def _with_member(text: str, member: str) -> str:
+    """JSON object text with one more member written in (a duplicate name, a deep value)."""
+    return text[:-1] + ", " + member + "}"
+
+
+def _padded(segment: str) -> str:
+    return segment + "=" * (-len(segment) % 4)
+
+
+def _nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+def _padded_cases() -> dict[str, str]:
+    # A token whose header and payload both need padding and whose signature has "-" or "_".
+    for extra in range(64):
+        good = TRUSTED.mint(role="VIEWER", jti=uuid.uuid4().hex + "j" * (extra % 4))
+        head, body, signature = good.split(".")
+        if len(head) % 4 and len(body) % 4 and ("-" in signature or "_" in signature):
+            break
+    else:
+        raise AssertionError("no token of the shape needed")
+    return {
+        # RFC 7515 §2: base64url *without* padding; PyJWT tolerates "=".
+        "signature with = padding": f"{head}.{body}.{signature}==",
+        "header padded, signed as sent": _signed_as_sent(_padded(head), body),
+        "payload padded, signed as sent": _signed_as_sent(head, _padded(body)),
+        "signature in standard base64 (+ and /)": f"{head}.{body}.{signature.replace('-', '+').replace('_', '/')}",
+        "stray characters in the signature": f"{head}.{body}.{signature[:10]}**{signature[10:]}",
+        "header with a space": f"{head[:4]} {head[4:]}.{body}.{signature}",
+    }
+
+
+def _strict_json_cases() -> dict[str, str]:
+    header, claims = _header_text(), _claims_text()
+    later = int(time.time()) + 600
+    return {
+        # duplicate member names (RFC 7515 §5.2, RFC 8725 §2.6): PyJWT's json.loads keeps the last
+        "alg twice in the header": _signed_json(_with_member(_header_text(alg="none"), '"alg": "ES256"'), claims),
+        "kid twice in the header": _signed_json(
+            _with_member(_header_text(kid="no-such-key"), f'"kid": "{TRUSTED.kid}"'), claims
+        ),
+        "typ twice in the header": _signed_json(_with_member(_header_text(typ="JWT"), '"typ": "at+jwt"'), claims),
+        "sub twice in the claims": _signed_json(header, _with_member(claims, '"sub": "users/u_other"')),
+        "exp twice in the claims": _signed_json(
+            header, _with_member(_claims_text(exp=int(time.time()) - 3600), f'"exp": {later}')
+        ),
+        "role twice, spelled with an escape": _signed_json(header, _with_member(claims, '"r\\u006fle": "SUPER_ADMIN"')),
+        # depth and size caps: ~2,500 levels deep gave a RecursionError (HTTP 500) once
+        "header nested 2,500 deep": _signed_json(_with_member(header, f'"x": {_nested(2500)}'), claims),
+        "header nested 10 deep": _signed_json(_with_member(header, f'"x": {_nested(10)}'), claims),
+        "claims nested 2,500 deep": _signed_json(header, _with_member(claims, f'"x": {_nested(2500)}')),
+        "claims nested 10 deep": _signed_json(header, _with_member(claims, f'"x": {_nested(10)}')),
+        "header over the size cap": _signed_json(_with_member(header, f'"pad": "{"x" * 2000}"'), claims),
+        # encodings PyJWT's json.loads would take
+        "header in UTF-16": _signed_as_sent(_b64(header.encode("utf-16")), _b64(claims.encode())),
+        "claims with NaN": _signed_json(header, _with_member(claims, '"nbf2": NaN')),
+        # lifetime and token id
+        "iat now, exp in ten years": TRUSTED.mint(role="VIEWER", lifetime=10 * 365 * 24 * 3600),
+        "lifetime just over the cap and leeway": TRUSTED.mint(role="VIEWER", lifetime=900 + 30 + 5),
+        "jti empty": TRUSTED.mint(role="VIEWER", jti=""),
+        "jti not a string": TRUSTED.mint(role="VIEWER", jti=7),
+        "jti over the length cap": TRUSTED.mint(role="VIEWER", jti="j" * 129),
+        "exp true (a boolean)": _sign(_claims(exp=True), TRUSTED.private_key),
+    }
 
 
 def _attacker_jwk() -> dict[str, str]:
@@ -167,6 +256,8 @@ def _hostile_cases() -> dict[str, str]:
         "header a JSON array": _b64(b"[1,2]") + "." + good.split(".", 1)[1],
         "garbage": "not-a-token-at-all",
         "unicode garbage": "тест.тест.тест",
+        **_padded_cases(),
+        **_strict_json_cases(),
     }
 
 
@@ -289,3 +380,93 @@ async def test_missing_or_foreign_credentials(headers, target, spy):
     assert response.status_code == 401
     assert response.json()["message"] == "authentication required"
     assert spy.calls == before
+
+
+# Exactly one credential per request: each entry below is a valid token (or key-shaped
+# value), so any of them alone would be let through; together, or smuggled as
+# Grpc-Metadata-*, the request is refused.
+EDGE_CREDENTIAL_CASES = {
+    "two Authorization headers": lambda a, b: [("Authorization", f"Bearer {a}"), ("Authorization", f"Bearer {b}")],
+    "the same Authorization header twice": lambda a, b: [("Authorization", f"Bearer {a}")] * 2,
+    "Grpc-Metadata-Authorization alone": lambda a, b: [("Grpc-Metadata-Authorization", f"Bearer {a}")],
+    "Grpc-Metadata-Authorization beside Authorization": lambda a, b: [
+        ("Authorization", f"Bearer {a}"),
+        ("Grpc-Metadata-Authorization", f"Bearer {b}"),
+    ],
+    "Grpc-Metadata-X-Api-Key alone": lambda a, b: [("Grpc-Metadata-X-Api-Key", "vk_" + "a" * 40)],
+    "Grpc-Metadata-X-Api-Key beside Authorization": lambda a, b: [
+        ("Authorization", f"Bearer {a}"),
+        ("Grpc-Metadata-X-Api-Key", "vk_" + "a" * 40),
+    ],
+    "Grpc-Metadata-Authorization-Bin": lambda a, b: [
+        ("Authorization", f"Bearer {a}"),
+        ("Grpc-Metadata-Authorization-Bin", base64.b64encode(f"Bearer {b}".encode()).decode()),
+    ],
+    "Authorization and X-Api-Key": lambda a, b: [("Authorization", f"Bearer {a}"), ("X-Api-Key", "vk_" + "a" * 40)],
+    "two X-Api-Key headers": lambda a, b: [("X-Api-Key", "vk_" + "a" * 40), ("X-Api-Key", "vk_" + "b" * 40)],
+}
+
+GRPC_CREDENTIAL_CASES = {
+    "two authorization entries": lambda a, b: (("authorization", f"Bearer {a}"), ("authorization", f"Bearer {b}")),
+    "the same authorization entry twice": lambda a, b: (("authorization", f"Bearer {a}"),) * 2,
+    "authorization and x-api-key": lambda a, b: (("authorization", f"Bearer {a}"), ("x-api-key", "vk_" + "a" * 40)),
+    "x-api-key and authorization": lambda a, b: (("x-api-key", "vk_" + "a" * 40), ("authorization", f"Bearer {a}")),
+    "two x-api-key entries": lambda a, b: (("x-api-key", "vk_" + "a" * 40), ("x-api-key", "vk_" + "b" * 40)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(EDGE_CREDENTIAL_CASES))
+async def test_more_than_one_credential_or_a_smuggled_one_is_refused_at_the_edge(case, target, spy):
+    before = spy.calls
+    first, second = TRUSTED.mint(role="VIEWER"), TRUSTED.mint(role="ADMIN")
+    headers = EDGE_CREDENTIAL_CASES[case](first, second)
+    response = await target.http.get("/v1/organizations/o1/agents/a1", headers=headers)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert response.json()["code"] == 16
+    assert response.json()["message"] == "invalid or missing credentials"
+    assert first[:20] not in response.text and second[:20] not in response.text
+    assert spy.calls == before
+
+
+@pytest.mark.parametrize("case", sorted(GRPC_CREDENTIAL_CASES))
+async def test_more_than_one_credential_is_refused_by_the_service(case, target, spy):
+    before = spy.calls
+    metadata = GRPC_CREDENTIAL_CASES[case](TRUSTED.mint(role="VIEWER"), TRUSTED.mint(role="ADMIN"))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await target.stub.GetAgent(pb.GetAgentRequest(name="organizations/o1/agents/a1"), metadata=metadata, timeout=5)
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert caught.value.details() == "invalid or missing credentials"
+    assert spy.calls == before
+
+
+async def test_a_token_at_the_longest_lifetime_is_accepted(target, spy):
+    # The positive control of the lifetime cap: identity's own lifetime plus the leeway passes.
+    before = spy.calls
+    token = TRUSTED.mint(role="VIEWER", lifetime=900 + 30)
+    reply = await target.stub.GetAgent(
+        pb.GetAgentRequest(name="organizations/o1/agents/a1"),
+        metadata=(("authorization", f"Bearer {token}"),),
+        timeout=5,
+    )
+    assert reply.agent.name == "organizations/o1/agents/a1"
+    response = await target.http.get("/v1/organizations/o1/agents/a1", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200
+    assert spy.calls == before + 2
+
+
+async def test_brackets_inside_strings_and_json_at_the_depth_cap_are_accepted(target, spy):
+    # The depth pre-scan skips strings (escaped quotes included); eight levels, the claims object first, pass.
+    before = spy.calls
+    tokens = [
+        TRUSTED.mint(role="VIEWER", note='[[[[[[[[[[ \\" {{{{{{{{{{ \\\\" [[[['),
+        TRUSTED.mint(role="VIEWER", nested=[[[[[[{}]]]]]]),
+    ]
+    for token in tokens:
+        reply = await target.stub.GetAgent(
+            pb.GetAgentRequest(name="organizations/o1/agents/a1"),
+            metadata=(("authorization", f"Bearer {token}"),),
+            timeout=5,
+        )
+        assert reply.agent.name == "organizations/o1/agents/a1"
+    assert spy.calls == before + len(tokens)
