@@ -1,20 +1,39 @@
-"""The edge as the Vocelio mesh runs it: upstreams from the registry, options from the settings."""
+"""The edge as the Vocelio mesh runs it: upstreams from the registry, options from the settings.
+
+In front of the mesh the edge is ``services/edge``: it obtains its own token from identity
+(a token with no permissions) and sends it with every call in
+``x-vocelio-proxy-authorization``, vouching for the client address it forwards. The
+operational pages need a platform principal's token, verified with identity's JWKS.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
+import grpc
+from google.protobuf import json_format
 from starlette.applications import Starlette
 
 from gateway_rest.app import create_app
 from gateway_rest.descriptors import Catalog
 from gateway_rest.docs import docs_routes, openapi_route
 from gateway_rest.openapi import build_openapi
+from gateway_rest.ops_access import platform_guard
 from gateway_rest.transcoder import EdgeOptions
 from gateway_rest.upstreams import Upstream, Upstreams
 from gateway_rest.vocelio_policy import vocelio_is_public, vocelio_operation_extras
 from mesh.config import Settings
+from mesh.jwks import JwksCache
 from mesh.registry import Registry, default_descriptor_set
+from mesh.service_credentials import EDGE
+from mesh.tokens import TokenVerifier
+
+log = logging.getLogger(__name__)
 
 
 def mesh_upstreams(registry: Registry, settings: Settings, ports: dict[str, int] | None = None) -> Upstreams:
@@ -47,7 +66,26 @@ def edge_options(settings: Settings) -> EdgeOptions:
         max_body_bytes=settings.edge_max_body_bytes,
         default_timeout=settings.edge_timeout,
         strict=settings.edge_strict,
+        trusted_proxies=settings.edge_trusted_proxies,
     )
+
+
+def _identity(upstreams: Upstreams, registry: Registry) -> Upstream:
+    upstream = upstreams.for_service(registry.service("identity").full_name)
+    assert upstream is not None
+    return upstream
+
+
+def _edge_verifier(upstream: Upstream, settings: Settings) -> TokenVerifier:
+    async def fetch() -> dict[str, Any]:
+        from vocelio.identity.v1 import identity_service_pb2 as pb
+        from vocelio.identity.v1 import identity_service_pb2_grpc as pb_grpc
+
+        stub = pb_grpc.IdentityServiceStub(upstream.channel)  # type: ignore[no-untyped-call]
+        reply = await stub.GetJwks(pb.GetJwksRequest(), timeout=5)
+        return json_format.MessageToDict(reply, preserving_proto_field_name=True)
+
+    return TokenVerifier(issuer=settings.jwt_issuer, audience=settings.jwt_audience, keys=JwksCache(fetch))
 
 
 def mesh_app(registry: Registry, settings: Settings, ports: dict[str, int] | None = None) -> Starlette:
@@ -62,14 +100,42 @@ def mesh_app(registry: Registry, settings: Settings, ports: dict[str, int] | Non
         is_public=vocelio_is_public,
         operation_extras=vocelio_operation_extras,
     )
+    from runtime.clients import ServiceCredential  # the edge is a mesh client for its own token only
+
+    upstreams = mesh_upstreams(registry, settings, ports)
+    identity = _identity(upstreams, registry)
+    # IssueToken and GetJwks are public: the identity upstream's plain channel carries them.
+    credential = ServiceCredential(EDGE, settings, lambda: identity.channel)
+    options = dataclasses.replace(edge_options(settings), proxy_token=_EdgeToken(credential.token))
     return create_app(
-        mesh_upstreams(registry, settings, ports),
+        upstreams,
         catalog,
-        options=edge_options(settings),
+        options=options,
         cors_origins=settings.edge_cors_origins,
         extra_routes=[openapi_route(document), *docs_routes()],
         health_timeout=settings.health_probe_timeout,
+        ops_guard=platform_guard(_edge_verifier(identity, settings)),
     )
+
+
+class _EdgeToken:
+    """The edge's own token, or ``""`` while identity cannot issue one (retried after a pause)."""
+
+    def __init__(self, fetch: Callable[[], Awaitable[str]], pause: float = 5.0) -> None:
+        self._fetch = fetch
+        self._pause = pause
+        self._retry_at = 0.0
+
+    async def __call__(self) -> str:
+        if time.monotonic() < self._retry_at:
+            return ""
+        try:
+            return await self._fetch()
+        except (grpc.aio.AioRpcError, TimeoutError) as error:
+            self._retry_at = time.monotonic() + self._pause
+            code = error.code().name if isinstance(error, grpc.aio.AioRpcError) else "DEADLINE_EXCEEDED"
+            log.warning("the edge could not get its service token (%s); client addresses go unvouched", code)
+            return ""
 
 
 API_DESCRIPTION = (

@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -24,6 +24,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from gateway_rest import responses
+from gateway_rest.client_address import client_address
 from gateway_rest.descriptors import Binding, Catalog
 from gateway_rest.errors import EdgeError, http_status, status_from_rpc_error, status_json
 from gateway_rest.metadata import DEFAULT_FORWARDED, InvalidHeader, request_metadata, response_headers
@@ -31,6 +32,8 @@ from gateway_rest.metrics import UNMATCHED, EdgeMetrics
 from gateway_rest.request_builder import RequestOptions, build_request
 from gateway_rest.router import MethodNotAllowed, NoRoute, Router
 from gateway_rest.upstreams import Upstream, Upstreams
+from mesh.config import IPNetwork
+from mesh.forwarding import FORWARDED_FOR, PROXY_AUTHORIZATION
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,11 @@ class EdgeOptions:
         stream_timeout: deadline of server streams, seconds; ``None`` for none.
         strict: unknown JSON fields and query parameters are a 400 instead of ignored.
         retry_after: seconds in ``Retry-After`` when an upstream is unavailable.
+        trusted_proxies: networks of the proxies whose ``X-Forwarded-For``/``Forwarded``
+            name the client (see :mod:`gateway_rest.client_address`).
+        proxy_token: the edge's own service token (``""`` while it cannot get one), sent as
+            ``x-vocelio-proxy-authorization`` so services believe the ``x-forwarded-for`` it
+            sets; ``None`` sends none.
 
     """
 
@@ -59,6 +67,8 @@ class EdgeOptions:
     stream_timeout: float | None = None
     strict: bool = False
     retry_after: int = 1
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+    proxy_token: Callable[[], Awaitable[str]] | None = None
 
 
 class Transcoder:
@@ -141,14 +151,32 @@ class Transcoder:
         if user_agent and user_agent.isascii():
             # gRPC replaces a client's own user-agent, so the browser's travels under its own name.
             metadata.append(("x-user-agent", user_agent[:256]))
-        if request.client is not None:
-            # The edge is the first hop: what the client claims in its own X-Forwarded-For is not trusted.
-            metadata = [(k, v) for k, v in metadata if k != "x-forwarded-for"]
-            metadata.append(("x-forwarded-for", request.client.host))
+        # What the client sends under these names (Grpc-Metadata-…) is never passed on: the edge sets them.
+        metadata = [(k, v) for k, v in metadata if k not in (FORWARDED_FOR, PROXY_AUTHORIZATION)]
+        metadata.extend(await self._forwarding(request))
         timeout = self._timeout(request, binding)
         if binding.server_streaming:
             return await self._stream(request, binding, upstream, message, metadata, timeout)
         return await self._unary(binding, upstream, message, metadata, timeout)
+
+    async def _forwarding(self, request: Request) -> list[tuple[str, str | bytes]]:
+        """The client address for the services, vouched for with the edge's own token."""
+        if request.client is None:
+            return []
+        headers = request.headers
+        address = client_address(
+            request.client.host,
+            headers.getlist("x-forwarded-for"),
+            headers.getlist("forwarded"),
+            self.options.trusted_proxies,
+        )
+        entries: list[tuple[str, str | bytes]] = [(FORWARDED_FOR, address)]
+        if self.options.proxy_token is not None:
+            # Without it (identity unreachable) the services see the edge's own address: coarser, never looser.
+            token = await self.options.proxy_token()
+            if token:
+                entries.append((PROXY_AUTHORIZATION, f"Bearer {token}"))
+        return entries
 
     async def _unary(
         self, binding: Binding, upstream: Upstream, message: Any, metadata: list[Any], timeout: float | None
