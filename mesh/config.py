@@ -347,6 +347,7 @@ _COMMON_PASSWORDS = frozenset(
         "guest",
     }
 )
+_LEET = str.maketrans({"@": "a", "4": "a", "0": "o", "1": "l", "3": "e", "$": "s", "5": "s", "7": "t"})
 _RUNS = (
     "0123456789012345678901234567890",
     "9876543210987654321098765432109",
@@ -405,8 +406,9 @@ def password_weakness(password: str, email: str = "") -> str:
     if len(password) < 12:
         return "must be at least 12 characters"
     lowered = password.lower()
-    letters = re.sub(r"[^a-z]", "", lowered.replace("@", "a").replace("0", "o").replace("1", "l").replace("3", "e"))
-    if letters in _COMMON_PASSWORDS or re.sub(r"[^a-z]", "", lowered) in _COMMON_PASSWORDS:
+    # "Password123!", "P@ssw0rd!!2024": the word inside digits and symbols, leetspeak undone
+    core = re.sub(r"^[^a-z]+|[^a-z]+$", "", lowered).translate(_LEET)
+    if {re.sub(r"[^a-z]", "", lowered), re.sub(r"[^a-z]", "", core)} & _COMMON_PASSWORDS:
         return "is a common password"
     if len(set(lowered)) < 5 or any(lowered in run for run in _RUNS):
         return "is too predictable (repeated characters or a keyboard run)"
