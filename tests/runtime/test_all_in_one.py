@@ -41,7 +41,8 @@ async def _real_service_token(in_process) -> str:
             ),
             timeout=10,
         )
-    return reply.access_token
+    token: str = reply.access_token
+    return token
 
 
 async def _call(channel, method, metadata):
