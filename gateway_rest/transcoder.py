@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
-from google.rpc import status_pb2
+from google.rpc import error_details_pb2, status_pb2
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -281,11 +282,24 @@ class Transcoder:
             status.message = f"{binding.service_name} is temporarily unavailable; retry later"
         if code == grpc.StatusCode.UNAUTHENTICATED:
             headers["WWW-Authenticate"] = "Bearer"
+        if code == grpc.StatusCode.RESOURCE_EXHAUSTED and (delay := _retry_delay(status)) is not None:
+            headers["Retry-After"] = str(delay)  # a rate limit's google.rpc.RetryInfo, as HTTP says it
         return self._error(status, http_status(code), headers)
 
     @staticmethod
     def _error(status: status_pb2.Status, http: int, headers: dict[str, str]) -> Response:
         return Response(status_json(status), status_code=http, media_type=responses.JSON, headers=headers)
+
+
+def _retry_delay(status: status_pb2.Status) -> int | None:
+    """Whole seconds of the status's ``RetryInfo`` (at least 1), or ``None`` without one."""
+    for detail in status.details:
+        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            info = error_details_pb2.RetryInfo()
+            detail.Unpack(info)
+            seconds: float = info.retry_delay.seconds + info.retry_delay.nanos / 1e9
+            return max(1, math.ceil(seconds))
+    return None
 
 
 def _too_large(limit: int) -> EdgeError:

@@ -13,6 +13,7 @@ import pathlib
 from collections.abc import AsyncIterator
 
 import grpc
+import httpx
 import pytest
 
 from mesh import service_credentials
@@ -131,10 +132,13 @@ async def test_a_credential_proves_only_its_own_service(harness: Harness, name: 
 
 async def test_successful_grants_are_limited_per_client_and_the_next_one_says_when_to_retry(harness: Harness):
     right = _grant("agents", service_secret("agents"))
-    for _ in range(GRANTS_PER_CLIENT):
-        assert (await harness.anonymous.IssueToken(right)).access_token
-    with pytest.raises(grpc.aio.AioRpcError) as limited:
-        await harness.anonymous.IssueToken(right)
+    granted = 0
+    # 60 a minute: the bucket refills (one a second) while the grants run, so allow a few more.
+    with pytest.raises(grpc.aio.AioRpcError) as limited:  # noqa: PT012 - the loop ends with the refusal
+        for _ in range(3 * GRANTS_PER_CLIENT):
+            assert (await harness.anonymous.IssueToken(right)).access_token
+            granted += 1
+    assert granted >= GRANTS_PER_CLIENT
     assert limited.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert error_info(limited.value).metadata["limit"] == "per_client"
     assert retry_info(limited.value).retry_delay.seconds >= 1
@@ -196,3 +200,27 @@ def test_the_supervisor_gives_each_child_only_its_own_credential(tmp_path: pathl
     all_in_one = supervisor._environment_of(Child("mesh", [], [], credential=""))
     assert all_in_one["VOCELIO_SERVICE_SECRET"] == master and "VOCELIO_SERVICE_CREDENTIAL" not in all_in_one
     assert os.environ["VOCELIO_SERVICE_SECRET"] == "inherited-master"  # the supervisor's own is untouched
+
+
+# --- the same limit at the edge ------------------------------------------------------
+
+
+async def test_the_edge_answers_the_limit_with_429_and_retry_after(sqlite_settings: Settings):
+    settings = identity_settings(sqlite_settings)
+    async with running_services(settings, ["identity"], edge=True) as mesh:
+        body = {
+            "grant_type": "client_credentials",
+            "client_id": "services/agents",
+            "client_secret": settings.mesh_service_credential("agents"),
+        }
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{mesh.edge_port}", timeout=20) as edge:
+            statuses = []
+            # 60 a minute, refilling one a second while the grants run: the limit shows after 60 or a few more.
+            for _ in range(3 * GRANTS_PER_CLIENT):
+                limited = await edge.post("/v1/auth/token", json=body)
+                statuses.append(limited.status_code)
+                if limited.status_code != 200:
+                    break
+    assert statuses[:GRANTS_PER_CLIENT] == [200] * GRANTS_PER_CLIENT
+    assert limited.status_code == 429, limited.text
+    assert int(limited.headers["retry-after"]) >= 1
