@@ -12,9 +12,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
+import grpc
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
+from gateway_rest.errors import EdgeError, status_json
 from mesh.tokens import InvalidToken, TokenVerifier
 
 log = logging.getLogger(__name__)
@@ -30,23 +32,23 @@ def platform_guard(verifier: TokenVerifier) -> OpsGuard:
         values = request.headers.getlist("authorization")
         scheme, _, token = (values[0] if len(values) == 1 else "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            return _refused(401, "UNAUTHENTICATED", "a platform administrator's bearer token is required")
+            return _refused(401, grpc.StatusCode.UNAUTHENTICATED, "a platform administrator's bearer token is required")
         try:
             claims = await verifier.verify(token.strip())
         except InvalidToken as error:
             log.info("operational page refused: %s", error.reason)
-            return _refused(401, "UNAUTHENTICATED", "invalid or missing credentials")
+            return _refused(401, grpc.StatusCode.UNAUTHENTICATED, "invalid or missing credentials")
         if claims.role not in _PLATFORM_ROLES:
-            return _refused(403, "PERMISSION_DENIED", "only platform administrators may read this page")
+            return _refused(403, grpc.StatusCode.PERMISSION_DENIED, "only platform administrators may read this page")
         return None
 
     return guard
 
 
-def _refused(status: int, code: str, message: str) -> Response:
-    # google.rpc.Status JSON, like every other error of the edge
-    numeric = {"UNAUTHENTICATED": 16, "PERMISSION_DENIED": 7}[code]
+def _refused(status: int, code: grpc.StatusCode, message: str) -> Response:
+    """A ``google.rpc.Status`` JSON error, like every other error of the edge."""
     headers = {"Cache-Control": "no-store"}
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
-    return JSONResponse({"code": numeric, "message": message, "details": []}, status_code=status, headers=headers)
+    body = status_json(EdgeError(code, message).status())
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
