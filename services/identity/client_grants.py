@@ -76,11 +76,9 @@ async def _client_failed(app: Identity, info: CallerInfo, actor: audit.Actor, fa
 async def _service_grant(app: Identity, request: GrantRequest, secret: str, info: CallerInfo) -> Grant:
     name = request.client_id.removeprefix("services/")
     allowed = _service_permissions(app, name)
-    matches = allowed is not None and service_credentials.matches(app.settings.mesh_service_secret(), name, secret)
-    if not matches:
+    if allowed is None or not service_credentials.matches(app.settings.mesh_service_secret(), name, secret):
         actor = audit.Actor(request.client_id[:100], "SERVICE", name[:64])
         raise await _client_failed(app, info, actor, "bad_client_secret" if allowed is not None else "unknown_service")
-    assert allowed is not None
     scopes = oauth.narrow_scopes(request.scope, allowed, app.access.all_permissions) or tuple(sorted(allowed))
     issued = await app.mint(None, TokenSubject(request.client_id, "", "SERVICE", scopes, client_id=request.client_id))
     return Grant(access_token=issued.token, expires_in=issued.expires_in, organization_id="", scopes=scopes)
