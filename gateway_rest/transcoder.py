@@ -135,49 +135,11 @@ class Transcoder:
             request.headers.get("content-type", ""),
             self._request_options,
         )
-        try:
-            metadata = request_metadata(request.headers.items(), self.options.forwarded_headers)
-        except InvalidHeader as error:
-            if error.name in ("authorization", "x-api-key"):
-                # A credential gRPC cannot even carry is no credential: 401, like any other bad one.
-                raise EdgeError(
-                    grpc.StatusCode.UNAUTHENTICATED,
-                    "invalid or missing credentials",
-                    headers={"WWW-Authenticate": "Bearer"},
-                ) from None
-            raise EdgeError(grpc.StatusCode.INVALID_ARGUMENT, str(error)) from None
-        if "x-request-id" not in request.headers:
-            metadata.append(("x-request-id", request_id))
-        user_agent = request.headers.get("user-agent")
-        if user_agent and user_agent.isascii():
-            # gRPC replaces a client's own user-agent, so the browser's travels under its own name.
-            metadata.append(("x-user-agent", user_agent[:256]))
-        # What the client sends under these names (Grpc-Metadata-…) is never passed on: the edge sets them.
-        metadata = [(k, v) for k, v in metadata if k not in (FORWARDED_FOR, PROXY_AUTHORIZATION)]
-        metadata.extend(await self._forwarding(request))
+        metadata = await upstream_metadata(request, self.options, request_id)
         timeout = self._timeout(request, binding)
         if binding.server_streaming:
             return await self._stream(request, binding, upstream, message, metadata, timeout)
         return await self._unary(binding, upstream, message, metadata, timeout)
-
-    async def _forwarding(self, request: Request) -> list[tuple[str, str | bytes]]:
-        """The client address for the services, vouched for with the edge's own token."""
-        if request.client is None:
-            return []
-        headers = request.headers
-        address = client_address(
-            request.client.host,
-            headers.getlist("x-forwarded-for"),
-            headers.getlist("forwarded"),
-            self.options.trusted_proxies,
-        )
-        entries: list[tuple[str, str | bytes]] = [(FORWARDED_FOR, address)]
-        if self.options.proxy_token is not None:
-            # Without it (identity unreachable) the services see the edge's own address: coarser, never looser.
-            token = await self.options.proxy_token()
-            if token:
-                entries.append((PROXY_AUTHORIZATION, f"Bearer {token}"))
-        return entries
 
     async def _unary(
         self, binding: Binding, upstream: Upstream, message: Any, metadata: list[Any], timeout: float | None
@@ -241,21 +203,7 @@ class Transcoder:
         return multicallable
 
     async def _read_body(self, request: Request) -> bytes:
-        limit = self.options.max_body_bytes
-        declared = request.headers.get("content-length")
-        if declared is not None:
-            if not declared.isdigit():
-                raise EdgeError(grpc.StatusCode.INVALID_ARGUMENT, "Content-Length is not a number")
-            if int(declared) > limit:
-                raise _too_large(limit)
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise _too_large(limit)
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return await read_body(request, self.options.max_body_bytes)
 
     def _timeout(self, request: Request, binding: Binding) -> float | None:
         default = self.options.stream_timeout if binding.server_streaming else self.options.default_timeout
@@ -300,6 +248,79 @@ def _retry_delay(status: status_pb2.Status) -> int | None:
             seconds: float = info.retry_delay.seconds + info.retry_delay.nanos / 1e9
             return max(1, math.ceil(seconds))
     return None
+
+
+async def upstream_metadata(request: Request, options: EdgeOptions, request_id: str) -> list[tuple[str, str | bytes]]:
+    """The gRPC metadata a request sends upstream: forwarded headers, request id, user agent, client address.
+
+    Shared by every endpoint of the edge that calls a service (the transcoder and the OAuth
+    endpoints), so they all pass on the same things.
+
+    Raises:
+        EdgeError: a forwarded header gRPC cannot carry (401 for a credential, else 400).
+
+    """
+    try:
+        metadata = request_metadata(request.headers.items(), options.forwarded_headers)
+    except InvalidHeader as error:
+        if error.name in ("authorization", "x-api-key"):
+            # A credential gRPC cannot even carry is no credential: 401, like any other bad one.
+            raise EdgeError(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "invalid or missing credentials",
+                headers={"WWW-Authenticate": "Bearer"},
+            ) from None
+        raise EdgeError(grpc.StatusCode.INVALID_ARGUMENT, str(error)) from None
+    if "x-request-id" not in request.headers:
+        metadata.append(("x-request-id", request_id))
+    user_agent = request.headers.get("user-agent")
+    if user_agent and user_agent.isascii():
+        # gRPC replaces a client's own user-agent, so the browser's travels under its own name.
+        metadata.append(("x-user-agent", user_agent[:256]))
+    # What the client sends under these names (Grpc-Metadata-…) is never passed on: the edge sets them.
+    metadata = [(k, v) for k, v in metadata if k not in (FORWARDED_FOR, PROXY_AUTHORIZATION)]
+    metadata.extend(await _forwarding(request, options))
+    return metadata
+
+
+async def _forwarding(request: Request, options: EdgeOptions) -> list[tuple[str, str | bytes]]:
+    """The client address for the services, vouched for with the edge's own token."""
+    if request.client is None:
+        return []
+    headers = request.headers
+    address = client_address(
+        request.client.host, headers.getlist("x-forwarded-for"), headers.getlist("forwarded"), options.trusted_proxies
+    )
+    entries: list[tuple[str, str | bytes]] = [(FORWARDED_FOR, address)]
+    if options.proxy_token is not None:
+        # Without it (identity unreachable) the services see the edge's own address: coarser, never looser.
+        token = await options.proxy_token()
+        if token:
+            entries.append((PROXY_AUTHORIZATION, f"Bearer {token}"))
+    return entries
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, at most ``limit`` bytes.
+
+    Raises:
+        EdgeError: 413 past the limit (declared or streamed), 400 for a malformed Content-Length.
+
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise EdgeError(grpc.StatusCode.INVALID_ARGUMENT, "Content-Length is not a number")
+        if int(declared) > limit:
+            raise _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _too_large(limit: int) -> EdgeError:
