@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.mesh:
         app = mesh_app(default_registry(), settings)
-        host, port = args.listen or (settings.host, settings.edge_listen_port)
+        host, port = args.listen or (settings.edge_bind_host, settings.edge_listen_port)
     else:
         if not (args.descriptor_set and args.upstream and args.listen):
             parser.error("give --descriptor-set, --upstream and --listen (or --mesh)")

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway_rest.descriptors import Catalog
 from gateway_rest.health import aggregate
 from gateway_rest.metrics import EdgeMetrics
+from gateway_rest.ops_access import OpsGuard
 from gateway_rest.transcoder import EdgeOptions, Transcoder
 from gateway_rest.upstreams import Upstreams
 
@@ -29,13 +30,15 @@ def create_app(
     cors_origins: Sequence[str] = (),
     extra_routes: Sequence[BaseRoute] = (),
     health_timeout: float = 2.0,
+    ops_guard: OpsGuard | None = None,
 ) -> Starlette:
     """Build the edge.
 
     Routes: ``GET /health`` (200 when every upstream is SERVING, else 503, with
     per-service detail), ``GET /services`` (each upstream's address and health),
     ``GET /metrics`` (Prometheus text), any ``extra_routes`` (OpenAPI, docs), and every
-    REST binding of the catalogue.
+    REST binding of the catalogue. With ``ops_guard``, ``/services`` and ``/metrics``
+    answer only requests it lets through (``/health`` stays public, for probes).
     """
     metrics = EdgeMetrics()
 
@@ -44,7 +47,9 @@ def create_app(
         body = {"status": "SERVING" if ok else "NOT_SERVING", "services": detail}
         return JSONResponse(body, status_code=200 if ok else 503, headers={"Cache-Control": "no-store"})
 
-    async def services(_request: Request) -> JSONResponse:
+    async def services(request: Request) -> Response:
+        if ops_guard is not None and (refused := await ops_guard(request)) is not None:
+            return refused
         _ok, detail = await aggregate(upstreams, health_timeout)
         body = {
             "services": [
@@ -60,7 +65,9 @@ def create_app(
         }
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
-    async def prometheus(_request: Request) -> Response:
+    async def prometheus(request: Request) -> Response:
+        if ops_guard is not None and (refused := await ops_guard(request)) is not None:
+            return refused
         return Response(metrics.render(), media_type=metrics.content_type)
 
     @contextlib.asynccontextmanager

@@ -1,10 +1,22 @@
-"""The edge as the Vocelio mesh runs it: upstreams from the registry, options from the settings."""
+"""The edge as the Vocelio mesh runs it: upstreams from the registry, options from the settings.
+
+In front of the mesh the edge is ``services/edge``: it obtains its own token from identity
+(a token with no permissions) and sends it with every call in
+``x-vocelio-proxy-authorization``, vouching for the client address it forwards. The
+operational pages need a platform principal's token, verified with identity's JWKS.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import grpc
+from google.protobuf import json_format
 from starlette.applications import Starlette
 
 from gateway_rest.app import create_app
@@ -13,12 +25,18 @@ from gateway_rest.docs import docs_routes, openapi_route
 from gateway_rest.oauth import OAuthEndpoints, OAuthOptions
 from gateway_rest.oauth_openapi import describe_oauth
 from gateway_rest.openapi import build_openapi
+from gateway_rest.ops_access import platform_guard
 from gateway_rest.transcoder import EdgeOptions
 from gateway_rest.upstreams import Upstream, Upstreams
 from gateway_rest.vocelio_policy import vocelio_is_public, vocelio_operation_extras
 from mesh.config import Settings
+from mesh.jwks import JwksCache
 from mesh.registry import Registry, default_descriptor_set
+from mesh.service_credentials import EDGE
+from mesh.tokens import TokenVerifier
 from services.developer_api.credentials import looks_like_secret
+
+log = logging.getLogger(__name__)
 
 
 def mesh_upstreams(registry: Registry, settings: Settings, ports: dict[str, int] | None = None) -> Upstreams:
@@ -51,15 +69,39 @@ def edge_options(settings: Settings) -> EdgeOptions:
         max_body_bytes=settings.edge_max_body_bytes,
         default_timeout=settings.edge_timeout,
         strict=settings.edge_strict,
+        trusted_proxies=settings.edge_trusted_proxies,
     )
+
+
+def _identity(upstreams: Upstreams, registry: Registry) -> Upstream:
+    upstream = upstreams.for_service(registry.service("identity").full_name)
+    assert upstream is not None
+    return upstream
+
+
+def _edge_verifier(upstream: Upstream, settings: Settings) -> TokenVerifier:
+    async def fetch() -> dict[str, Any]:
+        from vocelio.identity.v1 import identity_service_pb2 as pb
+        from vocelio.identity.v1 import identity_service_pb2_grpc as pb_grpc
+
+        stub = pb_grpc.IdentityServiceStub(upstream.channel)  # type: ignore[no-untyped-call]
+        reply = await stub.GetJwks(pb.GetJwksRequest(), timeout=5)
+        return json_format.MessageToDict(reply, preserving_proto_field_name=True)
+
+    return TokenVerifier(issuer=settings.jwt_issuer, audience=settings.jwt_audience, keys=JwksCache(fetch))
 
 
 def mesh_app(registry: Registry, settings: Settings, ports: dict[str, int] | None = None) -> Starlette:
     """The REST edge in front of the whole mesh, with the Vocelio OpenAPI document and docs."""
     catalog = Catalog.from_file(default_descriptor_set())
     document = functools.partial(vocelio_openapi, catalog)
+    from runtime.clients import ServiceCredential  # the edge is a mesh client for its own token only
+
     upstreams = mesh_upstreams(registry, settings, ports)
-    options = edge_options(settings)
+    identity = _identity(upstreams, registry)
+    # IssueToken and GetJwks are public: the identity upstream's plain channel carries them.
+    credential = ServiceCredential(EDGE, settings, lambda: identity.channel)
+    options = dataclasses.replace(edge_options(settings), proxy_token=_EdgeToken(credential.token))
     return create_app(
         upstreams,
         catalog,
@@ -67,6 +109,7 @@ def mesh_app(registry: Registry, settings: Settings, ports: dict[str, int] | Non
         cors_origins=settings.edge_cors_origins,
         extra_routes=[openapi_route(document), *docs_routes(), *oauth_endpoints(upstreams, options, settings).routes()],
         health_timeout=settings.health_probe_timeout,
+        ops_guard=platform_guard(_edge_verifier(identity, settings)),
     )
 
 
@@ -94,6 +137,26 @@ def oauth_endpoints(upstreams: Upstreams, options: EdgeOptions, settings: Settin
             unrevocable=looks_like_secret,
         ),
     )
+
+
+class _EdgeToken:
+    """The edge's own token, or ``""`` while identity cannot issue one (retried after a pause)."""
+
+    def __init__(self, fetch: Callable[[], Awaitable[str]], pause: float = 5.0) -> None:
+        self._fetch = fetch
+        self._pause = pause
+        self._retry_at = 0.0
+
+    async def __call__(self) -> str:
+        if time.monotonic() < self._retry_at:
+            return ""
+        try:
+            return await self._fetch()
+        except (grpc.aio.AioRpcError, TimeoutError) as error:
+            self._retry_at = time.monotonic() + self._pause
+            code = error.code().name if isinstance(error, grpc.aio.AioRpcError) else "DEADLINE_EXCEEDED"
+            log.warning("the edge could not get its service token (%s); client addresses go unvouched", code)
+            return ""
 
 
 API_DESCRIPTION = (

@@ -223,7 +223,9 @@ class OAuthEndpoints:
             )
             self._callables[method] = callable_
         # The client's credentials travel in the message; a Basic header is not a credential for identity.
-        metadata = [(k, v) for k, v in upstream_metadata(request, self.options, request_id) if k not in _CREDENTIALS]
+        metadata = [
+            (k, v) for k, v in await upstream_metadata(request, self.options, request_id) if k not in _CREDENTIALS
+        ]
         try:
             return await callable_(message, timeout=self.options.default_timeout, metadata=metadata)
         except grpc.aio.AioRpcError as error:

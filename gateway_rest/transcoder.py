@@ -12,18 +12,20 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
-from google.rpc import status_pb2
+from google.rpc import error_details_pb2, status_pb2
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from gateway_rest import responses
+from gateway_rest.client_address import client_address
 from gateway_rest.descriptors import Binding, Catalog
 from gateway_rest.errors import EdgeError, http_status, status_from_rpc_error, status_json
 from gateway_rest.metadata import DEFAULT_FORWARDED, InvalidHeader, request_metadata, response_headers
@@ -31,6 +33,8 @@ from gateway_rest.metrics import UNMATCHED, EdgeMetrics
 from gateway_rest.request_builder import RequestOptions, build_request
 from gateway_rest.router import MethodNotAllowed, NoRoute, Router
 from gateway_rest.upstreams import Upstream, Upstreams
+from mesh.config import IPNetwork
+from mesh.forwarding import FORWARDED_FOR, PROXY_AUTHORIZATION
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +54,11 @@ class EdgeOptions:
         stream_timeout: deadline of server streams, seconds; ``None`` for none.
         strict: unknown JSON fields and query parameters are a 400 instead of ignored.
         retry_after: seconds in ``Retry-After`` when an upstream is unavailable.
+        trusted_proxies: networks of the proxies whose ``X-Forwarded-For``/``Forwarded``
+            name the client (see :mod:`gateway_rest.client_address`).
+        proxy_token: the edge's own service token (``""`` while it cannot get one), sent as
+            ``x-vocelio-proxy-authorization`` so services believe the ``x-forwarded-for`` it
+            sets; ``None`` sends none.
 
     """
 
@@ -59,6 +68,8 @@ class EdgeOptions:
     stream_timeout: float | None = None
     strict: bool = False
     retry_after: int = 1
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+    proxy_token: Callable[[], Awaitable[str]] | None = None
 
 
 class Transcoder:
@@ -124,7 +135,7 @@ class Transcoder:
             request.headers.get("content-type", ""),
             self._request_options,
         )
-        metadata = upstream_metadata(request, self.options, request_id)
+        metadata = await upstream_metadata(request, self.options, request_id)
         timeout = self._timeout(request, binding)
         if binding.server_streaming:
             return await self._stream(request, binding, upstream, message, metadata, timeout)
@@ -219,6 +230,8 @@ class Transcoder:
             status.message = f"{binding.service_name} is temporarily unavailable; retry later"
         if code == grpc.StatusCode.UNAUTHENTICATED:
             headers["WWW-Authenticate"] = "Bearer"
+        if code == grpc.StatusCode.RESOURCE_EXHAUSTED and (delay := _retry_delay(status)) is not None:
+            headers["Retry-After"] = str(delay)  # a rate limit's google.rpc.RetryInfo, as HTTP says it
         return self._error(status, http_status(code), headers)
 
     @staticmethod
@@ -226,7 +239,18 @@ class Transcoder:
         return Response(status_json(status), status_code=http, media_type=responses.JSON, headers=headers)
 
 
-def upstream_metadata(request: Request, options: EdgeOptions, request_id: str) -> list[tuple[str, str | bytes]]:
+def _retry_delay(status: status_pb2.Status) -> int | None:
+    """Whole seconds of the status's ``RetryInfo`` (at least 1), or ``None`` without one."""
+    for detail in status.details:
+        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            info = error_details_pb2.RetryInfo()
+            detail.Unpack(info)
+            seconds: float = info.retry_delay.seconds + info.retry_delay.nanos / 1e9
+            return max(1, math.ceil(seconds))
+    return None
+
+
+async def upstream_metadata(request: Request, options: EdgeOptions, request_id: str) -> list[tuple[str, str | bytes]]:
     """The gRPC metadata a request sends upstream: forwarded headers, request id, user agent, client address.
 
     Shared by every endpoint of the edge that calls a service (the transcoder and the OAuth
@@ -253,11 +277,27 @@ def upstream_metadata(request: Request, options: EdgeOptions, request_id: str) -
     if user_agent and user_agent.isascii():
         # gRPC replaces a client's own user-agent, so the browser's travels under its own name.
         metadata.append(("x-user-agent", user_agent[:256]))
-    if request.client is not None:
-        # The edge is the first hop: what the client claims in its own X-Forwarded-For is not trusted.
-        metadata = [(k, v) for k, v in metadata if k != "x-forwarded-for"]
-        metadata.append(("x-forwarded-for", request.client.host))
+    # What the client sends under these names (Grpc-Metadata-…) is never passed on: the edge sets them.
+    metadata = [(k, v) for k, v in metadata if k not in (FORWARDED_FOR, PROXY_AUTHORIZATION)]
+    metadata.extend(await _forwarding(request, options))
     return metadata
+
+
+async def _forwarding(request: Request, options: EdgeOptions) -> list[tuple[str, str | bytes]]:
+    """The client address for the services, vouched for with the edge's own token."""
+    if request.client is None:
+        return []
+    headers = request.headers
+    address = client_address(
+        request.client.host, headers.getlist("x-forwarded-for"), headers.getlist("forwarded"), options.trusted_proxies
+    )
+    entries: list[tuple[str, str | bytes]] = [(FORWARDED_FOR, address)]
+    if options.proxy_token is not None:
+        # Without it (identity unreachable) the services see the edge's own address: coarser, never looser.
+        token = await options.proxy_token()
+        if token:
+            entries.append((PROXY_AUTHORIZATION, f"Bearer {token}"))
+    return entries
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -8,18 +8,24 @@ know is refused: deny by default.
 
 Which of those applies depends only on the method, so :func:`authenticated` decides it
 once, when the method is registered; a call pays only for reading its credential.
+
+It is also the one place that settles the call's client address, for public methods
+too: the ``x-forwarded-for`` the REST edge set when the call carries the edge's verified
+proxy token, else the transport peer (``mesh.kit.caller``). The API-key allow-lists,
+audit entries and identity's sign-in limits all read that address.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, Protocol
 
 import grpc
 
 from interceptors.chain import Behaviour, Wrapper, WrapperInterceptor
 from mesh.errors import PermissionDenied
+from mesh.kit.caller import client_address_is, trusted_client_address
 from mesh.principal import Principal, acting_as
 from mesh.registry import Registry
 
@@ -33,11 +39,22 @@ class Authenticator(Protocol):
         """The principal for every metadata entry of a call, or raise ``mesh.errors.Unauthenticated``."""
 
 
-def authenticated(registry: Registry, authenticator: Authenticator) -> Wrapper:
+class ForwardingTrust(Protocol):
+    """Tells whether a call carries the REST edge's proxy token (``runtime.forwarding.EdgeVouching``)."""
+
+    async def vouched(self, metadata: Mapping[str, str]) -> bool:
+        """True when the edge vouches for the call's ``x-forwarded-for``."""
+
+
+def authenticated(
+    registry: Registry, authenticator: Authenticator, forwarding: ForwardingTrust | None = None
+) -> Wrapper:
     """The wrapper that runs a method's behaviour only as an authenticated principal.
 
-    Infrastructure and public methods are left as they are; a method the registry does
-    not know answers PERMISSION_DENIED without looking at the credential.
+    Infrastructure methods are left as they are; public ones only get their client
+    address settled; a method the registry does not know answers PERMISSION_DENIED
+    without looking at the credential. Without ``forwarding`` no forwarded address is
+    believed.
     """
 
     def wrap(path: str, behaviour: Behaviour) -> Behaviour:
@@ -45,48 +62,75 @@ def authenticated(registry: Registry, authenticator: Authenticator) -> Wrapper:
             return behaviour
         method = registry.method(path)
         if method is not None and method.policy is not None and method.policy.public:
-            return behaviour
-        return _guarded(behaviour, authenticator, known=method is not None)
+            return _addressed(behaviour, forwarding)
+        return _guarded(behaviour, authenticator, forwarding, known=method is not None)
 
     return wrap
 
 
-def _guarded(behaviour: Behaviour, authenticator: Authenticator, *, known: bool) -> Behaviour:
-    async def principal_for(context: grpc.aio.ServicerContext[Any, Any]) -> Principal:
-        if not known:
-            raise PermissionDenied("this method has no access policy")
-        entries = tuple(context.invocation_metadata() or ())
-        metadata = {key: value for key, value in entries if isinstance(value, str)}
-        # Every entry, not the dict: two credentials on one call are refused, not one picked.
-        return await authenticator.authenticate(entries, _client_address(metadata, context))
+async def _client_address(
+    metadata: dict[str, str], context: grpc.aio.ServicerContext[Any, Any], forwarding: ForwardingTrust | None
+) -> str:
+    peer = str(context.peer() or "")
+    vouched = forwarding is not None and await forwarding.vouched(metadata)
+    return trusted_client_address(metadata.items(), peer, vouched=vouched)
 
+
+def _metadata(context: grpc.aio.ServicerContext[Any, Any]) -> dict[str, str]:
+    return {key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)}
+
+
+def _addressed(behaviour: Behaviour, forwarding: ForwardingTrust | None) -> Behaviour:
     if inspect.isasyncgenfunction(behaviour):
 
         async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-            principal = await principal_for(context)
-            with acting_as(principal):
+            with client_address_is(await _client_address(_metadata(context), context, forwarding)):
                 async for response in behaviour(request, context):
                     yield response
 
         return stream
 
     async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        principal = await principal_for(context)
-        with acting_as(principal):
+        with client_address_is(await _client_address(_metadata(context), context, forwarding)):
             return await behaviour(request, context)
 
     return call
 
 
-def _client_address(metadata: dict[str, str], context: grpc.aio.ServicerContext[Any, Any]) -> str:
-    forwarded = metadata.get("x-forwarded-for", "")
-    if forwarded:
-        return forwarded.split(",", 1)[0].strip()
-    return str(context.peer() or "")
+def _guarded(
+    behaviour: Behaviour, authenticator: Authenticator, forwarding: ForwardingTrust | None, *, known: bool
+) -> Behaviour:
+    async def principal_for(context: grpc.aio.ServicerContext[Any, Any]) -> tuple[Principal, str]:
+        if not known:
+            raise PermissionDenied("this method has no access policy")
+        entries = tuple(context.invocation_metadata() or ())
+        metadata = {key: value for key, value in entries if isinstance(value, str)}
+        address = await _client_address(metadata, context, forwarding)
+        # Every entry, not the dict: two credentials on one call are refused, not one picked.
+        return await authenticator.authenticate(entries, address), address
+
+    if inspect.isasyncgenfunction(behaviour):
+
+        async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+            principal, address = await principal_for(context)
+            with acting_as(principal), client_address_is(address):
+                async for response in behaviour(request, context):
+                    yield response
+
+        return stream
+
+    async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        principal, address = await principal_for(context)
+        with acting_as(principal), client_address_is(address):
+            return await behaviour(request, context)
+
+    return call
 
 
 class AuthenticationInterceptor(WrapperInterceptor):
     """:func:`authenticated` as a per-call interceptor, for servers built with interceptors."""
 
-    def __init__(self, registry: Registry, authenticator: Authenticator) -> None:
-        super().__init__(authenticated(registry, authenticator))
+    def __init__(
+        self, registry: Registry, authenticator: Authenticator, forwarding: ForwardingTrust | None = None
+    ) -> None:
+        super().__init__(authenticated(registry, authenticator, forwarding))

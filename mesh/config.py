@@ -8,6 +8,7 @@ start-up with a :class:`ConfigError` that names the variable.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import pathlib
 import re
 from collections.abc import Mapping
@@ -21,6 +22,8 @@ MeshMode = Literal["processes", "all-in-one"]
 
 _SCHEMA_PREFIX = re.compile(r"^[a-z][a-z0-9_]{0,30}$|^$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class ConfigError(ValueError):
@@ -59,6 +62,13 @@ class Settings:
         log_level: DEBUG, INFO, WARNING or ERROR.
         api_key_max_lifetime_days: the longest an API key may live; a key created without an
             expiry expires this many days after its creation.
+        service_secret: the mesh's master service secret. Only identity (which verifies
+            service credentials) and the supervisor (which hands them out) read it.
+        service_credential: this process's own service credential
+            (``VOCELIO_SERVICE_CREDENTIAL``, set by the supervisor); empty means "derive it
+            from the master secret" (in-process meshes, tests).
+        edge_host: address the REST edge binds (public); empty means ``host``.
+        edge_trusted_proxies: networks whose ``X-Forwarded-For``/``Forwarded`` the edge believes.
 
     """
 
@@ -91,6 +101,10 @@ class Settings:
     bootstrap_admin_email: str = ""
     bootstrap_admin_password: str = dataclasses.field(default="", repr=False)
     api_key_max_lifetime_days: int = 365
+    # --- trusted client addresses, per-service credentials (issue #9) ---
+    service_credential: str = dataclasses.field(default="", repr=False)
+    edge_host: str = ""
+    edge_trusted_proxies: tuple[IPNetwork, ...] = ()
 
     def __post_init__(self) -> None:
         if self.port_offset < 0 or self.port_offset > 50000:
@@ -137,17 +151,12 @@ class Settings:
             )
         if self.bootstrap_admin_password and len(self.bootstrap_admin_password) < 12:
             raise ConfigError("VOCELIO_BOOTSTRAP_ADMIN_PASSWORD", "must be at least 12 characters")
-        if self.environment == "production":
-            for name, secret in (
-                ("VOCELIO_SERVICE_SECRET", self.service_secret),
-                ("VOCELIO_KEY_ENCRYPTION_KEY", self.key_encryption_key),
-            ):
-                if not secret:
-                    raise ConfigError(name, "is required in production")
         if not 1 <= self.api_key_max_lifetime_days <= 3650:
             raise ConfigError("VOCELIO_API_KEY_MAX_LIFETIME_DAYS", "must be between 1 and 3650 days")
         if self.log_level not in _LOG_LEVELS:
             raise ConfigError("VOCELIO_LOG_LEVEL", f"must be one of {', '.join(_LOG_LEVELS)}")
+        if self.environment == "production":
+            _check_production_secrets(self)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -192,6 +201,11 @@ class Settings:
             bootstrap_admin_email=environ.get("VOCELIO_BOOTSTRAP_ADMIN_EMAIL", "").strip(),
             bootstrap_admin_password=environ.get("VOCELIO_BOOTSTRAP_ADMIN_PASSWORD", ""),
             api_key_max_lifetime_days=_integer(environ, "VOCELIO_API_KEY_MAX_LIFETIME_DAYS", 365),
+            service_credential=environ.get("VOCELIO_SERVICE_CREDENTIAL", "").strip(),
+            edge_host=environ.get("VOCELIO_EDGE_HOST", "").strip(),
+            edge_trusted_proxies=parse_networks(
+                "VOCELIO_EDGE_TRUSTED_PROXIES", environ.get("VOCELIO_EDGE_TRUSTED_PROXIES", "")
+            ),
         )
 
     def port_for(self, contract_port: int) -> int:
@@ -206,6 +220,18 @@ class Settings:
 
         return load_or_create(self.var_dir / "secrets" / "service-secret")
 
+    def mesh_service_credential(self, name: str) -> str:
+        """The credential of service ``name`` (``edge`` for the REST edge).
+
+        A process the supervisor started holds only its own (``VOCELIO_SERVICE_CREDENTIAL``);
+        one that holds the master secret (identity, an in-process mesh) derives any.
+        """
+        if self.service_credential:
+            return self.service_credential
+        from mesh.service_credentials import derive
+
+        return derive(self.mesh_service_secret(), name)
+
     def mesh_key_encryption_key(self) -> str:
         """The key-encryption key: configured, or generated once under ``var_dir``."""
         if self.key_encryption_key:
@@ -213,6 +239,11 @@ class Settings:
         from mesh.secrets import load_or_create
 
         return load_or_create(self.var_dir / "secrets" / "key-encryption-key")
+
+    @property
+    def edge_bind_host(self) -> str:
+        """The address the REST edge listens on (``VOCELIO_EDGE_HOST``, else ``VOCELIO_HOST``)."""
+        return self.edge_host or self.host
 
     @property
     def edge_listen_port(self) -> int:
@@ -254,6 +285,143 @@ def parse_database_url(raw: str) -> URL | None:
     if not url.database:
         raise ConfigError("VOCELIO_DATABASE_URL", "has no database name")
     return url.set(drivername="postgresql+psycopg")
+
+
+def parse_networks(variable: str, raw: str) -> tuple[IPNetwork, ...]:
+    """Comma-separated CIDRs (a bare address is a /32 or /128).
+
+    Raises:
+        ConfigError: an entry is not an IP network (host bits set count as an error too).
+
+    """
+    networks: list[IPNetwork] = []
+    for entry in (part.strip() for part in raw.split(",")):
+        if not entry:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=True))
+        except ValueError as error:
+            raise ConfigError(
+                variable, f"{entry!r} is not a network like 10.0.0.0/8 or 2001:db8::/32 ({error})"
+            ) from None
+    return tuple(networks)
+
+
+# --- production secrets (issue #9) ---
+
+_MIN_SECRET_BYTES = 32
+_PLACEHOLDERS = (
+    "changeme",
+    "change-me",
+    "change_me",
+    "secret",
+    "password",
+    "example",
+    "default",
+    "placeholder",
+    "vocelio",
+)
+_COMMON_PASSWORDS = frozenset(
+    {
+        "password",
+        "passw0rd",
+        "p@ssw0rd",
+        "admin",
+        "administrator",
+        "letmein",
+        "welcome",
+        "qwerty",
+        "qwertyuiop",
+        "iloveyou",
+        "changeme",
+        "secret",
+        "vocelio",
+        "monkey",
+        "dragon",
+        "football",
+        "baseball",
+        "superman",
+        "trustno",
+        "master",
+        "sunshine",
+        "princess",
+        "shadow",
+        "abc",
+        "login",
+        "root",
+        "test",
+        "guest",
+    }
+)
+_LEET = str.maketrans({"@": "a", "4": "a", "0": "o", "1": "l", "3": "e", "$": "s", "5": "s", "7": "t"})
+_RUNS = (
+    "0123456789012345678901234567890",
+    "9876543210987654321098765432109",
+    "qwertyuiopasdfghjklzxcvbnm",
+    "abcdefghijklmnopqrstuvwxyz",
+)
+
+
+def _check_production_secrets(settings: Settings) -> None:
+    # A supervised child holds only its own credential; identity and the supervisor hold the master.
+    service = (
+        ("VOCELIO_SERVICE_CREDENTIAL", settings.service_credential)
+        if settings.service_credential
+        else ("VOCELIO_SERVICE_SECRET", settings.service_secret)
+    )
+    for name, secret in (service, ("VOCELIO_KEY_ENCRYPTION_KEY", settings.key_encryption_key)):
+        problem = secret_weakness(secret)
+        if problem:
+            raise ConfigError(name, problem)
+    if settings.bootstrap_admin_password:
+        problem = password_weakness(settings.bootstrap_admin_password, settings.bootstrap_admin_email)
+        if problem:
+            raise ConfigError("VOCELIO_BOOTSTRAP_ADMIN_PASSWORD", problem)
+
+
+def secret_weakness(secret: str) -> str:
+    """Why a secret is too weak for production, or ``""``: it must carry at least 256 bits.
+
+    Accepted: 64+ hex digits or 43+ base64url characters (``openssl rand -base64 32``,
+    ``python -c 'import secrets; print(secrets.token_urlsafe(32))'``) that are not a
+    placeholder or a run of a few repeated characters. The message never shows the value.
+    """
+    if not secret:
+        return "is required in production"
+    value = secret.strip().rstrip("=")
+    if re.fullmatch(r"[0-9a-fA-F]+", value):
+        size = len(value) // 2
+    elif re.fullmatch(r"[A-Za-z0-9_\-+/]+", value):
+        size = len(value) * 6 // 8
+    else:
+        return "must be hex or base64url (for example: openssl rand -base64 32)"
+    if size < _MIN_SECRET_BYTES:
+        return f"must carry at least {_MIN_SECRET_BYTES * 8} bits (43+ base64url characters or 64+ hex digits)"
+    lowered = value.lower()
+    if any(word in lowered for word in _PLACEHOLDERS) or len(set(value)) < 10:
+        return "looks like a placeholder, not a random secret; generate one (openssl rand -base64 32)"
+    return ""
+
+
+def password_weakness(password: str, email: str = "") -> str:
+    """Why a bootstrap administrator password is too weak, or ``""``.
+
+    At least 12 characters; not a common password with digits or symbols around it; not
+    a keyboard or digit run; not containing the e-mail address's local part.
+    """
+    if len(password) < 12:
+        return "must be at least 12 characters"
+    lowered = password.lower()
+    # "Password123!", "P@ssw0rd!!2024": the word inside digits and symbols, leetspeak undone
+    core = re.sub(r"^[^a-z]+|[^a-z]+$", "", lowered).translate(_LEET)
+    if {re.sub(r"[^a-z]", "", lowered), re.sub(r"[^a-z]", "", core)} & _COMMON_PASSWORDS:
+        return "is a common password"
+    if len(set(lowered)) < 5 or any(lowered in run for run in _RUNS):
+        return "is too predictable (repeated characters or a keyboard run)"
+    local = email.partition("@")[0].lower()
+    if len(local) >= 3 and local in lowered:
+        return "must not contain the e-mail address"
+    return ""
 
 
 def _integer(environ: Mapping[str, str], name: str, default: int) -> int:

@@ -24,6 +24,16 @@ _POLICY_OPTION: Any = policy_pb2.policy
 _HTTP_OPTION: Any = annotations_pb2.http
 
 
+# What every service host calls as itself, whatever its contract lists: identity's revocation
+# stream (runtime/revocations.py) and audit intake (mesh/kit/audit.py), and developer_api's
+# API-key check (runtime/security.py).
+RUNTIME_CALLS = (
+    "/vocelio.identity.v1.IdentityService/StreamRevocations",
+    "/vocelio.identity.v1.IdentityService/RecordAuditEvent",
+    "/vocelio.developer_api.v1.DeveloperApiService/VerifyApiKey",
+)
+
+
 class RegistryError(ValueError):
     """The contracts describe an inconsistent mesh (duplicate names or ports)."""
 
@@ -65,6 +75,7 @@ class ServiceSpec:
         full_name: the proto service name (``vocelio.call_center.v1.CallCenterService``).
         proto_file: the .proto file that declares the service.
         methods: the RPCs, in declaration order.
+        calls: the methods the service calls as itself (``ServiceInfo.calls``, gRPC paths).
 
     """
 
@@ -74,6 +85,7 @@ class ServiceSpec:
     full_name: str
     proto_file: str
     methods: tuple[MethodSpec, ...]
+    calls: tuple[str, ...] = ()
 
     @property
     def package(self) -> str:
@@ -142,6 +154,24 @@ class Registry:
         """The method with this gRPC path, or ``None``."""
         return self._methods.get(path)
 
+    def service_permissions(self, name: str) -> frozenset[str]:
+        """The permissions service ``name``'s own token carries: those its calls need.
+
+        Its contract's ``calls`` plus :data:`RUNTIME_CALLS`; a path no method has adds
+        nothing (the contract tests refuse one).
+
+        Raises:
+            KeyError: no such service.
+
+        """
+        spec = self._by_name[name]
+        permissions = set()
+        for path in (*RUNTIME_CALLS, *spec.calls):
+            method = self._methods.get(path)
+            if method is not None and method.policy is not None and method.policy.permission:
+                permissions.add(method.policy.permission)
+        return frozenset(permissions)
+
     def descriptor(self, service: ServiceSpec) -> descriptor.ServiceDescriptor:
         """The protobuf descriptor of a service, from this registry's pool."""
         return self.pool.FindServiceByName(service.full_name)
@@ -185,6 +215,7 @@ def _service_spec(service: descriptor.ServiceDescriptor, info: policy_pb2.Servic
         full_name=service.full_name,
         proto_file=service.file.name,
         methods=tuple(methods),
+        calls=tuple(info.calls),
     )
 
 

@@ -30,6 +30,7 @@ class ServiceCredential:
     """The calling service's own access token, obtained from identity and renewed before expiry."""
 
     def __init__(self, service_name: str, settings: Settings, identity_channel: Callable[[], grpc.aio.Channel]) -> None:
+        self.name = service_name
         self.subject = f"services/{service_name}"
         self._settings = settings
         self._channel = identity_channel
@@ -51,7 +52,7 @@ class ServiceCredential:
                 identity_service_pb2.IssueTokenRequest(
                     grant_type="client_credentials",
                     client_id=self.subject,
-                    client_secret=self._settings.mesh_service_secret(),
+                    client_secret=self._settings.mesh_service_credential(self.name),
                 ),
                 timeout=10,
             )

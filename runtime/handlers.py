@@ -89,7 +89,7 @@ class ServiceContext:
             registry=registry,
             clients=clients,
             clock=clock,
-            page_tokens=PageTokens.from_secret(settings.mesh_service_secret(), spec.name),
+            page_tokens=PageTokens.from_secret(settings.mesh_service_credential(spec.name), spec.name),
             idempotency=IdempotencyStore(clock),
             outbox=Outbox(clock),
             identity_calls=identity_calls,

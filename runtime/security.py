@@ -3,7 +3,8 @@
 Credentials: ``authorization: Bearer <access token>`` (a JWT from identity),
 ``authorization: Bearer <API key>`` or ``x-api-key: <API key>`` (``vk_…``, checked by
 developer_api). Permissions: a user's come from the role table; an API key's (and a
-down-scoped token's) are its scopes; a service's are all of them. A verified token's
+down-scoped token's) are its scopes; a service's are its token's scopes, which identity
+derives from the calls the service's contract declares. A verified token's
 principal is cached (bounded, least recently used first out) until the token expires,
 but revocation is checked on every call, so a revoked token fails on the very next one.
 """
@@ -133,7 +134,11 @@ class Authenticator:
         if subject.startswith("services/"):
             if claims.role != "SERVICE":
                 raise InvalidToken("service subject without the SERVICE role")
-            kind, permissions, role = PrincipalKind.SERVICE, frozenset({"*"}), "SERVICE"
+            # Exactly what identity put in its token: the permissions of the calls its contract declares
+            # (platform-wide, but nothing more); "*" in a service token is refused rather than honoured.
+            if "*" in claims.scopes:
+                raise InvalidToken("service token with a wildcard scope")
+            kind, permissions, role = PrincipalKind.SERVICE, frozenset(claims.scopes), "SERVICE"
         elif _API_KEY_SUBJECT.match(subject):
             if not claims.scopes:
                 raise InvalidToken("API key token without scopes")

@@ -90,7 +90,7 @@ class InProcessMesh:
         app = mesh_app(self.registry, self.settings, self.ports)
         listen = self.settings.edge_listen_port if port is None else port
         config = uvicorn.Config(
-            app, host=self.settings.host, port=listen, log_config=None, access_log=False, proxy_headers=False
+            app, host=self.settings.edge_bind_host, port=listen, log_config=None, access_log=False, proxy_headers=False
         )
         self.edge = _EmbeddedServer(config)
         self._edge_task = asyncio.create_task(self.edge.serve())

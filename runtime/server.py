@@ -39,6 +39,7 @@ from mesh.registry import Registry, ServiceSpec
 from mesh.revocations import RevocationSet
 from mesh.tokens import TokenVerifier
 from runtime.clients import MeshClients
+from runtime.forwarding import EdgeVouching
 from runtime.handlers import ServiceContext, ServiceModule, load_service_module, unimplemented_handler
 from runtime.revocations import RevocationWatcher
 from runtime.security import Authenticator, SecurityOptions, identity_jwks
@@ -112,13 +113,15 @@ class ServiceHost:
         self._revocation_watcher = (
             RevocationWatcher(self.clients, self.revocations) if security.watch_revocations else None
         )
+        # Calls through the REST edge carry its proxy token; only then is their x-forwarded-for believed.
+        self.forwarding = EdgeVouching(self.authenticator.verifier)
         self.health = HealthServicer()
         self.inflight = InFlightCalls()
         self.server: grpc.aio.Server = chained_server(
             [
                 with_errors,
                 self.inflight.tracked,
-                authenticated(registry, self.authenticator),
+                authenticated(registry, self.authenticator, self.forwarding),
                 authorized(registry),
                 # after authentication, so only a caller allowed to make the call learns the contract's rules
                 validated(registry),

@@ -5,6 +5,10 @@ mode runs every service and the edge in a single process. Either way the supervi
 prints a table of services and their health once the mesh is up, restarts a child that
 crashes (with exponential backoff, and says so), and on Ctrl-C or SIGTERM stops every
 child gracefully (SIGTERM, then SIGKILL after the grace period).
+
+Each child gets only its own service credential (``VOCELIO_SERVICE_CREDENTIAL``, derived
+from the master secret); the master secret itself goes to identity alone (and to the
+all-in-one process, which hosts identity).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import sys
 import time
 from typing import TextIO
 
-from mesh import migrations
+from mesh import migrations, service_credentials
 from mesh.config import Settings
 from mesh.db import ServiceDatabase
 from mesh.registry import Registry
@@ -40,6 +44,7 @@ class Child:
     name: str
     argv: list[str]
     ports: list[tuple[str, int]]  # (service name or "edge", port) served by this process
+    credential: str = ""  # whose service credential the child gets; "" = the master secret (all-in-one)
     process: asyncio.subprocess.Process | None = None
     started_at: float = 0.0
     restarts: int = 0
@@ -74,6 +79,7 @@ class Supervisor:
                     "mesh",
                     [python, "-m", "runtime", "serve", "--all", "--with-edge", *with_parent],
                     [*ports, ("edge", edge_port)],
+                    credential="",
                 )
             ]
         children = [
@@ -81,10 +87,18 @@ class Supervisor:
                 spec.name,
                 [python, "-m", "runtime", "serve", spec.name, *with_parent],
                 [(spec.name, self.settings.port_for(spec.contract_port))],
+                credential=spec.name,
             )
             for spec in self.registry
         ]
-        children.append(Child("edge", [python, "-m", "gateway_rest", "--mesh"], [("edge", edge_port)]))
+        children.append(
+            Child(
+                "edge",
+                [python, "-m", "gateway_rest", "--mesh"],
+                [("edge", edge_port)],
+                credential=service_credentials.EDGE,
+            )
+        )
         return children
 
     async def run(self) -> int:
@@ -148,13 +162,28 @@ class Supervisor:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=log_file,
-                env=self._child_environment,
+                env=self._environment_of(child),
                 start_new_session=True,  # Ctrl-C reaches the supervisor only; it stops children in order
                 preexec_fn=_stop_when_parent_dies,
             )
         finally:
             log_file.close()
         child.started_at = time.monotonic()
+
+    def _environment_of(self, child: Child) -> dict[str, str]:
+        """The child's environment: the supervisor's, with only the child's own service credential."""
+        environment = {
+            key: value
+            for key, value in self._child_environment.items()
+            if key not in ("VOCELIO_SERVICE_SECRET", "VOCELIO_SERVICE_CREDENTIAL")
+        }
+        master = self.settings.mesh_service_secret()
+        if child.credential in ("", "identity"):
+            # identity verifies every service's credential; the all-in-one process hosts identity
+            environment["VOCELIO_SERVICE_SECRET"] = master
+        if child.credential:
+            environment["VOCELIO_SERVICE_CREDENTIAL"] = service_credentials.derive(master, child.credential)
+        return environment
 
     async def _watch(self, child: Child) -> None:
         while not self._stopping.is_set():
@@ -180,7 +209,8 @@ class Supervisor:
     async def _status(self, name: str, port: int) -> str:
         if name == "edge":
             # the edge asks every service in turn, so it gets their budget and one more
-            code = await http_status(self.settings.host, port, "/health", 2 * self.settings.health_probe_timeout)
+            host = _dialable(self.settings.edge_bind_host)
+            code = await http_status(host, port, "/health", 2 * self.settings.health_probe_timeout)
             return "UNREACHABLE" if code is None else f"HTTP {code}"
         return await grpc_health(f"{self.settings.host}:{port}", self.settings.health_probe_timeout)
 
@@ -206,7 +236,8 @@ class Supervisor:
             total_rss += rss_bytes(pid)
             total_pss += pss_bytes(pid)
             for name, port in child.ports:
-                rows.append((name, f"{self.settings.host}:{port}", str(pid), statuses.get(name, "?")))
+                host = self.settings.edge_bind_host if name == "edge" else self.settings.host
+                rows.append((name, f"{host}:{port}", str(pid), statuses.get(name, "?")))
         widths = [max(len(row[i]) for row in rows) for i in range(4)]
         for row in rows:
             self.out.write(
@@ -218,7 +249,7 @@ class Supervisor:
             f"mesh {verdict}: {serving}/{len(self.registry)} services SERVING after {elapsed:.1f}s; "
             f"resident memory {total_rss / 2**20:.0f} MiB (proportional {total_pss / 2**20:.0f} MiB) "
             f"in {len(self.children)} processes; "
-            f"REST edge on http://{self.settings.host}:{self.settings.edge_listen_port}; Ctrl-C stops"
+            f"REST edge on http://{self.settings.edge_bind_host}:{self.settings.edge_listen_port}; Ctrl-C stops"
         )
 
     async def _terminate_all(self) -> None:
@@ -241,6 +272,11 @@ class Supervisor:
     def _say(self, message: str) -> None:
         self.out.write(f"[vocelio] {message}\n")
         self.out.flush()
+
+
+def _dialable(host: str) -> str:
+    """Where to reach a server bound to ``host`` from this machine (a wildcard bind answers on loopback)."""
+    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
 
 
 def _stop_when_parent_dies() -> None:

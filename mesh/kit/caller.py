@@ -1,16 +1,25 @@
 """Who is on the other end of the wire: client address, user agent, request and trace ids.
 
-One parser for every service, with today's trust rules: the first ``x-forwarded-for`` hop
-when present (the edge sets it), else the transport peer; ``x-user-agent`` (what an edge
-forwards for browsers, since gRPC replaces a client's user-agent) before ``user-agent``.
-A later issue hardens which hops are trusted.
+The client address is the transport peer, unless the REST edge vouched for the call with
+its own service token, in which case it is the ``x-forwarded-for`` the edge set. That
+decision is made once per call, by the authentication wrapper
+(``interceptors/auth.py``, which verifies the edge's token), and published with
+:func:`client_address_is`; :meth:`CallerInfo.of` reads it, so audit entries, API-key
+allow-lists and identity's sign-in limits all see the same address. ``x-user-agent``
+(what the edge forwards for browsers, since gRPC replaces a client's user-agent) comes
+before ``user-agent``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
-from collections.abc import Iterable
+import ipaddress
+from collections.abc import Iterable, Iterator
 from typing import Any
+
+from mesh.forwarding import FORWARDED_FOR
 
 ADDRESS_MAX = 64
 USER_AGENT_MAX = 512
@@ -35,14 +44,19 @@ class CallerInfo:
     trace_id: str = ""
 
     @classmethod
-    def from_metadata(cls, metadata: Iterable[tuple[str, Any]], peer: str) -> CallerInfo:
-        """Parse invocation metadata and a gRPC peer string (``ipv4:10.0.0.1:5123``)."""
+    def from_metadata(
+        cls, metadata: Iterable[tuple[str, Any]], peer: str, *, client_address: str | None = None
+    ) -> CallerInfo:
+        """Parse invocation metadata and a gRPC peer string (``ipv4:10.0.0.1:5123``).
+
+        ``client_address`` is the address the call's trust decision settled on; without
+        one, the transport peer's (``x-forwarded-for`` is never read here).
+        """
         values: dict[str, str] = {}
         for key, value in metadata:
             if isinstance(value, str):
                 values.setdefault(key.lower(), value)
-        forwarded = values.get("x-forwarded-for", "").split(",", 1)[0].strip()
-        address = forwarded or peer_address(peer)
+        address = client_address if client_address is not None else peer_address(peer)
         user_agent = values.get("x-user-agent") or values.get("user-agent", "")
         parts = values.get("traceparent", "").split("-")
         trace_id = parts[1] if len(parts) == 4 and len(parts[1]) == 32 else ""
@@ -52,7 +66,39 @@ class CallerInfo:
     @classmethod
     def of(cls, context: Any) -> CallerInfo:
         """The caller of a running call (a ``grpc.aio.ServicerContext``)."""
-        return cls.from_metadata(context.invocation_metadata() or (), str(context.peer() or ""))
+        return cls.from_metadata(
+            context.invocation_metadata() or (), str(context.peer() or ""), client_address=_client_address.get()
+        )
+
+
+_client_address: contextvars.ContextVar[str | None] = contextvars.ContextVar("vocelio_client_address", default=None)
+
+
+@contextlib.contextmanager
+def client_address_is(address: str) -> Iterator[None]:
+    """Publish the trusted client address of the running call (the authentication wrapper does)."""
+    token = _client_address.set(address)
+    try:
+        yield
+    finally:
+        _client_address.reset(token)
+
+
+def trusted_client_address(metadata: Iterable[tuple[str, Any]], peer: str, *, vouched: bool) -> str:
+    """The client address of a call: the edge's ``x-forwarded-for`` when ``vouched``, else the peer's.
+
+    ``vouched`` means the call carried the edge's verified proxy token. A forwarded value
+    that is not an IP address is ignored.
+    """
+    if vouched:
+        for key, value in metadata:
+            if key == FORWARDED_FOR and isinstance(value, str):
+                candidate = value.split(",", 1)[0].strip()
+                try:
+                    return str(ipaddress.ip_address(candidate))
+                except ValueError:
+                    break
+    return peer_address(peer)
 
 
 def peer_address(peer: str) -> str:

@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 # Sign-in attempts: per account (e-mail) and per client address, per minute.
 ATTEMPTS_PER_ACCOUNT = 10
 ATTEMPTS_PER_ADDRESS = 30
+# Successful client_credentials grants per client a minute (a service renews every ~14 minutes).
+GRANTS_PER_CLIENT = 60
 SERVICE_NAME = "identity"
 
 
@@ -88,6 +90,7 @@ class Identity:
         self.account_limiter = RateLimiter(ATTEMPTS_PER_ACCOUNT, 60.0)
         self.address_limiter = RateLimiter(ATTEMPTS_PER_ADDRESS, 60.0)
         self.client_failures = RateLimiter(ATTEMPTS_PER_ADDRESS, 60.0)
+        self.client_grants = RateLimiter(GRANTS_PER_CLIENT, 60.0)
         self.phantom_lockouts = PhantomLockouts(5)
         self.access: AccessTable = default_access_table()
         self.verifier = TokenVerifier(
@@ -259,7 +262,8 @@ class Identity:
             return self._own_token
         await self.ready()
         subject = f"services/{SERVICE_NAME}"
-        issued = await self.mint(None, TokenSubject(subject, "", "SERVICE", client_id=subject))
+        scopes = tuple(sorted(self.registry.service_permissions(SERVICE_NAME)))
+        issued = await self.mint(None, TokenSubject(subject, "", "SERVICE", scopes, client_id=subject))
         self._own_token = issued.token
         self._own_token_until = time.monotonic() + max(0, issued.expires_in - 60)
         return issued.token

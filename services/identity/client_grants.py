@@ -1,14 +1,20 @@
 """IssueToken's client_credentials grant (RFC 6749 §4.4): mesh services and API keys.
 
-A service authenticates with ``client_id = services/<name>`` and the mesh's shared
-service secret; anything else is an API key whose secret developer_api verifies. Neither
-gets a refresh token. Failed attempts are audited and limited per client address.
+A service authenticates with ``client_id = services/<name>`` and its own credential,
+HMAC-SHA256 of the master secret only identity holds (:mod:`mesh.service_credentials`);
+its token carries just the permissions of the calls its contract declares
+(``Registry.service_permissions``; the edge, ``services/edge``, gets none). Anything else
+is an API key whose secret developer_api verifies. Neither gets a refresh token. Failed
+attempts are audited and limited per client address; successful ones per client
+(``app.GRANTS_PER_CLIENT`` a minute: services renew every ~14 minutes, so only a runaway
+or stolen credential ever meets it).
 """
 
 from __future__ import annotations
 
-import hmac
+import hashlib
 
+from mesh import service_credentials
 from mesh.kit.caller import CallerInfo
 from services.identity import audit, oauth
 from services.identity.app import Identity
@@ -16,13 +22,30 @@ from services.identity.oauth import Grant, GrantRequest, OAuthError, RateLimited
 
 
 async def client_credentials_grant(app: Identity, request: GrantRequest, info: CallerInfo) -> Grant:
-    """The client_credentials grant: a mesh service with the service secret, or an API key."""
+    """The client_credentials grant: a mesh service with its credential, or an API key."""
     secret = oauth.require(request.client_secret, "client_secret", oauth.GRANT_CLIENT_CREDENTIALS)
+    client = _client_key(request.client_id, secret)
+    # Only successful grants fill this bucket, so nobody without the secret can empty it.
+    _check_successes(app, client)
     if request.client_id.startswith("services/"):
-        return await _service_grant(app, request, secret, info)
-    # Checked before asking developer_api, so a flood of bad keys does not become a flood of calls.
-    _check_failures(app, info)
-    return await _api_key_grant(app, request, secret, info)
+        grant = await _service_grant(app, request, secret, info)
+    else:
+        # Checked before asking developer_api, so a flood of bad keys does not become a flood of calls.
+        _check_failures(app, info)
+        grant = await _api_key_grant(app, request, secret, info)
+    app.client_grants.take(client)
+    return grant
+
+
+def _client_key(client_id: str, secret: str) -> str:
+    # An API key may come without a client_id: its bucket is then the secret's (hashed, never stored).
+    return client_id or "secret:" + hashlib.sha256(secret.encode()).hexdigest()[:32]
+
+
+def _check_successes(app: Identity, client: str) -> None:
+    wait = app.client_grants.wait_time(client)
+    if wait:
+        raise RateLimited(wait, "per_client")
 
 
 def _check_failures(app: Identity, info: CallerInfo) -> None:
@@ -52,14 +75,23 @@ async def _client_failed(app: Identity, info: CallerInfo, actor: audit.Actor, fa
 
 async def _service_grant(app: Identity, request: GrantRequest, secret: str, info: CallerInfo) -> Grant:
     name = request.client_id.removeprefix("services/")
-    matches = hmac.compare_digest(secret.encode(), app.settings.mesh_service_secret().encode())
-    known = any(spec.name == name for spec in app.registry)
-    if not (matches and known):
+    allowed = _service_permissions(app, name)
+    if allowed is None or not service_credentials.matches(app.settings.mesh_service_secret(), name, secret):
         actor = audit.Actor(request.client_id[:100], "SERVICE", name[:64])
-        raise await _client_failed(app, info, actor, "bad_client_secret" if known else "unknown_service")
-    scopes = oauth.narrow_scopes(request.scope, {"*"}, app.access.all_permissions)
+        raise await _client_failed(app, info, actor, "bad_client_secret" if allowed is not None else "unknown_service")
+    scopes = oauth.narrow_scopes(request.scope, allowed, app.access.all_permissions) or tuple(sorted(allowed))
     issued = await app.mint(None, TokenSubject(request.client_id, "", "SERVICE", scopes, client_id=request.client_id))
     return Grant(access_token=issued.token, expires_in=issued.expires_in, organization_id="", scopes=scopes)
+
+
+def _service_permissions(app: Identity, name: str) -> frozenset[str] | None:
+    """What service ``name``'s token may carry; ``None`` for a name that is no mesh service."""
+    if name == service_credentials.EDGE:
+        return frozenset()
+    try:
+        return app.registry.service_permissions(name)
+    except KeyError:
+        return None
 
 
 async def _api_key_grant(app: Identity, request: GrantRequest, secret: str, info: CallerInfo) -> Grant:

@@ -13,7 +13,7 @@ from mesh.registry import default_registry
 from runtime.handlers import load_service_module, unimplemented_message
 from tests.support.grpc_helpers import SERVING, health_status, reflection_services
 from tests.support.mesh import running_services
-from tests.support.tokens import TestIssuer
+from tests.support.tokens import TestIssuer, every_permission
 
 ISSUER = TestIssuer()
 
@@ -26,6 +26,23 @@ async def mesh(sqlite_settings: Settings):
     settings = dataclasses.replace(sqlite_settings, health_probe_interval=2.0, health_probe_timeout=2.0)
     async with running_services(settings, issuer=ISSUER, edge=True) as in_process:
         yield in_process, in_process.edge_port
+
+
+async def _real_service_token(in_process) -> str:
+    """A token from the mesh's real identity: services/agents with its own credential."""
+    from vocelio.identity.v1 import identity_service_pb2, identity_service_pb2_grpc
+
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{in_process.ports['identity']}") as channel:
+        reply = await identity_service_pb2_grpc.IdentityServiceStub(channel).IssueToken(
+            identity_service_pb2.IssueTokenRequest(
+                grant_type="client_credentials",
+                client_id="services/agents",
+                client_secret=in_process.settings.mesh_service_credential("agents"),
+            ),
+            timeout=10,
+        )
+    token: str = reply.access_token
+    return token
 
 
 async def _call(channel, method, metadata):
@@ -51,11 +68,11 @@ async def test_every_service_serves_health_and_reflection(mesh):
 
 async def test_unbuilt_methods_answer_unimplemented_with_a_reason(mesh):
     in_process, _ = mesh
-    service_token = ISSUER.mint(subject="services/tests", role="SERVICE", org="")
     checked = 0
     for host in in_process.hosts:
         if load_service_module(host.spec) is not None:
             continue  # implemented services are tested on their own
+        service_token = ISSUER.mint_service("tests", scope=every_permission(host.spec))
         async with grpc.aio.insecure_channel(f"127.0.0.1:{host.port}") as channel:
             for method in host.spec.methods:
                 error = await _call(channel, method, (("authorization", f"Bearer {service_token}"),))
@@ -88,7 +105,10 @@ async def test_edge_aggregates_health_and_lists_the_registry(mesh):
         assert set(body["services"]) == {s.name for s in default_registry()}
         assert all(s["status"] == "SERVING" for s in body["services"].values())
 
-        services = (await client.get("/services")).json()["services"]
+        assert (await client.get("/services")).status_code == 401  # internal addresses: platform principals only
+        platform = {"Authorization": f"Bearer {await _real_service_token(in_process)}"}
+        assert (await client.get("/metrics", headers=platform)).status_code == 200
+        services = (await client.get("/services", headers=platform)).json()["services"]
         by_name = {s["name"]: s for s in services}
         agents = by_name["agents"]
         assert agents["grpc_services"] == ["vocelio.agents.v1.AgentsService"]

@@ -80,3 +80,27 @@ class TestIssuer:
         payload.update(claims)
         header = {"typ": "at+jwt", "kid": self.kid, **(headers or {})}
         return jwt.encode(payload, self.private_key, algorithm="ES256", headers=header)
+
+    def mint_service(self, name: str, *, scope: str | None = None, **claims: Any) -> str:
+        """A token of ``services/<name>`` as identity issues it: the permissions its declared calls need.
+
+        ``scope`` overrides them (``every_permission()`` for a caller that may call anything).
+        """
+        if scope is None:
+            scope = service_scope(name)
+        return self.mint(subject=f"services/{name}", role="SERVICE", org="", sid="", scope=scope, **claims)
+
+
+def service_scope(name: str) -> str:
+    """The scope identity gives ``services/<name>`` (from the contract's ``calls``)."""
+    from mesh.registry import default_registry
+
+    try:
+        return " ".join(sorted(default_registry().service_permissions(name)))
+    except KeyError:
+        return ""
+
+
+def every_permission(service: Any) -> str:
+    """Every permission a ``ServiceSpec``'s methods need, as a scope (a test caller allowed all of them)."""
+    return " ".join(sorted({m.policy.permission for m in service.methods if m.policy and m.policy.permission}))

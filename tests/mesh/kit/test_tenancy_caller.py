@@ -5,7 +5,7 @@ import pytest
 
 from mesh.errors import FailedPrecondition, Internal, NotFound, PermissionDenied, Unavailable, Unimplemented
 from mesh.kit import tenancy
-from mesh.kit.caller import CallerInfo, peer_address
+from mesh.kit.caller import CallerInfo, peer_address, trusted_client_address
 from mesh.kit.client_errors import domain_error, translated
 from mesh.principal import Principal, PrincipalKind
 
@@ -45,7 +45,7 @@ def test_another_organisations_resource_is_the_same_not_found_as_a_missing_one()
     tenancy.require_writable(MEMBER, "acme", "organizations/acme/agents/a")
 
 
-def test_caller_info_follows_todays_trust_rules():
+def test_caller_info_never_reads_x_forwarded_for_itself():
     metadata = [
         ("x-forwarded-for", "203.0.113.9, 10.0.0.1"),
         ("user-agent", "grpc-python/1.0"),
@@ -55,13 +55,23 @@ def test_caller_info_follows_todays_trust_rules():
         ("bin-bin", b"\x00"),
     ]
     info = CallerInfo.from_metadata(metadata, "ipv4:10.0.0.1:5000")
-    assert info.client_address == "203.0.113.9"
+    assert info.client_address == "10.0.0.1"  # the peer: only the edge's vouched header counts (see below)
+    vouched = CallerInfo.from_metadata(metadata, "ipv4:10.0.0.1:5000", client_address="203.0.113.9")
+    assert vouched.client_address == "203.0.113.9"
     assert info.user_agent == "Mozilla/5.0"
     assert len(info.request_id) == 128
     assert info.trace_id == "a" * 32
     bare = CallerInfo.from_metadata([("user-agent", "curl")], "ipv6:[::1]:5000")
     assert (bare.client_address, bare.user_agent, bare.trace_id) == ("::1", "curl", "")
     assert peer_address("unix:/tmp/sock") == ""
+
+
+def test_the_trusted_client_address_is_the_forwarded_one_only_when_the_edge_vouches():
+    forwarded = [("x-forwarded-for", "203.0.113.9, 10.0.0.1")]
+    assert trusted_client_address(forwarded, "ipv4:10.0.0.1:5000", vouched=True) == "203.0.113.9"
+    assert trusted_client_address(forwarded, "ipv4:10.0.0.1:5000", vouched=False) == "10.0.0.1"
+    assert trusted_client_address([("x-forwarded-for", "not-an-ip")], "ipv6:[::1]:5", vouched=True) == "::1"
+    assert trusted_client_address([], "ipv4:10.0.0.1:5000", vouched=True) == "10.0.0.1"
 
 
 class _RpcError(grpc.aio.AioRpcError):

@@ -54,7 +54,7 @@ class FakeIdentity(identity_service_pb2_grpc.IdentityServiceServicer):
 
     async def IssueToken(self, request, context):
         assert request.grant_type == "client_credentials"
-        token = ISSUER.mint(subject=request.client_id, role="SERVICE", org="", sid="")
+        token = ISSUER.mint_service(request.client_id.removeprefix("services/"))
         return identity_service_pb2.IssueTokenResponse(access_token=token, token_type="Bearer", expires_in=900)
 
     async def RecordAuditEvent(self, request, context):

@@ -10,7 +10,6 @@ from tests.services.developer_api.conftest import ISSUER, Harness, bearer
 from tests.services.developer_api.test_servicer import (
     ADMIN_A,
     ADMIN_B,
-    SERVICE,
     create,
     refused,
     timestamp_in,
@@ -24,7 +23,11 @@ BEA_ADMIN_A = bearer(ISSUER.mint(subject="users/u_bea", role="ADMIN", org="org_a
 VIC_VIEWER_A = bearer(ISSUER.mint(subject="users/u_vic", role="VIEWER", org="org_a"))
 
 
-async def revoke_owned(harness: Harness, owner: str, organization_id: str = "org_a", metadata=SERVICE):
+# team_hub revokes a removed member's keys (its contract declares the call).
+TEAM_HUB = bearer(ISSUER.mint_service("team_hub"))
+
+
+async def revoke_owned(harness: Harness, owner: str, organization_id: str = "org_a", metadata=TEAM_HUB):
     return await harness.stub.RevokeOwnerApiKeys(
         pb.RevokeOwnerApiKeysRequest(organization_id=organization_id, owner=owner),
         metadata=metadata,

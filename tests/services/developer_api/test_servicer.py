@@ -23,7 +23,7 @@ ADMIN_A = bearer(ISSUER.mint(subject="users/u_admin_a", role="ADMIN", org="org_a
 ADMIN_B = bearer(ISSUER.mint(subject="users/u_admin_b", role="ADMIN", org="org_b"))
 AGENT_A = bearer(ISSUER.mint(subject="users/u_agent_a", role="AGENT", org="org_a"))
 ROOT = bearer(ISSUER.mint(subject="users/u_root", role="SUPER_ADMIN", org=""))
-SERVICE = bearer(ISSUER.mint(subject="services/identity", role="SERVICE", org="", sid=""))
+SERVICE = bearer(ISSUER.mint_service("identity"))
 LIVE = api_key_pb2.API_KEY_ENVIRONMENT_LIVE
 ORG_A = "organizations/org_a"
 ORG_B = "organizations/org_b"

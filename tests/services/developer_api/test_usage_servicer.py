@@ -9,14 +9,17 @@ import grpc
 import pytest
 from google.protobuf import duration_pb2, timestamp_pb2
 
-from tests.services.developer_api.conftest import Harness
-from tests.services.developer_api.test_servicer import ADMIN_A, ADMIN_B, ORG_A, PARENTS, ROOT, SERVICE, create, refused
+from tests.services.developer_api.conftest import ISSUER, Harness
+from tests.services.developer_api.test_servicer import ADMIN_A, ADMIN_B, ORG_A, PARENTS, ROOT, create, refused
 from vocelio.common.v1 import usage_pb2
 from vocelio.developer_api.v1 import api_usage_pb2
 from vocelio.developer_api.v1 import developer_api_service_pb2 as pb
 
 NOW = datetime.datetime.now(datetime.UTC)
 HOUR_START = NOW.replace(minute=0, second=0, microsecond=0)
+
+# No service records API requests yet; the one that will declares the call. Its token carries just that.
+RECORDER = (("authorization", f"Bearer {ISSUER.mint_service('usage_recorder', scope='api_request_logs.create')}"),)
 
 
 def at(moment: datetime.datetime) -> timestamp_pb2.Timestamp:
@@ -43,7 +46,7 @@ def entry(key: str, request_id: str, *, status=200, code="OK", latency_ms=20, wh
 
 async def record(harness: Harness, *entries) -> Any:
     return await harness.stub.RecordApiRequests(
-        pb.RecordApiRequestsRequest(api_request_logs=list(entries)), metadata=SERVICE, timeout=10
+        pb.RecordApiRequestsRequest(api_request_logs=list(entries)), metadata=RECORDER, timeout=10
     )
 
 

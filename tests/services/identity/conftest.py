@@ -17,6 +17,8 @@ from google.protobuf import json_format
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from mesh import registry as registry_module
+from mesh import service_credentials
 from mesh.config import Settings
 from mesh.jwks import StaticKeys
 from mesh.registry import default_registry
@@ -33,6 +35,11 @@ SERVICE_SECRET = "test-mesh-service-secret-0123456789"
 ADMIN_EMAIL = "root@vocelio.example"
 ADMIN_PASSWORD = "bootstrap-password-42"
 PASSWORD = "correct horse battery staple"
+
+
+def service_secret(name: str) -> str:
+    """The credential of ``services/<name>`` under the harness's master secret."""
+    return service_credentials.derive(SERVICE_SECRET, name)
 
 
 def claims_of(token: str) -> dict[str, Any]:
@@ -248,11 +255,16 @@ class Harness:
     async def service_token(self, name: str = "team_hub") -> str:
         reply = await self.anonymous.IssueToken(
             pb.IssueTokenRequest(
-                grant_type="client_credentials", client_id=f"services/{name}", client_secret=SERVICE_SECRET
+                grant_type="client_credentials", client_id=f"services/{name}", client_secret=service_secret(name)
             )
         )
         token: str = reply.access_token
         return token
+
+    async def via_edge(self, address: str) -> tuple[tuple[str, str], ...]:
+        """Metadata of a call the REST edge forwards for a client at ``address`` (with the edge's token)."""
+        token = await self.service_token("edge")
+        return (("x-forwarded-for", address), ("x-vocelio-proxy-authorization", f"Bearer {token}"))
 
     async def admin(self) -> Client:
         """The bootstrap SUPER_ADMIN."""
@@ -346,6 +358,17 @@ async def start_harness(settings: Settings) -> AsyncIterator[Harness]:
         await channel.close(None)
         await host.shutdown()
         await fakes.stop(None)
+
+
+@pytest.fixture
+def services_list_revocations(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Give every service token ListRevokedTokens' permission.
+
+    No service lists revocations (the runtime streams them), so no real token may; the
+    tests that read the list as a service declare the call for the test's duration.
+    """
+    extended = (*registry_module.RUNTIME_CALLS, "/vocelio.identity.v1.IdentityService/ListRevokedTokens")
+    monkeypatch.setattr(registry_module, "RUNTIME_CALLS", extended)
 
 
 @pytest.fixture

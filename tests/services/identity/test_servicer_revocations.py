@@ -33,6 +33,7 @@ async def _next(stream: Any) -> Any:
     return await asyncio.wait_for(stream.read(), timeout=10)
 
 
+@pytest.mark.usefixtures("services_list_revocations")
 async def test_revoked_tokens_stream_in_order_after_a_caught_up_marker(any_backend: Harness):
     harness = any_backend
     service = harness.with_token(await harness.service_token())
@@ -171,6 +172,7 @@ async def test_change_password_needs_the_current_one_and_ends_other_sessions(har
     await harness.password_grant("ada@example.com", "a brand new password")
 
 
+@pytest.mark.usefixtures("services_list_revocations")
 async def test_principal_revocation_cuts_off_old_tokens_but_not_the_refreshed_one(any_backend: Harness):
     harness = any_backend
     signed_up, tokens, ada = await harness.user("ada@example.com")

@@ -55,7 +55,7 @@ class FakeIdentity(identity_service_pb2_grpc.IdentityServiceServicer):
 
     async def IssueToken(self, request: Any, context: Any) -> Any:
         assert request.grant_type == "client_credentials"
-        token = ISSUER.mint(subject=request.client_id, role="SERVICE", org="", sid="")
+        token = ISSUER.mint_service(request.client_id.removeprefix("services/"))
         return identity_service_pb2.IssueTokenResponse(access_token=token, token_type="Bearer", expires_in=900)
 
     async def GetUser(self, request: Any, context: Any) -> Any:
@@ -175,7 +175,7 @@ async def start_harness(settings: Settings) -> tuple[Harness, grpc.aio.Server, g
     await host.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{host.port}")
     stub = team_hub_service_pb2_grpc.TeamHubServiceStub(channel)
-    service = Caller(stub, ISSUER.mint(subject="services/identity", role="SERVICE", org="", sid=""))
+    service = Caller(stub, ISSUER.mint_service("identity"))
     return Harness(host, identity, stub, service, developer_api), identity_server, channel
 
 
