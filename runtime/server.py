@@ -36,6 +36,7 @@ from mesh.health import DatabaseWatch
 from mesh.kit.audit import AuditPort
 from mesh.kit.clock import Clock
 from mesh.registry import Registry, ServiceSpec
+from mesh.jwks import TrustedKeys
 from mesh.revocations import RevocationSet
 from mesh.tokens import TokenVerifier
 from runtime.clients import MeshClients
@@ -95,12 +96,16 @@ class ServiceHost:
         self.database = ServiceDatabase(settings, spec.name)
         self.clients = MeshClients(spec.name, settings, registry)
         security = security or SecurityOptions()
-        self.revocations = RevocationSet()
+        self.revocations = RevocationSet(max_staleness=settings.revocation_max_staleness)
         self.authenticator = Authenticator(
             TokenVerifier(
                 issuer=settings.jwt_issuer,
                 audience=settings.jwt_audience,
-                keys=security.keys or identity_jwks(self.clients),
+                keys=TrustedKeys(
+                    security.keys
+                    or identity_jwks(self.clients, ttl=settings.jwks_ttl, max_age=settings.jwks_max_age),
+                    self.revocations,
+                ),
                 revocations=self.revocations,
             ),
             access or default_access_table(),

@@ -230,11 +230,16 @@ class Identity:
     ) -> IssuedToken:
         """Sign an access token for ``who`` with the ACTIVE key.
 
-        With a session, a principal revocation written in this very second is looked up so
-        the new token is stamped after its cut-off (see ``domain.issue_instant``).
+        With a session, a revocation of the principal or of its organisation whose cut-off is
+        still ahead is looked up so the new token is stamped at its cut-off, not before it
+        (see ``domain.issue_instant`` and ``store_log``).
         """
         now = self.clock()
-        cutoff = await store_log.latest_cutoff(session, who.subject, now) if session is not None else None
+        cutoff = (
+            await store_log.latest_cutoff(session, who.subject, now, who.organization_id)
+            if session is not None
+            else None
+        )
         issued_at = issue_instant(now, cutoff)
         claims = access_claims(
             who,

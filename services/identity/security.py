@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,7 +14,7 @@ from mesh.kit.caller import CallerInfo
 from mesh.kit.filtering import FilterField, FilterSchema, Kind, compile_filter
 from mesh.kit.names import ResourceName
 from mesh.principal import Principal
-from services.identity import audit, convert, signing, store_keys, store_log
+from services.identity import audit, convert, feed, signing, store_keys, store_log
 from services.identity.app import Identity
 from services.identity.models import AuditEvent, Revocation, SigningKey
 from vocelio.identity.v1 import audit_event_pb2, identity_service_pb2
@@ -222,32 +223,46 @@ async def list_revocations(app: Identity, request: identity_service_pb2.ListRevo
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class FeedItem:
-    """One message of StreamRevocations: a revocation, or the caught-up marker."""
+    """One message of StreamRevocations: a revocation, the caught-up marker, or a heartbeat."""
 
     revocation: Revocation | None
     caught_up: bool
     head_sequence: int
+    heartbeat: bool = False
 
 
-async def follow_revocations(app: Identity, after_sequence: int) -> AsyncIterator[FeedItem]:
-    """Every unexpired revocation after ``after_sequence``, then the caught-up marker, then live ones, forever."""
+async def follow_revocations(
+    app: Identity, after_sequence: int, *, heartbeat: float | None = None
+) -> AsyncIterator[FeedItem]:
+    """Every unexpired revocation after ``after_sequence``, then the caught-up marker, then live ones, forever.
+
+    When nothing was sent for ``heartbeat`` seconds (``VOCELIO_REVOCATION_HEARTBEAT`` by
+    default) a heartbeat goes out, so the follower knows the stream is alive.
+    """
     await app.ready()
+    interval = app.settings.revocation_heartbeat if heartbeat is None else heartbeat
     last = after_sequence
     caught_up = False
     more = True
+    sent_at = time.monotonic()
     # A ticket is always taken before the read it guards: a commit after it rings it.
     ticket = app.feed.ticket()
     while True:
         if not more:
-            await app.feed.wait(ticket)
+            await app.feed.wait(ticket, min(feed.POLL_SECONDS, interval))
             ticket = app.feed.ticket()
         async with app.transaction() as session:
             rows = await store_log.revocations_after(session, last, app.clock(), _CATCH_UP_PAGE)
             head = await store_log.head_sequence(session)
         for row in rows:
             last = row.sequence
+            sent_at = time.monotonic()
             yield FeedItem(row, False, max(head, row.sequence))
         more = len(rows) == _CATCH_UP_PAGE
         if not more and not caught_up:
             caught_up = True
+            sent_at = time.monotonic()
             yield FeedItem(None, True, max(head, last))
+        elif caught_up and not rows and time.monotonic() - sent_at >= interval:
+            sent_at = time.monotonic()
+            yield FeedItem(None, False, max(head, last), heartbeat=True)

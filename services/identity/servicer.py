@@ -270,6 +270,7 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
                 revocation=convert.revocation(item.revocation) if item.revocation is not None else None,
                 caught_up=item.caught_up,
                 head_sequence=item.head_sequence,
+                heartbeat=item.heartbeat,
             )
 
     async def ListRevokedTokens(

@@ -17,6 +17,7 @@ from tests.support.mesh import trusting
 from tests.support.tokens import TestIssuer
 from vocelio.developer_api.v1 import developer_api_service_pb2_grpc
 from vocelio.identity.v1 import identity_service_pb2, identity_service_pb2_grpc, revocation_pb2
+from vocelio.team_hub.v1 import organization_pb2, team_hub_service_pb2, team_hub_service_pb2_grpc
 
 ISSUER = TestIssuer()
 
@@ -72,31 +73,57 @@ class FakeIdentity(identity_service_pb2_grpc.IdentityServiceServicer):
         return [r.request.audit_event.action for r in self.audit]
 
 
+class FakeTeamHub(team_hub_service_pb2_grpc.TeamHubServiceServicer):
+    """Answers GetOrganization (VerifyApiKey's organisation check): ACTIVE unless told otherwise."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, int] = {}
+        self.unavailable = False
+        self.asked: list[str] = []
+
+    async def GetOrganization(self, request, context):
+        self.asked.append(request.name)
+        if self.unavailable:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "team_hub is down")
+        organization_id = request.name.removeprefix("organizations/")
+        state = self.states.get(organization_id, organization_pb2.ORGANIZATION_STATE_ACTIVE)
+        if state == organization_pb2.ORGANIZATION_STATE_UNSPECIFIED:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "organization not found")
+        return team_hub_service_pb2.GetOrganizationResponse(
+            organization=organization_pb2.Organization(
+                name=request.name, organization_id=organization_id, state=state  # type: ignore[arg-type]
+            )
+        )
+
+
 @dataclasses.dataclass
 class Harness:
     host: ServiceHost
     identity: FakeIdentity
     stub: Any
     channel: grpc.aio.Channel
+    team_hub: FakeTeamHub = dataclasses.field(default_factory=FakeTeamHub)
 
 
 async def start_harness(settings: Settings, *, api_keys: bool = False):
     identity = FakeIdentity()
     identity_server = grpc.aio.server()
     identity_service_pb2_grpc.add_IdentityServiceServicer_to_server(identity, identity_server)
+    team_hub = FakeTeamHub()
+    team_hub_service_pb2_grpc.add_TeamHubServiceServicer_to_server(team_hub, identity_server)
     identity_port = identity_server.add_insecure_port("127.0.0.1:0")
     await identity_server.start()
     registry = default_registry()
     host = ServiceHost(
         registry.service("developer_api"), settings, registry, port=0, security=trusting(ISSUER, api_keys=api_keys)
     )
-    host.clients.update_ports({"identity": identity_port})
+    host.clients.update_ports({"identity": identity_port, "team_hub": identity_port})
     await host.start()
     # The authenticator checks API keys with developer_api itself.
     host.clients.update_ports({"developer_api": host.port})
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{host.port}")
     stub = developer_api_service_pb2_grpc.DeveloperApiServiceStub(channel)
-    return Harness(host, identity, stub, channel), identity_server
+    return Harness(host, identity, stub, channel, team_hub), identity_server
 
 
 @pytest.fixture
