@@ -94,8 +94,9 @@ class JwksCache:
         return self._keys.get(kid)
 
     def drop(self, kid: str) -> None:
-        """Forget one key now (it was revoked)."""
+        """Forget one key now (it was revoked) and let the next miss refetch at once (its replacement)."""
         self._keys.pop(kid, None)
+        self._tried_at = -float("inf")
 
     async def _refresh(self) -> None:
         async with self._lock:
@@ -125,12 +126,14 @@ class TrustedKeys:
     def __init__(self, source: KeySource, revocations: KeyRevocations) -> None:
         self.source = source
         self._revocations = revocations
+        self._dropped: set[str] = set()
 
     async def key(self, kid: str) -> jwt.PyJWK | None:
         """The key with this kid, or ``None`` when it is unknown or revoked."""
         if self._revocations.key_revoked(kid):
             drop = getattr(self.source, "drop", None)
-            if drop is not None:
+            if drop is not None and kid not in self._dropped:  # once per key: no refetch storm from its tokens
+                self._dropped.add(kid)
                 drop(kid)
             return None
         return await self.source.key(kid)

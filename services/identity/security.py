@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from mesh.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from mesh.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from mesh.kit import paging, tenancy
 from mesh.kit.caller import CallerInfo
 from mesh.kit.filtering import FilterField, FilterSchema, Kind, compile_filter
@@ -17,9 +17,10 @@ from mesh.principal import Principal
 from services.identity import audit, convert, feed, signing, store_keys, store_log
 from services.identity.app import Identity
 from services.identity.models import AuditEvent, Revocation, SigningKey
-from vocelio.identity.v1 import audit_event_pb2, identity_service_pb2
+from vocelio.identity.v1 import audit_event_pb2, identity_service_pb2, signing_key_pb2
 
 AUDIT_EVENTS = ResourceName.for_message(audit_event_pb2.AuditEvent)
+SIGNING_KEYS = ResourceName.for_message(signing_key_pb2.SigningKey)
 
 
 def _enum_names(enum: Any, prefix: str) -> dict[str, str]:
@@ -103,6 +104,66 @@ async def rotate_signing_key(
             previous_key=convert.signing_key(current) if current is not None else None,
         )
         await claim.complete(session, response)
+    await app.reload_keys()
+    return response
+
+
+async def revoke_signing_key(
+    app: Identity, principal: Principal, request: identity_service_pb2.RevokeSigningKeyRequest, info: CallerInfo
+) -> identity_service_pb2.RevokeSigningKeyResponse:
+    """Stop trusting a signing key now: RETIRED, out of the JWKS, and a SIGNING_KEY revocation for every process.
+
+    If it was the ACTIVE key, a new ACTIVE key (same algorithm) replaces it first.
+
+    Raises:
+        FailedPrecondition: the key comes from a configured key file.
+        InvalidArgument: no reason, or not a signing key name.
+        NotFound: no such key.
+
+    """
+    _platform_only(principal)
+    kid = SIGNING_KEYS.parse(request.name)["signing_key"]
+    reason = request.reason.strip()
+    if not reason:
+        raise InvalidArgument("reason is required", {"reason": "required"})
+    await app.ready()
+    if app.keyring.file_key is not None and app.keyring.file_key.kid == kid:
+        raise FailedPrecondition(
+            "the signing key comes from VOCELIO_JWT_SIGNING_KEY_FILE; replace the file and restart to revoke it"
+        )
+    async with app.transaction() as session:
+        row = await store_keys.get_key(session, kid, for_update=True)
+        if row is None:
+            raise NotFound(f"signing key {request.name} not found")
+        now = app.clock()
+        replacement: SigningKey | None = None
+        if row.state == store_keys.ACTIVE:
+            replacement = await store_keys.add_key_after(
+                session, row, app.keyring.new_row(signing.generate(row.algorithm), now, creator=principal.subject)
+            )
+        if row.state != store_keys.RETIRED:
+            store_keys.retire(row, now)
+        await store_log.append_revocation(
+            session,
+            kind=store_log.SIGNING_KEY,
+            now=now,
+            expire_time=now + app.revocation_lifetime,
+            reason=reason,
+            token_id=kid,
+        )
+        await app.record(
+            session,
+            action="SIGNING_KEY_REVOKED",
+            actor=audit.actor_of(principal),
+            request=info,
+            target=f"signing_keys/{kid}",
+            details={"reason": reason[:200], "replacement": f"signing_keys/{replacement.kid}" if replacement else ""},
+        )
+        active = replacement or await store_keys.active_key(session)
+        await session.flush()
+        response = identity_service_pb2.RevokeSigningKeyResponse(
+            signing_key=convert.signing_key(row), active_key=convert.signing_key(active) if active else None
+        )
     await app.reload_keys()
     return response
 
