@@ -164,9 +164,7 @@ class Settings:
             if value <= 0:
                 raise ConfigError(variable, f"must be positive, got {value}")
         if self.revocation_heartbeat >= self.revocation_max_staleness:
-            raise ConfigError(
-                "VOCELIO_REVOCATION_HEARTBEAT", "must be shorter than VOCELIO_REVOCATION_MAX_STALENESS"
-            )
+            raise ConfigError("VOCELIO_REVOCATION_HEARTBEAT", "must be shorter than VOCELIO_REVOCATION_MAX_STALENESS")
         if self.jwks_max_age < self.jwks_ttl:
             raise ConfigError("VOCELIO_JWKS_MAX_AGE", "must be at least VOCELIO_JWKS_TTL")
 

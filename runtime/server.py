@@ -33,10 +33,10 @@ from mesh.access import AccessTable, default_access_table
 from mesh.config import Settings
 from mesh.db import ServiceDatabase
 from mesh.health import DatabaseWatch
+from mesh.jwks import TrustedKeys
 from mesh.kit.audit import AuditPort
 from mesh.kit.clock import Clock
 from mesh.registry import Registry, ServiceSpec
-from mesh.jwks import TrustedKeys
 from mesh.revocations import RevocationSet
 from mesh.tokens import TokenVerifier
 from runtime.clients import MeshClients
@@ -102,8 +102,7 @@ class ServiceHost:
                 issuer=settings.jwt_issuer,
                 audience=settings.jwt_audience,
                 keys=TrustedKeys(
-                    security.keys
-                    or identity_jwks(self.clients, ttl=settings.jwks_ttl, max_age=settings.jwks_max_age),
+                    security.keys or identity_jwks(self.clients, ttl=settings.jwks_ttl, max_age=settings.jwks_max_age),
                     self.revocations,
                 ),
                 revocations=self.revocations,

@@ -10,6 +10,7 @@ own short API-key cache misses, which an organisation revocation forces
 from __future__ import annotations
 
 import logging
+
 import grpc
 
 from mesh.errors import Unavailable

@@ -115,7 +115,9 @@ async def next_cutoff(
     if kind == PRINCIPAL:
         # a token of the principal may carry its own cut-off or its organisation's
         ahead.append((Revocation.principal == principal) | (Revocation.kind == ORGANIZATION))
-    latest = _utc((await session.execute(select(func.max(Revocation.issued_before)).where(*ahead))).scalar_one_or_none())
+    latest = _utc(
+        (await session.execute(select(func.max(Revocation.issued_before)).where(*ahead))).scalar_one_or_none()
+    )
     cutoff = first_cutoff(now)
     if floor is not None:
         cutoff = max(cutoff, floor)

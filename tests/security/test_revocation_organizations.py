@@ -231,9 +231,9 @@ async def test_a_service_that_stops_hearing_from_identity_refuses_credentials_un
     await proxy.start()
     try:
         agents.clients.update_ports({"identity": proxy.port})
-        await agents._revocation_watcher.stop()  # noqa: SLF001 - restart it on the proxied channel
-        agents._revocation_watcher = type(agents._revocation_watcher)(agents.clients, agents.revocations)  # noqa: SLF001
-        agents._revocation_watcher.start()  # noqa: SLF001
+        await agents._revocation_watcher.stop()
+        agents._revocation_watcher = type(agents._revocation_watcher)(agents.clients, agents.revocations)
+        agents._revocation_watcher.start()
 
         async def accepted() -> bool:
             return await _list_agents(mesh, organization_id, token) == grpc.StatusCode.OK

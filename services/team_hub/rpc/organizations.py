@@ -155,7 +155,11 @@ class OrganizationRpcs(RpcBase):
             and self._table.allows(Role.parse(principal.role), "organizations.close")
         )
         if not rules.may_transition(action, platform_admin=principal.is_platform_admin, admin_of_it=admin_of_it):
-            detail = "platform operators and the organization's ADMIN" if action is Transition.CLOSE else "platform operators"
+            detail = (
+                "platform operators and the organization's ADMIN"
+                if action is Transition.CLOSE
+                else "platform operators"
+            )
             raise PermissionDenied(f"only {detail} {action.value} organizations")
         required: list[str] = []
         async with self._sessions.begin() as session:

@@ -91,7 +91,9 @@ class FakeTeamHub(team_hub_service_pb2_grpc.TeamHubServiceServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND, "organization not found")
         return team_hub_service_pb2.GetOrganizationResponse(
             organization=organization_pb2.Organization(
-                name=request.name, organization_id=organization_id, state=state  # type: ignore[arg-type]
+                name=request.name,
+                organization_id=organization_id,
+                state=state,  # type: ignore[arg-type]
             )
         )
 
