@@ -248,3 +248,13 @@ async def test_a_service_that_stops_hearing_from_identity_refuses_credentials_un
         await _until(accepted, limit=20)  # the stream is back (reconnect backoff is at most 5 s)
     finally:
         await proxy.cut()
+
+
+def test_the_access_table_and_the_contract_agree_an_admin_may_close_but_not_suspend():
+    from mesh.access import Role, default_access_table
+
+    table = default_access_table()
+    assert table.allows(Role.ADMIN, "organizations.close")
+    assert not table.allows(Role.MANAGER, "organizations.close")
+    for platform in ("organizations.suspend", "organizations.reactivate"):
+        assert not table.allows(Role.ADMIN, platform)
