@@ -78,12 +78,13 @@ class JwksCache:
         self._fetched_at = -float("inf")  # the last fetch that worked
         self._tried_at = -float("inf")  # the last attempt
         self._lock = asyncio.Lock()
+        self._force = False
         self.fetches = 0
 
     async def key(self, kid: str) -> jwt.PyJWK | None:
         """The key with this kid, refetching the set if it is unknown or the set has outlived its ttl."""
         key = self._keys.get(kid)
-        if key is not None and self._clock() - self._fetched_at <= self._ttl:
+        if key is not None and not self._force and self._clock() - self._fetched_at <= self._ttl:
             return key
         await self._refresh()
         if self._clock() - self._fetched_at > self._max_age:
@@ -93,9 +94,9 @@ class JwksCache:
             return None
         return self._keys.get(kid)
 
-    def drop(self, kid: str) -> None:
-        """Forget one key now (it was revoked) and let the next miss refetch at once (its replacement)."""
-        self._keys.pop(kid, None)
+    def expire(self) -> None:
+        """Refetch on the next use, cool-down or not (a key was revoked: its replacement must verify at once)."""
+        self._force = True
         self._tried_at = -float("inf")
 
     async def _refresh(self) -> None:
@@ -111,10 +112,13 @@ class JwksCache:
             self.fetches += 1
             self._keys = parse_jwks(document)
             self._fetched_at = self._clock()
+            self._force = False
 
 
 class KeyRevocations(Protocol):
     """What :class:`TrustedKeys` asks the revocation list (``mesh.revocations.RevocationSet``)."""
+
+    key_generation: int
 
     def key_revoked(self, kid: str) -> bool:
         """Whether identity revoked the signing key ``kid``."""
@@ -126,15 +130,17 @@ class TrustedKeys:
     def __init__(self, source: KeySource, revocations: KeyRevocations) -> None:
         self.source = source
         self._revocations = revocations
-        self._dropped: set[str] = set()
+        self._generation = revocations.key_generation
 
     async def key(self, kid: str) -> jwt.PyJWK | None:
         """The key with this kid, or ``None`` when it is unknown or revoked."""
+        if self._generation != self._revocations.key_generation:
+            # Once per revocation (never per token): refetch now, so the replacement key verifies at once.
+            self._generation = self._revocations.key_generation
+            expire = getattr(self.source, "expire", None)
+            if expire is not None:
+                expire()
         if self._revocations.key_revoked(kid):
-            drop = getattr(self.source, "drop", None)
-            if drop is not None and kid not in self._dropped:  # once per key: no refetch storm from its tokens
-                self._dropped.add(kid)
-                drop(kid)
             return None
         return await self.source.key(kid)
 

@@ -97,6 +97,8 @@ class ServiceHost:
         self.clients = MeshClients(spec.name, settings, registry)
         security = security or SecurityOptions()
         self.revocations = RevocationSet(max_staleness=settings.revocation_max_staleness)
+        # A revoked signing key may have signed this service's own token: get a new one then.
+        self.clients.credential.key_generation = lambda: self.revocations.key_generation
         self.authenticator = Authenticator(
             TokenVerifier(
                 issuer=settings.jwt_issuer,

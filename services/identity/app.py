@@ -94,6 +94,7 @@ class Identity:
         self._ready_lock = asyncio.Lock()
         self._bootstrapped = False
         self._own_token = ""
+        self._own_token_kid = ""
         self._own_token_until = 0.0
 
     @property
@@ -255,11 +256,16 @@ class Identity:
 
     async def own_token(self) -> str:
         """Identity's own service token, for its calls to team_hub and developer_api."""
-        if self._own_token and time.monotonic() < self._own_token_until:
-            return self._own_token
         await self.ready()
+        if (
+            self._own_token
+            and time.monotonic() < self._own_token_until
+            and self._own_token_kid == self.keyring.active().kid  # never a token of a revoked or replaced key
+        ):
+            return self._own_token
         subject = f"services/{SERVICE_NAME}"
         issued = await self.mint(None, TokenSubject(subject, "", "SERVICE", client_id=subject))
         self._own_token = issued.token
+        self._own_token_kid = self.keyring.active().kid
         self._own_token_until = time.monotonic() + max(0, issued.expires_in - 60)
         return issued.token

@@ -258,3 +258,24 @@ def test_the_access_table_and_the_contract_agree_an_admin_may_close_but_not_susp
     assert not table.allows(Role.MANAGER, "organizations.close")
     for platform in ("organizations.suspend", "organizations.reactivate"):
         assert not table.allows(Role.ADMIN, platform)
+
+
+async def test_a_token_signed_by_a_revoked_key_is_refused_by_every_service_on_the_next_call(mesh: Mesh):
+    organization_id, token = await _organisation(mesh, "fay@example.com")
+    assert await _list_agents(mesh, organization_id, token) == grpc.StatusCode.OK  # agents caches it
+    root = (await _login(mesh, ROOT_EMAIL, ROOT_PASSWORD)).access_token
+    jwks = await mesh.identity.GetJwks(id_pb.GetJwksRequest(), timeout=10)
+    kid = jwks.keys[0].kid
+    await mesh.identity.RevokeSigningKey(
+        id_pb.RevokeSigningKeyRequest(name=f"signing_keys/{kid}", reason="compromised"),
+        metadata=_auth(root),
+        timeout=20,
+    )
+
+    async def refused() -> bool:
+        return await _list_agents(mesh, organization_id, token) == grpc.StatusCode.UNAUTHENTICATED
+
+    assert await _until(refused, limit=10) <= DEADLINE
+    # Tokens from the replacement key work at once (the revocation lets agents refetch the key set).
+    fresh = (await _login(mesh, "fay@example.com")).access_token
+    assert await _list_agents(mesh, organization_id, fresh) == grpc.StatusCode.OK
