@@ -6,6 +6,10 @@ developer_api). Permissions: a user's come from the role table; an API key's (an
 down-scoped token's) are its scopes; a service's are all of them. A verified token's
 principal is cached (bounded, least recently used first out) until the token expires,
 but revocation is checked on every call, so a revoked token fails on the very next one.
+A verified API key is cached for a short while, but an organisation revocation of its
+organisation (suspension, closing) forces the next call to verify it again; a signing-key
+revocation empties the token cache. While the revocation list is stale (identity unheard
+for too long) user and API-key credentials get UNAVAILABLE, never a pass.
 """
 
 from __future__ import annotations
