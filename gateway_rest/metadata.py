@@ -1,8 +1,9 @@
 """HTTP headers ↔ gRPC metadata, by allow-list in both directions.
 
 In: ``Authorization``, the configured allow-list (``X-Request-Id``, ``X-Api-Key``,
-``Idempotency-Key``, ``Traceparent``, ``Tracestate`` by default) under their own names,
-and ``Grpc-Metadata-<key>`` as ``<key>``. Out: response metadata (headers and trailers)
+``Idempotency-Key``, ``Traceparent``, ``Tracestate``, ``Origin`` by default) under their own
+names, and ``Grpc-Metadata-<key>`` as ``<key>`` (never ``origin``, which only the browser's own
+header may set). Out: response metadata (headers and trailers)
 as ``Grpc-Metadata-<key>``. Nothing else crosses, so hop-by-hop and internal headers
 never leak either way.
 """
@@ -13,7 +14,19 @@ import base64
 import re
 from collections.abc import Iterable
 
-DEFAULT_FORWARDED = ("authorization", "x-request-id", "x-api-key", "idempotency-key", "traceparent", "tracestate")
+DEFAULT_FORWARDED = (
+    "authorization",
+    "x-request-id",
+    "x-api-key",
+    "idempotency-key",
+    "traceparent",
+    "tracestate",
+    # The browser's origin, for API keys limited to origins (allowed_origins).
+    "origin",
+)
+# Only the real header may say where a browser request comes from: "Grpc-Metadata-Origin" could
+# claim an allowed origin for a page that is not one.
+_ONLY_UNDER_OWN_NAME = frozenset({"origin"})
 _PREFIX = "grpc-metadata-"
 _VALID_KEY = re.compile(r"^[0-9a-z_.\-]+$")
 _RESERVED = ("grpc-", ":")
@@ -39,6 +52,8 @@ def request_metadata(headers: Iterable[tuple[str, str]], forwarded: frozenset[st
     for name, value in headers:
         if name.startswith(_PREFIX):
             key = name[len(_PREFIX) :]
+            if key in _ONLY_UNDER_OWN_NAME:
+                continue
         elif name in forwarded:
             key = name
         else:

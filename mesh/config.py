@@ -62,6 +62,8 @@ class Settings:
         revocation_heartbeat: seconds between identity's heartbeats on an idle revocation stream.
         jwks_ttl: seconds a fetched JWKS is used before it is fetched again.
         jwks_max_age: seconds a JWKS is still used while refetching fails; then tokens are refused.
+        api_key_max_lifetime_days: the longest an API key may live; a key created without an
+            expiry expires this many days after its creation.
 
     """
 
@@ -97,6 +99,7 @@ class Settings:
     revocation_heartbeat: float = 5.0
     jwks_ttl: float = 300.0
     jwks_max_age: float = 3600.0
+    api_key_max_lifetime_days: int = 365
 
     def __post_init__(self) -> None:
         if self.port_offset < 0 or self.port_offset > 50000:
@@ -151,6 +154,8 @@ class Settings:
                 if not secret:
                     raise ConfigError(name, "is required in production")
         self._check_trust_settings()
+        if not 1 <= self.api_key_max_lifetime_days <= 3650:
+            raise ConfigError("VOCELIO_API_KEY_MAX_LIFETIME_DAYS", "must be between 1 and 3650 days")
         if self.log_level not in _LOG_LEVELS:
             raise ConfigError("VOCELIO_LOG_LEVEL", f"must be one of {', '.join(_LOG_LEVELS)}")
 
@@ -214,6 +219,7 @@ class Settings:
             revocation_heartbeat=_number(environ, "VOCELIO_REVOCATION_HEARTBEAT", 5.0),
             jwks_ttl=_number(environ, "VOCELIO_JWKS_TTL", 300.0),
             jwks_max_age=_number(environ, "VOCELIO_JWKS_MAX_AGE", 3600.0),
+            api_key_max_lifetime_days=_integer(environ, "VOCELIO_API_KEY_MAX_LIFETIME_DAYS", 365),
         )
 
     def port_for(self, contract_port: int) -> int:

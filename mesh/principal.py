@@ -14,6 +14,7 @@ import enum
 from collections.abc import Iterator
 
 from mesh.errors import Unauthenticated
+from mesh.restrictions import NO_RESTRICTIONS, KeyRestrictions
 
 
 class PrincipalKind(enum.Enum):
@@ -38,6 +39,8 @@ class Principal:
         token_id: the access token's ``jti`` (``""`` for API keys).
         session_id: the refresh-token family (``sid``) the token belongs to.
         credential: the raw credential, for propagation to other services. Never logged.
+        restrictions: an API key's limits (IP ranges, origins, agents, expiry), for a key
+            used directly and for a token minted from one; checked on every call.
 
     """
 
@@ -49,6 +52,7 @@ class Principal:
     token_id: str = ""
     session_id: str = ""
     credential: str = dataclasses.field(default="", repr=False)
+    restrictions: KeyRestrictions = NO_RESTRICTIONS
 
     def has(self, permission: str) -> bool:
         """Whether the principal holds a permission."""

@@ -21,6 +21,9 @@ from typing import Any, Protocol
 
 import jwt
 
+from mesh.restrictions import CLAIM as RESTRICTIONS_CLAIM
+from mesh.restrictions import NO_RESTRICTIONS, KeyRestrictions, MalformedRestrictions
+
 ALLOWED_ALGORITHMS = ("ES256", "EdDSA")
 MAX_TOKEN_BYTES = 8192
 LEEWAY_SECONDS = 30
@@ -51,6 +54,7 @@ class Claims:
         issued_at: ``iat``, seconds since the epoch.
         expires_at: ``exp``, seconds since the epoch.
         client_id: ``client_id``, if any.
+        restrictions: an API key's limits (``vocelio_restrictions``, tokens minted from a key).
 
     """
 
@@ -63,6 +67,7 @@ class Claims:
     issued_at: int
     expires_at: int
     client_id: str = ""
+    restrictions: KeyRestrictions = NO_RESTRICTIONS
 
 
 class KeySource(Protocol):
@@ -197,4 +202,14 @@ def _claims(payload: dict[str, Any]) -> Claims:
         issued_at=int(payload["iat"]),
         expires_at=expires,
         client_id=_string(payload, "client_id"),
+        restrictions=_restrictions(payload),
     )
+
+
+def _restrictions(payload: dict[str, Any]) -> KeyRestrictions:
+    if RESTRICTIONS_CLAIM not in payload:
+        return NO_RESTRICTIONS
+    try:
+        return KeyRestrictions.from_claim(payload[RESTRICTIONS_CLAIM])
+    except MalformedRestrictions as error:
+        raise InvalidToken(str(error)) from None

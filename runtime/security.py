@@ -30,6 +30,7 @@ from mesh.access import AccessTable, Role
 from mesh.errors import Unauthenticated, Unavailable
 from mesh.jwks import JwksCache
 from mesh.principal import Principal, PrincipalKind
+from mesh.restrictions import NO_RESTRICTIONS, KeyRestrictions
 from mesh.revocations import RevocationSet
 from mesh.tokens import Claims, InvalidToken, KeySource, TokenVerifier
 from runtime.clients import MeshClients
@@ -92,11 +93,13 @@ class Authenticator:
         credential = _credential(metadata)
         if not credential:
             raise Unauthenticated("authentication required")
+        origin = metadata.get("origin", "")
         try:
             if credential.startswith(_API_KEY_PREFIX):
-                principal = await self._api_key(credential, client_address, metadata.get("origin", ""))
+                principal = await self._api_key(credential, client_address, origin)
             else:
                 principal = await self._token_principal(credential)
+            principal = _within_restrictions(principal, client_address, origin)
         except InvalidToken as error:
             log.info("credential refused: %s", error.reason)
             raise Unauthenticated(GENERIC_FAILURE) from None
@@ -127,6 +130,7 @@ class Authenticator:
 
     def _principal(self, claims: Claims, credential: str) -> Principal:
         subject = claims.subject
+        restrictions = NO_RESTRICTIONS  # only a key's own token carries (and may carry) restrictions
         if subject.startswith("services/"):
             if claims.role != "SERVICE":
                 raise InvalidToken("service subject without the SERVICE role")
@@ -137,6 +141,7 @@ class Authenticator:
             if subject.split("/", 2)[1] != claims.organization_id:
                 raise InvalidToken("API key token for another organisation")
             kind, permissions, role = PrincipalKind.API_KEY, frozenset(claims.scopes), claims.role
+            restrictions = claims.restrictions
         elif subject.startswith("users/"):
             try:
                 role_value = Role.parse(claims.role)
@@ -159,6 +164,7 @@ class Authenticator:
             token_id=claims.token_id,
             session_id=claims.session_id,
             credential=credential,
+            restrictions=restrictions,
         )
 
     async def _api_key(self, secret: str, client_address: str, origin: str) -> Principal:
@@ -210,6 +216,12 @@ class Authenticator:
             role="",
             permissions=frozenset(reply.scopes),
             credential=secret,
+            restrictions=KeyRestrictions.of(
+                ip_ranges=reply.restrictions.allowed_ip_ranges,
+                origins=reply.restrictions.allowed_origins,
+                agents=reply.restrictions.allowed_agents,
+                expires_at=reply.expire_time.ToSeconds() if reply.HasField("expire_time") else None,
+            ),
         )
 
 
@@ -222,6 +234,15 @@ def _refuse_if_stale(revocations: RevocationSet, principal: Principal) -> None:
     if principal.kind is not PrincipalKind.SERVICE and revocations.stale():
         log.warning("refusing %s: the revocation list is stale", principal.kind.name.lower())
         raise Unavailable("cannot check credentials right now: the revocation list is out of date; retry shortly")
+
+
+def _within_restrictions(principal: Principal, client_address: str, origin: str) -> Principal:
+    """The principal, if this call meets its key's restrictions (checked on every call, cached or not)."""
+    if not principal.restrictions.empty:
+        failure = principal.restrictions.failure(client_address, origin)
+        if failure is not None:
+            raise InvalidToken(f"{principal.subject}: {failure}")
+    return principal
 
 
 # An API key is named under its organisation (organizations/{organization}/api_keys/{api_key}).

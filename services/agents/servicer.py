@@ -17,7 +17,7 @@ import grpc
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mesh.errors import FailedPrecondition, InvalidArgument
-from mesh.kit import etags, paging, tenancy
+from mesh.kit import allow_lists, etags, paging, tenancy
 from mesh.kit.clock import SYSTEM_CLOCK, Clock
 from mesh.kit.idempotency import IdempotencyStore
 from mesh.kit.masks import UpdateMask
@@ -90,6 +90,7 @@ class AgentsServicer(agents_service_pb2_grpc.AgentsServiceServicer):
                 show_archived=request.show_archived,
                 after=after,
                 limit=limit,
+                only_ids=allow_lists.allowed_ids(principal, scope.organization_id or principal.organization_id),
             )
             agents = [convert.agent_to_proto(row) for row in page.items]
         next_token = self._page_tokens.encode(page.next_after, binding) if page.next_after else ""
@@ -133,6 +134,8 @@ class AgentsServicer(agents_service_pb2_grpc.AgentsServiceServicer):
         require_valid(validation.create_violations(request, organization_id))
         now = self._clock.now()
         agent_id = request.agent_id or names.new_agent_id()
+        # A key limited to some agents creates only those it names (a generated id is never among them).
+        allow_lists.require_allowed_new(principal, names.agent_name(organization_id, agent_id))
         async with self._sessions.begin() as session:
             claim = await self._idempotency.claim(
                 session,
@@ -339,7 +342,11 @@ class AgentsServicer(agents_service_pb2_grpc.AgentsServiceServicer):
     ) -> AgentVersionRow:
         """A version of an agent the caller may read; one NOT_FOUND for a missing agent and a missing version."""
         agent = await store.find_agent(session, organization_id, agent_id)
-        readable = agent is not None and tenancy.may_read(principal, organization_id)
+        readable = (
+            agent is not None
+            and tenancy.may_read(principal, organization_id)
+            and allow_lists.allowed(principal, names.agent_name(organization_id, agent_id))
+        )
         version = await store.find_version(session, organization_id, agent_id, number) if readable else None
         if version is None:
             raise tenancy.not_found(names.version_name(organization_id, agent_id, number))
@@ -353,7 +360,11 @@ class AgentsServicer(agents_service_pb2_grpc.AgentsServiceServicer):
 
 
 def _visible(row: AgentRow | None, principal: Principal, organization_id: str, agent_id: str) -> AgentRow:
-    """The row if it exists and the caller may read it; otherwise the one NOT_FOUND of a missing agent."""
-    if row is None or not tenancy.may_read(principal, organization_id):
-        raise tenancy.not_found(names.agent_name(organization_id, agent_id))
+    """The row if it exists and the caller may read it; otherwise the one NOT_FOUND of a missing agent.
+
+    An agent an API key's ``allowed_agents`` leaves out is, to that key, a missing agent.
+    """
+    name = names.agent_name(organization_id, agent_id)
+    if row is None or not tenancy.may_read(principal, organization_id) or not allow_lists.allowed(principal, name):
+        raise tenancy.not_found(name)
     return row

@@ -121,6 +121,7 @@ async def list_agents(
     show_archived: bool,
     after: Position | None,
     limit: int,
+    only_ids: frozenset[str] | None = None,
 ) -> Page[AgentRow]:
     """Agents newest first (``create_time``, then organisation and ``id``, descending), ``limit`` at a time.
 
@@ -132,6 +133,7 @@ async def list_agents(
             state decides by itself).
         after: the position of the previous page's last agent (``(create_time µs, organisation, id)``).
         limit: the page size.
+        only_ids: the caller's allow-list (an API key's ``allowed_agents``); ``None`` for every agent.
 
     Raises:
         InvalidArgument: the filter or the position is malformed.
@@ -140,6 +142,8 @@ async def list_agents(
     query = select(AgentRow)
     if organization_id is not None:
         query = query.where(AgentRow.organization_id == organization_id)
+    if only_ids is not None:
+        query = query.where(AgentRow.id.in_(sorted(only_ids)))
     parsed = parse_filter(filter_text, FILTERS)
     if parsed.clause is not None:
         query = query.where(parsed.clause)

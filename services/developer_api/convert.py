@@ -147,6 +147,7 @@ def key_to_proto(row: ApiKeyRow, now: datetime.datetime) -> api_key_pb2.ApiKey:
         rotated_to=key_name(row.organization_id, row.rotated_to) if row.rotated_to else "",
         labels=labels_of(row),
         audit=row.audit_info(),
+        owner=row.owner or row.creator,
         etag=etag(row),
     )
     for field, value in (

@@ -222,11 +222,22 @@ def validate_scopes(
     return scopes
 
 
-def narrowed_scopes(current: Iterable[str], requested: Iterable[str], *, known: frozenset[str]) -> tuple[str, ...]:
-    """New scopes for an existing key: never more than it has.
+def narrowed_scopes(
+    current: Iterable[str],
+    requested: Iterable[str],
+    *,
+    known: frozenset[str],
+    held: frozenset[str] | None = None,
+    may_add: bool = False,
+) -> tuple[str, ...]:
+    """New scopes for an existing key: only fewer, unless the updater may loosen the key.
+
+    With ``may_add`` (see :func:`may_loosen`), scopes may be added that the updater holds
+    (``held``) themselves.
 
     Raises:
-        InvalidArgument: empty, unknown, or adding a scope the key does not hold.
+        InvalidArgument: empty, unknown, or adding a scope without ``may_add``.
+        PermissionDenied: adding a scope beyond the updater's own permissions.
 
     """
     field = "api_key.scopes"
@@ -235,17 +246,19 @@ def narrowed_scopes(current: Iterable[str], requested: Iterable[str], *, known: 
         raise InvalidArgument("an API key needs at least one scope; revoke it instead", {field: "at least one"})
     existing = set(current)
     if "*" in scopes and "*" not in existing:
-        raise InvalidArgument("scopes may only be removed", {field: "may only remove scopes"})
+        raise InvalidArgument("* is for keys a SUPER_ADMIN creates", {field: "may not add *"})
     if "*" in scopes:
         return ("*",)
     unknown = [s for s in scopes if s not in known]
     if unknown:
         raise InvalidArgument(f"unknown scopes: {', '.join(unknown)}", {field: "must be permissions of the API"})
     added = [s for s in scopes if s not in existing and "*" not in existing]
-    if added:
-        raise InvalidArgument(
-            f"scopes may only be removed; create a new key to add {', '.join(added)}", {field: "may only remove scopes"}
-        )
+    if added and not may_add:
+        raise PermissionDenied(LOOSEN_DENIED.format(what=f"add scopes ({', '.join(added)})"))
+    if added and held is not None and "*" not in held:
+        beyond = [s for s in added if s not in held]
+        if beyond:
+            raise PermissionDenied(f"scopes exceed your own permissions: {', '.join(beyond)}")
     return scopes
 
 
@@ -264,42 +277,90 @@ def check_creator_holds(scopes: Iterable[str], held: frozenset[str]) -> None:
 
 
 def validate_new_expiry(
-    expire_time: datetime.datetime | None, now: datetime.datetime, field: str = "api_key.expire_time"
-) -> datetime.datetime | None:
-    """The expiry of a new key: unset (never), or between 1 hour and 1 year ahead.
+    expire_time: datetime.datetime | None,
+    now: datetime.datetime,
+    field: str = "api_key.expire_time",
+    *,
+    max_lifetime: datetime.timedelta = MAX_LIFETIME,
+) -> datetime.datetime:
+    """The expiry of a new key: between 1 hour and the maximum lifetime ahead; unset means the maximum.
+
+    Every key expires: the maximum lifetime is ``VOCELIO_API_KEY_MAX_LIFETIME_DAYS`` (365 days
+    unless configured).
 
     Raises:
         InvalidArgument: in the past, too soon or too far.
 
     """
     if expire_time is None:
-        return None
+        return now + max_lifetime
     if expire_time < now + MIN_LIFETIME:
         raise InvalidArgument("expire_time must be at least 1 hour ahead", {field: "at least 1 hour in the future"})
-    if expire_time > now + MAX_LIFETIME:
-        raise InvalidArgument("expire_time must be within 1 year", {field: "at most 1 year in the future"})
+    if expire_time > now + max_lifetime:
+        days = max_lifetime.days
+        raise InvalidArgument(f"expire_time must be within {days} days", {field: f"at most {days} days in the future"})
     return expire_time
 
 
 def brought_forward_expiry(
-    current: datetime.datetime | None, requested: datetime.datetime | None, now: datetime.datetime
+    current: datetime.datetime | None,
+    requested: datetime.datetime | None,
+    now: datetime.datetime,
+    *,
+    max_lifetime: datetime.timedelta = MAX_LIFETIME,
+    may_extend: bool = False,
 ) -> datetime.datetime:
-    """A new expiry for an existing key: in the future, and never later than the current one.
+    """A new expiry for an existing key: in the future, within the maximum lifetime from now.
+
+    Later than the current expiry only with ``may_extend`` (the updater could create the key
+    as it would become, see :func:`require_authority_to_loosen`).
 
     Raises:
-        InvalidArgument: unset, in the past, or later than the current expiry (or than 1 year).
+        InvalidArgument: unset, in the past, or beyond the maximum lifetime.
+        PermissionDenied: later than the current expiry without ``may_extend``.
 
     """
     field = "api_key.expire_time"
     if requested is None:
-        raise InvalidArgument("expire_time can only be brought forward, not removed", {field: "required"})
+        raise InvalidArgument("expire_time can be changed, not removed: every key expires", {field: "required"})
     if requested <= now:
         raise InvalidArgument("expire_time must be in the future; revoke the key instead", {field: "in the future"})
-    if current is not None and requested > current:
-        raise InvalidArgument("expire_time can only be brought forward", {field: "not later than the current expiry"})
-    if current is None and requested > now + MAX_LIFETIME:
-        raise InvalidArgument("expire_time must be within 1 year", {field: "at most 1 year in the future"})
+    if (current is None or requested > current) and requested > now + max_lifetime:
+        days = max_lifetime.days
+        raise InvalidArgument(f"expire_time must be within {days} days", {field: f"at most {days} days in the future"})
+    if current is not None and requested > current and not may_extend:
+        raise PermissionDenied(LOOSEN_DENIED.format(what="push the expiry back"))
     return requested
+
+
+LOOSEN_DENIED = (
+    "only someone who may create this key as it would become (api_keys.create and every scope it holds, "
+    "not an API key) may {what}"
+)
+
+
+def may_loosen(*, is_api_key: bool, held: frozenset[str], scopes: Iterable[str]) -> bool:
+    """Whether an updater may remove or widen a key's limits (could they create the key without them).
+
+    They need ``api_keys.create`` and every scope the key will hold; an API key never loosens
+    (a key cannot vouch for limits beyond its own).
+    """
+    if is_api_key:
+        return False
+    if "*" in held:
+        return True
+    return "api_keys.create" in held and all(s in held for s in scopes)
+
+
+def require_authority_to_loosen(allowed: bool, what: str) -> None:
+    """Refuse a loosening change without the authority to make it.
+
+    Raises:
+        PermissionDenied: naming what was refused.
+
+    """
+    if not allowed:
+        raise PermissionDenied(LOOSEN_DENIED.format(what=what))
 
 
 def rotation_expiry(
@@ -348,6 +409,34 @@ def require_rotatable(state: KeyState, rotated_to: str) -> None:
     require_active(state, "rotated")
 
 
+_USER = re.compile(r"^users/[A-Za-z0-9_-]{1,64}$")
+_ORGANIZATION_ID = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+
+
+def validate_owner(value: str, field: str) -> str:
+    """A key owner, ``users/{user}``.
+
+    Raises:
+        InvalidArgument: not a user's name.
+
+    """
+    if not _USER.match(value):
+        raise InvalidArgument(f"{field} must name a user, users/{{user}}", {field: "a user, like users/u_ada"})
+    return value
+
+
+def validate_organization_id(value: str, field: str = "organization_id") -> str:
+    """An organisation id (not a name).
+
+    Raises:
+        InvalidArgument: empty or malformed.
+
+    """
+    if not _ORGANIZATION_ID.match(value):
+        raise InvalidArgument(f"{field} must be an organisation id", {field: "an organisation id, like acme"})
+    return value
+
+
 def validate_revoke_reason(reason: str) -> str:
     """A revocation reason, stripped: at most 500 characters, no control characters.
 
@@ -388,6 +477,7 @@ def validate_new_key(
     known: frozenset[str],
     organization_id: str,
     now: datetime.datetime,
+    max_lifetime: datetime.timedelta = MAX_LIFETIME,
 ) -> KeySettings:
     """Everything a new key's creator chose, validated; see the individual rules.
 
@@ -418,7 +508,7 @@ def validate_new_key(
             restrictions, publishable=kind is KeyType.PUBLISHABLE, organization_id=organization_id
         )
     )
-    expiry = checked(lambda: validate_new_expiry(expire_time, now))
+    expiry = checked(lambda: validate_new_expiry(expire_time, now, max_lifetime=max_lifetime))
     chosen_labels = checked(lambda: validate_labels(labels))
     violations.raise_if_any()
     # Every rule passed (raise_if_any would have raised), so each value is set.
@@ -427,6 +517,7 @@ def validate_new_key(
     assert chosen_scopes is not None
     assert chosen_restrictions is not None
     assert chosen_labels is not None
+    assert expiry is not None
     return KeySettings(
         display_name=name,
         key_type=kind,

@@ -35,6 +35,7 @@ class ApiKeyRow(Revisioned, Base):
         # Secrets are 238-bit random, so their hashes are unique across every organisation.
         Index("uq_api_keys_secret_hash", "secret_hash", unique=True),
         Index("ix_api_keys_organization_created", "organization_id", "create_time", "id"),
+        Index("ix_api_keys_owner", "organization_id", "owner"),
     )
 
     organization_id: Mapped[str] = mapped_column(String(64))
@@ -56,6 +57,8 @@ class ApiKeyRow(Revisioned, Base):
     rotated_from: Mapped[str] = mapped_column(String(63), default="")
     rotated_to: Mapped[str] = mapped_column(String(63), default="")
     creator_role: Mapped[str] = mapped_column(String(32))
+    # The member who answers for the key (the creator until TransferApiKey); their removal revokes it.
+    owner: Mapped[str] = mapped_column(String(200), default="")
 
 
 class SealedSecretRow(Base):

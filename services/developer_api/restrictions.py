@@ -8,11 +8,20 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import urllib.parse
 from collections.abc import Iterable, Mapping
 
 from mesh.errors import InvalidArgument
 from mesh.kit.names import ResourceName
+from mesh.restrictions import KeyRestrictions, normalize_origin, parse_client_address
+
+__all__ = [
+    "Restrictions",
+    "as_key_restrictions",
+    "normalize_origin",
+    "parse_client_address",
+    "restriction_failure",
+    "validate_restrictions",
+]
 
 MAX_ORIGINS = 20
 MAX_IP_RANGES = 50
@@ -45,24 +54,6 @@ class Restrictions:
             allowed_ip_ranges=tuple(data.get("allowed_ip_ranges", ())),
             allowed_agents=tuple(data.get("allowed_agents", ())),
         )
-
-
-def normalize_origin(origin: str) -> str | None:
-    """``scheme://host[:port]`` in lower case, or ``None`` if it is not an origin."""
-    parsed = urllib.parse.urlsplit(origin.strip())
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        return None
-    if parsed.path not in ("", "/") or parsed.query or parsed.fragment or parsed.username or parsed.password:
-        return None
-    try:
-        port = parsed.port
-    except ValueError:
-        return None
-    host = parsed.hostname.lower()
-    if ":" in host:
-        host = f"[{host}]"
-    default = {"http": 80, "https": 443}[parsed.scheme]
-    return f"{parsed.scheme}://{host}" + (f":{port}" if port and port != default else "")
 
 
 def validate_restrictions(restrictions: Restrictions, *, publishable: bool, organization_id: str) -> Restrictions:
@@ -124,39 +115,42 @@ def validate_restrictions(restrictions: Restrictions, *, publishable: bool, orga
     )
 
 
-def parse_client_address(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """The IP in a client address: ``203.0.113.9``, ``2001:db8::1``, or gRPC peers ``ipv4:1.2.3.4:5``."""
-    text = urllib.parse.unquote(value.strip())
-    if text.startswith("ipv4:"):
-        host, separator, port = text.removeprefix("ipv4:").rpartition(":")
-        text = host if separator and port.isdigit() else text.removeprefix("ipv4:")
-    text = text.removeprefix("ipv6:")
-    if text.startswith("["):
-        text = text[1:].split("]", 1)[0]
-    elif text.count(":") == 1:  # host:port
-        text = text.split(":", 1)[0]
-    try:
-        return ipaddress.ip_address(text.split("%", 1)[0])
-    except ValueError:
-        return None
-
-
 def restriction_failure(restrictions: Restrictions, *, client_address: str, origin: str) -> str | None:
     """Why a request does not meet a key's restrictions (for the log only), or ``None``.
 
-    IP ranges fail closed: a key limited to ranges refuses a request whose address is
-    unknown. Origins are checked when the request has one (browsers always send it;
-    servers have none, and a publishable key's scopes are harmless from a server).
+    The rule is :meth:`mesh.restrictions.KeyRestrictions.failure`, the one every
+    authenticator applies to the principal on each call.
     """
-    if restrictions.allowed_ip_ranges:
-        address = parse_client_address(client_address)
-        if address is None:
-            return "the key is limited to IP ranges and the client address is unknown"
-        networks = (ipaddress.ip_network(r) for r in restrictions.allowed_ip_ranges)
-        if not any(address.version == n.version and address in n for n in networks):
-            return f"client address {address} is outside the key's IP ranges"
-    if restrictions.allowed_origins and origin:
-        normalized = normalize_origin(origin)
-        if normalized not in restrictions.allowed_origins:
-            return f"origin {origin[:100]!r} is not allowed for the key"
-    return None
+    return as_key_restrictions(restrictions).failure(client_address, origin)
+
+
+def as_key_restrictions(restrictions: Restrictions, expires_at: float | None = None) -> KeyRestrictions:
+    """The restrictions as the principal carries them."""
+    return KeyRestrictions.of(
+        ip_ranges=restrictions.allowed_ip_ranges,
+        origins=restrictions.allowed_origins,
+        agents=restrictions.allowed_agents,
+        expires_at=expires_at,
+    )
+
+
+def widened(old: Restrictions, new: Restrictions) -> list[str]:
+    """The restriction lists a change removes or widens (``allowed_ip_ranges`` …), for the loosening rule.
+
+    A list widens when it was non-empty and becomes empty (anything goes), or gains an entry
+    the old list did not cover (for IP ranges: a network that is no subnet of an old one).
+    """
+    changed = []
+    for name in ("allowed_origins", "allowed_agents"):
+        before, after = set(getattr(old, name)), set(getattr(new, name))
+        if before and (not after or after - before):
+            changed.append(name)
+    if old.allowed_ip_ranges:
+        before_networks = [ipaddress.ip_network(r, strict=False) for r in old.allowed_ip_ranges]
+        after_networks = [ipaddress.ip_network(r, strict=False) for r in new.allowed_ip_ranges]
+        if not after_networks or any(
+            not any(n.version == o.version and n.subnet_of(o) for o in before_networks)  # type: ignore[arg-type]
+            for n in after_networks
+        ):
+            changed.append("allowed_ip_ranges")
+    return changed

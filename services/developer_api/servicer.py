@@ -24,19 +24,21 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mesh.access import AccessTable, default_access_table
-from mesh.errors import FailedPrecondition, ResourceExhausted, Unauthenticated
-from mesh.kit import paging, tenancy
+from mesh.errors import FailedPrecondition, PermissionDenied, ResourceExhausted, Unauthenticated
+from mesh.kit import etags, paging, tenancy
 from mesh.kit.audit import REVOKE
 from mesh.kit.caller import CallerInfo
 from mesh.kit.sql import timestamp
 from mesh.kit.tables import IdentityCallRow
-from mesh.principal import Principal, current
+from mesh.principal import Principal, PrincipalKind, current
+from mesh.restrictions import KeyRestrictions
 from runtime.handlers import ServiceContext
 from services.developer_api import convert, credentials, domain, events, store
+from services.developer_api.members import MemberRoles, TeamHubMembers
 from services.developer_api.models import ApiKeyRow
 from services.developer_api.organizations import OrganizationGate
-from services.developer_api.restrictions import parse_client_address, restriction_failure
-from services.developer_api.updates import planned_update
+from services.developer_api.restrictions import Restrictions, parse_client_address, restriction_failure, widened
+from services.developer_api.updates import Updater, planned_update
 from services.developer_api.usage_servicer import UsageRpcs
 from vocelio.developer_api.v1 import developer_api_events_pb2 as ev
 from vocelio.developer_api.v1 import developer_api_service_pb2 as pb
@@ -47,30 +49,71 @@ log = logging.getLogger(__name__)
 
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 INVALID_KEY = "invalid API key"
-GONE_SECRET = "the secret of that request can no longer be shown; use a new request_id"
 REVOKE_FAILED = "identity could not revoke the key's tokens; the key is revoked, retry to finish"
 
 
 def _without_secret(response: Any) -> Any:
-    """The copy of a create or rotate response the request_id store keeps: never the secret."""
+    """The copy of a create or rotate response the request_id store keeps and a retry gets.
+
+    Never the secret: it is shown once, and a replay says so (``secret_withheld``).
+    """
     copy = type(response)()
     copy.CopyFrom(response)
     copy.secret = ""
+    copy.secret_withheld = True
     return copy
+
+
+def within_creator_limits(
+    settings: domain.KeySettings, limits: KeyRestrictions, *, explicit_expiry: bool
+) -> domain.KeySettings:
+    """A new key's settings, never wider than the restrictions of the API key that creates it.
+
+    A restricted key must not mint itself an unrestricted sibling: every list it is bound by
+    binds the new key too (it may narrow them), and the new key expires no later than it. An
+    unset expiry is brought down to the creator's; a later one asked for is refused.
+
+    Raises:
+        PermissionDenied: a restriction wider than the creator's, or a later expiry.
+
+    """
+    if limits.empty:
+        return settings
+    creator = Restrictions(
+        allowed_origins=limits.origins, allowed_ip_ranges=limits.ip_ranges, allowed_agents=limits.agents
+    )
+    wider = widened(creator, settings.restrictions)
+    if wider:
+        raise PermissionDenied(f"a key may not create a key with wider {', '.join(wider)} than its own")
+    if limits.expires_at is not None and settings.expire_time is not None:
+        creator_expiry = datetime.datetime.fromtimestamp(limits.expires_at, tz=datetime.UTC)
+        if settings.expire_time > creator_expiry:
+            if explicit_expiry:
+                raise PermissionDenied("a key may not create a key that outlives it")
+            settings = dataclasses.replace(settings, expire_time=creator_expiry)
+    return settings
 
 
 class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
     """The API key lifecycle, verification and usage."""
 
     def __init__(
-        self, context: ServiceContext, secret_box: credentials.SecretBox, *, table: AccessTable | None = None
+        self,
+        context: ServiceContext,
+        secret_box: credentials.SecretBox,
+        *,
+        table: AccessTable | None = None,
+        members: MemberRoles | None = None,
     ) -> None:
         super().__init__(context)
+        self._members = members or TeamHubMembers(context.clients)
         self._box = secret_box
         self._organizations = OrganizationGate(context.clients)
         self._table = table or default_access_table()
         # Scopes a key may hold: the API's permissions, minus those only mesh services use.
         self._grantable = self._table.all_permissions - self._table.internal_only
+        # Every key expires; one created without an expiry lives this long (VOCELIO_API_KEY_MAX_LIFETIME_DAYS).
+        self._max_lifetime = datetime.timedelta(days=context.settings.api_key_max_lifetime_days)
 
     def _held(self, principal: Principal) -> frozenset[str]:
         return domain.held_permissions(principal.permissions, principal.role, self._table)
@@ -84,20 +127,10 @@ class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
         tenancy.require_writable(principal, organization_id, name)
         return row
 
-    async def _shown_again(self, session: AsyncSession, key: Any, now: datetime.datetime) -> str:
-        """The secret of a key a replayed request created, from its sealed copy."""
-        organization_id, key_id = domain.parse_key_name(key.name)
-        sealed = await store.find_sealed_secret(session, organization_id, key_id, now)
-        secret = None if sealed is None else self._box.open(sealed, key.name)
-        if secret is None:
-            raise FailedPrecondition(GONE_SECRET)
-        return secret
-
     async def _new_key(
         self,
         session: AsyncSession,
         *,
-        request_id: str,
         key_id: str,
         organization_id: str,
         settings: domain.KeySettings,
@@ -105,6 +138,7 @@ class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
         creator_role: str,
         now: datetime.datetime,
         rotated_from: str = "",
+        owner: str = "",
     ) -> tuple[ApiKeyRow, str]:
         secret = credentials.new_secret(settings.environment)
         row = await store.insert_key(
@@ -118,16 +152,9 @@ class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
             creator_role=creator_role,
             now=now,
             rotated_from=rotated_from,
+            owner=owner,
         )
-        if request_id:
-            # A retry with the same request_id shows this secret again, for 24 hours only.
-            await store.keep_sealed_secret(
-                session,
-                organization_id=organization_id,
-                api_key_id=key_id,
-                sealed=self._box.seal(secret, domain.key_name(organization_id, key_id)),
-                expire_time=now + domain.SEALED_SECRET_WINDOW,
-            )
+        # A retry with the same request_id gets the key without this secret: nothing keeps a copy.
         return row, secret
 
     async def _forget_expired(self, session: AsyncSession, now: datetime.datetime) -> None:
@@ -150,8 +177,7 @@ class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
                 response_type=pb.CreateApiKeyResponse,
             )
             if claim.replay is not None:
-                claim.replay.secret = await self._shown_again(session, claim.replay.api_key, now)
-                return claim.replay
+                return claim.replay  # the key, never its secret again (secret_withheld)
             wanted = request.api_key
             settings = domain.validate_new_key(
                 display_name=wanted.display_name,
@@ -166,6 +192,10 @@ class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
                 known=self._grantable,
                 organization_id=organization_id,
                 now=now,
+                max_lifetime=self._max_lifetime,
+            )
+            settings = within_creator_limits(
+                settings, principal.restrictions, explicit_expiry=wanted.HasField("expire_time")
             )
             key_id = domain.validate_key_id(request.api_key_id)
             if await store.count_active(session, organization_id, now) >= domain.MAX_ACTIVE_KEYS_PER_ORGANIZATION:
@@ -174,7 +204,6 @@ class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
                 )
             row, secret = await self._new_key(
                 session,
-                request_id=request.request_id,
                 key_id=key_id,
                 organization_id=organization_id,
                 settings=settings,
@@ -240,7 +269,10 @@ class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
         domain.parse_key_name(name, "api_key.name")
         async with self._sessions.begin() as session:
             row = await self._writable(session, name, principal, "api_key.name")
-            changes = planned_update(row, request, now, self._grantable)
+            updater = Updater(held=self._held(principal), is_api_key=principal.kind is PrincipalKind.API_KEY)
+            changes = planned_update(
+                row, request, now, self._grantable, updater=updater, max_lifetime=self._max_lifetime
+            )
             if not changes:
                 return pb.UpdateApiKeyResponse(api_key=convert.key_to_proto(row, now))
             for column, value in changes.items():
@@ -275,34 +307,7 @@ class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
             if state is domain.KeyState.EXPIRED:
                 raise FailedPrecondition("the key has already expired and no longer works")
             if state is domain.KeyState.ACTIVE:
-                row.state = domain.KeyState.REVOKED.value
-                row.revoke_time = now
-                row.revoke_reason = reason
-                row.stamp_changed(principal.subject, now)
-                await store.save_key(session)
-                key = convert.key_to_proto(row, now)
-                await events.record(
-                    self._outbox,
-                    session,
-                    name,
-                    ev.ApiKeyRevokedEvent(api_key=key, previous_state=convert.STATES[state]),
-                    principal,
-                )
-                await self._audit.record(
-                    session,
-                    principal=principal,
-                    caller=CallerInfo.of(context),
-                    organization_id=row.organization_id,
-                    action=audit_event_pb2.AUDIT_ACTION_API_KEY_REVOKED,
-                    target=name,
-                    details={"reason": row.revoke_reason[:200], "prefix": row.prefix},
-                )
-                revocation = identity_service_pb2.RevokePrincipalTokensRequest(
-                    principal=name, organization_id=row.organization_id, reason="api_key_revoked"
-                )
-                await self._identity_calls.enqueue(
-                    session, organization_id=row.organization_id, target=name, kind=REVOKE, request=revocation
-                )
+                await self._revoke(session, row, principal, CallerInfo.of(context), reason, now)
             key = convert.key_to_proto(row, now)
             # The revocation owed to identity, whether queued now or by an earlier attempt.
             owed = list(
@@ -318,6 +323,119 @@ class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
         # Committed: the key no longer verifies. Its tokens must die too before we answer OK.
         await self._identity_calls.deliver(row.organization_id, required=owed, failure=REVOKE_FAILED)
         return pb.RevokeApiKeyResponse(api_key=key)
+
+    async def _revoke(
+        self,
+        session: AsyncSession,
+        row: ApiKeyRow,
+        principal: Principal,
+        caller: CallerInfo,
+        reason: str,
+        now: datetime.datetime,
+    ) -> None:
+        """Revoke an ACTIVE key: its state, event, audit entry and the token revocation owed to identity."""
+        name = domain.key_name(row.organization_id, row.id)
+        previous = convert.state_of(row, now)
+        row.state = domain.KeyState.REVOKED.value
+        row.revoke_time = now
+        row.revoke_reason = reason
+        row.stamp_changed(principal.subject, now)
+        await store.save_key(session)
+        key = convert.key_to_proto(row, now)
+        await events.record(
+            self._outbox,
+            session,
+            name,
+            ev.ApiKeyRevokedEvent(api_key=key, previous_state=convert.STATES[previous]),
+            principal,
+        )
+        await self._audit.record(
+            session,
+            principal=principal,
+            caller=caller,
+            organization_id=row.organization_id,
+            action=audit_event_pb2.AUDIT_ACTION_API_KEY_REVOKED,
+            target=name,
+            details={"reason": row.revoke_reason[:200], "prefix": row.prefix},
+        )
+        revocation = identity_service_pb2.RevokePrincipalTokensRequest(
+            principal=name, organization_id=row.organization_id, reason="api_key_revoked"
+        )
+        await self._identity_calls.enqueue(
+            session, organization_id=row.organization_id, target=name, kind=REVOKE, request=revocation
+        )
+
+    async def TransferApiKey(self, request: pb.TransferApiKeyRequest, context: Context) -> pb.TransferApiKeyResponse:
+        """Hand a key to another active member who holds its scopes; it then outlives its old owner."""
+        principal, name = current(), request.name
+        organization_id, _ = domain.parse_key_name(name)
+        new_owner = domain.validate_owner(request.new_owner, "new_owner")
+        async with self._sessions.begin() as session:
+            row = await self._writable(session, name, principal)
+            domain.require_active(convert.state_of(row, self._clock.now()), "transferred")
+            scopes = convert.scopes_of(row)
+        # The caller may hand over only what they hold, and the new owner must hold it too.
+        domain.check_creator_holds(scopes, self._held(principal))
+        role = await self._members.role_in(new_owner, organization_id)
+        if role is None:
+            raise FailedPrecondition(f"{new_owner} is not an active member of the organisation")
+        owner_holds = self._table.permissions(role)
+        beyond = [] if "*" in owner_holds else [s for s in scopes if s not in owner_holds]
+        if beyond:
+            raise PermissionDenied(f"the new owner does not hold the key's permissions: {', '.join(beyond)}")
+        now = self._clock.now()
+        async with self._sessions.begin() as session:
+            row = await self._writable(session, name, principal)
+            domain.require_active(convert.state_of(row, now), "transferred")
+            etags.check_etag(request.etag, convert.etag(row), what="the API key")
+            previous = row.owner or row.creator
+            if previous == new_owner:
+                return pb.TransferApiKeyResponse(api_key=convert.key_to_proto(row, now))
+            row.owner = new_owner
+            row.stamp_changed(principal.subject, now)
+            await store.save_key(session)
+            key = convert.key_to_proto(row, now)
+            await events.record(
+                self._outbox, session, name, ev.ApiKeyUpdatedEvent(api_key=key, changed=["owner"]), principal
+            )
+            await self._audit.record(
+                session,
+                principal=principal,
+                caller=CallerInfo.of(context),
+                organization_id=organization_id,
+                action=audit_event_pb2.AUDIT_ACTION_API_KEY_UPDATED,
+                target=name,
+                details={"fields": "owner", "previous_owner": previous, "owner": new_owner},
+            )
+        await self._audit.deliver(organization_id)
+        return pb.TransferApiKeyResponse(api_key=key)
+
+    async def RevokeOwnerApiKeys(
+        self, request: pb.RevokeOwnerApiKeysRequest, context: Context
+    ) -> pb.RevokeOwnerApiKeysResponse:
+        """Revoke every ACTIVE key a removed member owns in the organisation (team_hub, on RemoveMember)."""
+        principal, now = current(), self._clock.now()
+        organization_id = domain.validate_organization_id(request.organization_id)
+        owner = domain.validate_owner(request.owner, "owner")
+        reason = domain.validate_revoke_reason(request.reason or "owner_removed")
+        async with self._sessions.begin() as session:
+            rows = await store.active_keys_of_owner(session, organization_id, owner, now)
+            caller = CallerInfo.of(context)
+            for row in rows:
+                await self._revoke(session, row, principal, caller, reason, now)
+            revoked = [domain.key_name(row.organization_id, row.id) for row in rows]
+            # Token revocations owed to identity, queued now or by an attempt that could not deliver them.
+            owed = list(
+                await session.scalars(
+                    select(IdentityCallRow.id).where(
+                        IdentityCallRow.organization_id == organization_id,
+                        IdentityCallRow.kind == REVOKE,
+                        IdentityCallRow.done_time.is_(None),
+                    )
+                )
+            )
+        await self._identity_calls.deliver(organization_id, required=owed, failure=REVOKE_FAILED)
+        return pb.RevokeOwnerApiKeysResponse(revoked_api_keys=revoked)
 
     async def RotateApiKey(self, request: pb.RotateApiKeyRequest, context: Context) -> pb.RotateApiKeyResponse:
         """Replace a key with a new secret; the old one works for the overlap, then expires."""
@@ -335,16 +453,16 @@ class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
                 response_type=pb.RotateApiKeyResponse,
             )
             if claim.replay is not None:
-                claim.replay.secret = await self._shown_again(session, claim.replay.api_key, now)
-                return claim.replay
+                return claim.replay  # the key, never its secret again (secret_withheld)
             domain.require_rotatable(convert.state_of(old, now), old.rotated_to)
             domain.check_creator_holds(convert.scopes_of(old), self._held(principal))
             old_expiry = domain.rotation_expiry(old.expire_time, convert.span(request, "overlap"), now)
-            new_expiry = domain.validate_new_expiry(convert.moment(request, "new_expire_time"), now, "new_expire_time")
+            new_expiry = domain.validate_new_expiry(
+                convert.moment(request, "new_expire_time"), now, "new_expire_time", max_lifetime=self._max_lifetime
+            )
             settings = dataclasses.replace(convert.settings_of(old), expire_time=new_expiry)
             new, secret = await self._new_key(
                 session,
-                request_id=request.request_id,
                 key_id=domain.new_key_id(),
                 organization_id=organization_id,
                 settings=settings,
@@ -352,6 +470,7 @@ class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
                 creator_role=old.creator_role,
                 now=now,
                 rotated_from=old.id,
+                owner=old.owner or old.creator,
             )
             old.expire_time = old_expiry
             old.rotated_to = new.id

@@ -78,6 +78,7 @@ async def insert_key(
     creator_role: str,
     now: datetime.datetime,
     rotated_from: str = "",
+    owner: str = "",
 ) -> ApiKeyRow:
     """Store a new ACTIVE key.
 
@@ -105,6 +106,7 @@ async def insert_key(
         rotated_from=rotated_from,
         rotated_to="",
         creator_role=creator_role,
+        owner=owner or creator,
     )
     row.stamp_created(creator, now)
     session.add(row)
@@ -151,6 +153,26 @@ async def find_by_hash(session: AsyncSession, secret_hash: str) -> ApiKeyRow | N
 def state_condition(states: Collection[KeyState], now: datetime.datetime) -> ColumnElement[bool]:
     """Rows whose effective state (expiry applied) is one of ``states``."""
     return effective_state(now).in_([state.value for state in states])
+
+
+async def active_keys_of_owner(
+    session: AsyncSession, organization_id: str, owner: str, now: datetime.datetime
+) -> list[ApiKeyRow]:
+    """The organisation's ACTIVE keys a member owns, locked for the change.
+
+    Keys from before owners were kept (``owner`` empty) belong to their creator.
+    """
+    query = (
+        select(ApiKeyRow)
+        .where(
+            ApiKeyRow.organization_id == organization_id,
+            or_(ApiKeyRow.owner == owner, and_(ApiKeyRow.owner == "", ApiKeyRow.creator == owner)),
+            _active(now),
+        )
+        .order_by(ApiKeyRow.id)
+        .with_for_update()
+    )
+    return list((await session.scalars(query)).all())
 
 
 async def count_active(session: AsyncSession, organization_id: str, now: datetime.datetime) -> int:

@@ -76,7 +76,10 @@ async def _api_key_grant(app: Identity, request: GrantRequest, secret: str, info
         )
         raise await _client_failed(app, info, actor, "bad_api_key")
     scopes = oauth.narrow_scopes(request.scope, key.scopes, app.access.all_permissions) or key.scopes
-    who = TokenSubject(key.api_key, key.organization_id, "", scopes, client_id=key.api_key)
+    # The key's IP ranges, origins and agents travel as a claim, so the token obeys them on every call.
+    who = TokenSubject(
+        key.api_key, key.organization_id, "", scopes, client_id=key.api_key, restrictions=key.restrictions
+    )
     async with app.transaction() as session:
         issued = await app.mint(session, who, not_after=key.expire_time)
         await app.record(

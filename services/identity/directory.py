@@ -18,6 +18,7 @@ import grpc
 from mesh.access import Role
 from mesh.errors import InvalidArgument, Unavailable
 from mesh.kit.client_errors import domain_error
+from mesh.restrictions import NO_RESTRICTIONS, KeyRestrictions
 from runtime.clients import MeshClients
 from services.identity.domain import Membership
 from vocelio.developer_api.v1 import developer_api_service_pb2, developer_api_service_pb2_grpc
@@ -57,6 +58,7 @@ class ApiKeyGrant:
         scopes: its permissions.
         expire_time: when it expires, if ever.
         display_name: its name, for the audit log.
+        restrictions: its IP ranges, origins and agents, which tokens minted from it carry.
 
     """
 
@@ -65,6 +67,7 @@ class ApiKeyGrant:
     scopes: tuple[str, ...]
     expire_time: dt.datetime | None
     display_name: str
+    restrictions: KeyRestrictions = NO_RESTRICTIONS
 
 
 class Directory(Protocol):
@@ -221,7 +224,14 @@ class MeshDirectory:
                 return None
             raise _unavailable("developer_api", "verify the API key", error) from None
         expire = reply.expire_time.ToDatetime(tzinfo=dt.UTC) if reply.HasField("expire_time") else None
-        return ApiKeyGrant(reply.api_key, reply.organization_id, tuple(reply.scopes), expire, reply.display_name)
+        restrictions = KeyRestrictions.of(
+            ip_ranges=reply.restrictions.allowed_ip_ranges,
+            origins=reply.restrictions.allowed_origins,
+            agents=reply.restrictions.allowed_agents,
+        )
+        return ApiKeyGrant(
+            reply.api_key, reply.organization_id, tuple(reply.scopes), expire, reply.display_name, restrictions
+        )
 
 
 def _unavailable(service: str, what: str, error: grpc.aio.AioRpcError) -> Unavailable:

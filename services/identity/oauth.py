@@ -11,6 +11,8 @@ from typing import Any
 import grpc
 
 from mesh.errors import ErrorReasons, ResourceExhausted, VocelioError
+from mesh.restrictions import CLAIM as RESTRICTIONS_CLAIM
+from mesh.restrictions import NO_RESTRICTIONS, KeyRestrictions
 from vocelio.identity.v1 import identity_errors_pb2
 
 # ErrorInfo.reason is the identity ErrorReason value (INVALID_GRANT); the RFC 6749 code the
@@ -181,6 +183,8 @@ class TokenSubject:
         scopes: the ``scope`` claim; empty leaves it out.
         session_id: the ``sid`` claim (``sessions/…``), users only.
         client_id: the ``client_id`` claim, client_credentials only.
+        restrictions: an API key's IP ranges, origins and agents (the ``vocelio_restrictions``
+            claim), so a token minted from a key obeys the key's limits.
 
     """
 
@@ -190,6 +194,7 @@ class TokenSubject:
     scopes: tuple[str, ...] = ()
     session_id: str = ""
     client_id: str = ""
+    restrictions: KeyRestrictions = NO_RESTRICTIONS
 
 
 def access_claims(
@@ -227,4 +232,6 @@ def access_claims(
         claims["scope"] = " ".join(who.scopes)
     if who.client_id:
         claims["client_id"] = who.client_id
+    if restrictions := who.restrictions.to_claim():
+        claims[RESTRICTIONS_CLAIM] = restrictions
     return claims

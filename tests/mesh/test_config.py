@@ -102,3 +102,12 @@ def test_settings_are_frozen():
     settings = Settings()
     with pytest.raises(AttributeError):
         settings.host = "0.0.0.0"  # type: ignore[misc]
+
+
+def test_api_keys_have_a_configurable_maximum_lifetime():
+    assert Settings.from_environ({}).api_key_max_lifetime_days == 365
+    assert Settings.from_environ({"VOCELIO_API_KEY_MAX_LIFETIME_DAYS": "30"}).api_key_max_lifetime_days == 30
+    for bad in ("0", "5000", "soon"):
+        with pytest.raises(ConfigError) as caught:
+            Settings.from_environ({"VOCELIO_API_KEY_MAX_LIFETIME_DAYS": bad})
+        assert "VOCELIO_API_KEY_MAX_LIFETIME_DAYS" in str(caught.value)

@@ -15,6 +15,7 @@ from mesh.kit.caller import CallerInfo
 from mesh.kit.names import ParsedName, ResourceName
 from mesh.principal import Principal, PrincipalKind
 from runtime.handlers import ServiceContext
+from services.team_hub.developer_api import DeveloperApiLink
 from services.team_hub.domain import invitations, roles
 from services.team_hub.identity import IdentityLink
 from services.team_hub.models import Organization
@@ -44,6 +45,7 @@ class RpcBase:
         self._identity_calls = context.identity_calls
         self._audit_port = context.audit
         self._identity = IdentityLink(context.clients)
+        self._developer_api = DeveloperApiLink(context.clients)
         self._token_key = invitations.token_key(context.settings.mesh_key_encryption_key())
         self._table: AccessTable = default_access_table()
 

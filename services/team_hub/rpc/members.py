@@ -128,6 +128,7 @@ class MemberRpcs(RpcBase):
                 if not await identity_calls.known_target(session, organization_id, request.name):
                     raise tenancy.not_found(request.name)
                 required = await identity_calls.pending_for(session, organization_id, request.name)
+                removed_user = await identity_calls.revoked_principal(session, organization_id, request.name)
             else:
                 organization = await self._organization(session, principal, organization_id, lock=True)
                 row = await self._membership(session, principal, name)
@@ -137,6 +138,7 @@ class MemberRpcs(RpcBase):
                 roles.check_removal(actor, row.user, Role(row.role), admins)
                 label = await self._actor_label(session, principal, organization_id)
                 await member_store.remove(session, row)
+                removed_user = row.user
                 required = [
                     await self._identity_calls.enqueue(
                         session,
@@ -157,6 +159,9 @@ class MemberRpcs(RpcBase):
                     {"user": row.user, "email": row.email, "role": Role(row.role).name},
                 )
         await self._identity_calls.deliver(organization_id, required=required, failure=_REMOVAL_FAILURE)
+        if removed_user:
+            # Their API keys die with the membership (unless transferred before).
+            await self._developer_api.revoke_keys_of(removed_user, organization_id)
         return pb.RemoveMemberResponse()
 
     async def ListUserMemberships(

@@ -10,7 +10,9 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mesh.kit.audit import REVOKE
 from mesh.kit.tables import IdentityCallRow
+from vocelio.identity.v1 import identity_service_pb2
 
 
 async def pending_for(session: AsyncSession, organization_id: str, target: str) -> list[str]:
@@ -33,3 +35,19 @@ async def known_target(session: AsyncSession, organization_id: str, target: str)
         .limit(1)
     )
     return found is not None
+
+
+async def revoked_principal(session: AsyncSession, organization_id: str, target: str) -> str | None:
+    """The principal a queued token revocation about the resource names (a removed member's user)."""
+    payload = await session.scalar(
+        select(IdentityCallRow.payload)
+        .where(
+            IdentityCallRow.organization_id == organization_id,
+            IdentityCallRow.target == target,
+            IdentityCallRow.kind == REVOKE,
+        )
+        .limit(1)
+    )
+    if payload is None:
+        return None
+    return identity_service_pb2.RevokePrincipalTokensRequest.FromString(payload).principal or None

@@ -17,7 +17,7 @@ from tests.support.mesh import trusting
 from tests.support.tokens import TestIssuer
 from vocelio.developer_api.v1 import developer_api_service_pb2_grpc
 from vocelio.identity.v1 import identity_service_pb2, identity_service_pb2_grpc, revocation_pb2
-from vocelio.team_hub.v1 import organization_pb2, team_hub_service_pb2, team_hub_service_pb2_grpc
+from vocelio.team_hub.v1 import member_pb2, organization_pb2, team_hub_service_pb2, team_hub_service_pb2_grpc
 
 ISSUER = TestIssuer()
 
@@ -74,14 +74,32 @@ class FakeIdentity(identity_service_pb2_grpc.IdentityServiceServicer):
 
 
 class FakeTeamHub(team_hub_service_pb2_grpc.TeamHubServiceServicer):
-    """Answers GetOrganization (VerifyApiKey's organisation check): ACTIVE unless told otherwise."""
+    """Answers ListUserMemberships from ``members``: (user, organisation) → role; and GetOrganization
+    (VerifyApiKey's organisation check) from ``states``: ACTIVE unless told otherwise."""
 
     def __init__(self) -> None:
+        self.members: dict[tuple[str, str], int] = {}
         self.states: dict[str, int] = {}
         self.unavailable = False
         self.asked: list[str] = []
 
-    async def GetOrganization(self, request, context):
+    async def ListUserMemberships(self, request: Any, context: Any) -> Any:
+        return team_hub_service_pb2.ListUserMembershipsResponse(
+            user_memberships=[
+                team_hub_service_pb2.UserMembership(
+                    membership=member_pb2.Membership(
+                        organization_id=organization,
+                        user=user,
+                        role=role,  # type: ignore[arg-type]
+                        state=member_pb2.MEMBERSHIP_STATE_ACTIVE,
+                    )
+                )
+                for (user, organization), role in self.members.items()
+                if user == request.user
+            ]
+        )
+
+    async def GetOrganization(self, request: Any, context: Any) -> Any:
         self.asked.append(request.name)
         if self.unavailable:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "team_hub is down")

@@ -16,6 +16,7 @@ from services.developer_api.restrictions import (
     parse_client_address,
     restriction_failure,
     validate_restrictions,
+    widened,
 )
 
 NOW = datetime.datetime(2026, 6, 1, 12, 30, 15, tzinfo=datetime.UTC)
@@ -221,16 +222,64 @@ def test_publishable_keys_hold_only_client_safe_scopes():
     assert domain.CLIENT_SAFE_SCOPES <= KNOWN
 
 
-def test_scopes_may_only_be_narrowed():
+def test_scopes_are_narrowed_freely_and_widened_only_by_authority_within_its_own_permissions():
     assert domain.narrowed_scopes(["calls.get", "calls.create"], ["calls.get"], known=KNOWN) == ("calls.get",)
-    with pytest.raises(InvalidArgument) as caught:
+    with pytest.raises(PermissionDenied) as caught:
         domain.narrowed_scopes(["calls.get"], ["calls.get", "calls.create"], known=KNOWN)
     assert "calls.create" in caught.value.message
+    assert domain.narrowed_scopes(
+        ["calls.get"], ["calls.get", "calls.create"], known=KNOWN, held=ADMIN, may_add=True
+    ) == ("calls.create", "calls.get")
+    with pytest.raises(PermissionDenied):
+        domain.narrowed_scopes(["calls.get"], ["calls.get", "api_keys.create"], known=KNOWN, held=AGENT, may_add=True)
     with pytest.raises(InvalidArgument):
         domain.narrowed_scopes(["calls.get"], [], known=KNOWN)
     with pytest.raises(InvalidArgument):
-        domain.narrowed_scopes(["calls.get"], ["*"], known=KNOWN)
+        domain.narrowed_scopes(["calls.get"], ["*"], known=KNOWN, held=frozenset({"*"}), may_add=True)
     assert domain.narrowed_scopes(["*"], ["calls.get"], known=KNOWN) == ("calls.get",)
+
+
+def test_only_someone_who_could_create_the_key_may_loosen_it():
+    assert domain.may_loosen(is_api_key=False, held=ADMIN, scopes=["calls.get"])
+    assert domain.may_loosen(is_api_key=False, held=frozenset({"*"}), scopes=["*"])
+    assert not domain.may_loosen(is_api_key=True, held=ADMIN, scopes=["calls.get"])
+    assert not domain.may_loosen(
+        is_api_key=False, held=frozenset({"api_keys.update", "calls.get"}), scopes=["calls.get"]
+    )
+    assert not domain.may_loosen(is_api_key=False, held=AGENT, scopes=["calls.get"])
+
+
+def test_widened_names_the_restrictions_a_change_removes_or_widens():
+    old = Restrictions(
+        allowed_origins=("https://a.example.com",),
+        allowed_ip_ranges=("203.0.113.0/24",),
+        allowed_agents=("organizations/o/agents/a1",),
+    )
+    assert widened(old, old) == []
+    assert (
+        widened(
+            old,
+            Restrictions(
+                allowed_ip_ranges=("203.0.113.0/25",),
+                allowed_origins=old.allowed_origins,
+                allowed_agents=old.allowed_agents,
+            ),
+        )
+        == []
+    )
+    assert widened(old, Restrictions()) == ["allowed_origins", "allowed_agents", "allowed_ip_ranges"]
+    assert widened(
+        old,
+        Restrictions(
+            allowed_ip_ranges=("203.0.0.0/16",),
+            allowed_origins=old.allowed_origins,
+            allowed_agents=("organizations/o/agents/a1", "organizations/o/agents/a2"),
+        ),
+    ) == [
+        "allowed_agents",
+        "allowed_ip_ranges",
+    ]
+    assert widened(Restrictions(), old) == []
 
 
 def test_rotation_needs_the_keys_power():
@@ -243,8 +292,10 @@ def test_rotation_needs_the_keys_power():
 # -- expiry and rotation -------------------------------------------------------------------
 
 
-def test_new_key_expiry_is_optional_and_between_an_hour_and_a_year():
-    assert domain.validate_new_expiry(None, NOW) is None
+def test_new_key_expiry_is_between_an_hour_and_the_maximum_lifetime_which_is_also_the_default():
+    assert domain.validate_new_expiry(None, NOW) == NOW + datetime.timedelta(days=365)
+    month = datetime.timedelta(days=30)
+    assert domain.validate_new_expiry(None, NOW, max_lifetime=month) == NOW + month
     hour = NOW + datetime.timedelta(hours=1)
     assert domain.validate_new_expiry(hour, NOW) == hour
     year = NOW + datetime.timedelta(days=365)
@@ -256,15 +307,21 @@ def test_new_key_expiry_is_optional_and_between_an_hour_and_a_year():
     ):
         with pytest.raises(InvalidArgument):
             domain.validate_new_expiry(bad, NOW)
+    with pytest.raises(InvalidArgument):
+        domain.validate_new_expiry(NOW + month + datetime.timedelta(seconds=1), NOW, max_lifetime=month)
 
 
-def test_expiry_can_only_be_brought_forward():
+def test_expiry_is_brought_forward_freely_and_pushed_back_only_by_authority():
     current = NOW + datetime.timedelta(days=30)
     sooner = NOW + datetime.timedelta(days=1)
     assert domain.brought_forward_expiry(current, sooner, NOW) == sooner
     assert domain.brought_forward_expiry(None, sooner, NOW) == sooner
+    later = current + datetime.timedelta(seconds=1)
+    with pytest.raises(PermissionDenied):
+        domain.brought_forward_expiry(current, later, NOW)
+    assert domain.brought_forward_expiry(current, later, NOW, may_extend=True) == later
     with pytest.raises(InvalidArgument):
-        domain.brought_forward_expiry(current, current + datetime.timedelta(seconds=1), NOW)
+        domain.brought_forward_expiry(current, NOW + datetime.timedelta(days=366), NOW, may_extend=True)
     with pytest.raises(InvalidArgument):
         domain.brought_forward_expiry(current, None, NOW)
     with pytest.raises(InvalidArgument):

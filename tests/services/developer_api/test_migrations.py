@@ -163,6 +163,8 @@ async def test_0002_keeps_every_row_and_scopes_ids_per_organisation(database: Se
         assert (await store.find_by_hash(session, credentials.secret_hash(successor))) is not None
         # Labels are a JSON document now, and the version is the kit's revision.
         assert (old.labels, old.revision) == ({"system": "crm"}, 3)
+        # developer_api_0003: a key's owner starts as its creator.
+        assert old.owner == "users/u_admin"
         logs = await usage_store.list_logs(session, "org_a", "", after=None, limit=10)
         assert [(r.id, r.api_key_id, r.latency_micros) for r in logs.items] == [("r_1", "k_old", 1500)]
         [(key, start, counters)] = await usage_store.usage_hours(

@@ -109,7 +109,9 @@ async def test_lifecycle_create_verify_update_rotate_revoke(any_backend: Harness
     assert verified.environment == LIVE
     assert verified.key_type == api_key_pb2.API_KEY_TYPE_SECRET
     assert verified.display_name == "CRM sync"
-    assert not verified.HasField("expire_time")
+    # Every key expires: without an expiry of its own, after the maximum lifetime (365 days by default).
+    lifetime = verified.expire_time.ToDatetime(tzinfo=datetime.UTC) - datetime.datetime.now(datetime.UTC)
+    assert datetime.timedelta(days=364) < lifetime <= datetime.timedelta(days=365)
     used = (await harness.stub.GetApiKey(pb.GetApiKeyRequest(name=key.name), metadata=ADMIN_A, timeout=10)).api_key
     assert used.HasField("last_used_time")
     assert used.last_used_time.seconds % 60 == 0
@@ -188,23 +190,28 @@ async def test_lifecycle_create_verify_update_rotate_revoke(any_backend: Harness
     assert rotated_event.details["successor"] == rotated.api_key.name
 
 
-async def test_a_retried_create_returns_the_same_key_and_secret(harness: Harness):
+async def test_a_retried_create_returns_the_same_key_but_never_the_secret_again(harness: Harness):
     request_id = str(uuid.uuid4())
     first = await create(harness, request_id=request_id)
+    assert first.secret and not first.secret_withheld
     again = await create(harness, request_id=request_id)
     assert again.api_key.name == first.api_key.name
-    assert again.secret == first.secret
+    # Shown once: the replay withholds it, and says so.
+    assert (again.secret, again.secret_withheld) == ("", True)
+    assert first.secret[16:] not in again.SerializeToString().decode("utf-8", "replace")
     listed = await list_keys(harness)
     assert len(listed.api_keys) == 1
-    # At rest: the hash and the visible prefix, the first response without its secret, and
-    # the sealed copy for retries — never the secret.
+    # At rest: the hash and the visible prefix and the first response without its secret; no copy
+    # of the secret for retries.
     async with harness.host.database.engine.connect() as connection:
         raw = [
             row
             for table in ("api_keys", "idempotency_keys", "sealed_secrets", "identity_calls", "outbox")
             for row in (await connection.execute(text(f"SELECT * FROM {table}"))).all()
         ]
-    assert len(raw) >= 5
+        sealed = (await connection.execute(text("SELECT count(*) FROM sealed_secrets"))).scalar_one()
+    assert sealed == 0
+    assert len(raw) >= 4
     for row in raw:
         for value in row:
             stored = bytes(value) if isinstance(value, bytes | memoryview) else str(value).encode()
@@ -219,27 +226,15 @@ async def test_a_retried_create_returns_the_same_key_and_secret(harness: Harness
     # The same request_id from another organisation is another request.
     other = await create(harness, metadata=ADMIN_B, request_id=request_id)
     assert other.api_key.name != first.api_key.name
+    assert other.secret and not other.secret_withheld
 
-    # After 24 hours the sealed copy is wiped and the request_id is free again.
+    # After 24 hours the request_id is free again.
     past = datetime.datetime(2000, 1, 1)
     async with harness.host.database.sessions.begin() as session:
         await session.execute(text("UPDATE idempotency_keys SET create_time = :past"), {"past": past})
-        await session.execute(text("UPDATE sealed_secrets SET expire_time = :past"), {"past": past})
     later = await create(harness, request_id=request_id)
     assert later.api_key.name != first.api_key.name
-    async with harness.host.database.sessions.begin() as session:
-        remaining = (await session.execute(text("SELECT api_key_id FROM sealed_secrets"))).scalars().all()
-    assert remaining == [domain.parse_key_name(later.api_key.name)[1]]
-
-
-async def test_a_replay_whose_secret_is_gone_says_so(harness: Harness):
-    request_id = str(uuid.uuid4())
-    await create(harness, request_id=request_id)
-    async with harness.host.database.sessions.begin() as session:
-        await session.execute(text("DELETE FROM sealed_secrets"))
-    error = await refused(create(harness, request_id=request_id))
-    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert len((await list_keys(harness)).api_keys) == 1
+    assert later.secret
 
 
 async def test_scopes_must_be_held_by_the_creator(harness: Harness):
@@ -406,30 +401,88 @@ async def test_verify_is_internal(harness: Harness):
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
-async def test_updates_only_narrow(harness: Harness):
-    key = (await create(harness, expire_time=timestamp_in(datetime.timedelta(days=30)))).api_key
+UPDATER_ONLY_A = bearer(
+    ISSUER.mint(subject="users/u_admin_a", role="ADMIN", org="org_a", scope="api_keys.update api_keys.get")
+)
 
-    async def update(mask, **fields):
+
+async def test_updates_tighten_freely_and_loosen_only_with_authority(harness_with_api_keys: Harness):
+    harness = harness_with_api_keys
+    key = (
+        await create(
+            harness,
+            expire_time=timestamp_in(datetime.timedelta(days=30)),
+            restrictions=api_key_pb2.ApiKeyRestrictions(
+                allowed_ip_ranges=["203.0.113.0/24"], allowed_origins=["https://a.example.com"]
+            ),
+        )
+    ).api_key
+
+    async def update(mask, metadata=ADMIN_A, **fields):
         return await harness.stub.UpdateApiKey(
             pb.UpdateApiKeyRequest(
                 api_key=api_key_pb2.ApiKey(name=key.name, **fields), update_mask=field_mask_pb2.FieldMask(paths=mask)
             ),
-            metadata=ADMIN_A,
+            metadata=metadata,
             timeout=10,
         )
 
+    def limits(ip=(), origins=()):
+        return api_key_pb2.ApiKeyRestrictions(allowed_ip_ranges=list(ip), allowed_origins=list(origins))
+
+    # Malformed whoever asks.
     for mask, fields in (
-        (["scopes"], {"scopes": ["calls.get", "calls.list"]}),
         (["scopes"], {"scopes": []}),
-        (["expire_time"], {"expire_time": timestamp_in(datetime.timedelta(days=60))}),
         (["expire_time"], {}),
+        (["expire_time"], {"expire_time": timestamp_in(datetime.timedelta(days=400))}),
         (["environment"], {"environment": api_key_pb2.API_KEY_ENVIRONMENT_TEST}),
     ):
         error = await refused(update(mask, **fields))
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, (mask, fields)
-    sooner = timestamp_in(datetime.timedelta(days=2))
-    shortened = await update(["expire_time"], expire_time=sooner)
+
+    # Someone who may update but not create keys (a token down-scoped to api_keys.update) may tighten …
+    narrower = limits(ip=["203.0.113.0/25"], origins=["https://a.example.com"])
+    tightened = await update(["restrictions", "scopes"], UPDATER_ONLY_A, restrictions=narrower, scopes=["calls.get"])
+    assert list(tightened.api_key.restrictions.allowed_ip_ranges) == ["203.0.113.0/25"]
+    assert list(tightened.api_key.scopes) == ["calls.get"]
+    sooner = timestamp_in(datetime.timedelta(days=20))
+    shortened = await update(["expire_time"], UPDATER_ONLY_A, expire_time=sooner)
     assert shortened.api_key.expire_time.seconds == sooner.seconds
+    # … but not loosen: no widening or removing a restriction, no added scope, no later expiry.
+    loosenings: list[tuple[list[str], dict[str, Any]]] = [
+        (["restrictions"], {"restrictions": limits(origins=["https://a.example.com"])}),  # IP ranges removed
+        (["restrictions"], {"restrictions": limits(ip=["203.0.113.0/24"], origins=["https://a.example.com"])}),
+        (["restrictions"], {"restrictions": limits(ip=["203.0.113.0/25"])}),  # origins removed
+        (
+            ["restrictions"],
+            {"restrictions": limits(ip=["203.0.113.0/25"], origins=["https://a.example.com", "https://b.example"])},
+        ),
+        (["scopes"], {"scopes": ["calls.get", "calls.create"]}),
+        (["expire_time"], {"expire_time": timestamp_in(datetime.timedelta(days=25))}),
+    ]
+    for loosen_mask, loosen in loosenings:
+        error = await refused(update(loosen_mask, UPDATER_ONLY_A, **loosen))
+        assert error.code() == grpc.StatusCode.PERMISSION_DENIED, (loosen_mask, loosen)
+    # Nor may an API key loosen anything, whatever its scopes.
+    admin_key = await create(harness, scopes=["api_keys.update", "api_keys.create", "calls.get", "calls.create"])
+    as_key = bearer(admin_key.secret)
+    error = await refused(update(["scopes"], as_key, scopes=["calls.get", "calls.create"]))
+    assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "not an API key" in (error.details() or "")
+
+    # An ADMIN, who could create the key as it would become, may loosen …
+    widened = await update(["restrictions"], restrictions=limits(origins=["https://b.example"]))
+    assert list(widened.api_key.restrictions.allowed_ip_ranges) == []
+    assert list(widened.api_key.restrictions.allowed_origins) == ["https://b.example"]
+    more = await update(["scopes"], scopes=["calls.get", "calls.create", "agents.list"])
+    assert list(more.api_key.scopes) == ["agents.list", "calls.create", "calls.get"]
+    later = timestamp_in(datetime.timedelta(days=200))
+    extended = await update(["expire_time"], expire_time=later)
+    assert extended.api_key.expire_time.seconds == later.seconds
+    # … never beyond their own permissions, though.
+    beyond = await refused(update(["scopes"], scopes=["calls.get", "signing_keys.list"]))
+    assert beyond.code() == grpc.StatusCode.PERMISSION_DENIED
+
     stale = await refused(update(["display_name"], display_name="x", etag=key.etag))
     assert stale.code() == grpc.StatusCode.ABORTED
     # Without a mask, the fields the request sets change (a PATCH).
@@ -456,7 +509,8 @@ async def test_rotation_rules(harness: Harness):
         metadata=ADMIN_A,
         timeout=10,
     )
-    assert (again.api_key.name, again.secret) == (secret_less.api_key.name, secret_less.secret)
+    assert secret_less.secret and not secret_less.secret_withheld
+    assert (again.api_key.name, again.secret, again.secret_withheld) == (secret_less.api_key.name, "", True)
     assert again.previous_api_key.name == key.name
     old = (await harness.stub.GetApiKey(pb.GetApiKeyRequest(name=key.name), metadata=ADMIN_A, timeout=10)).api_key
     assert old.state == api_key_pb2.API_KEY_STATE_EXPIRED  # overlap 0: at once

@@ -17,6 +17,7 @@ from mesh.registry import default_registry
 from runtime.server import ServiceHost
 from tests.support.mesh import trusting
 from tests.support.tokens import TestIssuer
+from vocelio.developer_api.v1 import developer_api_service_pb2, developer_api_service_pb2_grpc
 from vocelio.identity.v1 import identity_service_pb2, identity_service_pb2_grpc, revocation_pb2, user_pb2
 from vocelio.team_hub.v1 import member_pb2, organization_pb2, team_hub_service_pb2, team_hub_service_pb2_grpc
 
@@ -83,6 +84,20 @@ class FakeIdentity(identity_service_pb2_grpc.IdentityServiceServicer):
         return [r.request.audit_event.action for r in self.audit]
 
 
+class FakeDeveloperApi(developer_api_service_pb2_grpc.DeveloperApiServiceServicer):
+    """Records the key revocations team_hub asks for when it removes a member."""
+
+    def __init__(self) -> None:
+        self.revocations: list[Recorded] = []
+        self.down = False
+
+    async def RevokeOwnerApiKeys(self, request: Any, context: Any) -> Any:
+        if self.down:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "developer_api is down")
+        self.revocations.append(Recorded(request, dict(context.invocation_metadata())))
+        return developer_api_service_pb2.RevokeOwnerApiKeysResponse()
+
+
 class Caller:
     """The TeamHubService stub, calling as one principal."""
 
@@ -107,6 +122,7 @@ class Harness:
     identity: FakeIdentity
     stub: team_hub_service_pb2_grpc.TeamHubServiceStub
     service: Caller  # identity, calling team_hub's internal methods
+    developer_api: FakeDeveloperApi
     # One sign-up request_id per organisation, so that provisioning again is identity's retry.
     signup_keys: dict[str, str] = dataclasses.field(default_factory=dict)
 
@@ -149,16 +165,18 @@ async def start_harness(settings: Settings) -> tuple[Harness, grpc.aio.Server, g
     identity = FakeIdentity()
     identity_server = grpc.aio.server()
     identity_service_pb2_grpc.add_IdentityServiceServicer_to_server(identity, identity_server)
+    developer_api = FakeDeveloperApi()
+    developer_api_service_pb2_grpc.add_DeveloperApiServiceServicer_to_server(developer_api, identity_server)
     identity_port = identity_server.add_insecure_port("127.0.0.1:0")
     await identity_server.start()
     registry = default_registry()
     host = ServiceHost(registry.service("team_hub"), settings, registry, port=0, security=trusting(ISSUER))
-    host.clients.update_ports({"identity": identity_port})
+    host.clients.update_ports({"identity": identity_port, "developer_api": identity_port})
     await host.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{host.port}")
     stub = team_hub_service_pb2_grpc.TeamHubServiceStub(channel)
     service = Caller(stub, ISSUER.mint(subject="services/identity", role="SERVICE", org="", sid=""))
-    return Harness(host, identity, stub, service), identity_server, channel
+    return Harness(host, identity, stub, service, developer_api), identity_server, channel
 
 
 async def _running(settings: Settings) -> Any:
