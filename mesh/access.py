@@ -148,6 +148,8 @@ ROLE_ADDS: dict[Role, tuple[str, ...]] = {
         "members.*",
         "invitations.*",
         "organizations.update",
+        # an organisation's ADMIN may close it (CloseOrganization's contract); suspending stays platform-only
+        "organizations.close",
         "users.*",
         "api_keys.*",
         "api_request_logs.*",
@@ -192,7 +194,6 @@ PLATFORM_ONLY = (
     "organizations.list",
     "organizations.suspend",
     "organizations.reactivate",
-    "organizations.close",
     "event_streams.truncate",
     "event_streams.delete",
     "analytics_projections.rebuild",

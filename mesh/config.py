@@ -60,6 +60,11 @@ class Settings:
         migrate_on_start: apply pending migrations when a service starts.
         mesh_mode: ``processes`` (one per service) or ``all-in-one`` (one process).
         log_level: DEBUG, INFO, WARNING or ERROR.
+        revocation_max_staleness: seconds a service may go without hearing from identity's
+            revocation stream before it refuses every credential with UNAVAILABLE.
+        revocation_heartbeat: seconds between identity's heartbeats on an idle revocation stream.
+        jwks_ttl: seconds a fetched JWKS is used before it is fetched again.
+        jwks_max_age: seconds a JWKS is still used while refetching fails; then tokens are refused.
         api_key_max_lifetime_days: the longest an API key may live; a key created without an
             expiry expires this many days after its creation.
         service_secret: the mesh's master service secret. Only identity (which verifies
@@ -100,6 +105,10 @@ class Settings:
     jwt_signing_key_file: pathlib.Path | None = None
     bootstrap_admin_email: str = ""
     bootstrap_admin_password: str = dataclasses.field(default="", repr=False)
+    revocation_max_staleness: float = 30.0
+    revocation_heartbeat: float = 5.0
+    jwks_ttl: float = 300.0
+    jwks_max_age: float = 3600.0
     api_key_max_lifetime_days: int = 365
     # --- trusted client addresses, per-service credentials (issue #9) ---
     service_credential: str = dataclasses.field(default="", repr=False)
@@ -151,12 +160,27 @@ class Settings:
             )
         if self.bootstrap_admin_password and len(self.bootstrap_admin_password) < 12:
             raise ConfigError("VOCELIO_BOOTSTRAP_ADMIN_PASSWORD", "must be at least 12 characters")
+        self._check_trust_settings()
         if not 1 <= self.api_key_max_lifetime_days <= 3650:
             raise ConfigError("VOCELIO_API_KEY_MAX_LIFETIME_DAYS", "must be between 1 and 3650 days")
         if self.log_level not in _LOG_LEVELS:
             raise ConfigError("VOCELIO_LOG_LEVEL", f"must be one of {', '.join(_LOG_LEVELS)}")
         if self.environment == "production":
             _check_production_secrets(self)
+
+    def _check_trust_settings(self) -> None:
+        for variable, value in (
+            ("VOCELIO_REVOCATION_MAX_STALENESS", self.revocation_max_staleness),
+            ("VOCELIO_REVOCATION_HEARTBEAT", self.revocation_heartbeat),
+            ("VOCELIO_JWKS_TTL", self.jwks_ttl),
+            ("VOCELIO_JWKS_MAX_AGE", self.jwks_max_age),
+        ):
+            if value <= 0:
+                raise ConfigError(variable, f"must be positive, got {value}")
+        if self.revocation_heartbeat >= self.revocation_max_staleness:
+            raise ConfigError("VOCELIO_REVOCATION_HEARTBEAT", "must be shorter than VOCELIO_REVOCATION_MAX_STALENESS")
+        if self.jwks_max_age < self.jwks_ttl:
+            raise ConfigError("VOCELIO_JWKS_MAX_AGE", "must be at least VOCELIO_JWKS_TTL")
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -200,6 +224,10 @@ class Settings:
             else None,
             bootstrap_admin_email=environ.get("VOCELIO_BOOTSTRAP_ADMIN_EMAIL", "").strip(),
             bootstrap_admin_password=environ.get("VOCELIO_BOOTSTRAP_ADMIN_PASSWORD", ""),
+            revocation_max_staleness=_number(environ, "VOCELIO_REVOCATION_MAX_STALENESS", 30.0),
+            revocation_heartbeat=_number(environ, "VOCELIO_REVOCATION_HEARTBEAT", 5.0),
+            jwks_ttl=_number(environ, "VOCELIO_JWKS_TTL", 300.0),
+            jwks_max_age=_number(environ, "VOCELIO_JWKS_MAX_AGE", 3600.0),
             api_key_max_lifetime_days=_integer(environ, "VOCELIO_API_KEY_MAX_LIFETIME_DAYS", 365),
             service_credential=environ.get("VOCELIO_SERVICE_CREDENTIAL", "").strip(),
             edge_host=environ.get("VOCELIO_EDGE_HOST", "").strip(),

@@ -37,14 +37,23 @@ class ServiceCredential:
         self._token = ""
         self._expires_at = 0.0
         self._lock = asyncio.Lock()
+        # A changing number that means "the token may be signed by a key no longer trusted" (key revocations).
+        self.key_generation: Callable[[], int] = lambda: 0
+        self._generation = 0
+
+    def _usable(self) -> bool:
+        if self._generation != self.key_generation():
+            return False
+        return bool(self._token) and time.monotonic() < self._expires_at - _RENEW_MARGIN
 
     async def token(self) -> str:
-        """A valid token (single-flight: concurrent callers share one request)."""
-        if self._token and time.monotonic() < self._expires_at - _RENEW_MARGIN:
+        """A valid token (single-flight: concurrent callers share one request); renewed after a key revocation."""
+        if self._usable():
             return self._token
         async with self._lock:
-            if self._token and time.monotonic() < self._expires_at - _RENEW_MARGIN:
+            if self._usable():
                 return self._token
+            self._generation = self.key_generation()
             from vocelio.identity.v1 import identity_service_pb2, identity_service_pb2_grpc
 
             stub = identity_service_pb2_grpc.IdentityServiceStub(self._channel())  # type: ignore[no-untyped-call]

@@ -1,6 +1,9 @@
 """Follow identity's revocation stream, so a revoked token is refused here within moments.
 
 Catch-up from the last sequence seen, then live; on any failure, reconnect with backoff.
+Every message (entries, the caught-up marker, identity's heartbeats) counts as news:
+once the watcher has started, the set reads stale after ``VOCELIO_REVOCATION_MAX_STALENESS``
+seconds without any, and the authenticator refuses credentials until the stream is back.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ class RevocationWatcher:
 
     def start(self) -> None:
         """Start following the stream."""
+        self._revocations.follow()
         self._task = asyncio.create_task(self._run(), name="revocation-watcher")
 
     async def stop(self) -> None:
@@ -47,6 +51,7 @@ class RevocationWatcher:
                 request = identity_service_pb2.StreamRevocationsRequest(after_sequence=self._revocations.last_sequence)
                 async for message in stub.StreamRevocations(request):
                     failures = 0
+                    self._revocations.heard()
                     if message.HasField("revocation"):
                         revocation = message.revocation
                         self._revocations.add(
@@ -54,6 +59,8 @@ class RevocationWatcher:
                             token_id=revocation.token_id,
                             session=revocation.session,
                             principal=revocation.principal,
+                            organization_id=revocation.organization_id,
+                            key_id=revocation.key_id,
                             issued_before=revocation.issued_before.ToNanoseconds() / 1e9
                             if revocation.HasField("issued_before")
                             else 0.0,

@@ -7,6 +7,10 @@ down-scoped token's) are its scopes; a service's are its token's scopes, which i
 derives from the calls the service's contract declares. A verified token's
 principal is cached (bounded, least recently used first out) until the token expires,
 but revocation is checked on every call, so a revoked token fails on the very next one.
+A verified API key is cached for a short while, but an organisation revocation of its
+organisation (suspension, closing) forces the next call to verify it again; a signing-key
+revocation empties the token cache. While the revocation list is stale (identity unheard
+for too long) user and API-key credentials get UNAVAILABLE, never a pass.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import grpc
 from google.protobuf import json_format
 
 from mesh.access import AccessTable, Role
-from mesh.errors import Unauthenticated
+from mesh.errors import Unauthenticated, Unavailable
 from mesh.jwks import JwksCache
 from mesh.principal import Principal, PrincipalKind
 from mesh.restrictions import NO_RESTRICTIONS, KeyRestrictions
@@ -82,7 +86,8 @@ class Authenticator:
         self._api_keys = api_keys and clients is not None
         # token → its claims (for expiry and revocation) and the principal built from them
         self._tokens: collections.OrderedDict[str, tuple[Claims, Principal]] = collections.OrderedDict()
-        self._keys: dict[str, tuple[float, Principal]] = {}
+        self._keys: dict[str, tuple[float, Principal, int]] = {}
+        self._key_generation = revocations.key_generation
 
     async def authenticate(self, metadata: Metadata, client_address: str = "") -> Principal:
         """The principal for a call's metadata.
@@ -105,12 +110,18 @@ class Authenticator:
                 principal = await self._api_key(credential, client_address, origin)
             else:
                 principal = await self._token_principal(credential)
-            return _within_restrictions(principal, client_address, origin)
+            principal = _within_restrictions(principal, client_address, origin)
         except InvalidToken as error:
             log.info("credential refused: %s", error.reason)
             raise Unauthenticated(GENERIC_FAILURE) from None
+        _refuse_if_stale(self.revocations, principal)
+        return principal
 
     async def _token_principal(self, token: str) -> Principal:
+        if self._key_generation != self.revocations.key_generation:
+            # A signing key was revoked: every cached token is verified again, against the trusted keys.
+            self._key_generation = self.revocations.key_generation
+            self._tokens.clear()
         cached = self._tokens.get(token)
         if cached is not None:
             claims, principal = cached
@@ -176,11 +187,20 @@ class Authenticator:
             raise InvalidToken("API keys are not accepted here")
         digest = hashlib.sha256(secret.encode()).hexdigest()
         cached = self._keys.get(digest)
-        if cached is not None and time.monotonic() - cached[0] < _API_KEY_CACHE_SECONDS:
+        # An organisation revocation seen since the verification (suspension, closing) means verify again.
+        if (
+            cached is not None
+            and time.monotonic() - cached[0] < _API_KEY_CACHE_SECONDS
+            and cached[2] == self.revocations.organization_epoch(cached[1].organization_id)
+        ):
             principal = cached[1]
         else:
+            started = time.monotonic()
+            epochs = self.revocations.organization_epochs()
             principal = await self._verify_api_key(secret, client_address, origin)
-            self._keys[digest] = (time.monotonic(), principal)
+            epoch = self.revocations.organization_epoch(principal.organization_id)
+            if epoch == epochs.get(principal.organization_id, 0):  # never cache an answer that may predate one
+                self._keys[digest] = (started, principal, epoch)
             if len(self._keys) > self._cache_size:
                 self._keys.pop(next(iter(self._keys)))
         if self.revocations.principal_revoked(principal.subject):
@@ -220,6 +240,17 @@ class Authenticator:
         )
 
 
+def _refuse_if_stale(revocations: RevocationSet, principal: Principal) -> None:
+    """UNAVAILABLE while this process has not heard from identity's revocation stream for too long.
+
+    Mesh services are exempt: their own calls (the revocation stream itself among them)
+    must go on while identity is away, and service credentials are not revoked per token.
+    """
+    if principal.kind is not PrincipalKind.SERVICE and revocations.stale():
+        log.warning("refusing %s: the revocation list is stale", principal.kind.name.lower())
+        raise Unavailable("cannot check credentials right now: the revocation list is out of date; retry shortly")
+
+
 def _within_restrictions(principal: Principal, client_address: str, origin: str) -> Principal:
     """The principal, if this call meets its key's restrictions (checked on every call, cached or not)."""
     if not principal.restrictions.empty:
@@ -255,8 +286,8 @@ def _credential(entries: list[tuple[str, str | bytes]]) -> str:
     return value.strip()
 
 
-def identity_jwks(clients: MeshClients) -> JwksCache:
-    """A JWKS cache that fetches identity's key set over gRPC (``GetJwks``, public)."""
+def identity_jwks(clients: MeshClients, *, ttl: float = 300.0, max_age: float = 3600.0) -> JwksCache:
+    """A JWKS cache that fetches identity's key set over gRPC (``GetJwks``, public), used for ``ttl`` seconds."""
 
     async def fetch() -> dict[str, Any]:
         from vocelio.identity.v1 import identity_service_pb2 as pb
@@ -266,4 +297,4 @@ def identity_jwks(clients: MeshClients) -> JwksCache:
         reply = await stub.GetJwks(pb.GetJwksRequest(), timeout=5)
         return json_format.MessageToDict(reply, preserving_proto_field_name=True)
 
-    return JwksCache(fetch)
+    return JwksCache(fetch, ttl=ttl, max_age=max_age)

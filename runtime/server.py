@@ -33,6 +33,7 @@ from mesh.access import AccessTable, default_access_table
 from mesh.config import Settings
 from mesh.db import ServiceDatabase
 from mesh.health import DatabaseWatch
+from mesh.jwks import TrustedKeys
 from mesh.kit.audit import AuditPort
 from mesh.kit.clock import Clock
 from mesh.registry import Registry, ServiceSpec
@@ -96,12 +97,17 @@ class ServiceHost:
         self.database = ServiceDatabase(settings, spec.name)
         self.clients = MeshClients(spec.name, settings, registry)
         security = security or SecurityOptions()
-        self.revocations = RevocationSet()
+        self.revocations = RevocationSet(max_staleness=settings.revocation_max_staleness)
+        # A revoked signing key may have signed this service's own token: get a new one then.
+        self.clients.credential.key_generation = lambda: self.revocations.key_generation
         self.authenticator = Authenticator(
             TokenVerifier(
                 issuer=settings.jwt_issuer,
                 audience=settings.jwt_audience,
-                keys=security.keys or identity_jwks(self.clients),
+                keys=TrustedKeys(
+                    security.keys or identity_jwks(self.clients, ttl=settings.jwks_ttl, max_age=settings.jwks_max_age),
+                    self.revocations,
+                ),
                 revocations=self.revocations,
                 max_lifetime=settings.access_token_ttl,
             ),

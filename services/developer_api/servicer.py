@@ -36,6 +36,7 @@ from runtime.handlers import ServiceContext
 from services.developer_api import convert, credentials, domain, events, store
 from services.developer_api.members import MemberRoles, TeamHubMembers
 from services.developer_api.models import ApiKeyRow
+from services.developer_api.organizations import OrganizationGate
 from services.developer_api.restrictions import Restrictions, parse_client_address, restriction_failure, widened
 from services.developer_api.updates import Updater, planned_update
 from services.developer_api.usage_servicer import UsageRpcs
@@ -107,6 +108,7 @@ class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
         super().__init__(context)
         self._members = members or TeamHubMembers(context.clients)
         self._box = secret_box
+        self._organizations = OrganizationGate(context.clients)
         self._table = table or default_access_table()
         # Scopes a key may hold: the API's permissions, minus those only mesh services use.
         self._grantable = self._table.all_permissions - self._table.internal_only
@@ -525,8 +527,13 @@ class DeveloperApiServicer(UsageRpcs, pb_grpc.DeveloperApiServiceServicer):
             if failure is not None:
                 log.info("API key %s refused: %s", name, failure)
                 raise Unauthenticated(INVALID_KEY)
-            if domain.needs_last_used_write(row.last_used_time, now):
-                address = parse_client_address(request.client_address)
+        # Outside the transaction: fail closed on the organisation's state (UNAVAILABLE if team_hub is away).
+        if not await self._organizations.is_active(row.organization_id):
+            log.info("API key %s refused: its organisation is not active", name)
+            raise Unauthenticated(INVALID_KEY)
+        if domain.needs_last_used_write(row.last_used_time, now):
+            address = parse_client_address(request.client_address)
+            async with self._sessions.begin() as session:
                 await store.touch_last_used(session, row, domain.last_used_minute(now), str(address) if address else "")
         response = pb.VerifyApiKeyResponse(
             api_key=name,

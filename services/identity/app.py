@@ -102,6 +102,7 @@ class Identity:
         self._ready_lock = asyncio.Lock()
         self._bootstrapped = False
         self._own_token = ""
+        self._own_token_kid = ""
         self._own_token_until = 0.0
 
     @property
@@ -238,11 +239,16 @@ class Identity:
     ) -> IssuedToken:
         """Sign an access token for ``who`` with the ACTIVE key.
 
-        With a session, a principal revocation written in this very second is looked up so
-        the new token is stamped after its cut-off (see ``domain.issue_instant``).
+        With a session, a revocation of the principal or of its organisation whose cut-off is
+        still ahead is looked up so the new token is stamped at its cut-off, not before it
+        (see ``domain.issue_instant`` and ``store_log``).
         """
         now = self.clock()
-        cutoff = await store_log.latest_cutoff(session, who.subject, now) if session is not None else None
+        cutoff = (
+            await store_log.latest_cutoff(session, who.subject, now, who.organization_id)
+            if session is not None
+            else None
+        )
         issued_at = issue_instant(now, cutoff)
         claims = access_claims(
             who,
@@ -258,12 +264,17 @@ class Identity:
 
     async def own_token(self) -> str:
         """Identity's own service token, for its calls to team_hub and developer_api."""
-        if self._own_token and time.monotonic() < self._own_token_until:
-            return self._own_token
         await self.ready()
+        if (
+            self._own_token
+            and time.monotonic() < self._own_token_until
+            and self._own_token_kid == self.keyring.active().kid  # never a token of a revoked or replaced key
+        ):
+            return self._own_token
         subject = f"services/{SERVICE_NAME}"
         scopes = tuple(sorted(self.registry.service_permissions(SERVICE_NAME)))
         issued = await self.mint(None, TokenSubject(subject, "", "SERVICE", scopes, client_id=subject))
         self._own_token = issued.token
+        self._own_token_kid = self.keyring.active().kid
         self._own_token_until = time.monotonic() + max(0, issued.expires_in - 60)
         return issued.token

@@ -175,7 +175,9 @@ def revocation(row: Revocation) -> revocation_pb2.Revocation:
     return revocation_pb2.Revocation(
         sequence=row.sequence,
         kind=f"REVOCATION_KIND_{row.kind}",
-        token_id=row.token_id,
+        # A SIGNING_KEY entry keeps its kid in the token_id column (see store_log).
+        token_id=row.token_id if row.kind != "SIGNING_KEY" else "",
+        key_id=row.token_id if row.kind == "SIGNING_KEY" else "",
         session=row.session,
         principal=row.principal,
         organization_id=row.organization_id,

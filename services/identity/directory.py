@@ -45,6 +45,9 @@ _REQUEST_REJECTED = (
 )
 
 
+_INACTIVE = (organization_pb2.ORGANIZATION_STATE_SUSPENDED, organization_pb2.ORGANIZATION_STATE_CLOSED)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class ApiKeyGrant:
     """A verified API key.
@@ -98,6 +101,8 @@ def _membership(
 ) -> Membership | None:
     if membership is None:
         return None
+    if organization is not None and organization.state in _INACTIVE:
+        return None  # team_hub lists only ACTIVE organisations; never issue a token for another, whatever it says
     role = _role_name(int(membership.role))
     if role is None:
         return None

@@ -320,15 +320,16 @@ def choose_membership(memberships: Sequence[Membership], requested: str, home: s
 
 
 def principal_cutoff(now: dt.datetime) -> dt.datetime:
-    """``issued_before`` of a principal revocation written at ``now``: the next whole second.
+    """The least ``issued_before`` of a principal revocation written at ``now``: the next whole second.
 
     Tokens carry ``iat`` in whole seconds and a principal revocation revokes the tokens
-    whose ``iat`` is before the cut-off, so rounding up revokes every token issued in the
-    second of the revocation; tokens issued afterwards in that second are stamped with
-    the cut-off as their ``iat`` (see :func:`issue_instant`).
+    whose ``iat`` is before the cut-off, so a cut-off after the current second revokes
+    every token issued in it (even at its very first microsecond); tokens issued
+    afterwards in that second are stamped with the cut-off as their ``iat`` (see
+    :func:`issue_instant`). The log raises it further so that cut-offs strictly increase
+    (``store_log.next_cutoff``).
     """
-    whole = now.replace(microsecond=0)
-    return whole if whole == now else whole + dt.timedelta(seconds=1)
+    return now.replace(microsecond=0) + dt.timedelta(seconds=1)
 
 
 def issue_instant(now: dt.datetime, latest_cutoff: dt.datetime | None) -> int:

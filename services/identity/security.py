@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from mesh.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from mesh.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from mesh.kit import paging, tenancy
 from mesh.kit.caller import CallerInfo
 from mesh.kit.filtering import FilterField, FilterSchema, Kind, compile_filter
 from mesh.kit.names import ResourceName
 from mesh.principal import Principal
-from services.identity import audit, convert, signing, store_keys, store_log
+from services.identity import audit, convert, feed, signing, store_keys, store_log
 from services.identity.app import Identity
 from services.identity.models import AuditEvent, Revocation, SigningKey
-from vocelio.identity.v1 import audit_event_pb2, identity_service_pb2
+from vocelio.identity.v1 import audit_event_pb2, identity_service_pb2, signing_key_pb2
 
 AUDIT_EVENTS = ResourceName.for_message(audit_event_pb2.AuditEvent)
+SIGNING_KEYS = ResourceName.for_message(signing_key_pb2.SigningKey)
 
 
 def _enum_names(enum: Any, prefix: str) -> dict[str, str]:
@@ -102,6 +104,66 @@ async def rotate_signing_key(
             previous_key=convert.signing_key(current) if current is not None else None,
         )
         await claim.complete(session, response)
+    await app.reload_keys()
+    return response
+
+
+async def revoke_signing_key(
+    app: Identity, principal: Principal, request: identity_service_pb2.RevokeSigningKeyRequest, info: CallerInfo
+) -> identity_service_pb2.RevokeSigningKeyResponse:
+    """Stop trusting a signing key now: RETIRED, out of the JWKS, and a SIGNING_KEY revocation for every process.
+
+    If it was the ACTIVE key, a new ACTIVE key (same algorithm) replaces it first.
+
+    Raises:
+        FailedPrecondition: the key comes from a configured key file.
+        InvalidArgument: no reason, or not a signing key name.
+        NotFound: no such key.
+
+    """
+    _platform_only(principal)
+    kid = SIGNING_KEYS.parse(request.name)["signing_key"]
+    reason = request.reason.strip()
+    if not reason:
+        raise InvalidArgument("reason is required", {"reason": "required"})
+    await app.ready()
+    if app.keyring.file_key is not None and app.keyring.file_key.kid == kid:
+        raise FailedPrecondition(
+            "the signing key comes from VOCELIO_JWT_SIGNING_KEY_FILE; replace the file and restart to revoke it"
+        )
+    async with app.transaction() as session:
+        row = await store_keys.get_key(session, kid, for_update=True)
+        if row is None:
+            raise NotFound(f"signing key {request.name} not found")
+        now = app.clock()
+        replacement: SigningKey | None = None
+        if row.state == store_keys.ACTIVE:
+            replacement = await store_keys.add_key_after(
+                session, row, app.keyring.new_row(signing.generate(row.algorithm), now, creator=principal.subject)
+            )
+        if row.state != store_keys.RETIRED:
+            store_keys.retire(row, now)
+        await store_log.append_revocation(
+            session,
+            kind=store_log.SIGNING_KEY,
+            now=now,
+            expire_time=now + app.revocation_lifetime,
+            reason=reason,
+            token_id=kid,
+        )
+        await app.record(
+            session,
+            action="SIGNING_KEY_REVOKED",
+            actor=audit.actor_of(principal),
+            request=info,
+            target=f"signing_keys/{kid}",
+            details={"reason": reason[:200], "replacement": f"signing_keys/{replacement.kid}" if replacement else ""},
+        )
+        active = replacement or await store_keys.active_key(session)
+        await session.flush()
+        response = identity_service_pb2.RevokeSigningKeyResponse(
+            signing_key=convert.signing_key(row), active_key=convert.signing_key(active) if active else None
+        )
     await app.reload_keys()
     return response
 
@@ -222,32 +284,46 @@ async def list_revocations(app: Identity, request: identity_service_pb2.ListRevo
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class FeedItem:
-    """One message of StreamRevocations: a revocation, or the caught-up marker."""
+    """One message of StreamRevocations: a revocation, the caught-up marker, or a heartbeat."""
 
     revocation: Revocation | None
     caught_up: bool
     head_sequence: int
+    heartbeat: bool = False
 
 
-async def follow_revocations(app: Identity, after_sequence: int) -> AsyncIterator[FeedItem]:
-    """Every unexpired revocation after ``after_sequence``, then the caught-up marker, then live ones, forever."""
+async def follow_revocations(
+    app: Identity, after_sequence: int, *, heartbeat: float | None = None
+) -> AsyncIterator[FeedItem]:
+    """Every unexpired revocation after ``after_sequence``, then the caught-up marker, then live ones, forever.
+
+    When nothing was sent for ``heartbeat`` seconds (``VOCELIO_REVOCATION_HEARTBEAT`` by
+    default) a heartbeat goes out, so the follower knows the stream is alive.
+    """
     await app.ready()
+    interval = app.settings.revocation_heartbeat if heartbeat is None else heartbeat
     last = after_sequence
     caught_up = False
     more = True
+    sent_at = time.monotonic()
     # A ticket is always taken before the read it guards: a commit after it rings it.
     ticket = app.feed.ticket()
     while True:
         if not more:
-            await app.feed.wait(ticket)
+            await app.feed.wait(ticket, min(feed.POLL_SECONDS, interval))
             ticket = app.feed.ticket()
         async with app.transaction() as session:
             rows = await store_log.revocations_after(session, last, app.clock(), _CATCH_UP_PAGE)
             head = await store_log.head_sequence(session)
         for row in rows:
             last = row.sequence
+            sent_at = time.monotonic()
             yield FeedItem(row, False, max(head, row.sequence))
         more = len(rows) == _CATCH_UP_PAGE
         if not more and not caught_up:
             caught_up = True
+            sent_at = time.monotonic()
             yield FeedItem(None, True, max(head, last))
+        elif caught_up and not rows and time.monotonic() - sent_at >= interval:
+            sent_at = time.monotonic()
+            yield FeedItem(None, False, max(head, last), heartbeat=True)

@@ -165,6 +165,12 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
         """New ACTIVE key; the old one becomes PREVIOUS."""
         return await security.rotate_signing_key(self.app, current(), request, CallerInfo.of(context))
 
+    async def RevokeSigningKey(
+        self, request: pb.RevokeSigningKeyRequest, context: Context
+    ) -> pb.RevokeSigningKeyResponse:
+        """Stop trusting a signing key at once."""
+        return await security.revoke_signing_key(self.app, current(), request, CallerInfo.of(context))
+
     async def GetCurrentUser(self, request: pb.GetCurrentUserRequest, context: Context) -> pb.GetCurrentUserResponse:
         """The caller and their memberships."""
         await self.app.ready()
@@ -270,6 +276,7 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
                 revocation=convert.revocation(item.revocation) if item.revocation is not None else None,
                 caught_up=item.caught_up,
                 head_sequence=item.head_sequence,
+                heartbeat=item.heartbeat,
             )
 
     async def ListRevokedTokens(

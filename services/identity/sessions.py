@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import re
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -213,11 +214,22 @@ class PrincipalRevocation:
 async def revoke_principal_tokens(
     app: Identity, principal: str, organization_id: str, reason: str, end_sessions: bool
 ) -> PrincipalRevocation:
-    """Revoke every token of a principal issued before now (optionally in one organisation)."""
-    if principal_kind(principal) == "ANONYMOUS":
+    """Revoke every token of a principal issued before now (optionally in one organisation).
+
+    ``organizations/{organization}`` revokes every credential of the organisation (an
+    ORGANIZATION entry; with ``end_sessions``, its sessions end too).
+    """
+    organization = _ORGANIZATION.match(principal)
+    if principal_kind(principal) == "ANONYMOUS" and organization is None:
         raise InvalidArgument(
-            "principal must be users/{user}, organizations/{organization}/api_keys/{api_key} or services/{service}",
+            "principal must be users/{user}, organizations/{organization}/api_keys/{api_key}, services/{service} "
+            "or organizations/{organization}",
             {"principal": "not a principal"},
+        )
+    if organization is not None and organization_id not in ("", organization["id"]):
+        raise InvalidArgument(
+            "organization_id must be empty or the organisation the principal names",
+            {"organization_id": "the organisation of principal"},
         )
     if not reason:
         raise InvalidArgument("reason is required", {"reason": "required"})
@@ -226,21 +238,28 @@ async def revoke_principal_tokens(
     async with app.transaction() as session:
         revocation = await store_log.append_revocation(
             session,
-            kind=store_log.PRINCIPAL,
+            kind=store_log.PRINCIPAL if organization is None else store_log.ORGANIZATION,
             now=now,
             expire_time=now + app.revocation_lifetime,
             reason=reason,
             principal=principal,
-            organization_id=organization_id,
+            organization_id=organization_id if organization is None else organization["id"],
             issued_before=principal_cutoff(now),
         )
+        if organization is not None and end_sessions:
+            for row in await store.organization_sessions(session, organization["id"], now):
+                if await revoke_session(app, session, row, reason) is not None:
+                    ended += 1
         if principal.startswith("users/"):
             user_id = principal.removeprefix("users/")
             if end_sessions:
-                organization = organization_id or None
-                for row in await store.open_sessions(session, user_id=user_id, now=now, organization_id=organization):
+                scope = organization_id or None
+                for row in await store.open_sessions(session, user_id=user_id, now=now, organization_id=scope):
                     if await revoke_session(app, session, row, reason) is not None:
                         ended += 1
                 if organization_id:
                     await store.forget_membership(session, user_id, organization_id)
     return PrincipalRevocation(revocation, ended)
+
+
+_ORGANIZATION = re.compile(r"^organizations/(?P<id>[A-Za-z0-9_-]{1,64})$")

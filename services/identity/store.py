@@ -146,6 +146,14 @@ async def open_sessions(
     return list((await session.execute(ordered)).scalars())
 
 
+async def organization_sessions(session: AsyncSession, organization_id: str, now: dt.datetime) -> list[Session]:
+    """Every open session for one organisation (any user)."""
+    query = select(Session).where(
+        Session.organization_id == organization_id, Session.revoke_time.is_(None), Session.expire_time > now
+    )
+    return list((await session.execute(query)).scalars())
+
+
 async def add_refresh_token(
     session: AsyncSession, token_hash: str, session_id: str, now: dt.datetime, expire_time: dt.datetime
 ) -> None:

@@ -37,9 +37,24 @@ async def active_key(session: AsyncSession) -> SigningKey | None:
     return (await session.execute(select(SigningKey).where(SigningKey.state == ACTIVE))).scalar_one_or_none()
 
 
-async def get_key(session: AsyncSession, kid: str) -> SigningKey | None:
-    """The key with this kid."""
-    return (await session.execute(select(SigningKey).where(SigningKey.kid == kid))).scalar_one_or_none()
+async def get_key(session: AsyncSession, kid: str, *, for_update: bool = False) -> SigningKey | None:
+    """The key with this kid (locked for the transaction if asked)."""
+    query = select(SigningKey).where(SigningKey.kid == kid)
+    return (await session.execute(query.with_for_update() if for_update else query)).scalar_one_or_none()
+
+
+def retire(key: SigningKey, now: dt.datetime) -> None:
+    """Make a key RETIRED now (revoked): it leaves the JWKS and verifies nothing more."""
+    key.state = RETIRED
+    key.deactivate_time = key.deactivate_time or now
+    key.retire_time = now
+
+
+async def add_key_after(session: AsyncSession, current: SigningKey, fresh: SigningKey) -> SigningKey:
+    """Replace the ACTIVE key ``current`` by ``fresh`` (``current`` is retired, not demoted)."""
+    retire(current, fresh.create_time)
+    await session.flush()  # one ACTIVE key at a time
+    return await add_key(session, fresh)
 
 
 async def demote(session: AsyncSession, key: SigningKey, now: dt.datetime, retire_after: dt.timedelta) -> None:

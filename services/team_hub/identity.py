@@ -29,6 +29,18 @@ def revocation(
     )
 
 
+def organization_revocation(
+    organization_id: str, *, reason: str, end_sessions: bool
+) -> identity_service_pb2.RevokePrincipalTokensRequest:
+    """A RevokePrincipalTokens request for every credential of an organisation (suspension, closing)."""
+    return identity_service_pb2.RevokePrincipalTokensRequest(
+        principal=f"organizations/{organization_id}",
+        organization_id=organization_id,
+        reason=reason,
+        end_sessions=end_sessions,
+    )
+
+
 class IdentityLink:
     """Team hub's questions to identity."""
 

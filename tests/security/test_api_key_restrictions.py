@@ -31,6 +31,7 @@ from tests.support.tokens import TestIssuer
 from vocelio.agents.v1 import agent_pb2, agents_service_pb2, agents_service_pb2_grpc
 from vocelio.developer_api.v1 import api_key_pb2, developer_api_service_pb2, developer_api_service_pb2_grpc
 from vocelio.identity.v1 import identity_service_pb2, identity_service_pb2_grpc, revocation_pb2
+from vocelio.team_hub.v1 import organization_pb2, team_hub_service_pb2, team_hub_service_pb2_grpc
 
 ISSUER = TestIssuer()
 ADMIN = (("authorization", f"Bearer {ISSUER.mint(subject='users/u_admin', role='ADMIN', org='org_a')}"),)
@@ -64,6 +65,16 @@ class ServiceTokens(identity_service_pb2_grpc.IdentityServiceServicer):
     async def RevokePrincipalTokens(self, request: Any, context: Any) -> Any:
         self.revoked.append(request)
         return identity_service_pb2.RevokePrincipalTokensResponse(revocation=revocation_pb2.Revocation(sequence=1))
+
+
+class ActiveOrganizations(team_hub_service_pb2_grpc.TeamHubServiceServicer):
+    """team_hub's part: every organisation is ACTIVE (developer_api checks it when verifying a key)."""
+
+    async def GetOrganization(self, request: Any, context: Any) -> Any:
+        organization = organization_pb2.Organization(
+            name=request.name, state=organization_pb2.ORGANIZATION_STATE_ACTIVE
+        )
+        return team_hub_service_pb2.GetOrganizationResponse(organization=organization)
 
 
 @dataclasses.dataclass
@@ -103,6 +114,7 @@ async def running(
     identity = ServiceTokens()
     identity_server = grpc.aio.server()
     identity_service_pb2_grpc.add_IdentityServiceServicer_to_server(identity, identity_server)
+    team_hub_service_pb2_grpc.add_TeamHubServiceServicer_to_server(ActiveOrganizations(), identity_server)
     identity_port = identity_server.add_insecure_port(f"{host}:0")
     await identity_server.start()
     registry = default_registry()
@@ -119,7 +131,7 @@ async def running(
     try:
         await mesh.start()
         for service_host in mesh.hosts:
-            service_host.clients.update_ports({**mesh.ports, "identity": identity_port})
+            service_host.clients.update_ports({**mesh.ports, "identity": identity_port, "team_hub": identity_port})
         if edge:
             mesh.edge_port = await mesh.start_edge(port=0)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{mesh.ports['developer_api']}") as channel:

@@ -82,6 +82,7 @@ def test_the_implemented_services_declare_what_they_call_as_themselves():
     assert REGISTRY.service("developer_api").calls == (
         revoke,
         "/vocelio.team_hub.v1.TeamHubService/ListUserMemberships",
+        "/vocelio.team_hub.v1.TeamHubService/GetOrganization",
     )
     assert REGISTRY.service("agents").calls == ()
     runtime = {"revoked_tokens.watch", "audit_events.create", "api_keys.verify"}

@@ -72,8 +72,17 @@ def transition(current: OrganizationState, action: Transition) -> OrganizationSt
     return target
 
 
-def _past(action: Transition) -> str:
+def past_tense(action: Transition) -> str:
+    """``suspended``, ``reactivated`` or ``closed``."""
     return {"suspend": "suspended", "reactivate": "reactivated", "close": "closed"}[action.value]
+
+
+def may_transition(action: Transition, *, platform_admin: bool, admin_of_it: bool) -> bool:
+    """Whether the caller may make the transition: platform operators any; an organisation's ADMIN may close it."""
+    return platform_admin or (action is Transition.CLOSE and admin_of_it)
+
+
+_past = past_tense
 
 
 def ensure_writable(state: OrganizationState, *, platform_admin: bool) -> None:

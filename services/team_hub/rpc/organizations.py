@@ -9,12 +9,12 @@ from mesh.errors import InvalidArgument, PermissionDenied, Unimplemented
 from mesh.kit import audit, etags, ids, paging
 from mesh.kit.masks import UpdateMask
 from mesh.kit.sql import flush
-from mesh.principal import current
+from mesh.principal import PrincipalKind, current
 from services.team_hub import convert
 from services.team_hub.domain import common
 from services.team_hub.domain import organizations as rules
 from services.team_hub.domain.organizations import OrganizationState, Plan, Transition
-from services.team_hub.identity import revocation
+from services.team_hub.identity import organization_revocation, revocation
 from services.team_hub.models import Membership, Organization
 from services.team_hub.names import ORGANIZATIONS, USERS, organization_name
 from services.team_hub.rpc.base import Context, RpcBase
@@ -148,9 +148,19 @@ class OrganizationRpcs(RpcBase):
         self, name: str, action: Transition, reason: str, context: Context, *, confirm: str | None = None
     ) -> organization_pb2.Organization:
         principal = current()
-        if not principal.is_platform_admin:
-            raise PermissionDenied(f"only platform operators {action.value} organizations")
         organization_id = ORGANIZATIONS.parse(name)["organization"]
+        admin_of_it = (
+            principal.kind is PrincipalKind.USER
+            and principal.organization_id == organization_id
+            and self._table.allows(Role.parse(principal.role), "organizations.close")
+        )
+        if not rules.may_transition(action, platform_admin=principal.is_platform_admin, admin_of_it=admin_of_it):
+            detail = (
+                "platform operators and the organization's ADMIN"
+                if action is Transition.CLOSE
+                else "platform operators"
+            )
+            raise PermissionDenied(f"only {detail} {action.value} organizations")
         required: list[str] = []
         async with self._sessions.begin() as session:
             row = await self._organization(session, principal, organization_id, lock=True)
@@ -168,8 +178,11 @@ class OrganizationRpcs(RpcBase):
                 row.close_time = now if target is OrganizationState.CLOSED else None
                 row.stamp_changed(principal.subject, now)
                 await flush(session, stale=_STALE)
+                if target in (OrganizationState.SUSPENDED, OrganizationState.CLOSED):
+                    # Every credential of the organisation (users' tokens, API keys, key tokens) stops working.
+                    required = [await self._revoke_organization(session, row.id, action)]
                 if target is OrganizationState.CLOSED:
-                    required = await self._revoke_everyone(session, row.id)
+                    required += await self._revoke_everyone(session, row.id)
                 await self._audit(
                     session,
                     principal,
@@ -183,10 +196,25 @@ class OrganizationRpcs(RpcBase):
         await self._identity_calls.deliver(
             row.id,
             required=required,
-            failure="the organization is closed, but identity could not be reached to revoke its members' tokens; "
-            "retry the request",
+            failure=f"the organization is {rules.past_tense(action)}, but identity could not be reached to revoke its "
+            "credentials; retry the request",
         )
         return convert.organization(row, counts[row.id])
+
+    async def _revoke_organization(self, session: AsyncSession, organization_id: str, action: Transition) -> str:
+        """Queue the revocation of every credential of the organisation (identity's ORGANIZATION entry)."""
+        name = organization_name(organization_id)
+        return await self._identity_calls.enqueue(
+            session,
+            organization_id=organization_id,
+            target=name,
+            kind=audit.REVOKE,
+            request=organization_revocation(
+                organization_id,
+                reason=f"organization_{rules.past_tense(action)}",
+                end_sessions=action is Transition.CLOSE,
+            ),
+        )
 
     async def _revoke_everyone(self, session: AsyncSession, organization_id: str) -> list[str]:
         """Queue the revocation of every member's tokens and sessions in the organisation."""

@@ -17,7 +17,7 @@ from tests.support.mesh import trusting
 from tests.support.tokens import TestIssuer
 from vocelio.developer_api.v1 import developer_api_service_pb2_grpc
 from vocelio.identity.v1 import identity_service_pb2, identity_service_pb2_grpc, revocation_pb2
-from vocelio.team_hub.v1 import member_pb2, team_hub_service_pb2, team_hub_service_pb2_grpc
+from vocelio.team_hub.v1 import member_pb2, organization_pb2, team_hub_service_pb2, team_hub_service_pb2_grpc
 
 ISSUER = TestIssuer()
 
@@ -74,10 +74,14 @@ class FakeIdentity(identity_service_pb2_grpc.IdentityServiceServicer):
 
 
 class FakeTeamHub(team_hub_service_pb2_grpc.TeamHubServiceServicer):
-    """Answers ListUserMemberships from ``members``: (user, organisation) → role."""
+    """Answers ListUserMemberships from ``members``: (user, organisation) → role; and GetOrganization
+    (VerifyApiKey's organisation check) from ``states``: ACTIVE unless told otherwise."""
 
     def __init__(self) -> None:
         self.members: dict[tuple[str, str], int] = {}
+        self.states: dict[str, int] = {}
+        self.unavailable = False
+        self.asked: list[str] = []
 
     async def ListUserMemberships(self, request: Any, context: Any) -> Any:
         return team_hub_service_pb2.ListUserMembershipsResponse(
@@ -93,6 +97,22 @@ class FakeTeamHub(team_hub_service_pb2_grpc.TeamHubServiceServicer):
                 for (user, organization), role in self.members.items()
                 if user == request.user
             ]
+        )
+
+    async def GetOrganization(self, request: Any, context: Any) -> Any:
+        self.asked.append(request.name)
+        if self.unavailable:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "team_hub is down")
+        organization_id = request.name.removeprefix("organizations/")
+        state = self.states.get(organization_id, organization_pb2.ORGANIZATION_STATE_ACTIVE)
+        if state == organization_pb2.ORGANIZATION_STATE_UNSPECIFIED:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "organization not found")
+        return team_hub_service_pb2.GetOrganizationResponse(
+            organization=organization_pb2.Organization(
+                name=request.name,
+                organization_id=organization_id,
+                state=state,  # type: ignore[arg-type]
+            )
         )
 
 

@@ -206,7 +206,8 @@ def test_principal_cutoffs_round_up_and_later_tokens_are_stamped_after_them():
     moment = NOW.replace(microsecond=400_000)
     cutoff = domain.principal_cutoff(moment)
     assert cutoff == NOW + dt.timedelta(seconds=1)
-    assert domain.principal_cutoff(NOW) == NOW
+    # Even at a whole second: a token stamped in that very second is before the cut-off.
+    assert domain.principal_cutoff(NOW) == NOW + dt.timedelta(seconds=1)
     # A token issued later in the same second must not be caught by `iat < cutoff`.
     iat = domain.issue_instant(moment.replace(microsecond=900_000), cutoff)
     assert iat >= int(cutoff.timestamp())

@@ -127,7 +127,14 @@ async def test_suspend_reactivate_close(harness: Harness):
     closed = await root.CloseOrganization(pb.CloseOrganizationRequest(name=name, confirm_display_name="Acme Inc"))
     assert closed.organization.state == organization_pb2.ORGANIZATION_STATE_CLOSED
     revoked = {(r.request.principal, r.request.reason, r.request.end_sessions) for r in harness.identity.revocations}
-    assert revoked == {("users/alice", "organization_closed", True), ("users/bob", "organization_closed", True)}
+    assert revoked == {
+        # suspension and closing revoke every credential of the organisation (API keys included) ...
+        ("organizations/acme", "organization_suspended", False),
+        ("organizations/acme", "organization_closed", True),
+        # ... and closing ends each member's sessions there too
+        ("users/alice", "organization_closed", True),
+        ("users/bob", "organization_closed", True),
+    }
     await expect(Code.FAILED_PRECONDITION, root.ReactivateOrganization, pb.ReactivateOrganizationRequest(name=name))
     actions = harness.identity.actions()
     for action in (
