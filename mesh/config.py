@@ -57,6 +57,10 @@ class Settings:
         migrate_on_start: apply pending migrations when a service starts.
         mesh_mode: ``processes`` (one per service) or ``all-in-one`` (one process).
         log_level: DEBUG, INFO, WARNING or ERROR.
+        argon2_max_concurrency: password hashes identity runs at once (each takes ~64 MiB);
+            0 means two per CPU core, between 2 and 8.
+        argon2_max_wait: seconds a sign-in waits for a free hashing slot before it fails
+            with RESOURCE_EXHAUSTED (and a RetryInfo).
 
     """
 
@@ -88,6 +92,9 @@ class Settings:
     jwt_signing_key_file: pathlib.Path | None = None
     bootstrap_admin_email: str = ""
     bootstrap_admin_password: str = dataclasses.field(default="", repr=False)
+    # --- password hashing (identity) ---
+    argon2_max_concurrency: int = 0
+    argon2_max_wait: float = 5.0
 
     def __post_init__(self) -> None:
         if self.port_offset < 0 or self.port_offset > 50000:
@@ -141,6 +148,11 @@ class Settings:
             ):
                 if not secret:
                     raise ConfigError(name, "is required in production")
+        # --- password hashing (identity) ---
+        if not 0 <= self.argon2_max_concurrency <= 256:
+            raise ConfigError("VOCELIO_ARGON2_MAX_CONCURRENCY", "must be between 0 (automatic) and 256")
+        if not 0 < self.argon2_max_wait <= 60:
+            raise ConfigError("VOCELIO_ARGON2_MAX_WAIT", "must be more than 0 and at most 60 seconds")
         if self.log_level not in _LOG_LEVELS:
             raise ConfigError("VOCELIO_LOG_LEVEL", f"must be one of {', '.join(_LOG_LEVELS)}")
 
@@ -186,6 +198,9 @@ class Settings:
             else None,
             bootstrap_admin_email=environ.get("VOCELIO_BOOTSTRAP_ADMIN_EMAIL", "").strip(),
             bootstrap_admin_password=environ.get("VOCELIO_BOOTSTRAP_ADMIN_PASSWORD", ""),
+            # --- password hashing (identity) ---
+            argon2_max_concurrency=_integer(environ, "VOCELIO_ARGON2_MAX_CONCURRENCY", 0),
+            argon2_max_wait=_number(environ, "VOCELIO_ARGON2_MAX_WAIT", 5.0),
         )
 
     def port_for(self, contract_port: int) -> int:

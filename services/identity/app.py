@@ -38,13 +38,18 @@ from services.identity.keyring import Keyring
 from services.identity.models import AuditEvent, User
 from services.identity.oauth import TokenSubject, access_claims
 from services.identity.passwords import Passwords
-from services.identity.ratelimit import PhantomLockouts, RateLimiter
+from services.identity.ratelimit import RateLimiter, SignInThrottle
 
 log = logging.getLogger(__name__)
 
-# Sign-in attempts: per account (e-mail) and per client address, per minute.
-ATTEMPTS_PER_ACCOUNT = 10
+# Sign-in attempts per client address, per minute (per account, failures add delays: see SignInThrottle).
 ATTEMPTS_PER_ADDRESS = 30
+# After this many failed sign-ins in a row, an account's next attempt waits 1 s, then 2 s, 4 s … 15 min;
+# an address that signed in to the account this recently is not held up by that delay.
+SIGN_IN_FREE_FAILURES = 4
+SIGN_IN_FIRST_DELAY = 1.0
+SIGN_IN_LONGEST_DELAY = 900.0
+TRUSTED_ADDRESS_DAYS = 30
 SERVICE_NAME = "identity"
 
 
@@ -78,17 +83,20 @@ class Identity:
         self.registry = registry
         self.keyring = keyring
         self.directory = directory
-        self.passwords = passwords or Passwords()
+        self.passwords = passwords or Passwords(
+            max_concurrency=settings.argon2_max_concurrency or None, max_wait=settings.argon2_max_wait
+        )
         # Use cases read the time as app.clock(): the injected clock's reading.
         self.clock: Callable[[], dt.datetime] = clock.now
         # Signed, query-bound page tokens; without a key from the context they die with the process.
         self.page_tokens = page_tokens or PageTokens.ephemeral()
         self.idempotency = idempotency or IdempotencyStore(clock)
         self.feed = RevocationFeed()
-        self.account_limiter = RateLimiter(ATTEMPTS_PER_ACCOUNT, 60.0)
         self.address_limiter = RateLimiter(ATTEMPTS_PER_ADDRESS, 60.0)
         self.client_failures = RateLimiter(ATTEMPTS_PER_ADDRESS, 60.0)
-        self.phantom_lockouts = PhantomLockouts(5)
+        self.sign_in_throttle = SignInThrottle(
+            free_failures=SIGN_IN_FREE_FAILURES, first_delay=SIGN_IN_FIRST_DELAY, longest_delay=SIGN_IN_LONGEST_DELAY
+        )
         self.access: AccessTable = default_access_table()
         self.verifier = TokenVerifier(issuer=settings.jwt_issuer, audience=settings.jwt_audience, keys=keyring)
         self._ready_lock = asyncio.Lock()
