@@ -152,8 +152,9 @@ async def _finish(app: Identity, user_id: str, membership: Membership, invited: 
         user = await store.get_user(session, user_id, for_update=True)
         assert user is not None
         user.home_organization_id = membership.organization_id
-        # Accepting an invitation sent to the address proves control of it.
-        user.email_verified = invited
+        # An invitation proves nothing about the mailbox: its token went to the inviter, who may
+        # have passed it on through any channel. Only a verification mail does.
+        user.email_verified = False
         await store.remember_memberships(session, user_id, [membership], app.clock(), complete=False)
         await app.record(
             session,

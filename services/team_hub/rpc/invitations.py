@@ -202,14 +202,14 @@ class InvitationRpcs(RpcBase):
     async def AcceptInvitation(
         self, request: pb.AcceptInvitationRequest, context: Context
     ) -> pb.AcceptInvitationResponse:
-        """Join the inviting organisation as the signed-in caller, whose e-mail must be the invited one."""
+        """Join the inviting organisation as the signed-in caller, whose verified e-mail must be the invited one."""
         principal = current()
         if principal.kind is not PrincipalKind.USER:
             raise PermissionDenied("only a signed-in user can accept an invitation")
         token = request.invitation_token.strip()
         if not invitations.well_formed_token(token):
             raise NotFound(_UNUSABLE)
-        email, display_name = await self._identity.user_email(principal.subject)
+        email, display_name, email_verified = await self._identity.user_email(principal.subject)
         now = self._clock.now()
         async with self._sessions.begin() as session:
             row = await invitation_store.by_token_hash(session, invitations.token_hash(token))
@@ -220,8 +220,7 @@ class InvitationRpcs(RpcBase):
             if decision is None:
                 raise NotFound(_UNUSABLE)
             if decision:
-                if email.strip().lower() != row.email:
-                    raise PermissionDenied("this invitation was sent to another e-mail address than your account's")
+                invitations.check_acceptor(invited_email=row.email, user_email=email, email_verified=email_verified)
                 membership = await self._join(session, row, principal.subject, email, display_name, now, principal)
                 await self._audit(
                     session,
