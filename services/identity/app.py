@@ -15,6 +15,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,6 +32,7 @@ from mesh.kit.paging import PageTokens
 from mesh.registry import Registry
 from mesh.tokens import LEEWAY_SECONDS, TokenVerifier
 from services.identity import audit, store, store_log
+from services.identity.decoys import RememberedAnswers
 from services.identity.directory import Directory
 from services.identity.domain import UserState, issue_instant
 from services.identity.feed import RevocationFeed
@@ -39,6 +41,9 @@ from services.identity.models import AuditEvent, User
 from services.identity.oauth import TokenSubject, access_claims
 from services.identity.passwords import Passwords
 from services.identity.ratelimit import RateLimiter, SignInThrottle
+
+if TYPE_CHECKING:
+    from services.identity.signup import SignUpResult
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +55,7 @@ SIGN_IN_FREE_FAILURES = 4
 SIGN_IN_FIRST_DELAY = 1.0
 SIGN_IN_LONGEST_DELAY = 900.0
 TRUSTED_ADDRESS_DAYS = 30
+SIGN_IN_CLOCK: Callable[[], float] = time.monotonic  # seconds, for the delays (tests stop it)
 SERVICE_NAME = "identity"
 
 
@@ -95,8 +101,13 @@ class Identity:
         self.address_limiter = RateLimiter(ATTEMPTS_PER_ADDRESS, 60.0)
         self.client_failures = RateLimiter(ATTEMPTS_PER_ADDRESS, 60.0)
         self.sign_in_throttle = SignInThrottle(
-            free_failures=SIGN_IN_FREE_FAILURES, first_delay=SIGN_IN_FIRST_DELAY, longest_delay=SIGN_IN_LONGEST_DELAY
+            free_failures=SIGN_IN_FREE_FAILURES,
+            first_delay=SIGN_IN_FIRST_DELAY,
+            longest_delay=SIGN_IN_LONGEST_DELAY,
+            clock=SIGN_IN_CLOCK,
         )
+        # SignUp's answers for addresses that had an account, by request_id, so a retry repeats them.
+        self.sign_up_decoys: RememberedAnswers[SignUpResult] = RememberedAnswers()
         self.access: AccessTable = default_access_table()
         self.verifier = TokenVerifier(issuer=settings.jwt_issuer, audience=settings.jwt_audience, keys=keyring)
         self._ready_lock = asyncio.Lock()

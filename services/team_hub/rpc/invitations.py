@@ -31,6 +31,7 @@ from vocelio.team_hub.v1 import team_hub_service_pb2 as pb
 _UNUSABLE = "invitation not found, revoked, expired or already used"
 
 
+_INACTIVE = "the inviting organization is not active"
 _STALE = "the invitation changed while it was being revoked; read it again and retry"
 
 
@@ -264,6 +265,11 @@ class InvitationRpcs(RpcBase):
             create = invitations.check_redeem(
                 state, accepted_by=row.accepted_by, user=request.user, invited_email=row.email, user_email=email
             )
+            if request.validate_only:
+                organization = await organization_store.get(session, row.organization_id)
+                if organization is None or organization.state != OrganizationState.ACTIVE.value:
+                    raise FailedPrecondition(_INACTIVE)
+                return _redemption_preview(row, request.user, email, display_name, now)
             if create:
                 membership = await self._join(session, row, request.user, email, display_name, now, principal)
                 # Identity is the caller (inside its sign-up): the event waits for the next
@@ -303,7 +309,7 @@ class InvitationRpcs(RpcBase):
         """Create the membership an invitation grants and mark the invitation ACCEPTED."""
         organization = await organization_store.lock(session, row.organization_id)
         if organization is None or organization.state != OrganizationState.ACTIVE.value:
-            raise FailedPrecondition("the inviting organization is not active")
+            raise FailedPrecondition(_INACTIVE)
         membership = Membership(
             id=ids.new_id("mem"),
             organization_id=row.organization_id,
@@ -358,6 +364,28 @@ async def _invitation(session: AsyncSession, principal: Principal, name: ParsedN
     if row is None or tenancy.read_scope_for_name(principal, name.organization) is None:
         raise tenancy.not_found(name.name)
     return row
+
+
+def _redemption_preview(
+    row: Invitation, user: str, email: str, display_name: str, now: datetime.datetime
+) -> pb.RedeemInvitationResponse:
+    """What a redemption would answer, for ``validate_only``: the membership it would create, unnamed."""
+    membership = Membership(
+        id=ids.new_id("mem"),  # never stored; the preview carries no name
+        organization_id=row.organization_id,
+        user=user,
+        email=email,
+        display_name=display_name,
+        role=row.role,
+        expire_time=invitations.guest_access_end(Role(row.role), row.member_expire_time, now),
+        invitation_id=row.id,
+        join_time=now,
+        revision=1,
+    )
+    membership.stamp_created(user, now)
+    preview = convert.membership(membership, [], now)
+    preview.name = ""
+    return pb.RedeemInvitationResponse(membership=preview, invitation=convert.invitation(row, now))
 
 
 def _without_token(response: pb.CreateInvitationResponse) -> pb.CreateInvitationResponse:

@@ -111,6 +111,31 @@ async def test_sign_up_redeems_an_invitation_once(any_backend: Harness):
     ]
 
 
+async def test_validate_only_checks_a_redemption_without_making_it(any_backend: Harness):
+    alice = await acme(any_backend)
+    created = await alice.CreateInvitation(invite("bob@acme.example", MANAGER))
+    check = redeem(created.invitation_token, "users/bob", "bob@acme.example")
+    check.validate_only = True
+    preview = await any_backend.service.RedeemInvitation(check)
+    assert (preview.membership.organization_id, preview.membership.role, preview.membership.name) == (
+        "acme",
+        MANAGER,
+        "",
+    )
+    assert preview.invitation.state == invitation_pb2.INVITATION_STATE_PENDING
+    memberships = await any_backend.service.ListUserMemberships(pb.ListUserMembershipsRequest(user="users/bob"))
+    assert list(memberships.user_memberships) == []
+    # Checked like a redemption: another address is refused the same way.
+    wrong = redeem(created.invitation_token, "users/eve", "eve@evil.example")
+    wrong.validate_only = True
+    await expect(Code.PERMISSION_DENIED, any_backend.service.RedeemInvitation, wrong)
+    # ... and the token still works afterwards.
+    first = await any_backend.service.RedeemInvitation(
+        redeem(created.invitation_token, "users/bob", "bob@acme.example")
+    )
+    assert first.invitation.state == invitation_pb2.INVITATION_STATE_ACCEPTED
+
+
 async def test_expired_revoked_and_mismatched_invitations_are_refused(harness: Harness):
     alice = await acme(harness)
     expired = await alice.CreateInvitation(invite("late@acme.example"))
