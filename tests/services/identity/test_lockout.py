@@ -25,7 +25,8 @@ from tests.services.identity.conftest import (
     retry_info,
     start_harness,
 )
-from vocelio.identity.v1 import audit_event_pb2, user_pb2
+from tests.support.mesh import running_services
+from vocelio.identity.v1 import audit_event_pb2, identity_service_pb2_grpc, user_pb2
 
 WRONG = "not the password, sorry"
 OWNER = "198.51.100.20"
@@ -208,3 +209,45 @@ async def test_a_wrong_current_password_counts_and_the_delay_holds_change_passwo
             metadata=from_address(ATTACKER),
         )
     assert held.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+# --- a real mesh: identity and team_hub, real tokens, real organisations -------------------------------------------
+
+
+async def test_on_a_real_mesh_one_client_cannot_lock_another_out(
+    sqlite_settings: Settings, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(identity_app, "SIGN_IN_FIRST_DELAY", 60.0)
+    async with running_services(sqlite_settings, ["identity", "team_hub"]) as mesh:
+        port = mesh.ports["identity"]
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = identity_service_pb2_grpc.IdentityServiceStub(channel)
+
+            async def grant(password: str, address: str) -> pb.IssueTokenResponse:
+                request = pb.IssueTokenRequest(grant_type="password", username="victim@example.com", password=password)
+                reply: pb.IssueTokenResponse = await stub.IssueToken(
+                    request, metadata=from_address(address), timeout=30
+                )
+                return reply
+
+            signed_up = await stub.SignUp(
+                pb.SignUpRequest(
+                    email="victim@example.com",
+                    password=PASSWORD,
+                    display_name="Victim",
+                    organization_display_name="Victim Co",
+                    terms_accepted=True,
+                ),
+                timeout=30,
+            )
+            assert signed_up.organization_id.startswith("org_")  # a real organisation, made by team_hub
+            await grant(PASSWORD, OWNER)
+            codes = []
+            for _ in range(12):
+                with pytest.raises(grpc.aio.AioRpcError) as attack:
+                    await grant(WRONG, ATTACKER)
+                codes.append(attack.value.code())
+            assert codes[:5] == [grpc.StatusCode.UNAUTHENTICATED] * 5
+            assert set(codes[5:]) == {grpc.StatusCode.RESOURCE_EXHAUSTED}  # the attacker is slowed down ...
+            victim = await grant(PASSWORD, OWNER)  # ... the victim is not
+            assert victim.organization_id == signed_up.organization_id and victim.refresh_token
