@@ -88,15 +88,20 @@ def create_app(
     ]
     middleware = [Middleware(CORSMiddleware, **cors)] if cors else []
     app = Edge(routes=routes, middleware=middleware, lifespan=lifespan)
+    app.state.metrics = metrics  # fixed routes that call upstreams (the OAuth endpoints) count themselves
     if catalog is not None:
         # Everything the fixed routes do not claim goes to the transcoder, which answers
         # 404/405 itself as google.rpc.Status JSON (a Mount's regex would miss paths with
         # encoded control characters and answer plain text).
         transcoder = Transcoder(catalog, upstreams, options or EdgeOptions(), metrics)
         app.router.default = transcoder
-        fixed = {_first_segment(route.path) for route in routes if isinstance(route, Route)}
+        fixed = [route.path for route in routes if isinstance(route, Route)]
         bound = {_first_segment(binding.template.source) for binding in catalog.bindings}
-        app.direct(CORSMiddleware(transcoder, **cors) if cors else transcoder, frozenset(bound - fixed))
+        # A fixed route with a literal path under an API segment (``/v1/auth/token``) keeps the
+        # shortcut for the rest of that segment; one with a template takes the whole segment off it.
+        segments = bound - {_first_segment(path) for path in fixed if "{" in path}
+        claimed = frozenset(path for path in fixed if _first_segment(path) in segments)
+        app.direct(CORSMiddleware(transcoder, **cors) if cors else transcoder, frozenset(segments), claimed)
     return app
 
 
@@ -111,10 +116,14 @@ class Edge(Starlette):
 
     _direct_app: ASGIApp | None = None
     _direct_segments: frozenset[str] = frozenset()
+    _claimed_paths: frozenset[str] = frozenset()
 
-    def direct(self, app: ASGIApp, segments: frozenset[str]) -> None:
-        """Send HTTP requests whose first path segment is in ``segments`` straight to ``app``."""
-        self._direct_app, self._direct_segments = app, segments
+    def direct(self, app: ASGIApp, segments: frozenset[str], claimed: frozenset[str] = frozenset()) -> None:
+        """Send HTTP requests whose first path segment is in ``segments`` straight to ``app``.
+
+        Paths in ``claimed`` (fixed routes such as ``/v1/auth/token``) still go through the routes.
+        """
+        self._direct_app, self._direct_segments, self._claimed_paths = app, segments, claimed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Dispatch one ASGI connection."""
@@ -122,6 +131,7 @@ class Edge(Starlette):
             self._direct_app is not None
             and scope["type"] == "http"
             and _first_segment(scope["path"]) in self._direct_segments
+            and scope["path"] not in self._claimed_paths
         ):
             scope["app"] = self
             await self._direct_app(scope, receive, send)

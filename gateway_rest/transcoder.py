@@ -124,27 +124,7 @@ class Transcoder:
             request.headers.get("content-type", ""),
             self._request_options,
         )
-        try:
-            metadata = request_metadata(request.headers.items(), self.options.forwarded_headers)
-        except InvalidHeader as error:
-            if error.name in ("authorization", "x-api-key"):
-                # A credential gRPC cannot even carry is no credential: 401, like any other bad one.
-                raise EdgeError(
-                    grpc.StatusCode.UNAUTHENTICATED,
-                    "invalid or missing credentials",
-                    headers={"WWW-Authenticate": "Bearer"},
-                ) from None
-            raise EdgeError(grpc.StatusCode.INVALID_ARGUMENT, str(error)) from None
-        if "x-request-id" not in request.headers:
-            metadata.append(("x-request-id", request_id))
-        user_agent = request.headers.get("user-agent")
-        if user_agent and user_agent.isascii():
-            # gRPC replaces a client's own user-agent, so the browser's travels under its own name.
-            metadata.append(("x-user-agent", user_agent[:256]))
-        if request.client is not None:
-            # The edge is the first hop: what the client claims in its own X-Forwarded-For is not trusted.
-            metadata = [(k, v) for k, v in metadata if k != "x-forwarded-for"]
-            metadata.append(("x-forwarded-for", request.client.host))
+        metadata = upstream_metadata(request, self.options, request_id)
         timeout = self._timeout(request, binding)
         if binding.server_streaming:
             return await self._stream(request, binding, upstream, message, metadata, timeout)
@@ -212,21 +192,7 @@ class Transcoder:
         return multicallable
 
     async def _read_body(self, request: Request) -> bytes:
-        limit = self.options.max_body_bytes
-        declared = request.headers.get("content-length")
-        if declared is not None:
-            if not declared.isdigit():
-                raise EdgeError(grpc.StatusCode.INVALID_ARGUMENT, "Content-Length is not a number")
-            if int(declared) > limit:
-                raise _too_large(limit)
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise _too_large(limit)
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return await read_body(request, self.options.max_body_bytes)
 
     def _timeout(self, request: Request, binding: Binding) -> float | None:
         default = self.options.stream_timeout if binding.server_streaming else self.options.default_timeout
@@ -258,6 +224,63 @@ class Transcoder:
     @staticmethod
     def _error(status: status_pb2.Status, http: int, headers: dict[str, str]) -> Response:
         return Response(status_json(status), status_code=http, media_type=responses.JSON, headers=headers)
+
+
+def upstream_metadata(request: Request, options: EdgeOptions, request_id: str) -> list[tuple[str, str | bytes]]:
+    """The gRPC metadata a request sends upstream: forwarded headers, request id, user agent, client address.
+
+    Shared by every endpoint of the edge that calls a service (the transcoder and the OAuth
+    endpoints), so they all pass on the same things.
+
+    Raises:
+        EdgeError: a forwarded header gRPC cannot carry (401 for a credential, else 400).
+
+    """
+    try:
+        metadata = request_metadata(request.headers.items(), options.forwarded_headers)
+    except InvalidHeader as error:
+        if error.name in ("authorization", "x-api-key"):
+            # A credential gRPC cannot even carry is no credential: 401, like any other bad one.
+            raise EdgeError(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "invalid or missing credentials",
+                headers={"WWW-Authenticate": "Bearer"},
+            ) from None
+        raise EdgeError(grpc.StatusCode.INVALID_ARGUMENT, str(error)) from None
+    if "x-request-id" not in request.headers:
+        metadata.append(("x-request-id", request_id))
+    user_agent = request.headers.get("user-agent")
+    if user_agent and user_agent.isascii():
+        # gRPC replaces a client's own user-agent, so the browser's travels under its own name.
+        metadata.append(("x-user-agent", user_agent[:256]))
+    if request.client is not None:
+        # The edge is the first hop: what the client claims in its own X-Forwarded-For is not trusted.
+        metadata = [(k, v) for k, v in metadata if k != "x-forwarded-for"]
+        metadata.append(("x-forwarded-for", request.client.host))
+    return metadata
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, at most ``limit`` bytes.
+
+    Raises:
+        EdgeError: 413 past the limit (declared or streamed), 400 for a malformed Content-Length.
+
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise EdgeError(grpc.StatusCode.INVALID_ARGUMENT, "Content-Length is not a number")
+        if int(declared) > limit:
+            raise _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _too_large(limit: int) -> EdgeError:

@@ -84,8 +84,12 @@ def session(row: Session, current_session: str) -> user_pb2.Session:
 
 
 def jwk(entry: dict[str, str]) -> signing_key_pb2.JsonWebKey:
-    """A JsonWebKey message from a JWK dict."""
-    return signing_key_pb2.JsonWebKey(**{name: entry.get(name, "") for name in _JWK_FIELDS})
+    """A JsonWebKey message from a JWK dict.
+
+    Members the key does not have stay unset: an Ed25519 (OKP) key has no ``y``, and
+    ``y`` has presence, so it is left out of the JSON rather than sent as ``""`` (RFC 8037 §2).
+    """
+    return signing_key_pb2.JsonWebKey(**{name: entry[name] for name in _JWK_FIELDS if name in entry})
 
 
 def signing_key(row: SigningKey) -> signing_key_pb2.SigningKey:

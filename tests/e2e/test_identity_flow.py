@@ -226,8 +226,9 @@ def test_brute_force_delays_the_account(edge):
     # The fifth failure starts a 1 s delay for addresses that never signed in to the account: even the
     # right password waits (tests/services/identity/test_lockout.py covers the owner's own address).
     delayed = _login(edge, "carl@example.com")
-    assert delayed.status_code == 429, delayed.text
-    assert "try again in" in delayed.json()["message"]
+    assert delayed.status_code == 429, delayed.text  # an RFC 6749 §5.2 error object, slow_down
+    assert delayed.json()["error"] == "slow_down" and "try again in" in delayed.json()["error_description"]
+    assert int(delayed.headers["Retry-After"]) >= 1
 
 
 def test_the_bootstrap_super_admin_can_log_in_and_read_everything(edge):
