@@ -90,6 +90,8 @@ ROLE_ADDS: dict[Role, tuple[str, ...]] = {
         "listings.browse",
         "webhook_event_types.*",
         "integration_providers.list",
+        # Accepting an invitation is the invitee's own act, whatever role they hold where they are now.
+        "invitations.accept",
     ),
     Role.VIEWER: ("*.get", "*.list", "overview.*", "analytics.query", "calls.get", "compliance_decisions.get"),
     Role.AGENT: (

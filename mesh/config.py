@@ -74,6 +74,10 @@ class Settings:
             from the master secret" (in-process meshes, tests).
         edge_host: address the REST edge binds (public); empty means ``host``.
         edge_trusted_proxies: networks whose ``X-Forwarded-For``/``Forwarded`` the edge believes.
+        argon2_max_concurrency: password hashes identity runs at once (each takes ~64 MiB);
+            0 means two per CPU core, between 2 and 8.
+        argon2_max_wait: seconds a sign-in waits for a free hashing slot before it fails
+            with RESOURCE_EXHAUSTED (and a RetryInfo).
 
     """
 
@@ -114,6 +118,9 @@ class Settings:
     service_credential: str = dataclasses.field(default="", repr=False)
     edge_host: str = ""
     edge_trusted_proxies: tuple[IPNetwork, ...] = ()
+    # --- password hashing (identity) ---
+    argon2_max_concurrency: int = 0
+    argon2_max_wait: float = 5.0
 
     def __post_init__(self) -> None:
         if self.port_offset < 0 or self.port_offset > 50000:
@@ -163,6 +170,11 @@ class Settings:
         self._check_trust_settings()
         if not 1 <= self.api_key_max_lifetime_days <= 3650:
             raise ConfigError("VOCELIO_API_KEY_MAX_LIFETIME_DAYS", "must be between 1 and 3650 days")
+        # --- password hashing (identity) ---
+        if not 0 <= self.argon2_max_concurrency <= 256:
+            raise ConfigError("VOCELIO_ARGON2_MAX_CONCURRENCY", "must be between 0 (automatic) and 256")
+        if not 0 < self.argon2_max_wait <= 60:
+            raise ConfigError("VOCELIO_ARGON2_MAX_WAIT", "must be more than 0 and at most 60 seconds")
         if self.log_level not in _LOG_LEVELS:
             raise ConfigError("VOCELIO_LOG_LEVEL", f"must be one of {', '.join(_LOG_LEVELS)}")
         if self.environment == "production":
@@ -234,6 +246,9 @@ class Settings:
             edge_trusted_proxies=parse_networks(
                 "VOCELIO_EDGE_TRUSTED_PROXIES", environ.get("VOCELIO_EDGE_TRUSTED_PROXIES", "")
             ),
+            # --- password hashing (identity) ---
+            argon2_max_concurrency=_integer(environ, "VOCELIO_ARGON2_MAX_CONCURRENCY", 0),
+            argon2_max_wait=_number(environ, "VOCELIO_ARGON2_MAX_WAIT", 5.0),
         )
 
     def port_for(self, contract_port: int) -> int:

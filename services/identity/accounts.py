@@ -31,7 +31,7 @@ from services.identity.domain import (
     normalise_password,
     principal_cutoff,
 )
-from services.identity.grants import apply_lockout, lockout_of, record_wrong_password
+from services.identity.grants import apply_lockout, check_account_delay, lockout_of, record_wrong_password
 from services.identity.models import User
 from services.identity.sessions import is_admin_of, revoke_session
 from services.identity.store_log import PRINCIPAL, append_revocation
@@ -252,13 +252,9 @@ async def change_password(
     if user is None:
         raise tenancy.not_found(f"users/{user_id}")
     check_password_policy(new, user.email, field="new_password")
-    if lockout_of(user).is_locked(app.clock()):
-        assert user.locked_until is not None
-        raise oauth.account_locked(user.locked_until)
+    await check_account_delay(app, user.id, user.email, info)
     if not await app.passwords.verify(user.password_hash, current):
-        after = await record_wrong_password(app, user_id, info, via="change_password")
-        if after.state is UserState.LOCKED and after.locked_until is not None:
-            raise oauth.account_locked(after.locked_until)
+        await record_wrong_password(app, user_id, user.email, info, via="change_password")
         raise oauth.OAuthError(oauth.INVALID_GRANT, "the current password is wrong")
     if normalise_password(new) == normalise_password(current):
         raise InvalidArgument("the new password must differ from the current one", {"new_password": "unchanged"})
@@ -340,12 +336,19 @@ async def enable_user(app: Identity, principal: Principal, name: str, info: Call
 
 
 async def unlock_user(app: Identity, principal: Principal, name: str, info: CallerInfo) -> User:
-    """Lift a sign-in lock early (ADMIN of a shared organisation, or SUPER_ADMIN)."""
+    """Lift a sign-in delay early (ADMIN of a shared organisation, or SUPER_ADMIN).
+
+    The delay is kept per identity process (``ratelimit.SignInThrottle``): with several
+    processes, the unlock clears it in the process that answers.
+    """
     async with app.transaction() as session:
         user = await visible_user(session, principal, name, for_update=True)
         if not await can_manage(session, principal, user.id) or principal.subject == f"users/{user.id}":
             raise PermissionDenied("only an ADMIN of the user's organisation or SUPER_ADMIN may unlock a user")
-        apply_lockout(user, lockout_of(user).unlocked(app.clock()))
+        delayed = app.sign_in_throttle.clear(user.email)
+        if not delayed and not lockout_of(user).is_locked(app.clock()):
+            raise FailedPrecondition("the user is not locked: no sign-in delay is in force")
+        apply_lockout(user, lockout_of(user).unlocked())
         user.stamp_changed(principal.subject, app.clock())
         await _audit_state(app, session, principal, user, "ACCOUNT_UNLOCKED", info)
         return user

@@ -15,6 +15,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,6 +32,7 @@ from mesh.kit.paging import PageTokens
 from mesh.registry import Registry
 from mesh.tokens import LEEWAY_SECONDS, TokenVerifier
 from services.identity import audit, store, store_log
+from services.identity.decoys import RememberedAnswers
 from services.identity.directory import Directory
 from services.identity.domain import UserState, issue_instant
 from services.identity.feed import RevocationFeed
@@ -38,15 +40,24 @@ from services.identity.keyring import Keyring
 from services.identity.models import AuditEvent, User
 from services.identity.oauth import TokenSubject, access_claims
 from services.identity.passwords import Passwords
-from services.identity.ratelimit import PhantomLockouts, RateLimiter
+from services.identity.ratelimit import RateLimiter, SignInThrottle
+
+if TYPE_CHECKING:
+    from services.identity.signup import SignUpResult
 
 log = logging.getLogger(__name__)
 
-# Sign-in attempts: per account (e-mail) and per client address, per minute.
-ATTEMPTS_PER_ACCOUNT = 10
+# Sign-in attempts per client address, per minute (per account, failures add delays: see SignInThrottle).
 ATTEMPTS_PER_ADDRESS = 30
 # Successful client_credentials grants per client a minute (a service renews every ~14 minutes).
 GRANTS_PER_CLIENT = 60
+# After this many failed sign-ins in a row, an account's next attempt waits 1 s, then 2 s, 4 s … 15 min;
+# an address that signed in to the account this recently is not held up by that delay.
+SIGN_IN_FREE_FAILURES = 4
+SIGN_IN_FIRST_DELAY = 1.0
+SIGN_IN_LONGEST_DELAY = 900.0
+TRUSTED_ADDRESS_DAYS = 30
+SIGN_IN_CLOCK: Callable[[], float] = time.monotonic  # seconds, for the delays (tests stop it)
 SERVICE_NAME = "identity"
 
 
@@ -80,18 +91,26 @@ class Identity:
         self.registry = registry
         self.keyring = keyring
         self.directory = directory
-        self.passwords = passwords or Passwords()
+        self.passwords = passwords or Passwords(
+            max_concurrency=settings.argon2_max_concurrency or None, max_wait=settings.argon2_max_wait
+        )
         # Use cases read the time as app.clock(): the injected clock's reading.
         self.clock: Callable[[], dt.datetime] = clock.now
         # Signed, query-bound page tokens; without a key from the context they die with the process.
         self.page_tokens = page_tokens or PageTokens.ephemeral()
         self.idempotency = idempotency or IdempotencyStore(clock)
         self.feed = RevocationFeed()
-        self.account_limiter = RateLimiter(ATTEMPTS_PER_ACCOUNT, 60.0)
         self.address_limiter = RateLimiter(ATTEMPTS_PER_ADDRESS, 60.0)
         self.client_failures = RateLimiter(ATTEMPTS_PER_ADDRESS, 60.0)
         self.client_grants = RateLimiter(GRANTS_PER_CLIENT, 60.0)
-        self.phantom_lockouts = PhantomLockouts(5)
+        self.sign_in_throttle = SignInThrottle(
+            free_failures=SIGN_IN_FREE_FAILURES,
+            first_delay=SIGN_IN_FIRST_DELAY,
+            longest_delay=SIGN_IN_LONGEST_DELAY,
+            clock=SIGN_IN_CLOCK,
+        )
+        # SignUp's answers for addresses that had an account, by request_id, so a retry repeats them.
+        self.sign_up_decoys: RememberedAnswers[SignUpResult] = RememberedAnswers()
         self.access: AccessTable = default_access_table()
         self.verifier = TokenVerifier(
             issuer=settings.jwt_issuer,

@@ -81,8 +81,10 @@ class Directory(Protocol):
     ) -> Membership:
         """Create an organisation whose first ADMIN is the user."""
 
-    async def redeem_invitation(self, *, token: str, user: str, email: str, display_name: str) -> Membership:
-        """Make the user a member through an invitation."""
+    async def redeem_invitation(
+        self, *, token: str, user: str, email: str, display_name: str, validate_only: bool = False
+    ) -> Membership:
+        """Make the user a member through an invitation (or, ``validate_only``, say what membership it would be)."""
 
     async def verify_api_key(self, secret: str, client_address: str) -> ApiKeyGrant | None:
         """The key behind a secret, or ``None`` when the secret does not work."""
@@ -183,8 +185,10 @@ class MeshDirectory:
             raise Unavailable("team_hub created the organisation without a membership; try again")
         return membership
 
-    async def redeem_invitation(self, *, token: str, user: str, email: str, display_name: str) -> Membership:
-        """Make the user a member through an invitation.
+    async def redeem_invitation(
+        self, *, token: str, user: str, email: str, display_name: str, validate_only: bool = False
+    ) -> Membership:
+        """Make the user a member through an invitation (or, ``validate_only``, say what membership it would be).
 
         Raises:
             InvalidArgument: the invitation is unknown, expired, used, revoked or for another address.
@@ -192,7 +196,7 @@ class MeshDirectory:
 
         """
         request = team_hub_service_pb2.RedeemInvitationRequest(
-            invitation_token=token, user=user, email=email, display_name=display_name
+            invitation_token=token, user=user, email=email, display_name=display_name, validate_only=validate_only
         )
         try:
             reply = await self._team_hub().RedeemInvitation(request, timeout=_TIMEOUT, metadata=await self._metadata())

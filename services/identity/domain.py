@@ -1,6 +1,6 @@
 """Account rules without I/O.
 
-E-mail addresses, the password policy, the lockout state machine, refresh-token
+E-mail addresses, the password policy, the stored sign-in failure facts, refresh-token
 families, the choice of organisation for a token, revocation cut-offs.
 """
 
@@ -15,17 +15,12 @@ import unicodedata
 import uuid
 from collections.abc import Sequence
 
-from mesh.errors import FailedPrecondition, InvalidArgument
+from mesh.errors import InvalidArgument
 
 MAX_EMAIL_LENGTH = 254
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 128
 MAX_DISPLAY_NAME_LENGTH = 100
-
-# Five failed sign-ins in a row lock the account; each further lock doubles, up to a day.
-MAX_FAILED_SIGN_INS = 5
-FIRST_LOCK = dt.timedelta(minutes=15)
-LONGEST_LOCK = dt.timedelta(hours=24)
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 
@@ -160,13 +155,17 @@ class UserState(enum.StrEnum):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Lockout:
-    """The sign-in lockout facts of one account.
+    """The sign-in failure facts stored on one account, for administrators to see.
+
+    Failed sign-ins no longer lock an account (the per-account delay of
+    ``ratelimit.SignInThrottle`` replaced the lock, so that an outsider cannot lock an
+    owner out); a LOCKED state and ``locked_until`` remain only on rows written before.
 
     Attributes:
         state: the stored state.
         failed_count: failed password checks since the last success.
-        lock_count: locks since the last successful sign-in (each doubles the next one).
-        locked_until: when the current lock lifts, while LOCKED.
+        lock_count: locks since the last successful sign-in (rows written before the delay).
+        locked_until: when a stored lock lifts, while LOCKED.
 
     """
 
@@ -176,51 +175,30 @@ class Lockout:
     locked_until: dt.datetime | None = None
 
     def effective(self, now: dt.datetime) -> Lockout:
-        """The facts as of ``now``: a lock whose time has passed has lifted (with a clean count)."""
+        """The facts as of ``now``: a stored lock whose time has passed has lifted (with a clean count)."""
         if self.state is UserState.LOCKED and (self.locked_until is None or self.locked_until <= now):
             return dataclasses.replace(self, state=UserState.ACTIVE, failed_count=0, locked_until=None)
         return self
 
     def is_locked(self, now: dt.datetime) -> bool:
-        """Whether password grants are refused at ``now`` because of the lock."""
+        """Whether a stored lock is in force at ``now``."""
         return self.effective(now).state is UserState.LOCKED
 
     def after_failure(self, now: dt.datetime) -> Lockout:
-        """The facts after one more failed password check at ``now``; the fifth in a row locks."""
+        """The facts after one more failed password check at ``now``: one more failure counted (none when DISABLED)."""
         current = self.effective(now)
-        if current.state is not UserState.ACTIVE:
+        if current.state is UserState.DISABLED:
             return current
-        failed = current.failed_count + 1
-        if failed < MAX_FAILED_SIGN_INS:
-            return dataclasses.replace(current, failed_count=failed)
-        return Lockout(
-            state=UserState.LOCKED,
-            failed_count=failed,
-            lock_count=current.lock_count + 1,
-            locked_until=now + lock_duration(current.lock_count),
-        )
+        return dataclasses.replace(current, failed_count=current.failed_count + 1)
 
     def after_success(self) -> Lockout:
-        """The facts after a successful sign-in: counters back to zero."""
+        """The facts after a successful sign-in: counters back to zero (a stored lock lifts)."""
         return Lockout(state=self.state if self.state is UserState.DISABLED else UserState.ACTIVE)
 
-    def unlocked(self, now: dt.datetime) -> Lockout:
-        """The facts after an administrator lifts the lock.
-
-        Raises:
-            FailedPrecondition: the account is not locked at ``now``.
-
-        """
-        if not self.is_locked(now):
-            raise FailedPrecondition("the user is not locked")
-        return Lockout(state=UserState.ACTIVE, lock_count=self.lock_count)
-
-
-def lock_duration(previous_locks: int) -> dt.timedelta:
-    """How long the next lock lasts: 15 minutes, doubling with each earlier lock, at most 24 hours."""
-    if previous_locks >= 7:  # 15 min × 2⁷ is past a day already
-        return LONGEST_LOCK
-    return min(FIRST_LOCK * (1 << previous_locks), LONGEST_LOCK)
+    def unlocked(self) -> Lockout:
+        """The facts after an administrator lifts a lock or delay: active, no failures counted."""
+        state = self.state if self.state is UserState.DISABLED else UserState.ACTIVE
+        return Lockout(state=state, lock_count=self.lock_count)
 
 
 def rfc3339(moment: dt.datetime) -> str:

@@ -1,6 +1,6 @@
 """IssueToken: the password and refresh_token grants (RFC 6749 §4.3, §6); client_credentials is in client_grants.
 
-Failures that change state (a failed password check counts towards the lock; a reused
+Failures that change state (a failed password check counts towards the account's delay; a reused
 refresh token ends its session) are committed first and raised afterwards, so the
 error never rolls the evidence back. No transaction is held open across a call to
 another service or an argon2 computation.
@@ -20,7 +20,7 @@ from mesh.errors import InvalidArgument
 from mesh.kit.caller import CallerInfo
 from mesh.kit.ids import new_id
 from services.identity import audit, oauth, store
-from services.identity.app import Identity
+from services.identity.app import TRUSTED_ADDRESS_DAYS, Identity
 from services.identity.client_grants import client_credentials_grant
 from services.identity.domain import (
     Lockout,
@@ -31,11 +31,11 @@ from services.identity.domain import (
     UserState,
     choose_membership,
     judge_refresh,
-    lock_duration,
     normalise_email,
 )
 from services.identity.models import Session, User
 from services.identity.oauth import Grant, GrantRequest, OAuthError, RateLimited, TokenSubject
+from services.identity.passwords import too_long
 from services.identity.sessions import revoke_session
 
 
@@ -80,35 +80,55 @@ def apply_lockout(user: User, lockout: Lockout) -> None:
     user.locked_until = lockout.locked_until
 
 
-def _check_rate(app: Identity, email: str, address: str) -> None:
+def _check_address_rate(app: Identity, address: str) -> None:
     wait = app.address_limiter.take(address or "unknown")
     if wait:
         raise RateLimited(wait, "per_address")
-    wait = app.account_limiter.take(email)
-    if wait:
+
+
+async def check_account_delay(app: Identity, user_id: str, email: str, info: CallerInfo) -> None:
+    """Refuse an attempt while the account's delay runs, unless the address signed in to it recently.
+
+    The delay is kept by e-mail address, so it is the same for an unknown address as for a
+    real account; unknown accounts ask the same question with no user (one query either way).
+
+    Raises:
+        RateLimited: the delay binds this caller (``per_account``, RetryInfo = time left).
+
+    """
+    wait = app.sign_in_throttle.wait_time(email)
+    if not wait:
+        return
+    since = app.clock() - dt.timedelta(days=TRUSTED_ADDRESS_DAYS)
+    async with app.transaction() as session:
+        trusted = await store.signed_in_from(session, user_id, info.client_address, since)
+    if not trusted:
         raise RateLimited(wait, "per_account")
 
 
 async def password_grant(app: Identity, request: GrantRequest, info: CallerInfo) -> Grant:
-    """The resource owner password credentials grant."""
+    """The resource owner password credentials grant.
+
+    A wrong password and an unknown e-mail address take the same time and leave the same
+    trace in the caller's view: the same error, and the same per-account delay after
+    repeated failures (see :class:`~services.identity.ratelimit.SignInThrottle`).
+    """
     oauth.require(request.username, "username", oauth.GRANT_PASSWORD)
     oauth.require(request.password, "password", oauth.GRANT_PASSWORD)
     try:
         email = normalise_email(request.username, field="username")
     except InvalidArgument:
         raise OAuthError(oauth.INVALID_REQUEST, "username must be the account's e-mail address") from None
-    _check_rate(app, email, info.client_address)
+    _check_address_rate(app, info.client_address)
+    if too_long(request.password):  # no account has such a password: a failed sign-in, never hashed
+        raise OAuthError(oauth.INVALID_GRANT, oauth.BAD_CREDENTIALS)
     async with app.transaction() as session:
         user = await store.get_user_by_email(session, email)
+    await check_account_delay(app, user.id if user is not None else "", email, info)
     if user is None:
         await _unknown_account(app, email, request.password, info)
-    now = app.clock()
-    if lockout_of(user).is_locked(now):
-        await _failed(app, user, info, "locked")
-        assert user.locked_until is not None
-        raise oauth.account_locked(user.locked_until)
     if not await app.passwords.verify(user.password_hash, request.password):
-        await _wrong_password(app, user.id, info)
+        await _wrong_password(app, user, info)
     if user.state == UserState.DISABLED:
         await _failed(app, user, info, "disabled")
         raise OAuthError(oauth.INVALID_GRANT, "the account is disabled")
@@ -124,14 +144,14 @@ async def password_grant(app: Identity, request: GrantRequest, info: CallerInfo)
         if new_hash is not None:
             row.password_hash = new_hash
         await _remember(app, session, row, membership, memberships)
-        return await _open_session(app, session, row, membership, scopes, info)
+        grant = await _open_session(app, session, row, membership, scopes, info)
+    app.sign_in_throttle.success(email)
+    return grant
 
 
 async def _unknown_account(app: Identity, email: str, password: str, info: CallerInfo) -> NoReturn:
-    until = app.phantom_lockouts.locked_until(email)
-    if until is None:
-        await app.passwords.burn(password)
-        until = app.phantom_lockouts.failure(email, lock_duration(0).total_seconds())
+    await app.passwords.burn(password)
+    app.sign_in_throttle.failure(email)
     async with app.transaction() as session:
         await app.record(
             session,
@@ -141,8 +161,6 @@ async def _unknown_account(app: Identity, email: str, password: str, info: Calle
             request=info,
             details={"failure": "unknown_user", "username": email},
         )
-    if until is not None:
-        raise oauth.account_locked(dt.datetime.fromtimestamp(until, dt.UTC))
     raise OAuthError(oauth.INVALID_GRANT, oauth.BAD_CREDENTIALS)
 
 
@@ -160,24 +178,25 @@ async def _failed(app: Identity, user: User, info: CallerInfo, failure: str) -> 
         )
 
 
-async def _wrong_password(app: Identity, user_id: str, info: CallerInfo) -> NoReturn:
-    """Count a failed password check (locking on the fifth), commit, then raise."""
-    after = await record_wrong_password(app, user_id, info, via=oauth.GRANT_PASSWORD)
-    if after.state is UserState.LOCKED and after.locked_until is not None:
-        raise oauth.account_locked(after.locked_until)
+async def _wrong_password(app: Identity, user: User, info: CallerInfo) -> NoReturn:
+    """Count a failed password check (towards the account's delay), commit, then raise."""
+    await record_wrong_password(app, user.id, user.email, info, via=oauth.GRANT_PASSWORD)
     raise OAuthError(oauth.INVALID_GRANT, oauth.BAD_CREDENTIALS)
 
 
-async def record_wrong_password(app: Identity, user_id: str, info: CallerInfo, *, via: str) -> Lockout:
-    """Count a failed password check towards the lock and audit it (and the lock, if this one locks); committed."""
+async def record_wrong_password(app: Identity, user_id: str, email: str, info: CallerInfo, *, via: str) -> float:
+    """Count a failed password check towards the account's delay and audit it; committed.
+
+    Returns:
+        The delay (seconds) the failure imposes on addresses that have not signed in to the account.
+
+    """
+    delay = app.sign_in_throttle.failure(email)
     async with app.transaction() as session:
         user = await store.get_user(session, user_id, for_update=True)
         if user is None:
-            return Lockout(UserState.ACTIVE)
-        now = app.clock()
-        before = lockout_of(user).effective(now)
-        after = before.after_failure(now)
-        apply_lockout(user, after)
+            return delay
+        apply_lockout(user, lockout_of(user).after_failure(app.clock()))
         actor = audit.user_actor(user.id, user.email)
         await app.record(
             session,
@@ -189,7 +208,7 @@ async def record_wrong_password(app: Identity, user_id: str, info: CallerInfo, *
             target=f"users/{user.id}",
             details={"failure": "bad_password", "via": via},
         )
-        if after.state is UserState.LOCKED and before.state is not UserState.LOCKED and after.locked_until:
+        if delay and app.sign_in_throttle.failures(email) == app.sign_in_throttle.free_failures + 1:
             await app.record(
                 session,
                 action="ACCOUNT_LOCKED",
@@ -197,9 +216,9 @@ async def record_wrong_password(app: Identity, user_id: str, info: CallerInfo, *
                 request=info,
                 organization_id=user.home_organization_id,
                 target=f"users/{user.id}",
-                details={"failed_sign_ins": str(after.failed_count), "locked_until": after.locked_until.isoformat()},
+                details={"failed_sign_ins": str(user.failed_sign_in_count), "delay_seconds": str(int(delay))},
             )
-    return after
+    return delay
 
 
 async def _membership_for(

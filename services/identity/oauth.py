@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 import secrets
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -76,12 +77,12 @@ class RateLimited(ResourceExhausted):
 
     Attributes:
         retry_after: seconds until the next attempt may succeed.
-        limit: which limit ran out (``per_account`` or ``per_address``).
+        limit: which limit ran out (``per_account``, ``per_address`` or ``password_hashing``).
 
     """
 
-    def __init__(self, retry_after: float, limit: str) -> None:
-        super().__init__(f"too many sign-in attempts; try again in {max(1, round(retry_after))} s")
+    def __init__(self, retry_after: float, limit: str, message: str = "") -> None:
+        super().__init__(message or f"too many sign-in attempts; try again in {max(1, math.ceil(retry_after))} s")
         self.retry_after = retry_after
         self.limit = limit
         self.with_reason(REASONS, identity_errors_pb2.ERROR_REASON_RATE_LIMITED, {"limit": limit})

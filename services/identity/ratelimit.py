@@ -1,4 +1,4 @@
-"""Sign-in rate limits: in-memory token buckets keyed by account and by client address.
+"""Sign-in limits: token buckets keyed by client address, and per-account delays after failures.
 
 A bucket holds ``capacity`` tokens and refills at ``capacity / period`` tokens a second
 (Envoy's token bucket). Each key has its own bucket; the least recently used keys are
@@ -89,45 +89,94 @@ class RateLimiter:
 
 
 @dataclasses.dataclass(slots=True)
-class _Phantom:
-    failed: int
-    locked_until: float
+class _Failures:
+    count: int
+    blocked_until: float
 
 
-class PhantomLockouts:
-    """Lockouts for e-mail addresses that belong to no account, so that locking cannot enumerate accounts.
+class SignInThrottle:
+    """Per-account delays after failed sign-ins, kept by e-mail address whether or not an account has it.
 
-    A known account locks after ``threshold`` failures in a row; an unknown address must
-    look the same, or five failures would tell an attacker whether an account exists.
-    Kept in memory only (bounded, least recently used forgotten).
+    After ``free_failures`` failures in a row an account's next attempt must wait
+    ``first_delay`` seconds, doubling with each further failure up to ``longest_delay``
+    (OWASP's exponential delay instead of a lock). The caller decides whom the delay
+    binds: identity exempts addresses that signed in to the account recently, so an
+    outsider hammering an address cannot keep its owner out. Nothing here looks at the
+    database, so an unknown address runs exactly the same machine as a real account.
+    A success forgets the failures; so do ``forget_after`` seconds without one. Kept in
+    memory, per process, bounded (least recently used forgotten).
     """
 
-    def __init__(self, threshold: int, *, max_keys: int = 10_000, clock: Clock = time.time) -> None:
-        self.threshold = threshold
+    def __init__(
+        self,
+        *,
+        free_failures: int = 4,
+        first_delay: float = 1.0,
+        longest_delay: float = 900.0,
+        forget_after: float = 24 * 3600.0,
+        max_keys: int = 100_000,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        if free_failures < 0 or first_delay <= 0 or longest_delay < first_delay:
+            raise ValueError("free_failures must not be negative and 0 < first_delay <= longest_delay")
+        self.free_failures = free_failures
+        self.first_delay = first_delay
+        self.longest_delay = longest_delay
+        self.forget_after = forget_after
         self.max_keys = max_keys
         self.clock = clock
-        self._entries: collections.OrderedDict[str, _Phantom] = collections.OrderedDict()
+        self._entries: collections.OrderedDict[str, _Failures] = collections.OrderedDict()
 
-    def locked_until(self, key: str) -> float | None:
-        """Epoch seconds until which the address is "locked", or ``None``."""
+    def delay_after(self, failures: int) -> float:
+        """The delay that ``failures`` failures in a row impose: 0, then 1 s, 2 s, 4 s … at most ``longest_delay``."""
+        excess = failures - self.free_failures
+        if excess <= 0:
+            return 0.0
+        if excess > 40:  # 2⁴⁰ seconds is past any cap already
+            return self.longest_delay
+        return min(self.first_delay * (1 << (excess - 1)), self.longest_delay)
+
+    def _entry(self, key: str, now: float) -> _Failures | None:
         entry = self._entries.get(key)
-        if entry is None or entry.locked_until <= self.clock():
+        if entry is not None and now >= entry.blocked_until + self.forget_after:
+            del self._entries[key]
             return None
-        return entry.locked_until
+        return entry
 
-    def failure(self, key: str, lock_seconds: float) -> float | None:
-        """Count a failure; returns the lock end when this failure locks the address."""
+    def wait_time(self, key: str) -> float:
+        """Seconds until ``key`` may be tried again by someone the delay binds (0 when it may now)."""
         now = self.clock()
-        entry = self._entries.get(key)
-        if entry is None or (entry.locked_until and entry.locked_until <= now):
-            entry = _Phantom(0, 0.0)
-        entry.failed += 1
+        entry = self._entry(key, now)
+        return 0.0 if entry is None else max(0.0, entry.blocked_until - now)
+
+    def failures(self, key: str) -> int:
+        """Failures in a row counted for ``key``."""
+        entry = self._entry(key, self.clock())
+        return 0 if entry is None else entry.count
+
+    def failure(self, key: str) -> float:
+        """Count a failure; returns the delay it imposes from now (0 while failures are free)."""
+        now = self.clock()
+        entry = self._entry(key, now) or _Failures(0, now)
+        entry.count += 1
+        delay = self.delay_after(entry.count)
+        entry.blocked_until = now + delay
         self._entries[key] = entry
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_keys:
             self._entries.popitem(last=False)
-        if entry.failed >= self.threshold:
-            entry.locked_until = now + lock_seconds
-            entry.failed = 0
-            return entry.locked_until
-        return None
+        return delay
+
+    def success(self, key: str) -> None:
+        """A successful sign-in: the failures are forgotten."""
+        self._entries.pop(key, None)
+
+    def clear(self, key: str) -> bool:
+        """Forget ``key``'s failures (an administrator's unlock); whether a delay was in force."""
+        now = self.clock()
+        entry = self._entry(key, now)
+        self._entries.pop(key, None)
+        return entry is not None and entry.blocked_until > now
+
+    def __len__(self) -> int:
+        return len(self._entries)

@@ -131,6 +131,19 @@ async def get_session(session: AsyncSession, session_id: str) -> Session | None:
     return (await session.execute(select(Session).where(Session.id == session_id))).scalar_one_or_none()
 
 
+async def signed_in_from(session: AsyncSession, user_id: str, address: str, since: dt.datetime) -> bool:
+    """Whether the user has a session opened or refreshed from this address since ``since``.
+
+    Asked for unknown accounts too (``user_id`` ``""`` matches nothing), so that both take one query.
+    """
+    query = select(
+        exists().where(
+            Session.user_id == user_id, Session.client_address == address, Session.last_refresh_time >= since
+        )
+    )
+    return bool(address) and bool((await session.execute(query)).scalar())
+
+
 def open_sessions_query(*, user_id: str, now: dt.datetime, organization_id: str | None = None) -> Select[Session]:
     """The user's sessions that are neither revoked nor expired, unordered."""
     query = select(Session).where(Session.user_id == user_id, Session.revoke_time.is_(None), Session.expire_time > now)

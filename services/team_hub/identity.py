@@ -10,6 +10,8 @@ the organisation) sends it.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import grpc
 
 from mesh.errors import NotFound
@@ -41,14 +43,22 @@ def organization_revocation(
     )
 
 
+class UserContact(NamedTuple):
+    """What team hub reads of a user from identity."""
+
+    email: str
+    display_name: str
+    email_verified: bool
+
+
 class IdentityLink:
     """Team hub's questions to identity."""
 
     def __init__(self, clients: MeshClients) -> None:
         self._clients = clients
 
-    async def user_email(self, user: str) -> tuple[str, str]:
-        """A user's e-mail address and display name, read with the caller's own credential.
+    async def user_email(self, user: str) -> UserContact:
+        """A user's e-mail address, whether it is verified, and display name, read with the caller's own credential.
 
         Raises:
             NotFound: identity does not know the user (or does not show them to the caller).
@@ -60,4 +70,4 @@ class IdentityLink:
         overrides = {grpc.StatusCode.NOT_FOUND: hidden, grpc.StatusCode.PERMISSION_DENIED: hidden}
         with translated("identity", "read the user's e-mail address", overrides):
             reply = await stub.GetUser(identity_service_pb2.GetUserRequest(name=user), timeout=CALL_TIMEOUT)
-        return reply.user.email, reply.user.display_name
+        return UserContact(reply.user.email, reply.user.display_name, reply.user.email_verified)

@@ -81,6 +81,13 @@ def test_platform_and_internal_permissions_never_reach_an_organisation_role():
         assert not granted & TABLE.internal_only
 
 
+def test_every_role_may_accept_an_invitation_to_another_organisation():
+    # Accepting is the invitee's act; their role is the one they hold where they are now.
+    assert [role for role in ROLES if not TABLE.allows(role, "invitations.accept")] == []
+    # ... and accepting is all a reader may do with invitations.
+    assert {p for p in TABLE.permissions(Role.VIEWER) if p.startswith("invitations.")} == {"invitations.accept"}
+
+
 def test_every_permission_of_the_contracts_is_held_by_someone():
     assert TABLE.all_permissions
     for permission in TABLE.all_permissions:

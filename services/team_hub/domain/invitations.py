@@ -23,9 +23,12 @@ import re
 import secrets
 
 from mesh.access import Role
-from mesh.errors import FailedPrecondition, InvalidArgument, PermissionDenied, ResourceExhausted
+from mesh.errors import ErrorReasons, FailedPrecondition, InvalidArgument, PermissionDenied, ResourceExhausted
 from services.team_hub.domain import common, roles
 from services.team_hub.names import TEAMS
+from vocelio.team_hub.v1 import team_hub_errors_pb2
+
+REASONS = ErrorReasons(team_hub_errors_pb2.ErrorReason)
 
 DEFAULT_LIFETIME = datetime.timedelta(days=7)
 MIN_LIFETIME = datetime.timedelta(hours=1)
@@ -207,6 +210,23 @@ def check_redeem(state: InvitationState, *, accepted_by: str, user: str, invited
     if user_email.strip().lower() != invited_email:
         raise PermissionDenied("the invitation was sent to another e-mail address")
     return True
+
+
+def check_acceptor(*, invited_email: str, user_email: str, email_verified: bool) -> None:
+    """Check that the signed-in caller may accept an invitation sent to ``invited_email``.
+
+    Raises:
+        PermissionDenied: the caller's e-mail address is another one.
+        FailedPrecondition: it is the invited address but not verified (reason EMAIL_NOT_VERIFIED):
+            holding the token proves nothing about the mailbox, since the inviter got the token.
+
+    """
+    if user_email.strip().lower() != invited_email:
+        raise PermissionDenied("this invitation was sent to another e-mail address than your account's")
+    if not email_verified:
+        raise FailedPrecondition(
+            "verify your account's e-mail address before accepting an invitation sent to it"
+        ).with_reason(REASONS, team_hub_errors_pb2.ERROR_REASON_EMAIL_NOT_VERIFIED)
 
 
 def acceptable(state: InvitationState, *, accepted_by: str, user: str) -> bool | None:

@@ -31,6 +31,7 @@ from vocelio.team_hub.v1 import team_hub_service_pb2 as pb
 _UNUSABLE = "invitation not found, revoked, expired or already used"
 
 
+_INACTIVE = "the inviting organization is not active"
 _STALE = "the invitation changed while it was being revoked; read it again and retry"
 
 
@@ -202,14 +203,14 @@ class InvitationRpcs(RpcBase):
     async def AcceptInvitation(
         self, request: pb.AcceptInvitationRequest, context: Context
     ) -> pb.AcceptInvitationResponse:
-        """Join the inviting organisation as the signed-in caller, whose e-mail must be the invited one."""
+        """Join the inviting organisation as the signed-in caller, whose verified e-mail must be the invited one."""
         principal = current()
         if principal.kind is not PrincipalKind.USER:
             raise PermissionDenied("only a signed-in user can accept an invitation")
         token = request.invitation_token.strip()
         if not invitations.well_formed_token(token):
             raise NotFound(_UNUSABLE)
-        email, display_name = await self._identity.user_email(principal.subject)
+        email, display_name, email_verified = await self._identity.user_email(principal.subject)
         now = self._clock.now()
         async with self._sessions.begin() as session:
             row = await invitation_store.by_token_hash(session, invitations.token_hash(token))
@@ -220,8 +221,7 @@ class InvitationRpcs(RpcBase):
             if decision is None:
                 raise NotFound(_UNUSABLE)
             if decision:
-                if email.strip().lower() != row.email:
-                    raise PermissionDenied("this invitation was sent to another e-mail address than your account's")
+                invitations.check_acceptor(invited_email=row.email, user_email=email, email_verified=email_verified)
                 membership = await self._join(session, row, principal.subject, email, display_name, now, principal)
                 await self._audit(
                     session,
@@ -265,6 +265,11 @@ class InvitationRpcs(RpcBase):
             create = invitations.check_redeem(
                 state, accepted_by=row.accepted_by, user=request.user, invited_email=row.email, user_email=email
             )
+            if request.validate_only:
+                organization = await organization_store.get(session, row.organization_id)
+                if organization is None or organization.state != OrganizationState.ACTIVE.value:
+                    raise FailedPrecondition(_INACTIVE)
+                return _redemption_preview(row, request.user, email, display_name, now)
             if create:
                 membership = await self._join(session, row, request.user, email, display_name, now, principal)
                 # Identity is the caller (inside its sign-up): the event waits for the next
@@ -304,7 +309,7 @@ class InvitationRpcs(RpcBase):
         """Create the membership an invitation grants and mark the invitation ACCEPTED."""
         organization = await organization_store.lock(session, row.organization_id)
         if organization is None or organization.state != OrganizationState.ACTIVE.value:
-            raise FailedPrecondition("the inviting organization is not active")
+            raise FailedPrecondition(_INACTIVE)
         membership = Membership(
             id=ids.new_id("mem"),
             organization_id=row.organization_id,
@@ -359,6 +364,28 @@ async def _invitation(session: AsyncSession, principal: Principal, name: ParsedN
     if row is None or tenancy.read_scope_for_name(principal, name.organization) is None:
         raise tenancy.not_found(name.name)
     return row
+
+
+def _redemption_preview(
+    row: Invitation, user: str, email: str, display_name: str, now: datetime.datetime
+) -> pb.RedeemInvitationResponse:
+    """What a redemption would answer, for ``validate_only``: the membership it would create, unnamed."""
+    membership = Membership(
+        id=ids.new_id("mem"),  # never stored; the preview carries no name
+        organization_id=row.organization_id,
+        user=user,
+        email=email,
+        display_name=display_name,
+        role=row.role,
+        expire_time=invitations.guest_access_end(Role(row.role), row.member_expire_time, now),
+        invitation_id=row.id,
+        join_time=now,
+        revision=1,
+    )
+    membership.stamp_created(user, now)
+    preview = convert.membership(membership, [], now)
+    preview.name = ""
+    return pb.RedeemInvitationResponse(membership=preview, invitation=convert.invitation(row, now))
 
 
 def _without_token(response: pb.CreateInvitationResponse) -> pb.CreateInvitationResponse:

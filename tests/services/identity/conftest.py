@@ -167,6 +167,10 @@ class FakeTeamHub(team_hub_service_pb2_grpc.TeamHubServiceServicer):
         org, role, email = invitation  # type: ignore[misc]
         if email != request.email:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, "the invitation is for another address")
+        if request.validate_only:
+            preview = self._membership(request.user, org, role)
+            preview.name = ""
+            return team_hub_service_pb2.RedeemInvitationResponse(membership=preview)
         self.add(request.user, org, role)
         return team_hub_service_pb2.RedeemInvitationResponse(membership=self._membership(request.user, org, role))
 

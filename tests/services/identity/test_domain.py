@@ -8,7 +8,7 @@ import uuid
 import grpc
 import pytest
 
-from mesh.errors import FailedPrecondition, InvalidArgument
+from mesh.errors import InvalidArgument
 from mesh.kit.filtering import compile_filter
 from mesh.kit.idempotency import request_id_problem
 from services.identity import domain, oauth
@@ -22,7 +22,7 @@ from services.identity.domain import (
     derived_request_id,
     principal_kind,
 )
-from services.identity.ratelimit import PhantomLockouts, RateLimiter
+from services.identity.ratelimit import RateLimiter
 from services.identity.security import AUDIT_FILTERS
 
 NOW = dt.datetime(2026, 12, 1, 12, 0, 0, tzinfo=dt.UTC)
@@ -93,59 +93,28 @@ def test_display_names_are_trimmed_and_bounded():
 # --- lockout ---------------------------------------------------------------------------------------------------------
 
 
-def test_four_failures_do_not_lock_and_the_fifth_locks_for_15_minutes():
+def test_failures_are_counted_but_never_lock():
     state = Lockout(UserState.ACTIVE)
-    for expected in range(1, 5):
+    for expected in range(1, 12):
         state = state.after_failure(NOW)
-        assert state.state is UserState.ACTIVE
-        assert state.failed_count == expected
-    state = state.after_failure(NOW)
-    assert state.state is UserState.LOCKED
-    assert state.locked_until == NOW + dt.timedelta(minutes=15)
-    assert state.is_locked(NOW + dt.timedelta(minutes=14, seconds=59))
-    assert not state.is_locked(NOW + dt.timedelta(minutes=15))
+        assert (state.state, state.failed_count, state.locked_until) == (UserState.ACTIVE, expected, None)
 
 
-def test_a_lock_lifts_by_itself_with_a_clean_count_and_the_next_lock_doubles():
-    state = Lockout(UserState.ACTIVE)
-    for _ in range(5):
-        state = state.after_failure(NOW)
-    later = NOW + dt.timedelta(minutes=16)
-    lifted = state.effective(later)
-    assert lifted.state is UserState.ACTIVE and lifted.failed_count == 0 and lifted.lock_count == 1
-    for _ in range(5):
-        state = state.after_failure(later)
-    assert state.locked_until == later + dt.timedelta(minutes=30)
-
-
-def test_failures_while_locked_do_not_extend_the_lock():
+def test_a_lock_stored_before_delays_lifts_by_itself_with_a_clean_count():
     state = Lockout(UserState.LOCKED, 5, 1, NOW + dt.timedelta(minutes=10))
-    assert state.after_failure(NOW) == state
+    assert state.is_locked(NOW)
+    lifted = state.effective(NOW + dt.timedelta(minutes=10))
+    assert lifted.state is UserState.ACTIVE and lifted.failed_count == 0 and lifted.lock_count == 1
 
 
 def test_success_resets_every_counter():
-    state = Lockout(UserState.ACTIVE, failed_count=3, lock_count=2)
+    state = Lockout(UserState.LOCKED, failed_count=3, lock_count=2, locked_until=NOW)
     assert state.after_success() == Lockout(UserState.ACTIVE)
 
 
-def test_lock_durations_double_up_to_a_day():
-    assert [domain.lock_duration(n) for n in range(4)] == [
-        dt.timedelta(minutes=15),
-        dt.timedelta(minutes=30),
-        dt.timedelta(hours=1),
-        dt.timedelta(hours=2),
-    ]
-    assert domain.lock_duration(7) == dt.timedelta(hours=24)
-    assert domain.lock_duration(60) == dt.timedelta(hours=24)
-
-
-def test_unlock_needs_a_lock():
-    locked = Lockout(UserState.LOCKED, 5, 1, NOW + dt.timedelta(minutes=5))
-    assert locked.unlocked(NOW) == Lockout(UserState.ACTIVE, lock_count=1)
-    with pytest.raises(FailedPrecondition):
-        Lockout(UserState.ACTIVE).unlocked(NOW)
-    with pytest.raises(FailedPrecondition):  # the lock has lifted already
-        locked.unlocked(NOW + dt.timedelta(minutes=6))
+def test_unlock_clears_the_count_and_keeps_a_disabled_user_disabled():
+    assert Lockout(UserState.LOCKED, 5, 1, NOW).unlocked() == Lockout(UserState.ACTIVE, lock_count=1)
+    assert Lockout(UserState.DISABLED, 3).unlocked() == Lockout(UserState.DISABLED)
 
 
 def test_a_disabled_account_stays_disabled():
@@ -319,17 +288,6 @@ def test_buckets_are_bounded():
     for key in "abcde":
         limiter.take(key)
     assert len(limiter) == 3
-
-
-def test_unknown_addresses_lock_like_real_accounts():
-    clock = Clock()
-    phantoms = PhantomLockouts(5, clock=clock)
-    assert [phantoms.failure("ghost@example.com", 900) for _ in range(4)] == [None] * 4
-    until = phantoms.failure("ghost@example.com", 900)
-    assert until == clock.now + 900
-    assert phantoms.locked_until("ghost@example.com") == until
-    clock.now += 901
-    assert phantoms.locked_until("ghost@example.com") is None
 
 
 # --- the lists' filter schemas (the parser itself is the kit's) ------------------------------------------------

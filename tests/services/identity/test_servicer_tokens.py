@@ -17,12 +17,11 @@ from tests.services.identity.conftest import (
     header_of,
     oauth_error,
     pb,
-    retry_info,
     service_secret,
 )
 from tests.support.crud_suite import violations
 from vocelio.developer_api.v1 import developer_api_service_pb2
-from vocelio.identity.v1 import audit_event_pb2, user_pb2
+from vocelio.identity.v1 import user_pb2
 from vocelio.team_hub.v1 import member_pb2
 
 BAD_CREDENTIALS = "the e-mail address or the password is wrong"
@@ -97,7 +96,8 @@ async def test_sign_up_with_an_invitation_joins_with_the_invited_role(harness: H
     harness.team_hub.invitations["inv-token"] = ("org_invites", member_pb2.ROLE_AGENT, "cy@example.com")
     signed_up = await harness.sign_up("cy@example.com", organization="", invitation_token="inv-token")
     assert (signed_up.organization_id, signed_up.role) == ("org_invites", "AGENT")
-    assert signed_up.user.email_verified
+    # The token went to the inviter, not through the invitee's mailbox: the address is not proven.
+    assert not signed_up.user.email_verified
     redeem = harness.team_hub.calls[-1].request
     assert (redeem.invitation_token, redeem.user, redeem.email) == ("inv-token", signed_up.user.name, "cy@example.com")
     token = await harness.password_grant("cy@example.com")
@@ -108,11 +108,8 @@ async def test_sign_up_with_an_invitation_joins_with_the_invited_role(harness: H
     assert "another address" in (caught.value.details() or "")
 
 
-async def test_sign_up_checks_its_input_and_refuses_a_taken_address(harness: Harness):
-    await harness.sign_up("ada@example.com")
-    with pytest.raises(grpc.aio.AioRpcError) as taken:
-        await harness.sign_up("ADA@example.com")
-    assert taken.value.code() == grpc.StatusCode.ALREADY_EXISTS
+async def test_sign_up_checks_its_input(harness: Harness):
+    # A taken address is not refused: see test_signup_enumeration.py.
     with pytest.raises(grpc.aio.AioRpcError) as weak:
         await harness.sign_up("eve@example.com", password="eve@example.com")
     assert weak.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -141,63 +138,6 @@ async def test_sign_up_is_idempotent_with_a_request_id(harness: Harness):
             await harness.sign_up("bob@example.com", request_id=reused)
         assert refused.value.code() == code
         assert violations(refused.value) == {"request_id"}
-
-
-async def test_five_wrong_passwords_lock_the_account_with_a_clear_error(harness: Harness):
-    await harness.sign_up("ada@example.com")
-    for _ in range(4):
-        with pytest.raises(grpc.aio.AioRpcError) as wrong:
-            await harness.password_grant("ada@example.com", "not the password!")
-        assert wrong.value.code() == grpc.StatusCode.UNAUTHENTICATED
-        assert wrong.value.details() == BAD_CREDENTIALS
-        assert oauth_error(wrong.value) == "invalid_grant"
-    with pytest.raises(grpc.aio.AioRpcError) as locking:
-        await harness.password_grant("ada@example.com", "not the password!")
-    assert locking.value.code() == grpc.StatusCode.UNAUTHENTICATED
-    info = error_info(locking.value)
-    assert (info.reason, info.metadata["oauth_error"]) == ("ACCOUNT_LOCKED", "account_locked")
-    until = dt.datetime.fromisoformat(info.metadata["locked_until"].replace("Z", "+00:00"))
-    assert dt.timedelta(minutes=14) < until - dt.datetime.now(dt.UTC) <= dt.timedelta(minutes=15)
-    assert locking.value.details() == f"account locked until {info.metadata['locked_until']}"
-    # Even the right password is refused while locked.
-    with pytest.raises(grpc.aio.AioRpcError) as locked:
-        await harness.password_grant("ada@example.com")
-    assert oauth_error(locked.value) == "account_locked"
-    # An admin of the organisation lifts the lock; the right password works again.
-    admin = await harness.admin()
-    user = (await admin.ListUsers(pb.ListUsersRequest(parent="organizations/-", filter="state = LOCKED"))).users
-    assert [u.email for u in user] == ["ada@example.com"]
-    assert user[0].failed_sign_in_count == 5 and user[0].locked_until.seconds > 0
-    unlocked = await admin.UnlockUser(pb.UnlockUserRequest(name=user[0].name))
-    assert unlocked.user.state == user_pb2.USER_STATE_ACTIVE
-    await harness.password_grant("ada@example.com")
-    events = await admin.ListAuditEvents(pb.ListAuditEventsRequest(parent="organizations/org_1"))
-    actions = [audit_event_pb2.AuditAction.Name(e.action) for e in events.audit_events]
-    assert actions.count("AUDIT_ACTION_SIGN_IN_FAILED") == 6
-    assert "AUDIT_ACTION_ACCOUNT_LOCKED" in actions and "AUDIT_ACTION_ACCOUNT_UNLOCKED" in actions
-
-
-async def test_unknown_addresses_fail_like_wrong_passwords_and_attempts_are_rate_limited(harness: Harness):
-    await harness.sign_up("ada@example.com")
-    with pytest.raises(grpc.aio.AioRpcError) as wrong:
-        await harness.password_grant("ada@example.com", "not the password!")
-    with pytest.raises(grpc.aio.AioRpcError) as unknown:
-        await harness.password_grant("nobody@example.com", "not the password!")
-    assert (unknown.value.code(), unknown.value.details()) == (wrong.value.code(), wrong.value.details())
-    assert error_info(unknown.value) == error_info(wrong.value)
-    reasons = []
-    for _ in range(9):
-        with pytest.raises(grpc.aio.AioRpcError) as attempt:
-            await harness.password_grant("nobody@example.com", "not the password!")
-        reasons.append(oauth_error(attempt.value))
-    # Unknown addresses lock after five failures too, so locking cannot tell accounts apart.
-    assert reasons == ["invalid_grant"] * 3 + ["account_locked"] * 6
-    # The eleventh attempt in a minute on one address is not even checked.
-    with pytest.raises(grpc.aio.AioRpcError) as limited:
-        await harness.password_grant("nobody@example.com", "not the password!")
-    assert limited.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert retry_info(limited.value).retry_delay.seconds >= 1
-    assert "try again in" in (limited.value.details() or "")
 
 
 async def test_the_address_limit_counts_the_address_the_edge_vouches_for(harness: Harness):

@@ -44,6 +44,7 @@ class FakeIdentity(identity_service_pb2_grpc.IdentityServiceServicer):
 
     def __init__(self) -> None:
         self.users: dict[str, tuple[str, str]] = {}
+        self.unverified: set[str] = set()  # users whose e-mail address is not verified
         self.audit: list[Recorded] = []
         self.revocations: list[Recorded] = []
         self.user_reads: list[Recorded] = []
@@ -65,7 +66,12 @@ class FakeIdentity(identity_service_pb2_grpc.IdentityServiceServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND, "user not found")
         email, display_name = self.users[request.name]
         return identity_service_pb2.GetUserResponse(
-            user=user_pb2.User(name=request.name, email=email, display_name=display_name, email_verified=True)
+            user=user_pb2.User(
+                name=request.name,
+                email=email,
+                display_name=display_name,
+                email_verified=request.name not in self.unverified,
+            )
         )
 
     async def RecordAuditEvent(self, request: Any, context: Any) -> Any:

@@ -8,6 +8,8 @@ import uuid
 import grpc
 import pytest
 import sqlalchemy as sa
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from services.team_hub.models import Invitation
 from tests.services.team_hub.conftest import ADMIN, AGENT, MANAGER, VIEWER, Harness, claims_of, pb
@@ -15,6 +17,15 @@ from vocelio.identity.v1 import audit_event_pb2
 from vocelio.team_hub.v1 import invitation_pb2
 
 Code = grpc.StatusCode
+
+
+def error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
+    """The ErrorInfo detail of a failed call."""
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None
+    info = error_details_pb2.ErrorInfo()
+    next(d for d in status.details if d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR)).Unpack(info)
+    return info
 
 
 async def acme(h: Harness):
@@ -100,6 +111,31 @@ async def test_sign_up_redeems_an_invitation_once(any_backend: Harness):
     ]
 
 
+async def test_validate_only_checks_a_redemption_without_making_it(any_backend: Harness):
+    alice = await acme(any_backend)
+    created = await alice.CreateInvitation(invite("bob@acme.example", MANAGER))
+    check = redeem(created.invitation_token, "users/bob", "bob@acme.example")
+    check.validate_only = True
+    preview = await any_backend.service.RedeemInvitation(check)
+    assert (preview.membership.organization_id, preview.membership.role, preview.membership.name) == (
+        "acme",
+        MANAGER,
+        "",
+    )
+    assert preview.invitation.state == invitation_pb2.INVITATION_STATE_PENDING
+    memberships = await any_backend.service.ListUserMemberships(pb.ListUserMembershipsRequest(user="users/bob"))
+    assert list(memberships.user_memberships) == []
+    # Checked like a redemption: another address is refused the same way.
+    wrong = redeem(created.invitation_token, "users/eve", "eve@evil.example")
+    wrong.validate_only = True
+    await expect(Code.PERMISSION_DENIED, any_backend.service.RedeemInvitation, wrong)
+    # ... and the token still works afterwards.
+    first = await any_backend.service.RedeemInvitation(
+        redeem(created.invitation_token, "users/bob", "bob@acme.example")
+    )
+    assert first.invitation.state == invitation_pb2.INVITATION_STATE_ACCEPTED
+
+
 async def test_expired_revoked_and_mismatched_invitations_are_refused(harness: Harness):
     alice = await acme(harness)
     expired = await alice.CreateInvitation(invite("late@acme.example"))
@@ -166,6 +202,36 @@ async def test_a_signed_in_user_accepts_with_their_own_email(harness: Harness):
     await expect(Code.PERMISSION_DENIED, service.AcceptInvitation, request, "signed-in user")
     memberships = await harness.service.ListUserMemberships(pb.ListUserMembershipsRequest(user="users/dan"))
     assert [m.organization.organization_id for m in memberships.user_memberships] == ["globex", "acme"]
+
+
+async def test_accepting_needs_the_invited_address_verified(harness: Harness):
+    alice = await acme(harness)
+    await harness.provision("globex", "users/dan")
+    harness.identity.users["users/dan"] = ("dan@globex.example", "Dan")
+    harness.identity.unverified.add("users/dan")
+    created = await alice.CreateInvitation(invite("dan@globex.example", VIEWER))
+    dan = harness.as_user("users/dan", "globex", "ADMIN")
+    request = pb.AcceptInvitationRequest(invitation_token=created.invitation_token)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await dan.AcceptInvitation(request)
+    assert refused.value.code() == Code.FAILED_PRECONDITION
+    info = error_info(refused.value)
+    assert (info.reason, info.domain) == ("EMAIL_NOT_VERIFIED", "team_hub.vocelio.com")
+    # Nothing was used up: once the address is verified, the same token works.
+    harness.identity.unverified.clear()
+    accepted = await dan.AcceptInvitation(request)
+    assert accepted.invitation.state == invitation_pb2.INVITATION_STATE_ACCEPTED
+
+
+@pytest.mark.parametrize("role", ["GUEST", "VIEWER", "AGENT", "MANAGER", "ADMIN"])
+async def test_every_role_may_accept_its_own_invitation(harness: Harness, role: str):
+    alice = await acme(harness)
+    await harness.provision("globex", "users/dan")
+    harness.identity.users["users/dan"] = ("dan@globex.example", "Dan")
+    created = await alice.CreateInvitation(invite("dan@globex.example", VIEWER))
+    dan = harness.as_user("users/dan", "globex", role)  # dan's role where he is now
+    accepted = await dan.AcceptInvitation(pb.AcceptInvitationRequest(invitation_token=created.invitation_token))
+    assert (accepted.membership.organization_id, accepted.membership.role) == ("acme", VIEWER)
 
 
 async def test_invitation_rules(harness: Harness):
