@@ -10,13 +10,12 @@ it, delay a brute-forced account, and read the security audit log.
 
 from __future__ import annotations
 
-import subprocess
 import time
 
 import httpx
 import pytest
 
-from tests.support.processes import PYTHON, REPO, environment, free_port_offset
+from tests.support.processes import served_mesh
 
 PASSWORD = "correct horse battery staple"
 ROOT_EMAIL = "root@vocelio.test"
@@ -25,44 +24,15 @@ ROOT_PASSWORD = "root password that is long"
 
 @pytest.fixture(scope="module")
 def edge(tmp_path_factory):
-    offset = free_port_offset()
-    base = f"http://127.0.0.1:{8000 + offset}"
-    log_path = tmp_path_factory.mktemp("log") / "mesh.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [PYTHON, "-m", "runtime", "serve", "--all", "--with-edge"],
-            cwd=REPO,
-            env=environment(
-                VOCELIO_PORT_OFFSET=str(offset),
-                VOCELIO_VAR_DIR=str(tmp_path_factory.mktemp("var")),
-                VOCELIO_SHUTDOWN_DRAIN="0",
-                VOCELIO_LOG_LEVEL="WARNING",
-                VOCELIO_BOOTSTRAP_ADMIN_EMAIL=ROOT_EMAIL,
-                VOCELIO_BOOTSTRAP_ADMIN_PASSWORD=ROOT_PASSWORD,
-            ),
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + 90
-            with httpx.Client(base_url=base, timeout=10) as client:
-                while True:
-                    try:
-                        if client.get("/health").status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        pass
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        raise AssertionError(f"the mesh did not come up:\n{log_path.read_text()}")
-                    time.sleep(0.2)
-                yield client
-        finally:
-            process.terminate()
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    with (
+        served_mesh(
+            tmp_path_factory,
+            VOCELIO_BOOTSTRAP_ADMIN_EMAIL=ROOT_EMAIL,
+            VOCELIO_BOOTSTRAP_ADMIN_PASSWORD=ROOT_PASSWORD,
+        ) as (base, _offset),
+        httpx.Client(base_url=base, timeout=10) as client,
+    ):
+        yield client
 
 
 def _bearer(token: str) -> dict[str, str]:

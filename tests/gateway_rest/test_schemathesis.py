@@ -9,16 +9,12 @@ Every response must match the document: error bodies are google.rpc.Status.
 
 from __future__ import annotations
 
-import subprocess
-import time
-
-import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import checks
 
-from tests.support.processes import PYTHON, REPO, environment, free_port_offset
+from tests.support.processes import served_mesh
 
 DELIBERATE = {501, 503}
 # The OAuth endpoints answer RFC 6749 §5.2 error objects, not google.rpc.Status (docs/OAUTH.md).
@@ -33,44 +29,10 @@ CONFORMANCE_CHECKS = [
 
 @pytest.fixture(scope="module")
 def live_schema(tmp_path_factory):
-    offset = free_port_offset()
-    base = f"http://127.0.0.1:{8000 + offset}"
-    log_path = tmp_path_factory.mktemp("log") / "mesh.log"
-    log_file = log_path.open("wb")
-    process = subprocess.Popen(
-        [PYTHON, "-m", "runtime", "serve", "--all", "--with-edge"],
-        cwd=REPO,
-        env=environment(
-            VOCELIO_PORT_OFFSET=str(offset),
-            VOCELIO_VAR_DIR=str(tmp_path_factory.mktemp("var")),
-            VOCELIO_SHUTDOWN_DRAIN="0",
-            VOCELIO_LOG_LEVEL="WARNING",
-        ),
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"the mesh did not come up:\n{log_path.read_text()}")
-            time.sleep(0.2)
+    with served_mesh(tmp_path_factory, ready_within=60, probe_timeout=2) as (base, _offset):
         loaded = schemathesis.openapi.from_url(f"{base}/openapi.json")
         assert loaded.get_base_url().rstrip("/") == base
         yield loaded
-    finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log_file.close()
 
 
 def _check(case) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import subprocess
 import time
 from typing import Any
 
@@ -31,7 +30,7 @@ import schemathesis
 from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import HealthCheck, given, settings
 
-from tests.support.processes import PYTHON, REPO, environment, free_port_offset
+from tests.support.processes import served_mesh
 
 DELIBERATE = {501, 503}
 # The OAuth endpoints answer RFC 6749 §5.2 error objects, not google.rpc.Status (docs/OAUTH.md).
@@ -74,50 +73,20 @@ def _hostile_tokens() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
-    offset = free_port_offset()
-    base = f"http://127.0.0.1:{8000 + offset}"
-    log_path = tmp_path_factory.mktemp("log") / "mesh.log"
-    log_file = log_path.open("wb")
-    process = subprocess.Popen(
-        [PYTHON, "-m", "runtime", "serve", "--all", "--with-edge"],
-        cwd=REPO,
-        env=environment(
-            VOCELIO_PORT_OFFSET=str(offset),
-            VOCELIO_VAR_DIR=str(tmp_path_factory.mktemp("var")),
-            VOCELIO_SHUTDOWN_DRAIN="0",
-            VOCELIO_LOG_LEVEL="WARNING",
+    with (
+        served_mesh(
+            tmp_path_factory,
             VOCELIO_BOOTSTRAP_ADMIN_EMAIL=ROOT_EMAIL,
             VOCELIO_BOOTSTRAP_ADMIN_PASSWORD=ROOT_PASSWORD,
-        ),
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        with httpx.Client(base_url=base, timeout=30) as client:
-            deadline = time.monotonic() + 90
-            while True:
-                try:
-                    if client.get("/health").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"the mesh did not come up:\n{log_path.read_text()}")
-                time.sleep(0.2)
-            login = client.post(
-                "/v1/auth/token", json={"grant_type": "password", "username": ROOT_EMAIL, "password": ROOT_PASSWORD}
-            )
-            assert login.status_code == 200, login.text
-            schema = schemathesis.openapi.from_url(f"{base}/openapi.json")
-            yield client, schema, login.json()["access_token"]
-    finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log_file.close()
+        ) as (base, _offset),
+        httpx.Client(base_url=base, timeout=30) as client,
+    ):
+        login = client.post(
+            "/v1/auth/token", json={"grant_type": "password", "username": ROOT_EMAIL, "password": ROOT_PASSWORD}
+        )
+        assert login.status_code == 200, login.text
+        schema = schemathesis.openapi.from_url(f"{base}/openapi.json")
+        yield client, schema, login.json()["access_token"]
 
 
 def _with_a_huge_string(body: Any) -> Any:

@@ -9,14 +9,11 @@ audit log, an API key's IP allow-list and the sign-in limiter all see the real p
 
 from __future__ import annotations
 
-import subprocess
-import time
-
 import grpc
 import httpx
 import pytest
 
-from tests.support.processes import PYTHON, REPO, environment, free_port_offset
+from tests.support.processes import served_mesh
 from vocelio.agents.v1 import agents_service_pb2, agents_service_pb2_grpc
 from vocelio.identity.v1 import identity_service_pb2, identity_service_pb2_grpc
 
@@ -27,42 +24,11 @@ FORGED = "203.0.113.66"  # what a caller that reaches a gRPC port claims
 
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory):
-    offset = free_port_offset()
-    log_path = tmp_path_factory.mktemp("log") / "mesh.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [PYTHON, "-m", "runtime", "serve", "--all", "--with-edge"],
-            cwd=REPO,
-            env=environment(
-                VOCELIO_PORT_OFFSET=str(offset),
-                VOCELIO_VAR_DIR=str(tmp_path_factory.mktemp("var")),
-                VOCELIO_SHUTDOWN_DRAIN="0",
-                VOCELIO_LOG_LEVEL="WARNING",
-                VOCELIO_EDGE_TRUSTED_PROXIES="127.0.0.0/8",
-            ),
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + 90
-            with httpx.Client(base_url=f"http://127.0.0.1:{8000 + offset}", timeout=10) as client:
-                while True:
-                    try:
-                        if client.get("/health").status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        pass
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        raise AssertionError(f"the mesh did not come up:\n{log_path.read_text()}")
-                    time.sleep(0.2)
-                yield client, offset
-        finally:
-            process.terminate()
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    with (
+        served_mesh(tmp_path_factory, VOCELIO_EDGE_TRUSTED_PROXIES="127.0.0.0/8") as (base, offset),
+        httpx.Client(base_url=base, timeout=10) as client,
+    ):
+        yield client, offset
 
 
 def _bearer(token: str) -> dict[str, str]:

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import socket
+import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -53,3 +60,52 @@ def environment(**overrides: str) -> dict[str, str]:
 
 
 PYTHON = sys.executable
+
+
+@contextlib.contextmanager
+def served_mesh(
+    tmp_path_factory: Any, *, ready_within: float = 90.0, probe_timeout: float = 10.0, **settings: str
+) -> Iterator[tuple[str, int]]:
+    """``python -m runtime serve --all --with-edge`` on free ports: yields the edge's base URL and the port offset.
+
+    ``settings`` are extra ``VOCELIO_*`` variables. It yields once the edge's ``/health`` reads 200
+    (failing with the mesh's log if that takes longer than ``ready_within`` seconds, or the process
+    exits), and stops the process afterwards, killing it if SIGTERM is not enough within 30 s.
+    """
+    offset = free_port_offset()
+    base = f"http://127.0.0.1:{8000 + offset}"
+    log_path = tmp_path_factory.mktemp("log") / "mesh.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [PYTHON, "-m", "runtime", "serve", "--all", "--with-edge"],
+            cwd=REPO,
+            env=environment(
+                VOCELIO_PORT_OFFSET=str(offset),
+                VOCELIO_VAR_DIR=str(tmp_path_factory.mktemp("var")),
+                VOCELIO_SHUTDOWN_DRAIN="0",
+                VOCELIO_LOG_LEVEL="WARNING",
+                **settings,
+            ),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + ready_within
+            with httpx.Client(base_url=base, timeout=probe_timeout) as probe:
+                while True:
+                    try:
+                        if probe.get("/health").status_code == 200:
+                            break
+                    except httpx.HTTPError:
+                        pass
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        raise AssertionError(f"the mesh did not come up:\n{log_path.read_text()}")
+                    time.sleep(0.2)
+            yield base, offset
+        finally:
+            process.terminate()
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
