@@ -78,6 +78,23 @@ class Settings:
             0 means two per CPU core, between 2 and 8.
         argon2_max_wait: seconds a sign-in waits for a free hashing slot before it fails
             with RESOURCE_EXHAUSTED (and a RetryInfo).
+        client_timeout_read: default deadline, in seconds, of an outgoing call to a READ method
+            (likewise ``client_timeout_write``, ``client_timeout_expensive``, ``client_timeout_auth``;
+            STREAM methods get none).
+        client_deadline_margin: seconds kept back from the caller's remaining time when a call
+            is propagated downstream; a call with no more than this left fails at once.
+        client_retry_max_attempts: attempts (2–5) gRPC makes of a call safe to retry; 1 turns
+            retries off.
+        client_retry_initial_backoff: gRFC A6 ``initialBackoff`` in seconds (also
+            ``client_retry_max_backoff``, ``client_retry_backoff_multiplier``).
+        client_retry_throttle_tokens: gRFC A6 ``retryThrottling.maxTokens`` per upstream (and
+            ``client_retry_throttle_ratio``, its ``tokenRatio``).
+        client_breaker_failures: consecutive failures that open an upstream's circuit.
+        client_breaker_open_seconds: how long an open circuit fails calls fast before it lets
+            probes through (half-open).
+        client_breaker_half_open_probes: trial calls a half-open circuit lets through; all must
+            succeed for it to close.
+        client_max_concurrency: calls in flight per upstream (bulkhead); more fail at once.
 
     """
 
@@ -121,6 +138,22 @@ class Settings:
     # --- password hashing (identity) ---
     argon2_max_concurrency: int = 0
     argon2_max_wait: float = 5.0
+    # --- client resilience: deadlines, retries, circuit breaker, bulkhead (issue #10) ---
+    client_timeout_read: float = 5.0
+    client_timeout_write: float = 10.0
+    client_timeout_expensive: float = 30.0
+    client_timeout_auth: float = 10.0
+    client_deadline_margin: float = 0.05
+    client_retry_max_attempts: int = 3
+    client_retry_initial_backoff: float = 0.1
+    client_retry_max_backoff: float = 1.0
+    client_retry_backoff_multiplier: float = 2.0
+    client_retry_throttle_tokens: int = 10
+    client_retry_throttle_ratio: float = 0.1
+    client_breaker_failures: int = 5
+    client_breaker_open_seconds: float = 5.0
+    client_breaker_half_open_probes: int = 1
+    client_max_concurrency: int = 64
 
     def __post_init__(self) -> None:
         if self.port_offset < 0 or self.port_offset > 50000:
@@ -175,6 +208,7 @@ class Settings:
             raise ConfigError("VOCELIO_ARGON2_MAX_CONCURRENCY", "must be between 0 (automatic) and 256")
         if not 0 < self.argon2_max_wait <= 60:
             raise ConfigError("VOCELIO_ARGON2_MAX_WAIT", "must be more than 0 and at most 60 seconds")
+        self._check_client_settings()
         if self.log_level not in _LOG_LEVELS:
             raise ConfigError("VOCELIO_LOG_LEVEL", f"must be one of {', '.join(_LOG_LEVELS)}")
         if self.environment == "production":
@@ -193,6 +227,39 @@ class Settings:
             raise ConfigError("VOCELIO_REVOCATION_HEARTBEAT", "must be shorter than VOCELIO_REVOCATION_MAX_STALENESS")
         if self.jwks_max_age < self.jwks_ttl:
             raise ConfigError("VOCELIO_JWKS_MAX_AGE", "must be at least VOCELIO_JWKS_TTL")
+
+    def _check_client_settings(self) -> None:
+        for variable, value in (
+            ("VOCELIO_CLIENT_TIMEOUT_READ", self.client_timeout_read),
+            ("VOCELIO_CLIENT_TIMEOUT_WRITE", self.client_timeout_write),
+            ("VOCELIO_CLIENT_TIMEOUT_EXPENSIVE", self.client_timeout_expensive),
+            ("VOCELIO_CLIENT_TIMEOUT_AUTH", self.client_timeout_auth),
+            ("VOCELIO_CLIENT_RETRY_INITIAL_BACKOFF", self.client_retry_initial_backoff),
+            ("VOCELIO_CLIENT_RETRY_MAX_BACKOFF", self.client_retry_max_backoff),
+            ("VOCELIO_CLIENT_BREAKER_OPEN_SECONDS", self.client_breaker_open_seconds),
+        ):
+            if value <= 0:
+                raise ConfigError(variable, f"must be positive, got {value}")
+        if not 0 <= self.client_deadline_margin < 1:
+            raise ConfigError("VOCELIO_CLIENT_DEADLINE_MARGIN", "must be at least 0 and under 1 second")
+        if not 1 <= self.client_retry_max_attempts <= 5:
+            raise ConfigError("VOCELIO_CLIENT_RETRY_MAX_ATTEMPTS", "must be between 1 (no retries) and 5 (gRPC's cap)")
+        if self.client_retry_max_backoff < self.client_retry_initial_backoff:
+            raise ConfigError(
+                "VOCELIO_CLIENT_RETRY_MAX_BACKOFF", "must be at least VOCELIO_CLIENT_RETRY_INITIAL_BACKOFF"
+            )
+        if self.client_retry_backoff_multiplier < 1:
+            raise ConfigError("VOCELIO_CLIENT_RETRY_BACKOFF_MULTIPLIER", "must be at least 1")
+        if not 1 <= self.client_retry_throttle_tokens <= 1000:
+            raise ConfigError("VOCELIO_CLIENT_RETRY_THROTTLE_TOKENS", "must be between 1 and 1000 (gRFC A6)")
+        if not 0 < self.client_retry_throttle_ratio <= 1:
+            raise ConfigError("VOCELIO_CLIENT_RETRY_THROTTLE_RATIO", "must be more than 0 and at most 1")
+        if not 1 <= self.client_breaker_failures <= 1000:
+            raise ConfigError("VOCELIO_CLIENT_BREAKER_FAILURES", "must be between 1 and 1000")
+        if not 1 <= self.client_breaker_half_open_probes <= 100:
+            raise ConfigError("VOCELIO_CLIENT_BREAKER_HALF_OPEN_PROBES", "must be between 1 and 100")
+        if not 1 <= self.client_max_concurrency <= 100_000:
+            raise ConfigError("VOCELIO_CLIENT_MAX_CONCURRENCY", "must be between 1 and 100000")
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -249,6 +316,7 @@ class Settings:
             # --- password hashing (identity) ---
             argon2_max_concurrency=_integer(environ, "VOCELIO_ARGON2_MAX_CONCURRENCY", 0),
             argon2_max_wait=_number(environ, "VOCELIO_ARGON2_MAX_WAIT", 5.0),
+            **_client_settings(environ),  # type: ignore[arg-type]
         )
 
     def port_for(self, contract_port: int) -> int:
@@ -465,6 +533,21 @@ def password_weakness(password: str, email: str = "") -> str:
     if len(local) >= 3 and local in lowered:
         return "must not contain the e-mail address"
     return ""
+
+
+def _client_settings(environ: Mapping[str, str]) -> dict[str, float | int]:
+    """The ``client_*`` settings (deadlines, retries, breaker, bulkhead) from ``VOCELIO_CLIENT_*``."""
+    defaults = Settings()
+    values: dict[str, float | int] = {}
+    for field in dataclasses.fields(Settings):
+        if not field.name.startswith("client_"):
+            continue
+        variable = "VOCELIO_" + field.name.upper()
+        default = getattr(defaults, field.name)
+        values[field.name] = (
+            _integer(environ, variable, default) if isinstance(default, int) else _number(environ, variable, default)
+        )
+    return values
 
 
 def _integer(environ: Mapping[str, str], name: str, default: int) -> int:

@@ -4,6 +4,12 @@ Every outgoing call is authenticated: it carries the credential of the principal
 service is working for, or, for work the service does on its own (background tasks,
 start-up), the service's own token from identity. There is no unauthenticated internal
 path.
+
+Every channel carries the service config generated from the upstream's contract
+(``mesh.service_config``: gRFC A6 retries for methods safe to repeat, retry throttling,
+per-method default timeouts) and the interceptors, outermost first: request id (AIP-155)
+→ deadline (the caller's budget) → circuit breaker → bulkhead → credential → transport.
+The breaker and the bulkhead are per upstream, shared by every channel to it.
 """
 
 from __future__ import annotations
@@ -16,9 +22,15 @@ from typing import Any, TypeVar
 import grpc
 
 from interceptors.client_auth import client_auth_interceptors
+from interceptors.client_breaker import UpstreamCircuit, client_breaker_interceptors
+from interceptors.client_bulkhead import Bulkhead, client_bulkhead_interceptors
+from interceptors.client_deadline import DeadlineBudget, client_deadline_interceptors
+from interceptors.client_request_id import client_request_id_interceptors
+from mesh import service_config
 from mesh.channels import CHANNEL_OPTIONS
 from mesh.config import Settings
 from mesh.registry import Registry
+from mesh.resilience.breaker import BreakerPolicy
 
 StubT = TypeVar("StubT")
 
@@ -82,6 +94,9 @@ class MeshClients:
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._plain_identity: grpc.aio.Channel | None = None
         self._retired: list[grpc.aio.Channel] = []
+        self._service_name = service_name
+        self._circuits: dict[str, UpstreamCircuit] = {}
+        self._bulkheads: dict[str, Bulkhead] = {}
         self.credential = ServiceCredential(service_name, settings, self._identity_channel)
 
     def address(self, service_name: str) -> str:
@@ -94,21 +109,65 @@ class MeshClients:
         """The shared, intercepted channel to a service."""
         channel = self._channels.get(service_name)
         if channel is None:
-            interceptors: list[Any] = client_auth_interceptors(self.credential.token)
+            spec = self._registry.service(service_name)
+            interceptors: list[Any] = [
+                *client_request_id_interceptors(service_config.request_id_methods(self._registry, spec)),
+                *self._guards(service_name),
+                *client_bulkhead_interceptors(self._bulkhead(service_name)),
+                *client_auth_interceptors(self.credential.token),
+            ]
             channel = grpc.aio.insecure_channel(
-                self.address(service_name), options=CHANNEL_OPTIONS, interceptors=interceptors
+                self.address(service_name), options=self._options(service_name), interceptors=interceptors
             )
             self._channels[service_name] = channel
         return channel
+
+    def circuit(self, service_name: str) -> UpstreamCircuit:
+        """The circuit breaker of the calls to a service (one per upstream, shared by its channels)."""
+        circuit = self._circuits.get(service_name)
+        if circuit is None:
+            settings = self._settings
+            policy = BreakerPolicy(
+                failures=settings.client_breaker_failures,
+                open_for=settings.client_breaker_open_seconds,
+                probes=settings.client_breaker_half_open_probes,
+            )
+            circuit = self._circuits[service_name] = UpstreamCircuit(self._service_name, service_name, policy)
+        return circuit
+
+    def _bulkhead(self, service_name: str) -> Bulkhead:
+        bulkhead = self._bulkheads.get(service_name)
+        if bulkhead is None:
+            bulkhead = Bulkhead(self._service_name, service_name, self._settings.client_max_concurrency)
+            self._bulkheads[service_name] = bulkhead
+        return bulkhead
+
+    def _guards(self, service_name: str) -> list[Any]:
+        """The deadline and circuit-breaker interceptors of the calls to a service."""
+        spec = self._registry.service(service_name)
+        budget = DeadlineBudget(
+            self._service_name,
+            service_name,
+            service_config.method_timeouts(self._registry, spec, self._settings),
+            margin=self._settings.client_deadline_margin,
+        )
+        return [*client_deadline_interceptors(budget), *client_breaker_interceptors(self.circuit(service_name))]
+
+    def _options(self, service_name: str) -> list[tuple[str, Any]]:
+        spec = self._registry.service(service_name)
+        return service_config.channel_options(self._registry, spec, self._settings, dict(CHANNEL_OPTIONS))
 
     def stub(self, service_name: str, stub_class: type[StubT]) -> StubT:
         """A generated stub for a service (``clients.stub("team_hub", TeamHubServiceStub)``)."""
         return stub_class(self.channel(service_name))  # type: ignore[call-arg]
 
     def _identity_channel(self) -> grpc.aio.Channel:
-        # Token requests themselves go out without the auth interceptor (IssueToken is public).
+        # Token requests themselves go out without the auth interceptor (IssueToken is public),
+        # but with the deadline and identity's circuit breaker.
         if self._plain_identity is None:
-            self._plain_identity = grpc.aio.insecure_channel(self.address("identity"), options=CHANNEL_OPTIONS)
+            self._plain_identity = grpc.aio.insecure_channel(
+                self.address("identity"), options=self._options("identity"), interceptors=self._guards("identity")
+            )
         return self._plain_identity
 
     def plain_channel(self, service_name: str) -> grpc.aio.Channel:

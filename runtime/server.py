@@ -1,7 +1,8 @@
 """One service's gRPC server: per-method behaviours, servicer, health, reflection, database watch.
 
-The behaviours every call runs through (errors → in-flight tracking → authentication →
-RBAC, outermost first) are composed once per method when the servicer is registered
+The behaviours every call runs through (errors → in-flight tracking → deadline →
+retried-attempt count → authentication → RBAC → validation, outermost first) are
+composed once per method when the servicer is registered
 (``interceptors.chain.ChainedServer``), not re-resolved per call by interceptors.
 
 Start-up: bind the port, answer health NOT_SERVING until the database has answered
@@ -24,9 +25,11 @@ from grpc_reflection.v1alpha import reflection
 
 from interceptors.auth import authenticated
 from interceptors.chain import chained_server
+from interceptors.deadline import with_deadline
 from interceptors.errors import with_errors
 from interceptors.inflight import InFlightCalls
 from interceptors.rbac import authorized
+from interceptors.retried_attempts import counting_retries
 from interceptors.validation import validated
 from mesh import migrations
 from mesh.access import AccessTable, default_access_table
@@ -127,6 +130,8 @@ class ServiceHost:
             [
                 with_errors,
                 self.inflight.tracked,
+                with_deadline,
+                counting_retries,
                 authenticated(registry, self.authenticator, self.forwarding),
                 authorized(registry),
                 # after authentication, so only a caller allowed to make the call learns the contract's rules

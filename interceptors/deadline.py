@@ -1,0 +1,48 @@
+"""Server side: publish the running call's deadline, so outgoing calls can inherit it.
+
+gRPC Python does not propagate deadlines by itself. This wrapper reads the call's
+remaining time once, when the handler starts, and stores the absolute instant in
+:data:`mesh.resilience.deadlines.CALLER_DEADLINE`; ``interceptors/client_deadline.py`` gives
+every call the handler makes downstream what is left of it (less a margin). One
+``time_remaining()`` and one context variable per call: it sits outside authentication so
+even the identity look-ups authentication makes inherit the budget.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from interceptors.chain import Behaviour
+from mesh.resilience.deadlines import CALLER_DEADLINE
+
+
+def _deadline_of(context: grpc.aio.ServicerContext[Any, Any]) -> float | None:
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
+
+
+def with_deadline(_method: str, behaviour: Behaviour) -> Behaviour:
+    """The behaviour with the call's deadline published in ``CALLER_DEADLINE`` while it runs."""
+    if inspect.isasyncgenfunction(behaviour):
+
+        async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+            # The handler runs in a task of its own, whose context ends with it.
+            CALLER_DEADLINE.set(_deadline_of(context))
+            async for response in behaviour(request, context):
+                yield response
+
+        return stream
+
+    async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        token = CALLER_DEADLINE.set(_deadline_of(context))
+        try:
+            return await behaviour(request, context)
+        finally:
+            CALLER_DEADLINE.reset(token)
+
+    return call

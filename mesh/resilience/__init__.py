@@ -1,0 +1,1 @@
+"""Pure resilience logic the client interceptors apply: circuit breaking and deadline budgets."""
