@@ -4,7 +4,10 @@ Outages (UNAVAILABLE, DEADLINE_EXCEEDED, and a failure on the other side: INTERN
 UNKNOWN, DATA_LOSS) become UNAVAILABLE "retry later" for our caller. An answer about the
 caller's request (NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION …) keeps its code and the
 other service's message, which is caller-safe by the same rules as ours. A request the
-other service found malformed is our bug, not the caller's: INTERNAL. ``overrides`` replaces
+other service found malformed is our bug, not the caller's: INTERNAL. DEADLINE_EXCEEDED while
+serving a call that has a deadline stays DEADLINE_EXCEEDED: the outgoing call had only what
+was left of that deadline (``interceptors/client_deadline.py``), so it is the caller's deadline
+that ran out, and the caller should hear so. ``overrides`` replaces
 any of these per call::
 
     with translated("identity", "look up the user", {grpc.StatusCode.NOT_FOUND: NotFound("user not found")}):
@@ -22,6 +25,7 @@ import grpc
 from mesh.errors import (
     Aborted,
     AlreadyExists,
+    DeadlineExceeded,
     FailedPrecondition,
     Internal,
     NotFound,
@@ -33,6 +37,7 @@ from mesh.errors import (
     Unimplemented,
     VocelioError,
 )
+from mesh.resilience.deadlines import CALLER_DEADLINE
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +82,8 @@ def domain_error(
     if overrides and code in overrides:
         return overrides[code]
     log.warning("%s: could not %s: %s %s", service, what, code.name, error.details())
+    if code is grpc.StatusCode.DEADLINE_EXCEEDED and CALLER_DEADLINE.get() is not None:
+        return DeadlineExceeded(f"{service} could not {what} within the caller's deadline")
     if code in _OUTAGES:
         return Unavailable(f"{service} could not {what} right now; try again shortly")
     passed_on = _PASSED_ON.get(code)
