@@ -63,16 +63,21 @@ class CircuitBreaker:
         self.policy = policy
         self._clock = clock
         self._on_transition = on_transition
-        self.state = CircuitState.CLOSED
+        self._state = CircuitState.CLOSED
         self._generation = 0
         self._failures = 0
         self._opened_at = 0.0
         self._probing = 0
         self._successes = 0
 
+    @property
+    def state(self) -> CircuitState:
+        """The current state (an open circuit past its open time turns half-open on the next admission)."""
+        return self._state
+
     def admit(self) -> int | None:
         """A ticket for a call that may go out now, or ``None`` when the circuit refuses it."""
-        state = self.state
+        state = self._state
         if state is CircuitState.CLOSED:
             return self._generation
         if state is CircuitState.OPEN:
@@ -88,7 +93,7 @@ class CircuitBreaker:
         """The outcome of an admitted call: failed, succeeded, or ``None`` (says nothing, e.g. cancelled)."""
         if ticket != self._generation:
             return
-        state = self.state
+        state = self._state
         if state is CircuitState.CLOSED:
             if failed:
                 self._failures += 1
@@ -108,7 +113,7 @@ class CircuitBreaker:
 
     def retry_after(self) -> float:
         """Seconds until an open circuit lets a probe through (0 unless open)."""
-        if self.state is not CircuitState.OPEN:
+        if self._state is not CircuitState.OPEN:
             return 0.0
         return max(0.0, self.policy.open_for - (self._clock() - self._opened_at))
 
@@ -117,8 +122,8 @@ class CircuitBreaker:
         self._move(CircuitState.OPEN)
 
     def _move(self, state: CircuitState) -> None:
-        previous = self.state
-        self.state = state
+        previous = self._state
+        self._state = state
         self._generation += 1
         self._failures = 0
         self._probing = 0

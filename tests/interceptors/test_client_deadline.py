@@ -75,9 +75,10 @@ async def test_the_refusal_names_the_method_and_the_upstream() -> None:
 
     budget = DeadlineBudget("front", "back", {}, margin=0.05, clock=lambda: 100.0)
     token = CALLER_DEADLINE.set(100.01)
+    path: Any = DOWNSTREAM_CALL.encode()  # grpc.aio passes bytes
     try:
         with pytest.raises(grpc.aio.AioRpcError) as refused:
-            budget.details(grpc.aio.ClientCallDetails(DOWNSTREAM_CALL.encode(), None, None, None, None))
+            budget.details(grpc.aio.ClientCallDetails(path, None, None, None, None))
     finally:
         CALLER_DEADLINE.reset(token)
     assert refused.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED

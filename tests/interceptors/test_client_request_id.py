@@ -20,7 +20,7 @@ async def _sent(interceptor: UnaryRequestIdInterceptor, method: str, request: An
         seen.append(sent)
         return None
 
-    details = grpc.aio.ClientCallDetails(method.encode(), None, None, None, None)
+    details = grpc.aio.ClientCallDetails(method.encode(), None, None, None, None)  # type: ignore[arg-type]  # as grpc.aio
     await interceptor.intercept_unary_unary(continuation, details, request)
     return seen[0]
 

@@ -25,7 +25,8 @@ AGENTS = REGISTRY.service("agents")
 def _entry_for(config: dict[str, Any], service: str, method: str) -> dict[str, Any] | None:
     for entry in config["methodConfig"]:
         if {"service": service, "method": method} in entry["name"]:
-            return entry
+            found: dict[str, Any] = entry
+            return found
     return None
 
 

@@ -57,4 +57,4 @@ async def channel_to(
 
 def method(channel: grpc.aio.Channel, name: str) -> Any:
     """The callable for ``/test.Echo/<name>`` (bytes request and response)."""
-    return channel.unary_unary(f"/{SERVICE}/{name}")
+    return channel.unary_unary(f"/{SERVICE}/{name}", None, None)
