@@ -21,25 +21,24 @@ from interceptors.chain import Behaviour
 from mesh.resilience.deadlines import CALLER_DEADLINE
 
 
-def _deadline_of(context: grpc.aio.ServicerContext[Any, Any]) -> float | None:
-    remaining = context.time_remaining()
-    return None if remaining is None else time.monotonic() + remaining
-
-
 def with_deadline(_method: str, behaviour: Behaviour) -> Behaviour:
     """The behaviour with the call's deadline published in ``CALLER_DEADLINE`` while it runs."""
     if inspect.isasyncgenfunction(behaviour):
 
         async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-            # The handler runs in a task of its own, whose context ends with it.
-            CALLER_DEADLINE.set(_deadline_of(context))
+            remaining = context.time_remaining()
+            if remaining is not None:  # the handler runs in a task of its own, whose context ends with it
+                CALLER_DEADLINE.set(time.monotonic() + remaining)
             async for response in behaviour(request, context):
                 yield response
 
         return stream
 
     async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        token = CALLER_DEADLINE.set(_deadline_of(context))
+        remaining = context.time_remaining()
+        if remaining is None:  # each call starts in a fresh task context, where the variable is unset
+            return await behaviour(request, context)
+        token = CALLER_DEADLINE.set(time.monotonic() + remaining)
         try:
             return await behaviour(request, context)
         finally:
