@@ -16,12 +16,14 @@ with a real method policy: permission ``pings.get``, rate-limit class READ) is m
 request with the same VIEWER token (the bare server ignores it). The goals: (b) ≥ 0.8 × (a); tracing +
 metrics + logs cost at most 10% of (b)'s throughput, i.e. (b0 − b) / b ≤ 0.10; (c) ≥ 1.5 × (c1).
 
-The edge comparison measures the edge, so its upstream must not be the limit: a Python grpc.aio server costs
-about as much CPU per call as an edge worker, and on a 2-core machine would cap (c) itself. Its upstream is
-therefore ``bench/grpc_js_upstream.js`` (Node's grpc-js, answering the same bytes for a fraction of the CPU),
-pinned to the server core with wrk on the wrk core; both edges may run on every core, so the only
-difference between (c) and (c1) is the number of workers. ``--edge-upstream python`` uses the bare Python
-server instead (then the upstream is likely what limits (c): the per-core table says so).
+Both edges front the bare server of (a) (pinned to the server core, wrk on the wrk core) and may run on every
+core, so the only difference between (c) and (c1) is the number of workers. On a 2-core machine that upstream
+is part of what limits (c): a Python grpc.aio server costs most of what an edge worker costs per call, and it
+shares the two cores with the workers (a C upstream was not at hand; Node's grpc-js, tried, cost more CPU per
+call than grpc.aio here). So the section also prints the ceiling the CPU puts on (c) — every core's time
+divided by what one call costs the edge, the upstream and wrk together, as measured — and what (c)/(c1)
+could reach at that ceiling, so a miss can be told apart: an edge that does not scale, or two cores that
+cannot hold two edge workers and their upstream.
 
 Every server counts the calls it answered with OK, and every load tool's successes are checked against that
 count. The section runs at the first ``--concurrency`` only (the goals' one), to stay within two minutes.
@@ -33,7 +35,6 @@ import argparse
 import json
 import os
 import pathlib
-import shutil
 import sys
 import time
 from typing import Any
@@ -45,7 +46,7 @@ from bench import report
 from bench.chain_upstream import DESCRIPTOR_SET, METHOD, PING, READY_PREFIX, REQUEST, RESPONSE
 from bench.harness import Harness, Outcome, Patience
 from bench.otlp_sink import READY_PREFIX as SINK_READY_PREFIX
-from bench.processes import REPO, BenchError, CountingServer, Edge
+from bench.processes import BenchError, CountingServer, Edge
 from bench.tools import grpc_frame, h2load_argv, nghttp_grpc_status, parse_h2load, parse_wrk, wrk_argv
 from tests.support.tokens import TestIssuer
 
@@ -117,25 +118,6 @@ class OtlpSink(CountingServer):
         super().__init__("OTLP sink", core, argv, SINK_READY_PREFIX, log)
 
 
-class EdgeUpstream(CountingServer):
-    """The edge comparison's upstream: grpc-js (``bench/grpc_js_upstream.js``) or the bare Python server."""
-
-    def __init__(self, kind: str, core: int, jwks: pathlib.Path, log: pathlib.Path) -> None:
-        self.kind = kind
-        if kind == "python":
-            argv = [sys.executable, "-m", "bench.chain_upstream", "--port", "0", "--mode", "bare"]
-            super().__init__("Python edge upstream", core, argv, READY_PREFIX, log)
-            return
-        node = shutil.which("node")
-        if node is None or not (REPO / "node_modules" / "@grpc" / "grpc-js").is_dir():
-            raise BenchError(
-                "the edge comparison needs node and @grpc/grpc-js: run make install (or --edge-upstream python)"
-            )
-        argv = [node, str(REPO / "bench" / "grpc_js_upstream.js"), "0"]
-        argv += [REQUEST.SerializeToString().hex(), RESPONSE.SerializeToString().hex()]
-        super().__init__("grpc-js edge upstream", core, argv, "grpc-js upstream on ", log)
-
-
 def all_cores() -> str:
     """Every core this process may use, as a taskset list."""
     return ",".join(str(core) for core in sorted(os.sched_getaffinity(0)))
@@ -156,16 +138,16 @@ class ChainBench(Harness):
         issuer: TestIssuer,
         servers: dict[str, ChainServer],
         sink: OtlpSink,
-        upstream: EdgeUpstream,
         edges: dict[str, Edge],
         patience: Patience,
         runs: list[dict[str, Any]],
     ) -> None:
-        super().__init__(args, out, [*servers.values(), sink, upstream, *edges.values()], patience, runs)
+        super().__init__(args, out, [*servers.values(), sink, *edges.values()], patience, runs)
         self.issuer = issuer
         self.servers = servers
         self.sink = sink
-        self.upstream = upstream
+        self.upstream = servers["bare"]
+        """What both edges front: the bare server of (a)."""
         self.edges = edges
         self.token = issuer.mint(role=ROLE, lifetime=TOKEN_LIFETIME)
         self.headers = [f"authorization: Bearer {self.token}"]
@@ -239,7 +221,7 @@ class ChainBench(Harness):
         print("verified: full and quiet chain: no token → UNAUTHENTICATED, GUEST → PERMISSION_DENIED, ")
         print(f"          {ROLE} → OK (the constant GetPingResponse); bare: OK; nghttp with h2load's exact request →")
         print(f"          grpc-status 0 on all three; each counted 2/2 OK; both edges GET {REST_PATH} → 200 {{ping}},")
-        print(f"          the {self.upstream.kind} upstream counted {ok}/{ok} OK")
+        print(f"          their upstream (the bare server) counted {ok}/{ok} OK")
         return checks
 
     def grpc_run(self, name: str, scenario: str, concurrency: int, round_number: int) -> report.Measurement:
@@ -354,17 +336,16 @@ def run(args: argparse.Namespace, out: pathlib.Path, patience: Patience, runs: l
             server("bare", "bare", False) as bare,
             server("full", "full", True) as full,
             server("quiet", "full", False) as quiet,
-            EdgeUpstream(args.edge_upstream, args.server_core, jwks, out / "chain-edge-upstream.log") as upstream,
             Edge(
                 all_cores(),
-                upstream.address,
+                bare.address,
                 DESCRIPTOR_SET,
                 out / "chain-edge-all.log",
                 name="REST edge (all workers)",
             ) as edge_all,
             Edge(
                 all_cores(),
-                upstream.address,
+                bare.address,
                 DESCRIPTOR_SET,
                 out / "chain-edge-one.log",
                 env={"VOCELIO_EDGE_WORKERS": "1"},
@@ -373,7 +354,7 @@ def run(args: argparse.Namespace, out: pathlib.Path, patience: Patience, runs: l
         ):
             servers = {"bare": bare, "full": full, "quiet": quiet}
             edges = {"all workers": edge_all, "1 worker": edge_one}
-            bench = ChainBench(args, out, issuer, servers, sink, upstream, edges, patience, runs)
+            bench = ChainBench(args, out, issuer, servers, sink, edges, patience, runs)
             checks = bench.verify()
             workers = max(1, edge_all.processes() - 1)
             checks["edge processes (all workers)"] = edge_all.processes()
@@ -396,7 +377,7 @@ def run(args: argparse.Namespace, out: pathlib.Path, patience: Patience, runs: l
                 for name, scenario in edge_order if round_number % 2 else edge_order[::-1]:
                     measurement = bench.edge_run(name, scenario, concurrency, round_number)
                     measurements.append(measurement)
-                    _line(measurement, f"{upstream.kind} upstream")
+                    _line(measurement, "bare upstream")
             log_bytes = {scenario: max(values) for scenario, values in bench.log_bytes.items()}
 
     config = {
@@ -405,7 +386,6 @@ def run(args: argparse.Namespace, out: pathlib.Path, patience: Patience, runs: l
         "concurrency": concurrency,
         "telemetry_switches": [list(switch) for switch in TELEMETRY_SWITCHES],
         "server_settings": SERVER_SETTINGS,
-        "edge_upstream": args.edge_upstream,
         "edge_workers": workers,
         "token": {"role": ROLE, "algorithm": "ES256", "bytes": len(bench.token)},
     }
@@ -450,7 +430,12 @@ def run(args: argparse.Namespace, out: pathlib.Path, patience: Patience, runs: l
             f"cost (b0−b)/b = {cost:.1%}, goal ≤ {TELEMETRY_GOAL:.0%}",
             telemetry.met,
         ),
-        (f"(c)/(c1) {workers} edge workers / 1", edge_workers.goal, f"goal ≥ {EDGE_WORKERS_GOAL}", edge_workers.met),
+        (
+            f"(c)/(c1) edge with {workers} worker(s) / with 1",
+            edge_workers.goal,
+            f"goal ≥ {EDGE_WORKERS_GOAL}",
+            edge_workers.met,
+        ),
     ]
     for label, comparison, goal, met in rows:
         print(
@@ -460,8 +445,19 @@ def run(args: argparse.Namespace, out: pathlib.Path, patience: Patience, runs: l
     print(
         f"server CPU per call: bare {_us(a.server_us_per_call)} µs, full {_us(b.server_us_per_call)} µs, "
         f"no telemetry {_us(b0.server_us_per_call)} µs; edge CPU per call: 1 worker "
-        f"{_us(_edge_us(c1))} µs, {workers} workers {_us(_edge_us(c))} µs"
+        f"{_us(_edge_us(c1))} µs, {workers} worker(s) {_us(_edge_us(c))} µs"
     )
+    cores = len(os.sched_getaffinity(0))
+    ceiling = cpu_ceiling(c, cores)
+    reach = ceiling / c1.result.rps if ceiling is not None and c1.result.rps else None
+    if ceiling is not None:
+        print(
+            f"CPU ceiling of (c): {cores} cores / ({_us(_edge_us(c))} µs edge + {_us(c.server_us_per_call)} µs "
+            f"upstream + {_us(_loadgen_us(c))} µs wrk per call) = {ceiling:,.0f} req/s, so (c)/(c1) could reach "
+            f"at most {reach:.2f} here"
+            + (" — below the goal: the cores, not the edge, decide it" if reach and reach < EDGE_WORKERS_GOAL else "")
+        )
+    edge_workers.verification = {**checks, "cpu_ceiling_rps": ceiling, "cpu_ceiling_ratio": reach}
     chain.headline = [
         f"full chain/bare throughput = {chain.goal.throughput_ratio:.2f} at concurrency {concurrency} "
         f"({a.result.rps:,.0f} → {b.result.rps:,.0f} req/s; p50 {a.result.p50_ms:.2f} → {b.result.p50_ms:.2f} ms, "
@@ -478,9 +474,10 @@ def run(args: argparse.Namespace, out: pathlib.Path, patience: Patience, runs: l
             "pipeline, so the cost above leaves tracing out (see bench/chain_upstream.start_process)"
         )
     edge_workers.headline = [
-        f"edge {workers} workers/1 worker throughput = {edge_workers.goal.throughput_ratio:.2f} "
-        f"({c1.result.rps:,.0f} → {c.result.rps:,.0f} req/s, {args.edge_upstream} upstream; "
+        f"edge {workers} worker(s)/1 worker throughput = {edge_workers.goal.throughput_ratio:.2f} "
+        f"({c1.result.rps:,.0f} → {c.result.rps:,.0f} req/s; "
         f"goal ≥ {EDGE_WORKERS_GOAL}×): {_verdict(edge_workers.met)}"
+        + ("" if reach is None else f"; the CPU ceiling allows at most {reach:.2f}×")
     ]
     return [chain, telemetry, edge_workers]
 
@@ -494,3 +491,19 @@ def _edge_us(measurement: report.Measurement) -> float | None:
     if not measurement.served_ok or measurement.edge_cpu is None:
         return None
     return measurement.edge_cpu * measurement.wall_s / measurement.served_ok * 1e6
+
+
+def _loadgen_us(measurement: report.Measurement) -> float | None:
+    """Load generator CPU microseconds per call the server answered."""
+    if not measurement.served_ok:
+        return None
+    return measurement.loadgen_cpu * measurement.wall_s / measurement.served_ok * 1e6
+
+
+def cpu_ceiling(measurement: report.Measurement, cores: int) -> float | None:
+    """Calls a second ``cores`` could serve at most, at what one call cost the server, the edge and the load tool."""
+    parts = (measurement.server_us_per_call, _edge_us(measurement), _loadgen_us(measurement))
+    if any(part is None for part in parts):
+        return None
+    total = sum(part for part in parts if part is not None)
+    return cores * 1e6 / total if total else None
