@@ -1,16 +1,19 @@
-"""``make bench``: the REST edge next to direct gRPC, and authentication + RBAC next to none, for the same call.
+"""``make bench``: the REST edge next to direct gRPC, auth + RBAC next to none, and the whole server chain.
 
-Two benchmarks, each pinned to the same cores, each comparing a variant with its baseline in one run:
+Three benchmarks, each pinned to the same cores, each comparing a variant with its baseline in one run:
 
 * edge (``bench.edge``): ``GetItem`` through the REST edge (wrk, HTTP/1.1) against the same call as direct
   gRPC (h2load) on one upstream; goal: the edge keeps at least half of direct gRPC's throughput;
 * auth (``bench.auth``): ``GetAgent`` on a server with the mesh's authentication + RBAC interceptors against
   the same server without them (h2load, same token on the wire); goal: at most 15% of the throughput lost,
-  and the server CPU each call costs, with and without.
+  and the server CPU each call costs, with and without;
+* chain (``bench.chain``): a trivial unary method on bare grpc.aio (a), behind ``ServiceHost``'s full chain (b),
+  the same without tracing, metrics and per-RPC logs (b0), and through the REST edge with all its workers (c)
+  and with one (c1); goals: (b) ≥ 0.8 × (a), (b0 − b) / b ≤ 10%, (c) ≥ 1.5 × (c1).
 
 Every load tool's successes are checked against the server's own count of calls it answered with OK. Exits
 non-zero only if something failed to run or the results cannot be trusted; a missed goal prints
-``GOAL MISSED`` and still exits 0. ``--skip-edge`` or ``--skip-auth`` runs one benchmark alone.
+``GOAL MISSED`` and still exits 0. ``--skip-edge``, ``--skip-auth`` and ``--skip-chain`` leave one out.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import datetime
 import sys
 from typing import Any
 
-from bench import auth, edge, report
+from bench import auth, chain, edge, report
 from bench.harness import Outcome, Patience
 from bench.processes import REPO, BenchError, terminate_on_sigterm
 from bench.tools import check_installed, tool_versions
@@ -60,9 +63,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--wrk-core", type=int, default=1, help="CPU core of wrk, edge runs (default 1)")
     parser.add_argument("--skip-edge", action="store_true", help="leave out the REST edge benchmark")
     parser.add_argument("--skip-auth", action="store_true", help="leave out the authentication + RBAC benchmark")
+    parser.add_argument("--skip-chain", action="store_true", help="leave out the server chain benchmark")
     args = parser.parse_args(argv)
-    if args.skip_edge and args.skip_auth:
-        parser.error("--skip-edge and --skip-auth together leave nothing to run")
+    if args.skip_edge and args.skip_auth and args.skip_chain:
+        parser.error("--skip-edge, --skip-auth and --skip-chain together leave nothing to run")
     try:
         args.concurrencies = [int(value) for value in args.concurrency.split(",") if value.strip()]
     except ValueError:
@@ -76,7 +80,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> int:
     """Set up, run each benchmark asked for, print the summary and save summary.json."""
-    check_installed(["h2load", "nghttp", "taskset"] + ([] if args.skip_edge else ["wrk"]))
+    check_installed(["h2load", "nghttp", "taskset"] + ([] if args.skip_edge and args.skip_chain else ["wrk"]))
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     out = RESULTS / stamp
     out.mkdir(parents=True, exist_ok=True)
@@ -98,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
             outcomes.append(edge.run(args, out, patience, runs))
         if not args.skip_auth:
             outcomes.append(auth.run(args, out, patience, runs))
+        if not args.skip_chain:
+            outcomes.extend(chain.run(args, out, patience, runs))
 
     print()
     print("== summary ==")

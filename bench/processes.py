@@ -66,8 +66,37 @@ def busy_seconds() -> dict[int | None, float]:
     return busy
 
 
-def pinned(core: int, argv: Sequence[str]) -> list[str]:
-    """``argv`` run on one CPU core (taskset execs, so the pid is the program's own)."""
+def group_cpu_seconds(pgid: int) -> float:
+    """User plus system CPU time so far of every live process in process group ``pgid`` (a leader and its workers)."""
+    total = 0.0
+    for entry in pathlib.Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[2]) == pgid:  # fields[2] is the process group (field 5 of proc(5))
+            total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return total
+
+
+def group_size(pgid: int) -> int:
+    """How many live processes process group ``pgid`` has."""
+    count = 0
+    for entry in pathlib.Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            count += int(stat[stat.rindex(")") + 2 :].split()[2]) == pgid
+    return count
+
+
+def pinned(core: int | str, argv: Sequence[str]) -> list[str]:
+    """``argv`` run on one CPU core or a taskset list (``"0,1"``); taskset execs, so the pid is the program's own."""
     return ["taskset", "-c", str(core), *argv]
 
 
@@ -171,8 +200,17 @@ class CountingServer(Child):
     It prints one ready line ending with its ``host:port`` when it listens.
     """
 
-    def __init__(self, name: str, core: int, argv: Sequence[str], ready_prefix: str, log: pathlib.Path) -> None:
-        super().__init__(name, pinned(core, argv), log, capture_stdout=True)
+    def __init__(
+        self,
+        name: str,
+        core: int,
+        argv: Sequence[str],
+        ready_prefix: str,
+        log: pathlib.Path,
+        *,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(name, pinned(core, argv), log, capture_stdout=True, env=env)
         try:
             self.address = self.next_line(ready_prefix, timeout=30).split()[-1]
         except BaseException:
@@ -196,13 +234,35 @@ class Upstream(CountingServer):
 
 
 class Edge(Child):
-    """The REST edge in generic mode, fronting one upstream described by the test descriptor set."""
+    """The REST edge in generic mode, fronting one upstream described by the test descriptor set.
 
-    def __init__(self, core: int, upstream: str, descriptor_set: pathlib.Path, log: pathlib.Path) -> None:
+    ``core`` is one core or a taskset list (an edge with several worker processes spreads over them);
+    ``env`` adds settings (``VOCELIO_EDGE_WORKERS``). Its CPU time is that of its whole process group.
+    """
+
+    def __init__(
+        self,
+        core: int | str,
+        upstream: str,
+        descriptor_set: pathlib.Path,
+        log: pathlib.Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        name: str = "REST edge",
+    ) -> None:
         self.address = f"127.0.0.1:{free_port()}"
         argv = [sys.executable, "-m", "gateway_rest", "--descriptor-set", str(descriptor_set)]
         argv += ["--upstream", upstream, "--listen", self.address]
-        super().__init__("REST edge", pinned(core, argv), log)
+        super().__init__(name, pinned(core, argv), log, env=env)
+
+    def cpu_seconds(self) -> float:
+        """CPU time the edge and its worker processes have used so far."""
+        self.check_alive()
+        return group_cpu_seconds(self.pid)
+
+    def processes(self) -> int:
+        """How many processes the edge runs (1, or a parent and its workers)."""
+        return group_size(self.pid)
 
     def get(self, path: str) -> bytes:
         """``GET path`` once: the body of a 200; BenchError for any other status, OSError if unreachable."""
