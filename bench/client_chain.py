@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 import time
 import timeit
@@ -124,11 +125,8 @@ def wrappers(number: int) -> list[tuple[str, float]]:
 
         def drive(behaviour: Any, context: _Context) -> Callable[[], None]:
             def once() -> None:
-                coroutine = behaviour(b"x", context)
-                try:
-                    coroutine.send(None)
-                except StopIteration:
-                    pass
+                with contextlib.suppress(StopIteration):
+                    behaviour(b"x", context).send(None)
 
             return once
 

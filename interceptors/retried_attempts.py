@@ -28,7 +28,8 @@ RETRIED_ATTEMPTS = Counter(
 
 
 def _is_retry(context: grpc.aio.ServicerContext[Any, Any]) -> bool:
-    for key, _ in context.invocation_metadata() or ():  # a plain loop: no generator per call
+    # A plain loop, not any(...): no generator object per call.
+    for key, _ in context.invocation_metadata() or ():  # noqa: SIM110
         if key == PREVIOUS_ATTEMPTS:
             return True
     return False
