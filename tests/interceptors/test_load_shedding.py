@@ -15,9 +15,9 @@ from vocelio.api.v1 import policy_pb2
 PACKAGE = "shedprobe.v1"
 SERVICE = f"/{PACKAGE}.ProbeService/"
 METHODS = {
-    "Hold": (policy_pb2.MethodPolicy(permission="probe.get", rate_limit_class=1), False),
-    "Read": (policy_pb2.MethodPolicy(permission="probe.get", rate_limit_class=1), False),
-    "PublicRead": (policy_pb2.MethodPolicy(public=True, rate_limit_class=1), False),
+    "Hold": (policy_pb2.MethodPolicy(permission="probe.get", rate_limit_class=policy_pb2.RATE_LIMIT_CLASS_READ), False),
+    "Read": (policy_pb2.MethodPolicy(permission="probe.get", rate_limit_class=policy_pb2.RATE_LIMIT_CLASS_READ), False),
+    "PublicRead": (policy_pb2.MethodPolicy(public=True, rate_limit_class=policy_pb2.RATE_LIMIT_CLASS_READ), False),
 }
 AS_USER = ((PRINCIPAL_KEY, "users/a@org1"),)
 

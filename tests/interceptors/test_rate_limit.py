@@ -10,7 +10,7 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from interceptors.rate_limit import READ, WRITE, rate_limited
+from interceptors.rate_limit import EXPENSIVE, READ, WRITE, rate_limited
 from mesh.limits.buckets import LocalBuckets
 from mesh.limits.limiter import RateLimiter
 from mesh.limits.rates import Rate
@@ -24,7 +24,7 @@ METHODS = {
     "Read": (policy_pb2.MethodPolicy(permission="probe.get", rate_limit_class=READ), False),
     "Write": (policy_pb2.MethodPolicy(permission="probe.create", rate_limit_class=WRITE), False),
     "PublicRead": (policy_pb2.MethodPolicy(public=True, rate_limit_class=READ), False),
-    "Expensive": (policy_pb2.MethodPolicy(permission="probe.dial", rate_limit_class=3), False),
+    "Expensive": (policy_pb2.MethodPolicy(permission="probe.dial", rate_limit_class=EXPENSIVE), False),
 }
 
 

@@ -15,7 +15,7 @@ PACKAGE = "streamprobe.v1"
 SERVICE = f"/{PACKAGE}.ProbeService/"
 METHODS = {
     "HoldWatch": (policy_pb2.MethodPolicy(permission="probe.watch", rate_limit_class=STREAM), True),
-    "Read": (policy_pb2.MethodPolicy(permission="probe.get", rate_limit_class=1), False),
+    "Read": (policy_pb2.MethodPolicy(permission="probe.get", rate_limit_class=policy_pb2.RATE_LIMIT_CLASS_READ), False),
 }
 
 

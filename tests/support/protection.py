@@ -69,7 +69,7 @@ class Holds:
 @contextlib.asynccontextmanager
 async def protected_probe(
     registry: Registry, service: str, before_auth: Sequence[Wrapper], after_auth: Sequence[Wrapper]
-) -> AsyncIterator[tuple[grpc.aio.Channel, Holds]]:
+) -> AsyncIterator[tuple[Any, Holds]]:
     """Serve every method of ``service`` through errors → ``before_auth`` → auth → ``after_auth``."""
     holds = Holds()
     methods = registry.service(service).methods
@@ -97,6 +97,7 @@ async def protected_probe(
         yield b""
 
     handlers: dict[str, Any] = {}
+    behaviour: Any
     for method in methods:
         if method.server_streaming:
             behaviour = hold_stream if method.name.startswith("Hold") else answer_stream
@@ -118,7 +119,8 @@ async def protected_probe(
 def details(error: grpc.aio.AioRpcError) -> dict[str, Any]:
     """The google.rpc details of a failed call, by type name, and the pushback trailer."""
     found: dict[str, Any] = {}
-    for key, value in error.trailing_metadata() or ():
+    trailers: Any = error.trailing_metadata() or ()
+    for key, value in trailers:
         if key == "grpc-status-details-bin" and isinstance(value, bytes):
             for detail in status_pb2.Status.FromString(value).details:
                 for kind in (error_details_pb2.RetryInfo, error_details_pb2.QuotaFailure):
