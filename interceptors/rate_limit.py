@@ -61,19 +61,37 @@ def rate_limited(registry: Registry, limiter: RateLimiter) -> Wrapper:
         rate = limiter.rate_for(rate_class)
         if rate is None:
             return behaviour
-        admit = limiter.admit
+        if method.policy.public:
+            by_address = limiter.admit_address
+
+            async def admit() -> None:
+                await by_address(rate_class, rate, current_client_address())
+
+        else:
+            by_principal = limiter.admit
+
+            async def admit() -> None:
+                await by_principal(rate_class, rate, current_or_none())
 
         if inspect.isasyncgenfunction(behaviour):
 
             async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-                await admit(rate_class, rate, current_or_none(), current_client_address())
+                await admit()
                 async for response in behaviour(request, context):
                     yield response
 
             return stream
 
+        if method.policy.public:
+
+            async def public_call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+                await by_address(rate_class, rate, current_client_address())
+                return await behaviour(request, context)
+
+            return public_call
+
         async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            await admit(rate_class, rate, current_or_none(), current_client_address())
+            await by_principal(rate_class, rate, current_or_none())
             return await behaviour(request, context)
 
         return call
