@@ -93,7 +93,8 @@ def store_costs(number: int, rounds: int) -> dict[str, float]:
         for name in ("FixedWindowRateLimiter", "MovingWindowRateLimiter", "SlidingWindowCounterRateLimiter"):
             limiter: Any = getattr(strategies, name)(memory)
             costs[f"limits {name}"] = functools.partial(limiter.hit, item, "org_bench", "users/bench")
-    return {label: min(timeit.repeat(call, number=number, repeat=rounds)) / number * 1e6 for label, call in costs.items()}
+    timed = {label: min(timeit.repeat(call, number=number, repeat=rounds)) for label, call in costs.items()}
+    return {label: seconds / number * 1e6 for label, seconds in timed.items()}
 
 
 def main() -> int:
