@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from mesh.errors import ResourceExhausted
+from mesh.kit.caller import current_client_address
 from mesh.limits.buckets import BucketStore, LocalBuckets
 from mesh.limits.rates import Rate
 from mesh.principal import Principal, PrincipalKind
@@ -66,7 +67,7 @@ class RateLimiter:
 
         """
         if principal is None:
-            await self.admit_address(rate_class, rate, "")
+            await self.admit_address(rate_class, rate, current_client_address())
             return
         if principal.kind is PrincipalKind.SERVICE:
             return
