@@ -13,7 +13,7 @@ PROTOS := $(shell find protos -name '*.proto')
 TEST_PROTOS := $(shell find tests/protos -name '*.proto' 2>/dev/null)
 SITE := $(VENV)/lib/python3.11/site-packages
 
-.PHONY: help install proto run migrate test lint breaking bench bench-getagent bench-validation bench-client clean vendor-protos
+.PHONY: help install proto run migrate test lint breaking bench bench-getagent bench-validation bench-client bench-protection clean vendor-protos
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -80,6 +80,9 @@ bench-getagent: install proto ## GET /v1/agents/{id} through the edge vs the ori
 	@# GETAGENT_ARGS passes options, e.g. GETAGENT_ARGS='--rounds 5 --no-check'
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	PYTHONPATH=. $(PY) -m bench.getagent $(GETAGENT_ARGS)
+
+bench-protection: install proto ## µs per call the rate limit, stream limit and load shedding wrappers add; bucket stores compared
+	PYTHONPATH=. $(PY) -m bench.protection $(BENCH_ARGS)
 
 bench-validation: install proto ## ns per call of the request validation, for rule-less, valid and invalid requests
 	PYTHONPATH=. $(PY) -m bench.validation $(BENCH_ARGS)

@@ -8,6 +8,7 @@ same body, so a client parses one error shape whatever went wrong and wherever.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import grpc
@@ -115,3 +116,18 @@ def status_from_rpc_error(error: grpc.aio.AioRpcError) -> status_pb2.Status:
             if status.code == error.code().value[0]:
                 return status
     return status_pb2.Status(code=error.code().value[0], message=error.details() or "")
+
+
+def retry_after_seconds(status: status_pb2.Status) -> int | None:
+    """The status's ``google.rpc.RetryInfo`` as ``Retry-After`` seconds (rounded up, at least 1), or ``None``.
+
+    One rule for every endpoint of the edge: the transcoder's 429 and 503, and the OAuth
+    endpoints' ``slow_down`` and ``temporarily_unavailable``.
+    """
+    for detail in status.details:
+        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            info = error_details_pb2.RetryInfo()
+            detail.Unpack(info)
+            seconds: float = info.retry_delay.seconds + info.retry_delay.nanos / 1e9
+            return max(1, math.ceil(seconds))
+    return None

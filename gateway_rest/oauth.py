@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -31,7 +30,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from gateway_rest import oauth_params, responses
-from gateway_rest.errors import EdgeError, http_status, status_from_rpc_error, status_json
+from gateway_rest.errors import EdgeError, http_status, retry_after_seconds, status_from_rpc_error, status_json
 from gateway_rest.metrics import EdgeMetrics
 from gateway_rest.oauth_params import ClientAuth, OAuthFailure
 from gateway_rest.transcoder import EdgeOptions, read_body, upstream_metadata
@@ -248,19 +247,18 @@ class _UpstreamFailed(OAuthFailure):
 
     def __init__(self, code: grpc.StatusCode, message: str, retry_after: int, status: Any = None) -> None:
         self.status: status_pb2.Status = status or status_pb2.Status(code=code.value[0], message=message)
-        info, retry = _details(self.status)
+        info = _error_info(self.status)
+        # The same rule as the transcoder's: the status's RetryInfo, else the edge's default.
+        wait = str(retry_after_seconds(self.status) or retry_after)
         headers: dict[str, str] = {}
         oauth_error = info.metadata.get(OAUTH_ERROR_KEY, "") if info is not None else ""
         if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-            wait = retry_after
-            if retry is not None:
-                wait = max(1, math.ceil(retry.retry_delay.seconds + retry.retry_delay.nanos / 1e9))
-            error, http, headers = oauth_params.SLOW_DOWN, 429, {"Retry-After": str(wait)}
+            error, http, headers = oauth_params.SLOW_DOWN, 429, {"Retry-After": wait}
         elif code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
             # The channel's own text names internal addresses; the client needs only this.
             message = "the token service is temporarily unavailable; retry later"
             self.status.message = message
-            error, http, headers = oauth_params.TEMPORARILY_UNAVAILABLE, 503, {"Retry-After": str(retry_after)}
+            error, http, headers = oauth_params.TEMPORARILY_UNAVAILABLE, 503, {"Retry-After": wait}
         elif oauth_error:
             error, http = oauth_error, 400
         elif code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE):
@@ -303,17 +301,13 @@ def _observe(request: Request, route: str, status: int, seconds: float, code: st
         metrics.observe(route, status, seconds, code or None)
 
 
-def _details(status: status_pb2.Status) -> tuple[Any, Any]:
-    info: error_details_pb2.ErrorInfo | None = None
-    retry: error_details_pb2.RetryInfo | None = None
+def _error_info(status: status_pb2.Status) -> error_details_pb2.ErrorInfo | None:
     for detail in status.details:
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()
             detail.Unpack(info)
-        elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-            retry = error_details_pb2.RetryInfo()
-            detail.Unpack(retry)
-    return info, retry
+            return info
+    return None
 
 
 def token_response(reply: pb.IssueTokenResponse) -> dict[str, Any]:

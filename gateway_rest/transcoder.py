@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
-from google.rpc import error_details_pb2, status_pb2
+from google.rpc import status_pb2
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -27,7 +26,9 @@ from starlette.types import Receive, Scope, Send
 from gateway_rest import responses
 from gateway_rest.client_address import client_address
 from gateway_rest.descriptors import Binding, Catalog
-from gateway_rest.errors import EdgeError, http_status, status_from_rpc_error, status_json
+from gateway_rest.errors import EdgeError, http_status, retry_after_seconds, status_from_rpc_error, status_json
+from gateway_rest.idempotency_key import HEADER as IDEMPOTENCY_KEY
+from gateway_rest.idempotency_key import apply_idempotency_key
 from gateway_rest.metadata import DEFAULT_FORWARDED, InvalidHeader, request_metadata, response_headers
 from gateway_rest.metrics import UNMATCHED, EdgeMetrics
 from gateway_rest.request_builder import RequestOptions, build_request
@@ -135,6 +136,7 @@ class Transcoder:
             request.headers.get("content-type", ""),
             self._request_options,
         )
+        apply_idempotency_key(message, request.headers.get(IDEMPOTENCY_KEY))
         metadata = await upstream_metadata(request, self.options, request_id)
         timeout = self._timeout(request, binding)
         if binding.server_streaming:
@@ -224,30 +226,20 @@ class Transcoder:
         metadata: Any = [*(error.initial_metadata() or ()), *(error.trailing_metadata() or ())]
         headers = dict(response_headers(metadata))
         if code == grpc.StatusCode.UNAVAILABLE:
-            headers["Retry-After"] = str(self.options.retry_after)
+            # A shedding service says when to come back; a vanished one cannot.
+            headers["Retry-After"] = str(retry_after_seconds(status) or self.options.retry_after)
             # The channel's own text names internal addresses; the client needs only this.
             log.warning("upstream of %s unavailable: %s", binding.grpc_path, error.details())
             status.message = f"{binding.service_name} is temporarily unavailable; retry later"
         if code == grpc.StatusCode.UNAUTHENTICATED:
             headers["WWW-Authenticate"] = "Bearer"
-        if code == grpc.StatusCode.RESOURCE_EXHAUSTED and (delay := _retry_delay(status)) is not None:
+        if code == grpc.StatusCode.RESOURCE_EXHAUSTED and (delay := retry_after_seconds(status)) is not None:
             headers["Retry-After"] = str(delay)  # a rate limit's google.rpc.RetryInfo, as HTTP says it
         return self._error(status, http_status(code), headers)
 
     @staticmethod
     def _error(status: status_pb2.Status, http: int, headers: dict[str, str]) -> Response:
         return Response(status_json(status), status_code=http, media_type=responses.JSON, headers=headers)
-
-
-def _retry_delay(status: status_pb2.Status) -> int | None:
-    """Whole seconds of the status's ``RetryInfo`` (at least 1), or ``None`` without one."""
-    for detail in status.details:
-        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-            info = error_details_pb2.RetryInfo()
-            detail.Unpack(info)
-            seconds: float = info.retry_delay.seconds + info.retry_delay.nanos / 1e9
-            return max(1, math.ceil(seconds))
-    return None
 
 
 async def upstream_metadata(request: Request, options: EdgeOptions, request_id: str) -> list[tuple[str, str | bytes]]:

@@ -2,9 +2,10 @@
 
 A :class:`mesh.errors.VocelioError` becomes its own code and message, as a rich status
 (:func:`mesh.errors.rich_status`): a ``google.rpc.BadRequest`` detail for field
-violations and the ``google.rpc.ErrorInfo`` of the service's ``ErrorReason`` when the
-error carries one. Anything else is a bug: it is logged with its traceback and an
-incident id, and the caller gets INTERNAL with a generic message naming only that id.
+violations, the ``google.rpc.ErrorInfo`` of the service's ``ErrorReason``, and a
+``google.rpc.RetryInfo`` (with the ``grpc-retry-pushback-ms`` trailer gRFC A6 clients obey)
+and ``google.rpc.QuotaFailure`` when the error carries them. Anything else is a bug: it is
+logged with its traceback and an incident id, and the caller gets INTERNAL with a generic message naming only that id.
 No stack trace, SQL or secret ever reaches the wire.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import math
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any, NoReturn
@@ -24,6 +26,8 @@ from interceptors.chain import Behaviour, WrapperInterceptor
 from mesh.errors import VocelioError, rich_status
 
 log = logging.getLogger(__name__)
+
+PUSHBACK = "grpc-retry-pushback-ms"
 
 
 def with_errors(method: str, behaviour: Behaviour) -> Behaviour:
@@ -55,7 +59,12 @@ async def abort_for(error: Exception, context: grpc.aio.ServicerContext[Any, Any
     if isinstance(error, VocelioError):
         status = rich_status(error)
         if status.details:
-            await context.abort_with_status(rpc_status.to_status(status))  # type: ignore[attr-defined]
+            rich = rpc_status.to_status(status)
+            if error.retry_delay is not None:
+                # gRFC A6: a client that retries this code waits exactly this long (and not sooner).
+                pushback = (PUSHBACK, str(math.ceil(error.retry_delay * 1000)))
+                rich = rich._replace(trailing_metadata=(*rich.trailing_metadata, pushback))  # type: ignore[attr-defined]
+            await context.abort_with_status(rich)  # type: ignore[attr-defined]
         await context.abort(error.code, error.message)
     incident = uuid.uuid4().hex[:16]
     log.error("unhandled error in %s (incident %s)", method, incident, exc_info=error)

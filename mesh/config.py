@@ -17,6 +17,8 @@ from typing import Literal
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from mesh.limits.rates import Rate, parse_rate
+
 Environment = Literal["development", "production"]
 MeshMode = Literal["processes", "all-in-one"]
 
@@ -24,6 +26,13 @@ _SCHEMA_PREFIX = re.compile(r"^[a-z][a-z0-9_]{0,30}$|^$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# Per (organisation, principal) and method class, in each service: calls per second and burst.
+# Generous on purpose: a flood guard, not a product quota (identity keeps its own sign-in limits).
+DEFAULT_READ_RATE = Rate(200, 400)
+DEFAULT_WRITE_RATE = Rate(50, 200)
+DEFAULT_EXPENSIVE_RATE = Rate(5, 20)
+DEFAULT_AUTH_RATE = Rate(10, 100)
 
 
 class ConfigError(ValueError):
@@ -95,6 +104,15 @@ class Settings:
         client_breaker_half_open_probes: trial calls a half-open circuit lets through; all must
             succeed for it to close.
         client_max_concurrency: calls in flight per upstream (bulkhead); more fail at once.
+        rate_limit_read, rate_limit_write, rate_limit_expensive, rate_limit_auth: the token
+            bucket of each method class per (organisation, principal) in each service, or per
+            client address for public methods; ``None`` means no limit. Service principals
+            are never rate-limited.
+        max_streams_per_principal: server streams (class STREAM) one principal may hold
+            open in one service at once; 0 means no limit.
+        max_in_flight: running calls above which a service refuses new ones at once
+            (UNAVAILABLE, load shedding); health and reflection are never refused; 0 means
+            no limit.
 
     """
 
@@ -154,6 +172,13 @@ class Settings:
     client_breaker_open_seconds: float = 5.0
     client_breaker_half_open_probes: int = 1
     client_max_concurrency: int = 64
+    # --- server protection (issue #10) ---
+    rate_limit_read: Rate | None = DEFAULT_READ_RATE
+    rate_limit_write: Rate | None = DEFAULT_WRITE_RATE
+    rate_limit_expensive: Rate | None = DEFAULT_EXPENSIVE_RATE
+    rate_limit_auth: Rate | None = DEFAULT_AUTH_RATE
+    max_streams_per_principal: int = 16
+    max_in_flight: int = 1000
 
     def __post_init__(self) -> None:
         if self.port_offset < 0 or self.port_offset > 50000:
@@ -209,6 +234,11 @@ class Settings:
         if not 0 < self.argon2_max_wait <= 60:
             raise ConfigError("VOCELIO_ARGON2_MAX_WAIT", "must be more than 0 and at most 60 seconds")
         self._check_client_settings()
+        # --- server protection (issue #10) ---
+        if not 0 <= self.max_streams_per_principal <= 100_000:
+            raise ConfigError("VOCELIO_MAX_STREAMS_PER_PRINCIPAL", "must be between 0 (no limit) and 100000")
+        if not 0 <= self.max_in_flight <= 1_000_000:
+            raise ConfigError("VOCELIO_MAX_IN_FLIGHT", "must be between 0 (no limit) and 1000000")
         if self.log_level not in _LOG_LEVELS:
             raise ConfigError("VOCELIO_LOG_LEVEL", f"must be one of {', '.join(_LOG_LEVELS)}")
         if self.environment == "production":
@@ -317,6 +347,13 @@ class Settings:
             argon2_max_concurrency=_integer(environ, "VOCELIO_ARGON2_MAX_CONCURRENCY", 0),
             argon2_max_wait=_number(environ, "VOCELIO_ARGON2_MAX_WAIT", 5.0),
             **_client_settings(environ),  # type: ignore[arg-type]
+            # --- server protection (issue #10) ---
+            rate_limit_read=_rate(environ, "VOCELIO_RATE_LIMIT_READ", DEFAULT_READ_RATE),
+            rate_limit_write=_rate(environ, "VOCELIO_RATE_LIMIT_WRITE", DEFAULT_WRITE_RATE),
+            rate_limit_expensive=_rate(environ, "VOCELIO_RATE_LIMIT_EXPENSIVE", DEFAULT_EXPENSIVE_RATE),
+            rate_limit_auth=_rate(environ, "VOCELIO_RATE_LIMIT_AUTH", DEFAULT_AUTH_RATE),
+            max_streams_per_principal=_integer(environ, "VOCELIO_MAX_STREAMS_PER_PRINCIPAL", 16),
+            max_in_flight=_integer(environ, "VOCELIO_MAX_IN_FLIGHT", 1000),
         )
 
     def port_for(self, contract_port: int) -> int:
@@ -568,6 +605,16 @@ def _number(environ: Mapping[str, str], name: str, default: float) -> float:
         return float(raw)
     except ValueError:
         raise ConfigError(name, f"must be a number of seconds, got {raw!r}") from None
+
+
+def _rate(environ: Mapping[str, str], name: str, default: Rate | None) -> Rate | None:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return parse_rate(raw)
+    except ValueError as error:
+        raise ConfigError(name, str(error)) from None
 
 
 def _boolean(environ: Mapping[str, str], name: str, default: bool) -> bool:

@@ -13,11 +13,12 @@ status with every detail the error carries.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, Self
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 from google.rpc import error_details_pb2, status_pb2
 
@@ -77,6 +78,8 @@ class VocelioError(Exception):
 
     code: grpc.StatusCode = grpc.StatusCode.INTERNAL
     error_info: error_details_pb2.ErrorInfo | None = None
+    retry_delay: float | None = None
+    quota_failure: error_details_pb2.QuotaFailure | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -90,6 +93,19 @@ class VocelioError(Exception):
 
         """
         self.error_info = reasons.info(value, metadata)
+        return self
+
+    def with_retry_delay(self, seconds: float) -> Self:
+        """Tell the caller when to retry (sent as ``google.rpc.RetryInfo``, and ``grpc-retry-pushback-ms``)."""
+        self.retry_delay = max(0.0, seconds)
+        return self
+
+    def with_quota_violation(self, subject: str, description: str) -> Self:
+        """Name the quota the caller used up (sent as ``google.rpc.QuotaFailure``; never a secret)."""
+        violation = error_details_pb2.QuotaFailure.Violation(subject=subject, description=description)
+        if self.quota_failure is None:
+            self.quota_failure = error_details_pb2.QuotaFailure()
+        self.quota_failure.violations.append(violation)
         return self
 
 
@@ -179,7 +195,9 @@ def rich_status(error: VocelioError) -> status_pb2.Status:
     """The ``google.rpc.Status`` of an error, with its details.
 
     ``BadRequest`` for the field violations of an :class:`InvalidArgument`, then the
-    ``ErrorInfo`` of a reason attached with :meth:`VocelioError.with_reason`.
+    ``ErrorInfo`` of a reason attached with :meth:`VocelioError.with_reason`, the
+    ``RetryInfo`` of :meth:`VocelioError.with_retry_delay` and the ``QuotaFailure`` of
+    :meth:`VocelioError.with_quota_violation`.
     """
     details: list[any_pb2.Any] = []
     violations = getattr(error, "field_violations", None)
@@ -193,7 +211,17 @@ def rich_status(error: VocelioError) -> status_pb2.Status:
         details.append(_packed(bad_request))
     if error.error_info is not None:
         details.append(_packed(error.error_info))
+    if error.retry_delay is not None:
+        details.append(_packed(error_details_pb2.RetryInfo(retry_delay=retry_duration(error.retry_delay))))
+    if error.quota_failure is not None:
+        details.append(_packed(error.quota_failure))
     return status_pb2.Status(code=error.code.value[0], message=error.message, details=details)
+
+
+def retry_duration(seconds: float) -> duration_pb2.Duration:
+    """A retry delay as a ``Duration``, rounded up to the millisecond (never shorter than the wait)."""
+    millis = max(0, math.ceil(seconds * 1000))
+    return duration_pb2.Duration(seconds=millis // 1000, nanos=(millis % 1000) * 1_000_000)
 
 
 def _packed(detail: Any) -> any_pb2.Any:

@@ -1,7 +1,8 @@
 """One service's gRPC server: per-method behaviours, servicer, health, reflection, database watch.
 
-The behaviours every call runs through (errors → in-flight tracking → deadline →
-retried-attempt count → authentication → RBAC → validation, outermost first) are
+The behaviours every call runs through (errors → load shedding → in-flight tracking →
+deadline → retried-attempt count → authentication → rate limit → stream limit → RBAC →
+validation, outermost first) are
 composed once per method when the servicer is registered
 (``interceptors.chain.ChainedServer``), not re-resolved per call by interceptors.
 
@@ -28,8 +29,11 @@ from interceptors.chain import chained_server
 from interceptors.deadline import with_deadline
 from interceptors.errors import with_errors
 from interceptors.inflight import InFlightCalls
+from interceptors.load_shedding import shedding
+from interceptors.rate_limit import limiter_for, rate_limited
 from interceptors.rbac import authorized
 from interceptors.retried_attempts import counting_retries
+from interceptors.stream_limit import stream_limited
 from interceptors.validation import validated
 from mesh import migrations
 from mesh.access import AccessTable, default_access_table
@@ -39,6 +43,7 @@ from mesh.health import DatabaseWatch
 from mesh.jwks import TrustedKeys
 from mesh.kit.audit import AuditPort
 from mesh.kit.clock import Clock
+from mesh.limits.streams import StreamSlots
 from mesh.registry import Registry, ServiceSpec
 from mesh.revocations import RevocationSet
 from mesh.tokens import TokenVerifier
@@ -126,13 +131,21 @@ class ServiceHost:
         self.forwarding = EdgeVouching(self.authenticator.verifier)
         self.health = HealthServicer()
         self.inflight = InFlightCalls()
+        self.rate_limiter = limiter_for(spec.name, settings)
+        protection = [rate_limited(registry, self.rate_limiter)]
+        if settings.max_streams_per_principal:
+            protection.append(stream_limited(registry, StreamSlots(settings.max_streams_per_principal), spec.name))
         self.server: grpc.aio.Server = chained_server(
             [
                 with_errors,
+                # before any work, and before the call counts as running
+                shedding(lambda: self.inflight.count, settings.max_in_flight),
                 self.inflight.tracked,
                 with_deadline,
                 counting_retries,
                 authenticated(registry, self.authenticator, self.forwarding),
+                # after authentication (the bucket is the principal's), before RBAC (refused calls cost too)
+                *protection,
                 authorized(registry),
                 # after authentication, so only a caller allowed to make the call learns the contract's rules
                 validated(registry),

@@ -84,6 +84,11 @@ def client_address_is(address: str) -> Iterator[None]:
         _client_address.reset(token)
 
 
+def current_client_address() -> str:
+    """The trusted client address of the running call (``""`` outside a call or when unknown)."""
+    return _client_address.get() or ""
+
+
 def trusted_client_address(metadata: Iterable[tuple[str, Any]], peer: str, *, vouched: bool) -> str:
     """The client address of a call: the edge's ``x-forwarded-for`` when ``vouched``, else the peer's.
 

@@ -89,6 +89,16 @@ async def test_unavailable_carries_retry_after(client: httpx.AsyncClient):
     assert "10.1.2.3" not in response.text
 
 
+@pytest.mark.parametrize(
+    ("code", "http", "millis", "seconds"), [(8, 429, 1500, "2"), (14, 503, 3000, "3"), (8, 429, 10, "1")]
+)
+async def test_retry_info_becomes_retry_after_rounded_up(client: httpx.AsyncClient, code, http, millis, seconds):
+    response = await client.post("/v1/fail", json={"code": code, "message": "slow down", "retryAfterMs": millis})
+    body = assert_status(response, http, code)
+    assert response.headers["retry-after"] == seconds
+    assert body["details"][0]["@type"] == "type.googleapis.com/google.rpc.RetryInfo"
+
+
 async def test_retry_after_follows_the_options(make_edge: EdgeFactory):
     async with make_edge(options=EdgeOptions(retry_after=7)) as edge:
         response = await edge.post("/v1/fail", json={"code": 14, "message": "down"})

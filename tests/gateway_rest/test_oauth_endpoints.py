@@ -370,6 +370,14 @@ async def test_rate_limits_are_429_with_retry_after_from_retry_info(edge, fake):
     assert response.headers["retry-after"] == "7"
 
 
+async def test_a_shedding_identity_is_503_with_retry_after_from_its_retry_info(edge, fake):
+    retry = error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=2, nanos=100_000_000))
+    fake.answer = status_pb2.Status(code=code_pb2.UNAVAILABLE, message="overloaded", details=[_packed(retry)])
+    response = await edge.post(TOKEN, data={"grant_type": "password", "username": "a@b.c", "password": "x"})
+    assert_oauth_error(response, 503, "temporarily_unavailable")
+    assert response.headers["retry-after"] == "3"  # the transcoder's rule: RetryInfo, rounded up
+
+
 async def test_an_internal_failure_of_identity_is_server_error(edge, fake):
     fake.answer = status_pb2.Status(code=code_pb2.INTERNAL, message="internal error (incident abc)")
     response = await edge.post(TOKEN, data={"grant_type": "password", "username": "a@b.c", "password": "x"})

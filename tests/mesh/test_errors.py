@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 from google.rpc import code_pb2, error_details_pb2
 
-from mesh.errors import ErrorReasons, FailedPrecondition, InvalidArgument, rich_status
+from mesh.errors import (
+    ErrorReasons,
+    FailedPrecondition,
+    InvalidArgument,
+    ResourceExhausted,
+    retry_duration,
+    rich_status,
+)
 from vocelio.agents.v1 import agents_errors_pb2
 from vocelio.common.v1 import usage_pb2
 from vocelio.identity.v1 import identity_errors_pb2
@@ -16,7 +23,12 @@ IDENTITY = ErrorReasons(identity_errors_pb2.ErrorReason)
 def _details(status):
     found = []
     for packed in status.details:
-        for kind in (error_details_pb2.BadRequest, error_details_pb2.ErrorInfo):
+        for kind in (
+            error_details_pb2.BadRequest,
+            error_details_pb2.ErrorInfo,
+            error_details_pb2.RetryInfo,
+            error_details_pb2.QuotaFailure,
+        ):
             if packed.Is(kind.DESCRIPTOR):
                 detail = kind()
                 packed.Unpack(detail)
@@ -63,3 +75,25 @@ def test_only_declared_values_of_a_service_error_reason_enum_are_accepted():
         "NOTHING_TO_PUBLISH",
         "AGENT_IN_USE",
     }
+
+
+def test_a_retry_delay_and_quota_violations_travel_as_retry_info_and_quota_failure():
+    error = (
+        ResourceExhausted("slow down")
+        .with_retry_delay(0.0004)
+        .with_quota_violation("users/a", "READ calls: 1 per second")
+        .with_quota_violation("users/a", "another quota")
+    )
+    status = rich_status(error)
+    assert status.code == code_pb2.RESOURCE_EXHAUSTED
+    retry, quota = _details(status)
+    assert (retry.retry_delay.seconds, retry.retry_delay.nanos) == (0, 1_000_000)  # rounded up, never shorter
+    assert [(v.subject, v.description) for v in quota.violations] == [
+        ("users/a", "READ calls: 1 per second"),
+        ("users/a", "another quota"),
+    ]
+
+
+def test_retry_durations_round_up_to_the_millisecond():
+    assert (retry_duration(2.5).seconds, retry_duration(2.5).nanos) == (2, 500_000_000)
+    assert (retry_duration(-1).seconds, retry_duration(-1).nanos) == (0, 0)

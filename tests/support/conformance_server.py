@@ -91,6 +91,13 @@ class Conformance(pb_grpc.ConformanceServiceServicer):
 
     async def Fail(self, request, context):
         code = _code(request.code)
+        if request.retry_after_ms:
+            retry = error_details_pb2.RetryInfo()
+            retry.retry_delay.FromMilliseconds(request.retry_after_ms)
+            packed = any_pb2.Any()
+            packed.Pack(retry)
+            status = status_pb2.Status(code=request.code, message=request.message, details=[packed])
+            await context.abort_with_status(rpc_status.to_status(status))
         if request.with_details:
             details = []
             for message in (
