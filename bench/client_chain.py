@@ -28,7 +28,7 @@ from interceptors.client_auth import client_auth_interceptors
 from interceptors.client_breaker import UpstreamCircuit, client_breaker_interceptors
 from interceptors.client_bulkhead import Bulkhead, client_bulkhead_interceptors
 from interceptors.client_deadline import DeadlineBudget, client_deadline_interceptors
-from interceptors.client_request_id import client_request_id_interceptors
+from interceptors.client_idempotency import client_idempotency_interceptors
 from interceptors.deadline import with_deadline
 from interceptors.retried_attempts import counting_retries
 from mesh.resilience.breaker import BreakerPolicy
@@ -47,7 +47,7 @@ async def _token() -> str:
 
 def _chain() -> list[Any]:
     return [
-        *client_request_id_interceptors([]),
+        *client_idempotency_interceptors([]),
         *client_deadline_interceptors(DeadlineBudget("bench", "echo", {PATH: 5.0}, margin=0.05)),
         *client_breaker_interceptors(UpstreamCircuit("bench", "echo", BreakerPolicy())),
         *client_bulkhead_interceptors(Bulkhead("bench", "echo", 1000)),

@@ -7,7 +7,7 @@ from the registry, so no method is listed by hand and no retry loop runs in Pyth
 
 A method is retried on UNAVAILABLE only when repeating it cannot do harm: the contract
 marks it ``idempotent``, or its request has a ``request_id`` (AIP-155), which the client
-fills with a fresh UUID4 when the caller left it empty (``interceptors/client_request_id.py``),
+fills with a fresh UUID4 when the caller left it empty (``interceptors/client_idempotency.py``),
 so the service answers a repeat with the first result instead of acting twice. The default
 timeout follows the method's ``rate_limit_class``; long-lived streams get none. Both are
 pure functions of the registry and the settings.

@@ -7,7 +7,7 @@ from typing import Any
 
 import grpc
 
-from interceptors.client_request_id import UnaryRequestIdInterceptor
+from interceptors.client_idempotency import UnaryRequestIdInterceptor
 from vocelio.agents.v1 import agents_service_pb2
 
 CREATE = "/vocelio.agents.v1.AgentsService/CreateAgent"

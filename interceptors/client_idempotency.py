@@ -32,6 +32,6 @@ class UnaryRequestIdInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: 
         return await continuation(client_call_details, request)
 
 
-def client_request_id_interceptors(methods: Iterable[str]) -> list[Any]:
+def client_idempotency_interceptors(methods: Iterable[str]) -> list[Any]:
     """The interceptor that fills ``request_id`` for ``methods`` (gRPC paths)."""
     return [UnaryRequestIdInterceptor(methods)]
