@@ -69,7 +69,7 @@ lint: install proto ## buf lint, ruff and mypy (strict)
 breaking: install ## buf breaking against the main branch
 	$(BUF) breaking --against '.git#branch=main'
 
-bench: install proto ## benchmarks: edge vs gRPC, auth+RBAC vs none, GetAgent vs the original design (ratios)
+bench: install proto ## benchmarks: edge vs gRPC, auth+RBAC vs none, the server chain and edge workers, GetAgent vs the original design
 	@# h2load (and nghttp) drive gRPC, wrk drives HTTP; BENCH_ARGS passes options, e.g. BENCH_ARGS='--duration 15'
 	@command -v h2load >/dev/null && command -v wrk >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq nghttp2-client wrk)
