@@ -19,6 +19,7 @@ from sqlalchemy.exc import ArgumentError
 
 Environment = Literal["development", "production"]
 MeshMode = Literal["processes", "all-in-one"]
+LogFormat = Literal["json", "text", "auto"]
 
 _SCHEMA_PREFIX = re.compile(r"^[a-z][a-z0-9_]{0,30}$|^$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -60,6 +61,9 @@ class Settings:
         migrate_on_start: apply pending migrations when a service starts.
         mesh_mode: ``processes`` (one per service) or ``all-in-one`` (one process).
         log_level: DEBUG, INFO, WARNING or ERROR.
+        log_format: ``json`` (one object per line), ``text``, or ``auto``: text on a
+            terminal, JSON anywhere else (files under ``var/log``, containers).
+        rpc_log: write one log line per RPC (``interceptors/rpc_log.py``).
         revocation_max_staleness: seconds a service may go without hearing from identity's
             revocation stream before it refuses every credential with UNAVAILABLE.
         revocation_heartbeat: seconds between identity's heartbeats on an idle revocation stream.
@@ -121,6 +125,9 @@ class Settings:
     # --- password hashing (identity) ---
     argon2_max_concurrency: int = 0
     argon2_max_wait: float = 5.0
+    # --- logs (issue #10) ---
+    log_format: LogFormat = "auto"
+    rpc_log: bool = True
 
     def __post_init__(self) -> None:
         if self.port_offset < 0 or self.port_offset > 50000:
@@ -249,6 +256,9 @@ class Settings:
             # --- password hashing (identity) ---
             argon2_max_concurrency=_integer(environ, "VOCELIO_ARGON2_MAX_CONCURRENCY", 0),
             argon2_max_wait=_number(environ, "VOCELIO_ARGON2_MAX_WAIT", 5.0),
+            # --- logs (issue #10) ---
+            log_format=_choice(environ, "VOCELIO_LOG_FORMAT", ("json", "text", "auto"), "auto"),  # type: ignore[arg-type]
+            rpc_log=_boolean(environ, "VOCELIO_RPC_LOG", True),
         )
 
     def port_for(self, contract_port: int) -> int:

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import grpc
 
 from interceptors.client_auth import client_auth_interceptors
+from interceptors.client_request_id import client_request_id_interceptors
 from mesh.channels import CHANNEL_OPTIONS
 from mesh.config import Settings
 from mesh.registry import Registry
@@ -94,7 +95,10 @@ class MeshClients:
         """The shared, intercepted channel to a service."""
         channel = self._channels.get(service_name)
         if channel is None:
-            interceptors: list[Any] = client_auth_interceptors(self.credential.token)
+            interceptors: list[Any] = [
+                *client_auth_interceptors(self.credential.token),
+                *client_request_id_interceptors(),
+            ]
             channel = grpc.aio.insecure_channel(
                 self.address(service_name), options=CHANNEL_OPTIONS, interceptors=interceptors
             )

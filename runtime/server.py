@@ -1,8 +1,9 @@
 """One service's gRPC server: per-method behaviours, servicer, health, reflection, database watch.
 
-The behaviours every call runs through (errors → in-flight tracking → authentication →
-RBAC, outermost first) are composed once per method when the servicer is registered
-(``interceptors.chain.ChainedServer``), not re-resolved per call by interceptors.
+The behaviours every call runs through (request id → RPC log line → errors → in-flight
+tracking → authentication → RBAC → validation, outermost first) are composed once per
+method when the servicer is registered (``interceptors.chain.ChainedServer``), not
+re-resolved per call by interceptors.
 
 Start-up: bind the port, answer health NOT_SERVING until the database has answered
 (and, in development, migrations have run), then SERVING. The status follows the
@@ -27,6 +28,8 @@ from interceptors.chain import chained_server
 from interceptors.errors import with_errors
 from interceptors.inflight import InFlightCalls
 from interceptors.rbac import authorized
+from interceptors.request_id import with_request_id
+from interceptors.rpc_log import rpc_logged
 from interceptors.validation import validated
 from mesh import migrations
 from mesh.access import AccessTable, default_access_table
@@ -125,6 +128,9 @@ class ServiceHost:
         self.inflight = InFlightCalls()
         self.server: grpc.aio.Server = chained_server(
             [
+                with_request_id,
+                # outside the errors wrapper, so it logs the code every call ends with (VOCELIO_RPC_LOG)
+                *([rpc_logged] if settings.rpc_log else []),
                 with_errors,
                 self.inflight.tracked,
                 authenticated(registry, self.authenticator, self.forwarding),
