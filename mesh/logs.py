@@ -91,7 +91,7 @@ class TextFormatter(logging.Formatter):
     def __init__(self, process: str) -> None:
         super().__init__(f"%(asctime)s %(levelname)s {process} %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
 
-    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+    def formatMessage(self, record: logging.LogRecord) -> str:
         """The standard line with the known ids and the record's fields after it."""
         line = super().formatMessage(record)
         pairs = [(key, getattr(record, key, "")) for key in _CONTEXT_KEYS]
@@ -242,7 +242,7 @@ def configure(level: str, process: str, log_format: LogFormat = "auto", *, strea
 
     Replaces the root logger's handlers (and closes the pipeline of an earlier call).
     """
-    global _active  # noqa: PLW0603 - one pipeline per process
+    global _active
     stream = stream if stream is not None else sys.stderr
     if _active is not None:
         _active.close()
@@ -252,7 +252,7 @@ def configure(level: str, process: str, log_format: LogFormat = "auto", *, strea
     root.handlers[:] = [pipeline.handler]
     root.setLevel(level)
     # SQLAlchemy and uvicorn are chatty at INFO; their warnings still come through.
-    for noisy in ("sqlalchemy", "alembic.runtime.migration", "uvicorn.access"):
+    for noisy in ("sqlalchemy", "alembic.runtime.migration", "alembic.runtime.plugins", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
     return pipeline
 
