@@ -33,15 +33,22 @@ def with_request_id(path: str, behaviour: Behaviour) -> Behaviour:
     if inspect.isasyncgenfunction(behaviour):
 
         async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-            with request_id.bound(_incoming(context)):
+            token = request_id.bind(_incoming(context))
+            try:
                 async for response in behaviour(request, context):
                     yield response
+            finally:
+                request_id.unbind(token)
 
         return stream
 
+    # bind/unbind rather than the ``bound`` context manager: a generator-based one costs a µs per call.
     async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        with request_id.bound(_incoming(context)):
+        token = request_id.bind(_incoming(context))
+        try:
             return await behaviour(request, context)
+        finally:
+            request_id.unbind(token)
 
     return call
 

@@ -32,7 +32,8 @@ import grpc
 
 from interceptors.auth import INFRASTRUCTURE
 from interceptors.chain import Behaviour, WrapperInterceptor
-from mesh.call_facts import CallFacts, recording
+from mesh import call_facts
+from mesh.call_facts import CallFacts
 
 log = logging.getLogger("vocelio.rpc")
 
@@ -74,36 +75,41 @@ def rpc_logged(path: str, behaviour: Behaviour) -> Behaviour:
             "client_address": facts.client_address,
             "peer": str(context.peer() or ""),
         }
-        log.log(level, "%s %s %.2f ms", path, code.name, duration_ms, extra={"fields": fields})
+        # makeRecord + handle: Logger.log would also walk the stack for a file and line nobody reads.
+        record = log.makeRecord(log.name, level, __file__, 0, "%s %s %.2f ms", (path, code.name, duration_ms), None)
+        record.fields = fields
+        log.handle(record)
 
     if inspect.isasyncgenfunction(behaviour):
 
         async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
             started = time.perf_counter()
             failure: BaseException | None = None
-            with recording() as facts:
-                try:
-                    async for response in behaviour(request, context):
-                        yield response
-                except BaseException as error:
-                    failure = error
-                    raise
-                finally:
-                    write(context, facts, started, failure)
+            facts, token = call_facts.begin()
+            try:
+                async for response in behaviour(request, context):
+                    yield response
+            except BaseException as error:
+                failure = error
+                raise
+            finally:
+                call_facts.end(token)
+                write(context, facts, started, failure)
 
         return stream
 
     async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         started = time.perf_counter()
         failure: BaseException | None = None
-        with recording() as facts:
-            try:
-                return await behaviour(request, context)
-            except BaseException as error:
-                failure = error
-                raise
-            finally:
-                write(context, facts, started, failure)
+        facts, token = call_facts.begin()
+        try:
+            return await behaviour(request, context)
+        except BaseException as error:
+            failure = error
+            raise
+        finally:
+            call_facts.end(token)
+            write(context, facts, started, failure)
 
     return call
 

@@ -3,16 +3,14 @@
 The RPC log wrapper (``interceptors/rpc_log.py``) runs outside authentication, so that
 refused calls get a line too, and the principal and client address the authentication
 wrapper settles are reset by the time the call ends. That wrapper therefore opens a
-:class:`CallFacts` for the call (:func:`recording`) and the authentication wrapper notes
+:class:`CallFacts` for the call (:func:`begin`, :func:`end`) and the authentication wrapper notes
 what it settled in it (:func:`note_caller`), which costs nothing when no one records.
 """
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import dataclasses
-from collections.abc import Iterator
 
 from mesh.principal import Principal
 
@@ -34,15 +32,15 @@ class CallFacts:
 _current: contextvars.ContextVar[CallFacts | None] = contextvars.ContextVar("vocelio_call_facts", default=None)
 
 
-@contextlib.contextmanager
-def recording() -> Iterator[CallFacts]:
-    """Collect the facts of the call running in this block."""
+def begin() -> tuple[CallFacts, contextvars.Token[CallFacts | None]]:
+    """Start collecting the facts of the running call; :func:`end` stops."""
     facts = CallFacts()
-    token = _current.set(facts)
-    try:
-        yield facts
-    finally:
-        _current.reset(token)
+    return facts, _current.set(facts)
+
+
+def end(token: contextvars.Token[CallFacts | None]) -> None:
+    """Stop the collecting :func:`begin` started."""
+    _current.reset(token)
 
 
 def note_caller(principal: Principal | None, client_address: str) -> None:

@@ -47,10 +47,20 @@ _CONTEXT_KEYS = ("trace_id", "span_id", "request_id")
 _BASE_KEYS = frozenset({"time", "level", "process", "logger", "message", "exception", "stack", *_CONTEXT_KEYS})
 
 
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
+# The writer thread formats one record after another: the date part changes once a second.
+_last_second: tuple[int, str] = (-1, "")
+
+
 def _utc(created: float) -> str:
     """RFC 3339 UTC with milliseconds: ``2026-12-07T15:49:50.123Z``."""
+    global _last_second
     seconds = int(created)
-    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{int((created - seconds) * 1000):03d}Z"
+    cached_second, prefix = _last_second
+    if cached_second != seconds:
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        _last_second = (seconds, prefix)
+    return f"{prefix}.{int((created - seconds) * 1000):03d}Z"
 
 
 class JsonFormatter(logging.Formatter):
@@ -82,7 +92,7 @@ class JsonFormatter(logging.Formatter):
             entry["exception"] = record.exc_text
         if record.stack_info:
             entry["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(entry, ensure_ascii=False, separators=(",", ":"), default=str)
+        return _encode(entry)
 
 
 class TextFormatter(logging.Formatter):

@@ -52,9 +52,19 @@ def current() -> str:
 
 @contextlib.contextmanager
 def bound(request_id: str) -> Iterator[None]:
-    """Make ``request_id`` the running call's for the block (the server wrapper and the edge do)."""
+    """Make ``request_id`` the running call's for the block."""
     token = _current.set(request_id)
     try:
         yield
     finally:
         _current.reset(token)
+
+
+def bind(request_id: str) -> contextvars.Token[str]:
+    """Make ``request_id`` the running call's until :func:`unbind` (the server wrapper's cheaper :func:`bound`)."""
+    return _current.set(request_id)
+
+
+def unbind(token: contextvars.Token[str]) -> None:
+    """Undo the :func:`bind` that returned ``token``."""
+    _current.reset(token)
