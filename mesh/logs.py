@@ -196,8 +196,9 @@ class LogPipeline:
                 self._reported += dropped
                 lines.append(self._line(_dropped_record(dropped)))
             try:
-                self.stream.write("\n".join(lines) + "\n")
-                self.stream.flush()
+                if lines:
+                    self.stream.write("\n".join(lines) + "\n")
+                    self.stream.flush()
             except (OSError, ValueError):
                 pass  # a closed or broken stream: nothing else to write the complaint to
             if stop:

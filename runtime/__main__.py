@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         with_edge = args.with_edge or args.edge_only
         asyncio.run(serve_services(specs, settings, registry, with_edge=with_edge, parent_pid=args.exit_with_parent))
         return 0
-    logs.configure(settings.log_level, "supervisor", settings.log_format)
+    # The supervisor's output is the operator's console (its children's go to var/log as JSON).
+    logs.configure(settings.log_level, "supervisor", "text" if settings.log_format == "auto" else settings.log_format)
     from runtime.supervisor import Supervisor
 
     return asyncio.run(Supervisor(settings, registry).run())

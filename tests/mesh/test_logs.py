@@ -135,3 +135,9 @@ def test_a_stuck_stream_never_blocks_the_logger_and_close_is_bounded() -> None:
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert lines[-1]["message"] == f"{pipeline.handler.dropped} log records dropped: the writer could not keep up"
     assert len(lines) == 10 - pipeline.handler.dropped + 1
+
+
+def test_closing_an_idle_pipeline_writes_nothing() -> None:
+    stream = io.StringIO()
+    assert logs.LogPipeline(stream, logs.JsonFormatter("p")).close()
+    assert stream.getvalue() == ""
