@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -110,9 +111,18 @@ def _rpc(records: list[logging.LogRecord]) -> list[Any]:
     return [record for record in records if record.name == "vocelio.rpc"]
 
 
+async def _written(caplog: pytest.LogCaptureFixture, count: int = 1) -> list[Any]:
+    """The RPC lines once ``count`` are there: an abort sends the status before the line is written."""
+    for _ in range(500):  # a bound of 5 s, not a measurement
+        if len(_rpc(caplog.records)) >= count:
+            break
+        await asyncio.sleep(0.01)
+    return _rpc(caplog.records)
+
+
 async def test_an_ok_call_gets_one_info_line_with_every_field(channel, rpc_lines: pytest.LogCaptureFixture) -> None:
     await channel.unary_unary("/t.Log/Ok")(b"x", metadata=SECRET_METADATA, timeout=5)
-    [line] = _rpc(rpc_lines.records)
+    [line] = await _written(rpc_lines)
     assert line.levelno == logging.INFO
     fields = dict(line.fields)
     assert fields.pop("duration_ms") >= 0
@@ -144,7 +154,7 @@ async def test_errors_get_their_code_level_and_trace_id(
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await channel.unary_unary(f"/t.Log/{method}")(b"x", metadata=SECRET_METADATA, timeout=5)
     assert raised.value.code() == code
-    [line] = _rpc(rpc_lines.records)
+    [line] = await _written(rpc_lines)
     assert (line.fields["code"], line.levelno) == (code.name, level)
     assert line.trace_id == trace_ids[0]
 
@@ -152,7 +162,7 @@ async def test_errors_get_their_code_level_and_trace_id(
 async def test_a_stream_gets_one_line_when_it_ends(channel, rpc_lines: pytest.LogCaptureFixture) -> None:
     replies = [reply async for reply in channel.unary_stream("/t.Log/Stream")(b"x", timeout=5)]
     assert replies == [b"one", b"two"]
-    [line] = _rpc(rpc_lines.records)
+    [line] = await _written(rpc_lines)
     assert (line.fields["method"], line.fields["code"], line.fields["principal"]) == ("Stream", "OK", "users/u_ada")
 
 
@@ -161,7 +171,7 @@ async def test_a_public_call_names_no_principal_and_health_gets_no_line(
 ) -> None:
     await channel.unary_unary("/t.Log/Anonymous")(b"x", timeout=5)
     await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
-    [line] = _rpc(rpc_lines.records)
+    [line] = await _written(rpc_lines)
     assert (line.fields["method"], line.fields["principal"], line.fields["organization"]) == ("Anonymous", "", "")
     assert not hasattr(line, "request_id")
 
@@ -171,7 +181,7 @@ async def test_no_credential_or_secret_reaches_a_line(channel, rpc_lines: pytest
     with pytest.raises(grpc.aio.AioRpcError):
         await channel.unary_unary("/t.Log/Bug")(b"x", metadata=SECRET_METADATA, timeout=5)
     formatter = logs.JsonFormatter("test")
-    lines = [formatter.format(record) for record in _rpc(rpc_lines.records)]
+    lines = [formatter.format(record) for record in await _written(rpc_lines, 2)]
     assert len(lines) == 2
     for secret in ("the-token", "vk_live_secret", "hunter2"):
         assert not [line for line in lines if secret in line]
@@ -200,6 +210,6 @@ async def test_as_a_per_call_interceptor(rpc_lines: pytest.LogCaptureFixture) ->
         bug: Any = channel.unary_unary("/t.Log/Bug")  # type: ignore[call-arg]  # raw bytes, no serializers
         with pytest.raises(grpc.aio.AioRpcError):
             await bug(b"x", timeout=5)
-    [line] = _rpc(rpc_lines.records)
+    [line] = await _written(rpc_lines)
     assert line.fields["code"] == "UNKNOWN"  # no errors wrapper here: grpc answers UNKNOWN itself
     assert line.levelno == logging.ERROR
