@@ -13,7 +13,7 @@ PROTOS := $(shell find protos -name '*.proto')
 TEST_PROTOS := $(shell find tests/protos -name '*.proto' 2>/dev/null)
 SITE := $(VENV)/lib/python3.11/site-packages
 
-.PHONY: help install proto run migrate test lint breaking bench bench-getagent bench-validation bench-client bench-protection clean vendor-protos
+.PHONY: help install proto run migrate test lint breaking bench bench-getagent bench-validation bench-client bench-protection bench-logs clean vendor-protos
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -89,6 +89,9 @@ bench-validation: install proto ## ns per call of the request validation, for ru
 
 bench-client: install proto ## µs per call of the client resilience chain and ns of the server deadline wrappers
 	PYTHONPATH=. $(PY) -m bench.client_chain $(BENCH_ARGS)
+
+bench-logs: install proto ## µs per log line (JSON/text, queued/direct) and per call of the request-id and RPC-log wrappers
+	PYTHONPATH=. $(PY) -m bench.logs $(BENCH_ARGS)
 
 clean: ## remove generated code and local state (keeps the virtualenv)
 	rm -rf gen tests/gen var .pytest_cache .mypy_cache .ruff_cache

@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         _address(args.upstream)
         app = generic_app(args.descriptor_set, args.upstream, settings)
         host, port = args.listen
-    logs.configure(settings.log_level, "gateway_rest")
+    logs.configure(settings.log_level, "gateway_rest", settings.log_format)
     # The edge is the first hop: it trusts no X-Forwarded-For a client sends (proxy_headers off).
     config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, proxy_headers=False)
     uvicorn.Server(config).run()

@@ -35,6 +35,7 @@ from gateway_rest.metrics import EdgeMetrics
 from gateway_rest.oauth_params import ClientAuth, OAuthFailure
 from gateway_rest.transcoder import EdgeOptions, read_body, upstream_metadata
 from gateway_rest.upstreams import Upstreams
+from mesh import request_id as request_ids
 from vocelio.identity.v1 import identity_service_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ class OAuthEndpoints:
 
     async def _oauth(self, request: Request, handler: Callable[..., Any]) -> Response:
         started = time.perf_counter()
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request_id = request_ids.for_request(request.headers.get("x-request-id"))
         code = "OK"
         try:
             if request.method != "POST":
@@ -177,7 +178,7 @@ class OAuthEndpoints:
     async def jwks(self, request: Request) -> Response:
         """The JWK Set, cacheable: ``Cache-Control: public, max-age``, an ``ETag`` and 304."""
         started = time.perf_counter()
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request_id = request_ids.for_request(request.headers.get("x-request-id"))
         if request.method not in ("GET", "HEAD"):
             status = EdgeError(grpc.StatusCode.UNIMPLEMENTED, f"{request.method} is not allowed here; use GET").status()
             response = _status_response(status, 405, {"Allow": "GET, HEAD", "Cache-Control": "no-store"})

@@ -34,6 +34,7 @@ from gateway_rest.metrics import UNMATCHED, EdgeMetrics
 from gateway_rest.request_builder import RequestOptions, build_request
 from gateway_rest.router import MethodNotAllowed, NoRoute, Router
 from gateway_rest.upstreams import Upstream, Upstreams
+from mesh import request_id as request_ids
 from mesh.config import IPNetwork
 from mesh.forwarding import FORWARDED_FOR, PROXY_AUTHORIZATION
 
@@ -91,7 +92,7 @@ class Transcoder:
             return
         started = time.perf_counter()
         request = Request(scope, receive)
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request_id = request_ids.for_request(request.headers.get("x-request-id"))
         route = UNMATCHED
         try:
             raw_path = scope.get("raw_path") or scope["path"].encode()
@@ -110,7 +111,13 @@ class Transcoder:
             response, code = self._error(wrong.status(), 405, {"Allow": allow}), "UNIMPLEMENTED"
         except Exception:
             incident = uuid.uuid4().hex[:16]
-            log.exception("edge failure on %s %s (incident %s)", request.method, scope["path"], incident)
+            log.exception(
+                "edge failure on %s %s (incident %s)",
+                request.method,
+                scope["path"],
+                incident,
+                extra={"request_id": request_id},
+            )
             bug = EdgeError(grpc.StatusCode.INTERNAL, f"internal error (incident {incident})")
             response, code = self._error(bug.status(), 500, {}), "INTERNAL"
         response.headers["X-Request-Id"] = request_id
@@ -263,8 +270,9 @@ async def upstream_metadata(request: Request, options: EdgeOptions, request_id: 
                 headers={"WWW-Authenticate": "Bearer"},
             ) from None
         raise EdgeError(grpc.StatusCode.INVALID_ARGUMENT, str(error)) from None
-    if "x-request-id" not in request.headers:
-        metadata.append(("x-request-id", request_id))
+    # The edge's own choice (the client's when it was a sane one), never a Grpc-Metadata-X-Request-Id.
+    metadata = [(k, v) for k, v in metadata if k != request_ids.METADATA_KEY]
+    metadata.append((request_ids.METADATA_KEY, request_id))
     user_agent = request.headers.get("user-agent")
     if user_agent and user_agent.isascii():
         # gRPC replaces a client's own user-agent, so the browser's travels under its own name.

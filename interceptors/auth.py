@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import grpc
 
 from interceptors.chain import Behaviour, Wrapper, WrapperInterceptor
+from mesh.call_facts import note_caller
 from mesh.errors import PermissionDenied
 from mesh.kit.caller import client_address_is, trusted_client_address
 from mesh.principal import Principal, acting_as
@@ -84,14 +85,18 @@ def _addressed(behaviour: Behaviour, forwarding: ForwardingTrust | None) -> Beha
     if inspect.isasyncgenfunction(behaviour):
 
         async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-            with client_address_is(await _client_address(_metadata(context), context, forwarding)):
+            address = await _client_address(_metadata(context), context, forwarding)
+            note_caller(None, address)
+            with client_address_is(address):
                 async for response in behaviour(request, context):
                     yield response
 
         return stream
 
     async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        with client_address_is(await _client_address(_metadata(context), context, forwarding)):
+        address = await _client_address(_metadata(context), context, forwarding)
+        note_caller(None, address)
+        with client_address_is(address):
             return await behaviour(request, context)
 
     return call
@@ -106,8 +111,11 @@ def _guarded(
         entries = tuple(context.invocation_metadata() or ())
         metadata = {key: value for key, value in entries if isinstance(value, str)}
         address = await _client_address(metadata, context, forwarding)
+        note_caller(None, address)  # a refused call's log line still names the address
         # Every entry, not the dict: two credentials on one call are refused, not one picked.
-        return await authenticator.authenticate(entries, address), address
+        principal = await authenticator.authenticate(entries, address)
+        note_caller(principal, address)  # for the call's log line (mesh/call_facts.py)
+        return principal, address
 
     if inspect.isasyncgenfunction(behaviour):
 

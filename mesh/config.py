@@ -21,6 +21,7 @@ from mesh.limits.rates import Rate, parse_rate
 
 Environment = Literal["development", "production"]
 MeshMode = Literal["processes", "all-in-one"]
+LogFormat = Literal["json", "text", "auto"]
 
 _SCHEMA_PREFIX = re.compile(r"^[a-z][a-z0-9_]{0,30}$|^$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -69,6 +70,9 @@ class Settings:
         migrate_on_start: apply pending migrations when a service starts.
         mesh_mode: ``processes`` (one per service) or ``all-in-one`` (one process).
         log_level: DEBUG, INFO, WARNING or ERROR.
+        log_format: ``json`` (one object per line), ``text``, or ``auto``: text on a
+            terminal, JSON anywhere else (files under ``var/log``, containers).
+        rpc_log: write one log line per RPC (``interceptors/rpc_log.py``).
         revocation_max_staleness: seconds a service may go without hearing from identity's
             revocation stream before it refuses every credential with UNAVAILABLE.
         revocation_heartbeat: seconds between identity's heartbeats on an idle revocation stream.
@@ -179,6 +183,9 @@ class Settings:
     rate_limit_auth: Rate | None = DEFAULT_AUTH_RATE
     max_streams_per_principal: int = 16
     max_in_flight: int = 1000
+    # --- logs (issue #10) ---
+    log_format: LogFormat = "auto"
+    rpc_log: bool = True
 
     def __post_init__(self) -> None:
         if self.port_offset < 0 or self.port_offset > 50000:
@@ -354,6 +361,9 @@ class Settings:
             rate_limit_auth=_rate(environ, "VOCELIO_RATE_LIMIT_AUTH", DEFAULT_AUTH_RATE),
             max_streams_per_principal=_integer(environ, "VOCELIO_MAX_STREAMS_PER_PRINCIPAL", 16),
             max_in_flight=_integer(environ, "VOCELIO_MAX_IN_FLIGHT", 1000),
+            # --- logs (issue #10) ---
+            log_format=_choice(environ, "VOCELIO_LOG_FORMAT", ("json", "text", "auto"), "auto"),  # type: ignore[arg-type]
+            rpc_log=_boolean(environ, "VOCELIO_RPC_LOG", True),
         )
 
     def port_for(self, contract_port: int) -> int:

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         return 0
     if args.command == "migrate":
-        logs.configure(settings.log_level, "migrate")
+        logs.configure(settings.log_level, "migrate", settings.log_format)
         for spec in _select(registry, args.names, False):
             migrations.upgrade(ServiceDatabase(settings, spec.name))
             print(f"migrated {spec.name}")
@@ -69,13 +69,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         specs = [] if args.edge_only else _select(registry, args.names, args.all)
         process = "edge" if args.edge_only else specs[0].name if len(specs) == 1 else "mesh"
-        logs.configure(settings.log_level, process)
+        logs.configure(settings.log_level, process, settings.log_format)
         from runtime.serve import serve as serve_services
 
         with_edge = args.with_edge or args.edge_only
         asyncio.run(serve_services(specs, settings, registry, with_edge=with_edge, parent_pid=args.exit_with_parent))
         return 0
-    logs.configure(settings.log_level, "supervisor")
+    # The supervisor's output is the operator's console (its children's go to var/log as JSON).
+    logs.configure(settings.log_level, "supervisor", "text" if settings.log_format == "auto" else settings.log_format)
     from runtime.supervisor import Supervisor
 
     return asyncio.run(Supervisor(settings, registry).run())

@@ -26,6 +26,7 @@ from interceptors.client_breaker import UpstreamCircuit, client_breaker_intercep
 from interceptors.client_bulkhead import Bulkhead, client_bulkhead_interceptors
 from interceptors.client_deadline import DeadlineBudget, client_deadline_interceptors
 from interceptors.client_idempotency import client_idempotency_interceptors
+from interceptors.client_request_id import client_request_id_interceptors
 from mesh import service_config
 from mesh.channels import CHANNEL_OPTIONS
 from mesh.config import Settings
@@ -112,6 +113,7 @@ class MeshClients:
             spec = self._registry.service(service_name)
             interceptors: list[Any] = [
                 *client_idempotency_interceptors(service_config.request_id_methods(self._registry, spec)),
+                *client_request_id_interceptors(),
                 *self._guards(service_name),
                 *client_bulkhead_interceptors(self._bulkhead(service_name)),
                 *client_auth_interceptors(self.credential.token),

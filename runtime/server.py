@@ -1,10 +1,10 @@
 """One service's gRPC server: per-method behaviours, servicer, health, reflection, database watch.
 
-The behaviours every call runs through (errors → load shedding → in-flight tracking →
-deadline → retried-attempt count → authentication → rate limit → stream limit → RBAC →
-validation, outermost first) are
-composed once per method when the servicer is registered
-(``interceptors.chain.ChainedServer``), not re-resolved per call by interceptors.
+The behaviours every call runs through (request id → RPC log line → errors → load
+shedding → in-flight tracking → deadline → retried-attempt count → authentication → rate
+limit → stream limit → RBAC → validation, outermost first) are composed once per method
+when the servicer is registered (``interceptors.chain.ChainedServer``), not re-resolved per
+call by interceptors.
 
 Start-up: bind the port, answer health NOT_SERVING until the database has answered
 (and, in development, migrations have run), then SERVING. The status follows the
@@ -32,7 +32,9 @@ from interceptors.inflight import InFlightCalls
 from interceptors.load_shedding import shedding
 from interceptors.rate_limit import limiter_for, rate_limited
 from interceptors.rbac import authorized
+from interceptors.request_id import with_request_id
 from interceptors.retried_attempts import counting_retries
+from interceptors.rpc_log import rpc_logged
 from interceptors.stream_limit import stream_limited
 from interceptors.validation import validated
 from mesh import migrations
@@ -137,6 +139,9 @@ class ServiceHost:
             protection.append(stream_limited(registry, StreamSlots(settings.max_streams_per_principal), spec.name))
         self.server: grpc.aio.Server = chained_server(
             [
+                with_request_id,
+                # outside the errors wrapper, so it logs the code every call ends with (VOCELIO_RPC_LOG)
+                *([rpc_logged] if settings.rpc_log else []),
                 with_errors,
                 # before any work, and before the call counts as running
                 shedding(lambda: self.inflight.count, settings.max_in_flight),

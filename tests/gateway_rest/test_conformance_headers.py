@@ -100,6 +100,23 @@ async def test_request_id_is_echoed_when_present(client: httpx.AsyncClient):
     assert response.json()["metadata"]["x-request-id"] == "abc-123"
 
 
+@pytest.mark.parametrize("unfit", ["x" * 129, "has spaces", 'quo"te', "semi;colon"])
+async def test_an_unfit_request_id_is_replaced_since_every_service_logs_it(client: httpx.AsyncClient, unfit: str):
+    response = await client.get("/v1/headers", headers={"X-Request-Id": unfit})
+    made = response.headers["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", made)
+    assert response.json()["metadata"]["x-request-id"] == made
+
+
+async def test_grpc_metadata_cannot_replace_the_request_id(client: httpx.AsyncClient):
+    response = await client.get(
+        "/v1/headers", headers={"X-Request-Id": "abc-123", "Grpc-Metadata-X-Request-Id": "evil"}
+    )
+    assert response.json()["metadata"]["x-request-id"] == "abc-123"
+    alone = await client.get("/v1/headers", headers={"Grpc-Metadata-X-Request-Id": "evil"})
+    assert alone.json()["metadata"]["x-request-id"] == alone.headers["x-request-id"] != "evil"
+
+
 @pytest.mark.parametrize(("path", "http"), [("/v1/nope", 404), ("/v1/echo:body", 405)])
 async def test_request_id_is_on_edge_errors_too(client: httpx.AsyncClient, path, http):
     response = await client.get(path, headers={"X-Request-Id": "err-1"})

@@ -222,3 +222,14 @@ def test_each_service_credential_derives_from_the_master_and_differs(tmp_path):
     assert agents != edge and STRONG_BASE64URL not in (agents, edge) and len(agents) == 43
     assert Settings(var_dir=tmp_path, service_secret=STRONG_BASE64URL).mesh_service_credential("agents") == agents
     assert "q3F9" not in repr(Settings(service_credential=STRONG_BASE64URL))
+
+
+def test_log_format_and_rpc_log_settings():
+    assert (Settings().log_format, Settings().rpc_log) == ("auto", True)
+    chosen = Settings.from_environ({"VOCELIO_LOG_FORMAT": "JSON", "VOCELIO_RPC_LOG": "off"})
+    assert (chosen.log_format, chosen.rpc_log) == ("json", False)
+    assert Settings.from_environ({"VOCELIO_LOG_FORMAT": "text"}).log_format == "text"
+    with pytest.raises(ConfigError, match="VOCELIO_LOG_FORMAT"):
+        Settings.from_environ({"VOCELIO_LOG_FORMAT": "xml"})
+    with pytest.raises(ConfigError, match="VOCELIO_RPC_LOG"):
+        Settings.from_environ({"VOCELIO_RPC_LOG": "sometimes"})

@@ -8,6 +8,7 @@ and Ctrl-C stops every process.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -19,6 +20,7 @@ from mesh.registry import default_registry
 from tests.support.grpc_helpers import SERVING, health_status, reflection_services, wait_for_status
 from tests.support.processes import PYTHON, REPO, environment, free_port_offset
 
+C_CORE_LINE = re.compile(r"^[IWEF]\d{4} ")
 READY = re.compile(
     r"mesh (ready|NOT ready): (\d+)/(\d+) services SERVING after ([\d.]+)s; "
     r"resident memory (\d+) MiB \(proportional (\d+) MiB\)"
@@ -95,6 +97,15 @@ async def test_run_starts_reports_restarts_and_stops_the_mesh(mode, tmp_path):
                 with pytest.raises(ProcessLookupError):
                     os.kill(child, 0)
         assert await health_status(f"127.0.0.1:{8002 + offset}", timeout=0.5) is None
+
+        # The children's files hold JSON lines (gRPC's C core writes its own few lines itself).
+        for name, process in (
+            ((victim, victim), ("edge", "gateway_rest")) if mode == "processes" else (("mesh", "mesh"),)
+        ):
+            lines = (tmp_path / "log" / f"{name}.log").read_text().splitlines()
+            records = [json.loads(line) for line in lines if not C_CORE_LINE.match(line)]
+            assert records and {record["process"] for record in records} == {process}, lines[:5]
+        assert not [line for line in seen if line.startswith("{")], "the supervisor's console is not for JSON"
     finally:
         if supervisor.returncode is None:
             supervisor.kill()

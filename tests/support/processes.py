@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pathlib
 import random
 import socket
 import subprocess
@@ -64,27 +65,36 @@ PYTHON = sys.executable
 
 @contextlib.contextmanager
 def served_mesh(
-    tmp_path_factory: Any, *, ready_within: float = 90.0, probe_timeout: float = 10.0, **settings: str
+    tmp_path_factory: Any,
+    *,
+    ready_within: float = 90.0,
+    probe_timeout: float = 10.0,
+    log_path: pathlib.Path | None = None,
+    **settings: str,
 ) -> Iterator[tuple[str, int]]:
     """``python -m runtime serve --all --with-edge`` on free ports: yields the edge's base URL and the port offset.
 
     ``settings`` are extra ``VOCELIO_*`` variables. It yields once the edge's ``/health`` reads 200
     (failing with the mesh's log if that takes longer than ``ready_within`` seconds, or the process
     exits), and stops the process afterwards, killing it if SIGTERM is not enough within 30 s.
+    The process's output goes to ``log_path`` (a temporary file by default); it logs at
+    WARNING unless ``settings`` name another ``VOCELIO_LOG_LEVEL``.
     """
     offset = free_port_offset()
     base = f"http://127.0.0.1:{8000 + offset}"
-    log_path = tmp_path_factory.mktemp("log") / "mesh.log"
+    log_path = log_path or tmp_path_factory.mktemp("log") / "mesh.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
             [PYTHON, "-m", "runtime", "serve", "--all", "--with-edge"],
             cwd=REPO,
             env=environment(
-                VOCELIO_PORT_OFFSET=str(offset),
-                VOCELIO_VAR_DIR=str(tmp_path_factory.mktemp("var")),
-                VOCELIO_SHUTDOWN_DRAIN="0",
-                VOCELIO_LOG_LEVEL="WARNING",
-                **settings,
+                **{
+                    "VOCELIO_PORT_OFFSET": str(offset),
+                    "VOCELIO_VAR_DIR": str(tmp_path_factory.mktemp("var")),
+                    "VOCELIO_SHUTDOWN_DRAIN": "0",
+                    "VOCELIO_LOG_LEVEL": "WARNING",
+                    **settings,
+                }
             ),
             stdout=log_file,
             stderr=subprocess.STDOUT,
