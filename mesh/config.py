@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import os
 import pathlib
 import re
 from collections.abc import Mapping
@@ -78,6 +79,8 @@ class Settings:
             0 means two per CPU core, between 2 and 8.
         argon2_max_wait: seconds a sign-in waits for a free hashing slot before it fails
             with RESOURCE_EXHAUSTED (and a RetryInfo).
+        edge_workers: REST edge worker processes on its one port; 0 means one per CPU this
+            process may run on (:attr:`edge_worker_count`).
 
     """
 
@@ -121,6 +124,8 @@ class Settings:
     # --- password hashing (identity) ---
     argon2_max_concurrency: int = 0
     argon2_max_wait: float = 5.0
+    # --- edge workers (issue #10) ---
+    edge_workers: int = 0
 
     def __post_init__(self) -> None:
         if self.port_offset < 0 or self.port_offset > 50000:
@@ -175,6 +180,8 @@ class Settings:
             raise ConfigError("VOCELIO_ARGON2_MAX_CONCURRENCY", "must be between 0 (automatic) and 256")
         if not 0 < self.argon2_max_wait <= 60:
             raise ConfigError("VOCELIO_ARGON2_MAX_WAIT", "must be more than 0 and at most 60 seconds")
+        if not 0 <= self.edge_workers <= 64:
+            raise ConfigError("VOCELIO_EDGE_WORKERS", "must be between 0 (one per CPU) and 64")
         if self.log_level not in _LOG_LEVELS:
             raise ConfigError("VOCELIO_LOG_LEVEL", f"must be one of {', '.join(_LOG_LEVELS)}")
         if self.environment == "production":
@@ -249,6 +256,8 @@ class Settings:
             # --- password hashing (identity) ---
             argon2_max_concurrency=_integer(environ, "VOCELIO_ARGON2_MAX_CONCURRENCY", 0),
             argon2_max_wait=_number(environ, "VOCELIO_ARGON2_MAX_WAIT", 5.0),
+            # --- edge workers (issue #10) ---
+            edge_workers=_integer(environ, "VOCELIO_EDGE_WORKERS", 0),
         )
 
     def port_for(self, contract_port: int) -> int:
@@ -287,6 +296,13 @@ class Settings:
     def edge_bind_host(self) -> str:
         """The address the REST edge listens on (``VOCELIO_EDGE_HOST``, else ``VOCELIO_HOST``)."""
         return self.edge_host or self.host
+
+    @property
+    def edge_worker_count(self) -> int:
+        """How many edge worker processes: ``edge_workers``, or one per CPU available to this process."""
+        if self.edge_workers:
+            return self.edge_workers
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
     @property
     def edge_listen_port(self) -> int:

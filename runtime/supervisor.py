@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import dataclasses
 import logging
 import os
@@ -27,13 +26,13 @@ from typing import TextIO
 from mesh import migrations, service_credentials
 from mesh.config import Settings
 from mesh.db import ServiceDatabase
+from mesh.parent import stop_when_parent_dies
 from mesh.registry import Registry
 from runtime.probe import grpc_health, http_status, pss_bytes, rss_bytes
 
 log = logging.getLogger(__name__)
 
 _MAX_BACKOFF = 30.0
-_PR_SET_PDEATHSIG = 1  # prctl(2): the signal a child gets when its parent dies
 _STABLE_AFTER = 60.0
 
 
@@ -164,7 +163,7 @@ class Supervisor:
                 stderr=log_file,
                 env=self._environment_of(child),
                 start_new_session=True,  # Ctrl-C reaches the supervisor only; it stops children in order
-                preexec_fn=_stop_when_parent_dies,
+                preexec_fn=stop_when_parent_dies,  # SIGTERM even if the supervisor is SIGKILLed
             )
         finally:
             log_file.close()
@@ -277,15 +276,3 @@ class Supervisor:
 def _dialable(host: str) -> str:
     """Where to reach a server bound to ``host`` from this machine (a wildcard bind answers on loopback)."""
     return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
-
-
-def _stop_when_parent_dies() -> None:
-    """In the forked child: ask Linux for SIGTERM when the supervisor dies, even by SIGKILL.
-
-    ``--exit-with-parent`` covers the service processes by polling; this covers every child
-    (the edge too) without polling. Elsewhere than Linux it does nothing.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
