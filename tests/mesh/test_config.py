@@ -222,3 +222,13 @@ def test_each_service_credential_derives_from_the_master_and_differs(tmp_path):
     assert agents != edge and STRONG_BASE64URL not in (agents, edge) and len(agents) == 43
     assert Settings(var_dir=tmp_path, service_secret=STRONG_BASE64URL).mesh_service_credential("agents") == agents
     assert "q3F9" not in repr(Settings(service_credential=STRONG_BASE64URL))
+
+
+def test_edge_workers_default_to_one_per_cpu_and_are_bounded():
+    import os
+
+    assert Settings.from_environ({}).edge_worker_count == len(os.sched_getaffinity(0))
+    assert Settings.from_environ({"VOCELIO_EDGE_WORKERS": "3"}).edge_worker_count == 3
+    for bad in ("-1", "65", "two"):
+        with pytest.raises(ConfigError, match="VOCELIO_EDGE_WORKERS"):
+            Settings.from_environ({"VOCELIO_EDGE_WORKERS": bad})
