@@ -17,5 +17,5 @@ def test_the_listening_socket_says_tcp_so_connections_get_nodelay():
 
 
 def test_a_port_in_use_fails_loudly():
-    with listening_socket("127.0.0.1", 0) as taken, pytest.raises(OSError):
+    with listening_socket("127.0.0.1", 0) as taken, pytest.raises(OSError, match="in use"):
         listening_socket("127.0.0.1", taken.getsockname()[1]).close()
