@@ -12,13 +12,16 @@ BUF := node_modules/.bin/buf
 PROTOS := $(shell find protos -name '*.proto')
 TEST_PROTOS := $(shell find tests/protos -name '*.proto' 2>/dev/null)
 SITE := $(VENV)/lib/python3.11/site-packages
+# Swagger UI 5 for the edge's /docs page: npm's swagger-ui-dist (pinned in package.json), copied into the package
+SWAGGER_UI := gateway_rest/swagger_ui
+SWAGGER_UI_FILES := swagger-ui-bundle.js swagger-ui-bundle.js.LICENSE.txt swagger-ui.css favicon-16x16.png favicon-32x32.png LICENSE NOTICE
 
 .PHONY: help install proto run migrate test lint breaking bench bench-getagent bench-validation bench-client bench-protection bench-logs clean vendor-protos
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-install: $(VENV)/.installed $(BUF) ## create the virtualenv and install everything
+install: $(VENV)/.installed $(BUF) $(SWAGGER_UI)/.stamp ## create the virtualenv and install everything
 	@# headless Chromium renders the API reference page in tests/gateway_rest/test_docs_browser.py
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 
@@ -32,6 +35,12 @@ $(VENV)/.installed: pyproject.toml
 
 $(BUF): package.json
 	npm install --no-audit --no-fund --silent
+	touch $@
+
+$(SWAGGER_UI)/.stamp: $(BUF)
+	rm -rf $(SWAGGER_UI) && mkdir -p $(SWAGGER_UI)
+	cp $(addprefix node_modules/swagger-ui-dist/,$(SWAGGER_UI_FILES)) $(SWAGGER_UI)/
+	node -p 'require("./node_modules/swagger-ui-dist/package.json").version' > $(SWAGGER_UI)/VERSION
 	touch $@
 
 proto: gen/.stamp tests/gen/.stamp ## generate Python code and the descriptor set from protos/

@@ -6,18 +6,23 @@ In front of any gRPC server, knowing nothing of Vocelio::
 
 In front of the Vocelio mesh (``make run`` runs it inside the supervisor instead)::
 
-    python -m gateway_rest --mesh [--listen HOST:PORT]
+    python -m gateway_rest --mesh [--listen HOST:PORT] [--exit-with-parent PID]
+
+``VOCELIO_EDGE_WORKERS`` worker processes (default: one per CPU) serve the one port
+(``gateway_rest/workers.py``); with one, this process serves it itself. SIGTERM drains:
+``/readyz`` turns 503, requests are served for ``VOCELIO_SHUTDOWN_DRAIN`` seconds more.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import functools
 import os
 import pathlib
+import socket
 import sys
 
-import uvicorn
 from starlette.applications import Starlette
 
 from gateway_rest.app import create_app
@@ -25,7 +30,9 @@ from gateway_rest.descriptors import Catalog
 from gateway_rest.docs import docs_routes, openapi_route
 from gateway_rest.mesh_upstreams import edge_options, mesh_app
 from gateway_rest.openapi import build_openapi
+from gateway_rest.serving import listening_socket, serve
 from gateway_rest.upstreams import Upstream, Upstreams
+from gateway_rest.workers import EdgeWorkers
 from mesh import logs
 from mesh.config import ConfigError, Settings
 from mesh.registry import default_registry
@@ -62,14 +69,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--upstream", help="HOST:PORT of the gRPC server")
     parser.add_argument("--listen", type=_address, help="HOST:PORT to listen on")
     parser.add_argument("--mesh", action="store_true", help="front the Vocelio mesh described by the registry")
-    args = parser.parse_args(argv)
+    parser.add_argument("--exit-with-parent", type=int, metavar="PID", help="stop when process PID is gone")
+    parser.add_argument("--worker-fd", type=int, help=argparse.SUPPRESS)  # a worker of gateway_rest/workers.py
+    edge_argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser.parse_args(edge_argv)
     try:
         settings = Settings.from_environ(os.environ)
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
     if args.mesh:
-        app = mesh_app(default_registry(), settings)
         host, port = args.listen or (settings.edge_bind_host, settings.edge_listen_port)
     else:
         if not (args.descriptor_set and args.upstream and args.listen):
@@ -77,13 +86,28 @@ def main(argv: list[str] | None = None) -> int:
         if not args.descriptor_set.is_file():
             parser.error(f"--descriptor-set {args.descriptor_set}: no such file")
         _address(args.upstream)
-        app = generic_app(args.descriptor_set, args.upstream, settings)
         host, port = args.listen
     logs.configure(settings.log_level, "gateway_rest", settings.log_format)
-    # The edge is the first hop: it trusts no X-Forwarded-For a client sends (proxy_headers off).
-    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, proxy_headers=False)
-    uvicorn.Server(config).run()
-    return 0
+
+    def app() -> Starlette:
+        if args.mesh:
+            return mesh_app(default_registry(), settings)
+        return generic_app(args.descriptor_set, args.upstream, settings)
+
+    if args.worker_fd is not None:
+        return asyncio.run(
+            serve(app(), socket.socket(fileno=args.worker_fd), settings, parent_pid=args.exit_with_parent)
+        )
+    try:
+        sock = listening_socket(host, port)
+    except OSError as error:
+        print(f"the edge cannot listen on {host}:{port}: {error.strerror or error}", file=sys.stderr)
+        return 1
+    count = settings.edge_worker_count
+    if count == 1:
+        return asyncio.run(serve(app(), sock, settings, parent_pid=args.exit_with_parent))
+    workers = EdgeWorkers(edge_argv, sock, settings, os.environ, count=count, parent_pid=args.exit_with_parent)
+    return asyncio.run(workers.run())
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from gateway_rest.descriptors import Catalog
 from gateway_rest.health import aggregate
 from gateway_rest.metrics import EdgeMetrics
 from gateway_rest.ops_access import OpsGuard
+from gateway_rest.probes import EdgeLifecycle, probe_routes
 from gateway_rest.transcoder import EdgeOptions, Transcoder
 from gateway_rest.upstreams import Upstreams
 
@@ -31,16 +32,20 @@ def create_app(
     extra_routes: Sequence[BaseRoute] = (),
     health_timeout: float = 2.0,
     ops_guard: OpsGuard | None = None,
+    lifecycle: EdgeLifecycle | None = None,
 ) -> Starlette:
     """Build the edge.
 
     Routes: ``GET /health`` (200 when every upstream is SERVING, else 503, with
-    per-service detail), ``GET /services`` (each upstream's address and health),
+    per-service detail), ``GET /livez`` and ``GET /readyz`` (the Kubernetes probes,
+    ``gateway_rest/probes.py``; ``lifecycle``, kept in ``app.state.lifecycle``, tells them
+    when the edge drains), ``GET /services`` (each upstream's address and health),
     ``GET /metrics`` (Prometheus text), any ``extra_routes`` (OpenAPI, docs), and every
     REST binding of the catalogue. With ``ops_guard``, ``/services`` and ``/metrics``
     answer only requests it lets through (``/health`` stays public, for probes).
     """
     metrics = EdgeMetrics()
+    lifecycle = lifecycle or EdgeLifecycle()
 
     async def health(_request: Request) -> JSONResponse:
         ok, detail = await aggregate(upstreams, health_timeout)
@@ -89,12 +94,14 @@ def create_app(
     )
     routes: list[BaseRoute] = [
         Route("/health", health, methods=["GET"]),
+        *probe_routes(upstreams, lifecycle, health_timeout),
         Route("/services", services, methods=["GET"]),
         Route("/metrics", prometheus, methods=["GET"]),
         *extra_routes,
     ]
     middleware = [Middleware(CORSMiddleware, **cors)] if cors else []
     app = Edge(routes=routes, middleware=middleware, lifespan=lifespan)
+    app.state.lifecycle = lifecycle
     app.state.metrics = metrics  # fixed routes that call upstreams (the OAuth endpoints) count themselves
     if catalog is not None:
         # Everything the fixed routes do not claim goes to the transcoder, which answers

@@ -1,10 +1,10 @@
 """The API reference page and the OpenAPI document, served by the edge itself.
 
-The page is Swagger UI from the ``swagger-ui-bundle`` package: every script, style and
-icon comes from this server, so it works without internet access, and its
-Content-Security-Policy lets it load nothing from anywhere else. Swagger UI before 5
-reads OpenAPI 3.0 only; with such a bundle the page fetches the 3.1 document and shows
-it in the 3.0 dialect (``type: [x, "null"]`` becomes ``nullable``).
+The page is Swagger UI 5, which reads OpenAPI 3.1 as it is. Its files come from npm's
+``swagger-ui-dist`` (pinned in package.json), copied into ``gateway_rest/swagger_ui/`` by
+``make install`` and shipped as package data: every script, style and icon comes from this
+server, so it works without internet access, and its Content-Security-Policy lets it load
+nothing from anywhere else.
 """
 
 from __future__ import annotations
@@ -14,11 +14,9 @@ import hashlib
 import html
 import json
 import pathlib
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import swagger_ui_bundle  # type: ignore[import-untyped]
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, Response
@@ -27,9 +25,7 @@ from starlette.routing import BaseRoute, Route
 DEFAULT_TITLE = "Vocelio API reference"
 _ASSETS = {
     "swagger-ui-bundle.js": "text/javascript",
-    "swagger-ui-bundle.js.map": "application/json",
     "swagger-ui.css": "text/css",
-    "swagger-ui.css.map": "application/json",
     "favicon-16x16.png": "image/png",
     "favicon-32x32.png": "image/png",
 }
@@ -41,45 +37,18 @@ _INIT_JS = """\
 "use strict";
 (function () {
   var root = document.getElementById("swagger-ui");
-  var url = root.getAttribute("data-openapi-url");
-  var options = {
+  window.ui = SwaggerUIBundle({
+    url: root.getAttribute("data-openapi-url"),
     dom_id: "#swagger-ui",
     deepLinking: true,
     validatorUrl: null,
     presets: [SwaggerUIBundle.presets.apis],
     layout: "BaseLayout",
+    // Hundreds of operations: the page opens on the list of services; a tag opens on a click or
+    // a deep link (/docs#/AgentsService), which keeps the list short enough to render whole.
+    docExpansion: "none",
     defaultModelsExpandDepth: 0
-  };
-  if (root.getAttribute("data-openapi-30") !== "true") {
-    options.url = url;
-    window.ui = SwaggerUIBundle(options);
-    return;
-  }
-  // This Swagger UI reads OpenAPI 3.0 only: show the 3.1 document in the 3.0 dialect.
-  function downgrade(node) {
-    if (Array.isArray(node)) {
-      node.forEach(downgrade);
-    } else if (node !== null && typeof node === "object") {
-      if (Array.isArray(node.type)) {
-        var types = node.type.filter(function (t) { return t !== "null"; });
-        if (types.length < node.type.length) { node.nullable = true; }
-        if (types.length === 1) { node.type = types[0]; } else { delete node.type; }
-      }
-      Object.keys(node).forEach(function (key) { downgrade(node[key]); });
-    }
-    return node;
-  }
-  fetch(url, {headers: {Accept: "application/json"}})
-    .then(function (response) {
-      if (!response.ok) { throw new Error(url + " answered HTTP " + response.status); }
-      return response.json();
-    })
-    .then(function (spec) {
-      options.spec = downgrade(spec);
-      options.spec.openapi = "3.0.3";
-      window.ui = SwaggerUIBundle(options);
-    })
-    .catch(function (error) { root.textContent = "Cannot load the API description: " + error.message; });
+  });
 })();
 """
 _PAGE = """\
@@ -94,7 +63,7 @@ _PAGE = """\
 <link rel="icon" type="image/png" href="{assets}/favicon-16x16.png" sizes="16x16">
 </head>
 <body>
-<div id="swagger-ui" data-openapi-url="{openapi_url}" data-openapi-30="{openapi_30}">
+<div id="swagger-ui" data-openapi-url="{openapi_url}">
 <noscript>{title}: this page needs JavaScript; the API description is at
 <a href="{openapi_url}">{openapi_url}</a>.</noscript>
 </div>
@@ -105,15 +74,29 @@ _PAGE = """\
 """
 
 
+SWAGGER_UI_DIR = pathlib.Path(__file__).with_name("swagger_ui")
+
+
+class SwaggerUIMissingError(RuntimeError):
+    """The Swagger UI files are not in the package (``make install`` copies them there)."""
+
+
 def swagger_ui_dir() -> pathlib.Path:
-    """The folder of the Swagger UI files inside the ``swagger-ui-bundle`` package."""
-    return pathlib.Path(str(swagger_ui_bundle.swagger_ui_path))
+    """The folder of the Swagger UI files shipped in this package.
+
+    Raises:
+        SwaggerUIMissingError: the files were not copied (run ``make install``).
+
+    """
+    if not (SWAGGER_UI_DIR / "swagger-ui-bundle.js").is_file():
+        raise SwaggerUIMissingError(f"Swagger UI is missing from {SWAGGER_UI_DIR}: run `make install`")
+    return SWAGGER_UI_DIR
 
 
 def swagger_ui_version() -> tuple[int, ...]:
-    """The version of the bundled Swagger UI, from its folder name (``swagger-ui-4.15.5``)."""
-    found = re.search(r"(\d+(?:\.\d+)*)$", swagger_ui_dir().name)
-    return tuple(int(part) for part in found.group(1).split(".")) if found else (0,)
+    """The version of the shipped Swagger UI (``(5, 36, 0)``), from the ``VERSION`` file copied with it."""
+    text = (swagger_ui_dir() / "VERSION").read_text().strip()
+    return tuple(int(part) for part in text.split(".") if part.isdigit())
 
 
 def docs_routes(
@@ -133,7 +116,6 @@ def docs_routes(
 
     """
     folder = swagger_ui_dir()
-    openapi_30 = "true" if swagger_ui_version() < (5,) else "false"
     init_js = _INIT_JS.encode()
     init_tag = hashlib.sha256(init_js).hexdigest()[:12]
 
@@ -145,7 +127,6 @@ def docs_routes(
             assets=html.escape(f"{root}{path}/assets"),
             init=html.escape(f"{root}{path}/init.js?v={init_tag}"),
             openapi_url=html.escape(spec),
-            openapi_30=openapi_30,
         )
         return HTMLResponse(body, headers={"Content-Security-Policy": _CSP, "Cache-Control": "no-cache"})
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import os
 import pathlib
 import re
 from collections.abc import Mapping
@@ -117,6 +118,8 @@ class Settings:
         max_in_flight: running calls above which a service refuses new ones at once
             (UNAVAILABLE, load shedding); health and reflection are never refused; 0 means
             no limit.
+        edge_workers: REST edge worker processes on its one port; 0 means one per CPU this
+            process may run on (:attr:`edge_worker_count`).
 
     """
 
@@ -186,6 +189,8 @@ class Settings:
     # --- logs (issue #10) ---
     log_format: LogFormat = "auto"
     rpc_log: bool = True
+    # --- edge workers (issue #10) ---
+    edge_workers: int = 0
 
     def __post_init__(self) -> None:
         if self.port_offset < 0 or self.port_offset > 50000:
@@ -246,6 +251,8 @@ class Settings:
             raise ConfigError("VOCELIO_MAX_STREAMS_PER_PRINCIPAL", "must be between 0 (no limit) and 100000")
         if not 0 <= self.max_in_flight <= 1_000_000:
             raise ConfigError("VOCELIO_MAX_IN_FLIGHT", "must be between 0 (no limit) and 1000000")
+        if not 0 <= self.edge_workers <= 64:
+            raise ConfigError("VOCELIO_EDGE_WORKERS", "must be between 0 (one per CPU) and 64")
         if self.log_level not in _LOG_LEVELS:
             raise ConfigError("VOCELIO_LOG_LEVEL", f"must be one of {', '.join(_LOG_LEVELS)}")
         if self.environment == "production":
@@ -364,6 +371,8 @@ class Settings:
             # --- logs (issue #10) ---
             log_format=_choice(environ, "VOCELIO_LOG_FORMAT", ("json", "text", "auto"), "auto"),  # type: ignore[arg-type]
             rpc_log=_boolean(environ, "VOCELIO_RPC_LOG", True),
+            # --- edge workers (issue #10) ---
+            edge_workers=_integer(environ, "VOCELIO_EDGE_WORKERS", 0),
         )
 
     def port_for(self, contract_port: int) -> int:
@@ -402,6 +411,13 @@ class Settings:
     def edge_bind_host(self) -> str:
         """The address the REST edge listens on (``VOCELIO_EDGE_HOST``, else ``VOCELIO_HOST``)."""
         return self.edge_host or self.host
+
+    @property
+    def edge_worker_count(self) -> int:
+        """How many edge worker processes: ``edge_workers``, or one per CPU available to this process."""
+        if self.edge_workers:
+            return self.edge_workers
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
     @property
     def edge_listen_port(self) -> int:

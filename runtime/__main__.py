@@ -3,7 +3,7 @@
 python -m runtime run                 # the whole mesh, supervised (make run)
 python -m runtime serve NAME [NAME…]  # serve services in this process
 python -m runtime serve --all [--with-edge]
-python -m runtime serve --edge-only
+python -m runtime serve --edge-only     # the REST edge alone (python -m gateway_rest --mesh), its workers
 python -m runtime migrate [NAME…]     # apply migrations (make migrate)
 python -m runtime services            # list the registry
 """
@@ -66,14 +66,21 @@ def main(argv: list[str] | None = None) -> int:
             migrations.upgrade(ServiceDatabase(settings, spec.name))
             print(f"migrated {spec.name}")
         return 0
+    if args.command == "serve" and args.edge_only:
+        # The edge alone is the REST edge's own command, with its worker processes.
+        from gateway_rest.__main__ import main as edge_main
+
+        parent = ["--exit-with-parent", str(args.exit_with_parent)] if args.exit_with_parent else []
+        return edge_main(["--mesh", *parent])
     if args.command == "serve":
-        specs = [] if args.edge_only else _select(registry, args.names, args.all)
-        process = "edge" if args.edge_only else specs[0].name if len(specs) == 1 else "mesh"
+        specs = _select(registry, args.names, args.all)
+        process = specs[0].name if len(specs) == 1 else "mesh"
         logs.configure(settings.log_level, process, settings.log_format)
         from runtime.serve import serve as serve_services
 
-        with_edge = args.with_edge or args.edge_only
-        asyncio.run(serve_services(specs, settings, registry, with_edge=with_edge, parent_pid=args.exit_with_parent))
+        asyncio.run(
+            serve_services(specs, settings, registry, with_edge=args.with_edge, parent_pid=args.exit_with_parent)
+        )
         return 0
     # The supervisor's output is the operator's console (its children's go to var/log as JSON).
     logs.configure(settings.log_level, "supervisor", "text" if settings.log_format == "auto" else settings.log_format)

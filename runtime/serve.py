@@ -8,32 +8,23 @@ server on its own port.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import signal
-from collections.abc import Iterator
 
 import uvicorn
 
 from gateway_rest.mesh_upstreams import mesh_app
+from gateway_rest.probes import EdgeLifecycle
+from gateway_rest.serving import EmbeddedServer, uvicorn_config
 from mesh.config import Settings
 from mesh.kit.audit import AuditPort
 from mesh.kit.clock import Clock
+from mesh.parent import stop_when_orphaned
 from mesh.registry import Registry, ServiceSpec
 from runtime.security import SecurityOptions
 from runtime.server import ServiceHost
 
 log = logging.getLogger(__name__)
-
-
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn without its own signal handlers: the mesh's loop owns SIGTERM and SIGINT."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        """Leave signal handling to the caller."""
-        yield
 
 
 class InProcessMesh:
@@ -65,6 +56,7 @@ class InProcessMesh:
             for spec in specs
         ]
         self.edge: uvicorn.Server | None = None
+        self._edge_lifecycle: EdgeLifecycle | None = None
         self.edge_port = 0
         self._edge_task: asyncio.Task[None] | None = None
 
@@ -89,10 +81,8 @@ class InProcessMesh:
         """Start the REST edge in this loop; returns its port."""
         app = mesh_app(self.registry, self.settings, self.ports)
         listen = self.settings.edge_listen_port if port is None else port
-        config = uvicorn.Config(
-            app, host=self.settings.edge_bind_host, port=listen, log_config=None, access_log=False, proxy_headers=False
-        )
-        self.edge = _EmbeddedServer(config)
+        self._edge_lifecycle = app.state.lifecycle
+        self.edge = EmbeddedServer(uvicorn_config(app, self.settings, port=listen))
         self._edge_task = asyncio.create_task(self.edge.serve())
         while not self.edge.started:
             if self._edge_task.done():
@@ -103,11 +93,21 @@ class InProcessMesh:
         return int(sockets[0].getsockname()[1])
 
     async def shutdown(self) -> None:
-        """Stop the edge, then every host, concurrently and gracefully."""
-        if self.edge is not None and self._edge_task is not None and not self._edge_task.done():
-            self.edge.should_exit = True
-            await self._edge_task
-        await asyncio.gather(*(host.shutdown() for host in self.hosts))
+        """Stop the edge and every host, concurrently and gracefully.
+
+        The edge's ``/readyz`` turns 503 at once; it keeps forwarding for the drain time
+        (while the services drain too), then stops before the services stop taking calls.
+        """
+        await asyncio.gather(self._stop_edge(), *(host.shutdown() for host in self.hosts))
+
+    async def _stop_edge(self) -> None:
+        if self.edge is None or self._edge_task is None or self._edge_task.done():
+            return
+        if self._edge_lifecycle is not None:
+            self._edge_lifecycle.begin_drain()
+        await asyncio.wait([self._edge_task], timeout=self.settings.shutdown_drain)
+        self.edge.should_exit = True
+        await self._edge_task
 
 
 async def serve(
@@ -134,7 +134,7 @@ async def serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    orphan_watch = asyncio.create_task(_stop_when_orphaned(parent_pid, stop)) if parent_pid else None
+    orphan_watch = asyncio.create_task(stop_when_orphaned(parent_pid, stop)) if parent_pid else None
     await mesh.start()
     if with_edge:
         await mesh.start_edge()
@@ -143,13 +143,3 @@ async def serve(
     if orphan_watch is not None:
         orphan_watch.cancel()
     await mesh.shutdown()
-
-
-async def _stop_when_orphaned(parent_pid: int, stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        if os.getppid() != parent_pid:
-            log.warning("the supervisor (pid %d) is gone; stopping", parent_pid)
-            stop.set()
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 1.0)

@@ -6,11 +6,13 @@ limit → stream limit → RBAC → validation, outermost first) are composed on
 when the servicer is registered (``interceptors.chain.ChainedServer``), not re-resolved per
 call by interceptors.
 
-Start-up: bind the port, answer health NOT_SERVING until the database has answered
-(and, in development, migrations have run), then SERVING. The status follows the
-database from then on. Shutdown (SIGTERM): health turns NOT_SERVING first, the server
-keeps answering for ``shutdown_drain`` seconds so probes and balancers notice, then
-stops taking calls and gives in-flight calls ``shutdown_grace`` seconds to finish.
+Start-up: bind the port, answer readiness NOT_SERVING until the database has answered
+(and, in development, migrations have run), then SERVING; liveness is SERVING from the
+start (``runtime/probes.py`` names them). Readiness follows the database from then on.
+Shutdown (SIGTERM): readiness turns NOT_SERVING first, the server keeps answering for
+``shutdown_drain`` seconds so probes and balancers notice, then stops taking calls and
+gives in-flight calls ``shutdown_grace`` seconds to finish; liveness stays SERVING until
+the server stops.
 """
 
 from __future__ import annotations
@@ -52,13 +54,11 @@ from mesh.tokens import TokenVerifier
 from runtime.clients import MeshClients
 from runtime.forwarding import EdgeVouching
 from runtime.handlers import ServiceContext, ServiceModule, load_service_module, unimplemented_handler
+from runtime.probes import HealthProbes
 from runtime.revocations import RevocationWatcher
 from runtime.security import Authenticator, SecurityOptions, identity_jwks
 
 log = logging.getLogger(__name__)
-
-SERVING = health_pb2.HealthCheckResponse.SERVING
-NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 # SO_REUSEPORT would let a second mesh bind the same ports and silently share traffic.
 # Metadata up to 64 KiB reaches the interceptors, so an oversized token is refused as
@@ -132,6 +132,7 @@ class ServiceHost:
         # Calls through the REST edge carry its proxy token; only then is their x-forwarded-for believed.
         self.forwarding = EdgeVouching(self.authenticator.verifier)
         self.health = HealthServicer()
+        self.probes = HealthProbes(self.health, spec.full_name)
         self.inflight = InFlightCalls()
         self.rate_limiter = limiter_for(spec.name, settings)
         protection = [rate_limited(registry, self.rate_limiter)]
@@ -197,7 +198,7 @@ class ServiceHost:
             (self.spec.full_name, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
             self.server,
         )
-        await self._set_status(NOT_SERVING)
+        await self.probes.start()
         address = f"{self.settings.host}:{self.requested_port}"
         try:
             self.port = self.server.add_insecure_port(address)
@@ -231,15 +232,17 @@ class ServiceHost:
         if self._stopped.is_set():
             return
         self._stopped.set()
-        await self.health.enter_graceful_shutdown()
+        await self.probes.drain()
         await self._watch.stop()
         if self._revocation_watcher is not None:
             await self._revocation_watcher.stop()
-        log.info("%s is shutting down: NOT_SERVING, draining for %.1fs", self.spec.name, self.settings.shutdown_drain)
-        await asyncio.sleep(self.settings.shutdown_drain)
+        drain = self.settings.shutdown_drain
+        log.info("%s is shutting down: readiness NOT_SERVING, draining for %.1fs", self.spec.name, drain)
+        await asyncio.sleep(drain)
         stuck = await self.inflight.drain(self.settings.shutdown_grace)
         if stuck:
             log.warning("%s: handlers still running after cancellation: %s", self.spec.name, ", ".join(sorted(stuck)))
+        await self.probes.stop()
         await self.server.stop(_STOP_GRACE)
         await self.clients.close()
         await self.database.dispose()
@@ -250,11 +253,7 @@ class ServiceHost:
         await self.server.wait_for_termination()
 
     async def _database_changed(self, reachable: bool) -> None:
-        await self._set_status(SERVING if reachable else NOT_SERVING)
-
-    async def _set_status(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
-        await self.health.set("", status)
-        await self.health.set(self.spec.full_name, status)
+        await self.probes.ready(reachable)
 
     async def _migrate(self) -> None:
         await asyncio.to_thread(migrations.upgrade, self.database)

@@ -2,9 +2,10 @@
 
 Processes mode (default) runs one process per service plus the REST edge; all-in-one
 mode runs every service and the edge in a single process. Either way the supervisor
-prints a table of services and their health once the mesh is up, restarts a child that
-crashes (with exponential backoff, and says so), and on Ctrl-C or SIGTERM stops every
-child gracefully (SIGTERM, then SIGKILL after the grace period).
+shows progress while the mesh comes up and a table of services and their health once it
+is up (rich on a terminal, plain text otherwise: ``runtime/console.py``), restarts a
+child that crashes (with exponential backoff, and says so), and on Ctrl-C or SIGTERM
+stops every child gracefully (SIGTERM, then SIGKILL after the grace period).
 
 Each child gets only its own service credential (``VOCELIO_SERVICE_CREDENTIAL``, derived
 from the master secret); the master secret itself goes to identity alone (and to the
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import dataclasses
 import logging
 import os
@@ -27,13 +27,14 @@ from typing import TextIO
 from mesh import migrations, service_credentials
 from mesh.config import Settings
 from mesh.db import ServiceDatabase
+from mesh.parent import stop_when_parent_dies
 from mesh.registry import Registry
+from runtime.console import MeshConsole
 from runtime.probe import grpc_health, http_status, pss_bytes, rss_bytes
 
 log = logging.getLogger(__name__)
 
 _MAX_BACKOFF = 30.0
-_PR_SET_PDEATHSIG = 1  # prctl(2): the signal a child gets when its parent dies
 _STABLE_AFTER = 60.0
 
 
@@ -60,6 +61,7 @@ class Supervisor:
         self.settings = settings
         self.registry = registry
         self.out = out
+        self.console = MeshConsole(out)
         # A fixed 20 s was too short: 24 processes starting at once on a loaded 2-core machine
         # took longer, and the supervisor then called a healthy mesh "NOT ready".
         self.ready_timeout = settings.ready_timeout if ready_timeout is None else ready_timeout
@@ -94,7 +96,7 @@ class Supervisor:
         children.append(
             Child(
                 "edge",
-                [python, "-m", "gateway_rest", "--mesh"],
+                [python, "-m", "gateway_rest", "--mesh", *with_parent],
                 [("edge", edge_port)],
                 credential=service_credentials.EDGE,
             )
@@ -164,7 +166,7 @@ class Supervisor:
                 stderr=log_file,
                 env=self._environment_of(child),
                 start_new_session=True,  # Ctrl-C reaches the supervisor only; it stops children in order
-                preexec_fn=_stop_when_parent_dies,
+                preexec_fn=stop_when_parent_dies,  # SIGTERM even if the supervisor is SIGKILLed
             )
         finally:
             log_file.close()
@@ -221,15 +223,19 @@ class Supervisor:
 
     async def _wait_ready(self, begin: float) -> dict[str, str]:
         statuses: dict[str, str] = {}
-        while time.monotonic() - begin < self.ready_timeout and not self._stopping.is_set():
-            statuses = await self._statuses()
-            if all(s in ("SERVING", "HTTP 200") for s in statuses.values()):
-                return statuses
-            await asyncio.sleep(0.25)
+        total = sum(len(child.ports) for child in self.children)
+        with self.console.coming_up(total) as update:
+            while time.monotonic() - begin < self.ready_timeout and not self._stopping.is_set():
+                statuses = await self._statuses()
+                healthy = sum(1 for s in statuses.values() if s in ("SERVING", "HTTP 200"))
+                update(healthy)
+                if healthy == len(statuses):
+                    return statuses
+                await asyncio.sleep(0.25)
         return statuses or await self._statuses()
 
     def _print_table(self, statuses: dict[str, str], elapsed: float) -> None:
-        rows = [("SERVICE", "ADDRESS", "PID", "HEALTH")]
+        rows: list[tuple[str, str, str, str]] = []
         total_rss = total_pss = 0
         for child in self.children:
             pid = child.process.pid if child.process else 0
@@ -238,11 +244,7 @@ class Supervisor:
             for name, port in child.ports:
                 host = self.settings.edge_bind_host if name == "edge" else self.settings.host
                 rows.append((name, f"{host}:{port}", str(pid), statuses.get(name, "?")))
-        widths = [max(len(row[i]) for row in rows) for i in range(4)]
-        for row in rows:
-            self.out.write(
-                "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() + "\n"
-            )
+        self.console.table(rows)
         serving = sum(1 for name, s in statuses.items() if name != "edge" and s == "SERVING")
         verdict = "ready" if serving == len(self.registry) else "NOT ready"
         self._say(
@@ -270,22 +272,9 @@ class Supervisor:
             await asyncio.gather(*(p.wait() for p in running))
 
     def _say(self, message: str) -> None:
-        self.out.write(f"[vocelio] {message}\n")
-        self.out.flush()
+        self.console.say(message)
 
 
 def _dialable(host: str) -> str:
     """Where to reach a server bound to ``host`` from this machine (a wildcard bind answers on loopback)."""
     return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
-
-
-def _stop_when_parent_dies() -> None:
-    """In the forked child: ask Linux for SIGTERM when the supervisor dies, even by SIGKILL.
-
-    ``--exit-with-parent`` covers the service processes by polling; this covers every child
-    (the edge too) without polling. Elsewhere than Linux it does nothing.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)

@@ -1,4 +1,4 @@
-"""The reference page in a real browser: Swagger UI must render the operations offline."""
+"""The reference page in a real browser: Swagger UI 5 must render the OpenAPI 3.1 document offline."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 from starlette.applications import Starlette
 
 from gateway_rest.descriptors import Catalog
-from gateway_rest.docs import docs_routes, openapi_route
+from gateway_rest.docs import docs_routes, openapi_route, swagger_ui_version
 from gateway_rest.openapi import build_openapi
 from gateway_rest.vocelio_policy import vocelio_is_public, vocelio_operation_extras
 from mesh import registry
@@ -88,7 +88,8 @@ async def test_swagger_ui_renders_the_vocelio_operations(tmp_path):
         async with httpx.AsyncClient(base_url=base, timeout=_CLIENT_TIMEOUT) as client:
             page = await client.get("/docs")
             spec = await client.get("/openapi.json")
-        dom = await _dump_dom(chromium, f"{base}/docs", tmp_path / "profile")
+        # The page opens on the collapsed list of services; a deep link opens one of them.
+        dom = await _dump_dom(chromium, f"{base}/docs#/AgentsService", tmp_path / "profile")
 
     # The static page: our title, our spec URL, nothing from another host.
     assert page.status_code == 200
@@ -98,16 +99,25 @@ async def test_swagger_ui_renders_the_vocelio_operations(tmp_path):
     assert "default-src 'none'" in page.headers["content-security-policy"]
     assert spec.headers["content-type"] == "application/json"
     assert json.loads(spec.content)["info"]["title"] == TITLE
+    assert json.loads(spec.content)["openapi"].startswith("3.1.")  # served as it is, no 3.0 downgrade
 
     # The rendered page: content that only Swagger UI's JavaScript produces.
     assert 'class="swagger-ui' in dom
+    assert "OAS 3.1" in dom  # Swagger UI 5 read the document as OpenAPI 3.1
     assert TITLE in dom  # info title, from the document
     assert "/v1/organizations/{organization}/agents" in dom
     assert "Gets one agent." in dom  # an operation summary
     assert "AgentsService" in dom  # a tag
+    assert 'data-tag="IdentityService"' in dom  # another, collapsed
+    assert "Unable to render this definition" not in dom
+
+
+async def test_swagger_ui_shows_the_oauth_endpoints(tmp_path):
+    chromium = _chromium()
+    async with serve_app(_app()) as port:
+        dom = await _dump_dom(chromium, f"http://127.0.0.1:{port}/docs#/IdentityService", tmp_path / "profile")
     assert "/v1/auth/token" in dom
     assert "Unable to render this definition" not in dom
-    assert "Cannot load the API description" not in dom
 
 
 async def test_docs_assets_and_openapi_caching():
@@ -126,7 +136,13 @@ async def test_docs_assets_and_openapi_caching():
         init = await client.get("/docs/init.js")
         assert init.status_code == 200
         assert "SwaggerUIBundle" in init.text
+        assert "3.0" not in init.text  # Swagger UI 5 reads 3.1 itself: the in-browser downgrade is gone
+        assert (await client.get("/docs/assets/swagger-ui-bundle.js.map")).status_code == 404
         first = await client.get("/openapi.json")
         second = await client.get("/openapi.json", headers={"If-None-Match": first.headers["etag"]})
         assert second.status_code == 304
         assert first.content == (await client.get("/openapi.json")).content
+
+
+def test_the_shipped_swagger_ui_is_version_5():
+    assert swagger_ui_version() >= (5,)

@@ -233,3 +233,11 @@ def test_log_format_and_rpc_log_settings():
         Settings.from_environ({"VOCELIO_LOG_FORMAT": "xml"})
     with pytest.raises(ConfigError, match="VOCELIO_RPC_LOG"):
         Settings.from_environ({"VOCELIO_RPC_LOG": "sometimes"})
+def test_edge_workers_default_to_one_per_cpu_and_are_bounded():
+    import os
+
+    assert Settings.from_environ({}).edge_worker_count == len(os.sched_getaffinity(0))
+    assert Settings.from_environ({"VOCELIO_EDGE_WORKERS": "3"}).edge_worker_count == 3
+    for bad in ("-1", "65", "two"):
+        with pytest.raises(ConfigError, match="VOCELIO_EDGE_WORKERS"):
+            Settings.from_environ({"VOCELIO_EDGE_WORKERS": bad})

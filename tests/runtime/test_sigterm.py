@@ -41,7 +41,7 @@ async def test_sigterm_turns_health_not_serving_before_exit(tmp_path):
         code = await asyncio.wait_for(process.wait(), 30)
         assert code == 0
         output = (await process.stdout.read()).decode() if process.stdout else ""
-        assert "shutting down: NOT_SERVING" in output
+        assert "shutting down: readiness NOT_SERVING" in output
         assert "agents stopped" in output
     finally:
         if process.returncode is None:

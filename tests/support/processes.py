@@ -53,8 +53,9 @@ def _offset_range(low: int = 10000, high: int = 40000) -> tuple[int, int]:
 
 
 def environment(**overrides: str) -> dict[str, str]:
-    """The current environment without VOCELIO_* settings, plus the overrides."""
+    """The current environment without VOCELIO_* settings, plus the overrides (one edge worker unless given)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("VOCELIO_")}
+    env["VOCELIO_EDGE_WORKERS"] = "1"
     env.update(overrides)
     env["PYTHONUNBUFFERED"] = "1"
     return env
@@ -119,3 +120,19 @@ def served_mesh(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def children_of(pid: int) -> list[int]:
+    """The pids of the live (not zombie) direct children of ``pid``, from /proc."""
+    children = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    text = stat.read()
+            except OSError:
+                continue
+            state, parent = text[text.rindex(")") + 2 :].split()[:2]
+            if int(parent) == pid and state != "Z":
+                children.append(int(entry))
+    return children
