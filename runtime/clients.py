@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import grpc
 
 from interceptors.client_auth import client_auth_interceptors
+from interceptors.client_metrics import client_metrics_interceptors
 from mesh.channels import CHANNEL_OPTIONS
 from mesh.config import Settings
 from mesh.registry import Registry
@@ -94,7 +95,11 @@ class MeshClients:
         """The shared, intercepted channel to a service."""
         channel = self._channels.get(service_name)
         if channel is None:
-            interceptors: list[Any] = client_auth_interceptors(self.credential.token)
+            # Metrics first (outermost): one count per call, whatever the interceptors below do.
+            interceptors: list[Any] = [
+                *client_metrics_interceptors(),
+                *client_auth_interceptors(self.credential.token),
+            ]
             channel = grpc.aio.insecure_channel(
                 self.address(service_name), options=CHANNEL_OPTIONS, interceptors=interceptors
             )

@@ -1,7 +1,7 @@
 """One service's gRPC server: per-method behaviours, servicer, health, reflection, database watch.
 
-The behaviours every call runs through (errors → in-flight tracking → authentication →
-RBAC, outermost first) are composed once per method when the servicer is registered
+The behaviours every call runs through (metrics → errors → in-flight tracking →
+authentication → RBAC, outermost first) are composed once per method when the servicer is registered
 (``interceptors.chain.ChainedServer``), not re-resolved per call by interceptors.
 
 Start-up: bind the port, answer health NOT_SERVING until the database has answered
@@ -26,6 +26,7 @@ from interceptors.auth import authenticated
 from interceptors.chain import chained_server
 from interceptors.errors import with_errors
 from interceptors.inflight import InFlightCalls
+from interceptors.metrics import measured
 from interceptors.rbac import authorized
 from interceptors.validation import validated
 from mesh import migrations
@@ -42,6 +43,7 @@ from mesh.tokens import TokenVerifier
 from runtime.clients import MeshClients
 from runtime.forwarding import EdgeVouching
 from runtime.handlers import ServiceContext, ServiceModule, load_service_module, unimplemented_handler
+from runtime.metrics_endpoint import MetricsEndpoint
 from runtime.revocations import RevocationWatcher
 from runtime.security import Authenticator, SecurityOptions, identity_jwks
 
@@ -79,12 +81,15 @@ class ServiceHost:
         audit: AuditPort | None = None,
         access: AccessTable | None = None,
         implementation: ServiceModule | None = None,
+        serve_metrics: bool = True,
     ) -> None:
         """Prepare a host; nothing listens until :meth:`start`.
 
         ``clock`` and ``audit`` replace the service's own (tests); ``access`` and
         ``implementation`` let a test serve a contract that is not one of Vocelio's
         (``tests/support/kitdemo``) with its own role table and ``register`` function.
+        Without ``serve_metrics`` the host opens no metrics port (an in-process mesh serves
+        one for all its hosts, which share the process registry).
         """
         self.spec = spec
         self._implementation = implementation
@@ -123,8 +128,12 @@ class ServiceHost:
         self.forwarding = EdgeVouching(self.authenticator.verifier)
         self.health = HealthServicer()
         self.inflight = InFlightCalls()
+        metrics_port = settings.metrics_port_for(self.requested_port) if serve_metrics else None
+        self.metrics = None if metrics_port is None else MetricsEndpoint(settings.host, metrics_port)
         self.server: grpc.aio.Server = chained_server(
             [
+                # outermost: it records the status the client sees, whoever set it
+                measured,
                 with_errors,
                 self.inflight.tracked,
                 authenticated(registry, self.authenticator, self.forwarding),
@@ -183,6 +192,13 @@ class ServiceHost:
         if self.port == 0:
             raise PortInUseError(f"{self.spec.name}: cannot listen on {address} (is the port in use?)")
         await self.server.start()
+        if self.metrics is not None:
+            try:
+                await self.metrics.start()
+            except OSError as error:
+                await self.server.stop(None)
+                where = f"{self.settings.host}:{self.metrics.requested_port}"
+                raise PortInUseError(f"{self.spec.name}: cannot serve metrics on {where} ({error.strerror})") from error
         await self._watch.check_once()
         self._watch.start()
         if background:
@@ -218,6 +234,8 @@ class ServiceHost:
         if stuck:
             log.warning("%s: handlers still running after cancellation: %s", self.spec.name, ", ".join(sorted(stuck)))
         await self.server.stop(_STOP_GRACE)
+        if self.metrics is not None:
+            await self.metrics.stop()
         await self.clients.close()
         await self.database.dispose()
         log.info("%s stopped", self.spec.name)
