@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -70,10 +71,8 @@ async def wrapper_cost(calls: int, rounds: int) -> dict[str, float]:
 
     async def aborting() -> None:
         for _ in range(calls):
-            try:
+            with contextlib.suppress(grpc.aio.AbortError):
                 await wrapped_abort(b"x", failed)
-            except grpc.aio.AbortError:
-                pass
 
     base = await _best(bare, calls, rounds)
     return {
@@ -89,17 +88,19 @@ async def round_trip_cost(calls: int, rounds: int) -> dict[str, float]:
     handler = {"Echo": grpc.unary_unary_rpc_method_handler(_echo)}
     metrics = ServerMetrics(CollectorRegistry())
     client = ClientMetrics(CollectorRegistry())
-    for label, wrappers, interceptors in (
+    metered_client: list[Any] = [UnaryMetricsInterceptor(client), StreamMetricsInterceptor(client)]
+    cases: tuple[tuple[str, list[Any], list[Any]], ...] = (
         ("bare grpc.aio", [], []),
         ("server metrics", [metrics.measured], []),
-        ("server + client metrics", [metrics.measured], [UnaryMetricsInterceptor(client), StreamMetricsInterceptor(client)]),
-    ):
+        ("server + client metrics", [metrics.measured], metered_client),
+    )
+    for label, wrappers, interceptors in cases:
         server = chained_server(wrappers)
         server.add_registered_method_handlers("bench.B", handler)
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}", interceptors=interceptors or None)
-        echo = channel.unary_unary("/bench.B/Echo")
+        echo: Any = channel.unary_unary("/bench.B/Echo")  # type: ignore[call-arg]
 
         async def run(echo: Any = echo) -> None:
             for _ in range(calls):

@@ -21,6 +21,7 @@ async def _ok(request: bytes, context: Any) -> bytes:
 
 async def _missing(request: bytes, context: Any) -> bytes:
     await context.abort(grpc.StatusCode.NOT_FOUND, "no such thing")
+    return b""
 
 
 async def _two(request: bytes, context: Any) -> AsyncIterator[bytes]:
@@ -47,9 +48,8 @@ async def counted():
     await server.start()
     registry = CollectorRegistry()
     metrics = ClientMetrics(registry)
-    channel = grpc.aio.insecure_channel(
-        f"127.0.0.1:{port}", interceptors=[UnaryMetricsInterceptor(metrics), StreamMetricsInterceptor(metrics)]
-    )
+    interceptors: list[Any] = [UnaryMetricsInterceptor(metrics), StreamMetricsInterceptor(metrics)]
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}", interceptors=interceptors)
     try:
         yield channel, registry
     finally:
@@ -86,9 +86,11 @@ async def test_unary_calls_are_counted_by_code(counted):
 async def test_a_call_to_a_server_that_is_not_there_is_unavailable():
     registry = CollectorRegistry()
     metrics = ClientMetrics(registry)
-    async with grpc.aio.insecure_channel("127.0.0.1:1", interceptors=[UnaryMetricsInterceptor(metrics)]) as channel:
+    interceptors: list[Any] = [UnaryMetricsInterceptor(metrics)]
+    async with grpc.aio.insecure_channel("127.0.0.1:1", interceptors=interceptors) as channel:
+        call: Any = channel.unary_unary(f"/{SERVICE}/Ok")  # type: ignore[call-arg]
         with pytest.raises(grpc.aio.AioRpcError):
-            await channel.unary_unary(f"/{SERVICE}/Ok")(b"x", timeout=5)
+            await call(b"x", timeout=5)
     assert _value(registry, "grpc_client_handled_total", "Ok", grpc_type="unary", grpc_code="UNAVAILABLE") == 1
 
 
