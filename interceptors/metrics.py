@@ -27,7 +27,8 @@ from typing import Any
 
 import grpc
 from google.protobuf import descriptor_pool
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from interceptors.chain import Behaviour, WrapperInterceptor
 
@@ -55,13 +56,10 @@ class ServerMetrics:
             buckets=BUCKETS,
             registry=registry,
         )
-        self.in_flight = Gauge(
-            "grpc_server_in_flight",
-            "RPCs running on the server now.",
-            _LABELS,
-            registry=registry,
-            multiprocess_mode="livesum",
-        )
+        # In flight is a plain number per method, read when collected: two gauge updates
+        # (each takes prometheus_client's lock) would cost more than the rest of the wrapper.
+        self._running: dict[tuple[str, ...], _Running] = {}
+        registry.register(_InFlightCollector(self._running))
         self.msg_sent = Counter(
             "grpc_server_msg_sent_total", "Stream messages sent by the server.", _LABELS, registry=registry
         )
@@ -70,7 +68,7 @@ class ServerMetrics:
         """The behaviour with its start, status, duration and messages counted (the outermost wrapper)."""
         labels = (grpc_type(path, behaviour), *split_path(path))
         started = self.started.labels(*labels)
-        in_flight = self.in_flight.labels(*labels)
+        in_flight = self._running.setdefault(labels, _Running())
         handling = self.handling.labels(*labels)
         handled = _CodeCounters(self.handled, labels)
         clock = time.perf_counter
@@ -80,7 +78,7 @@ class ServerMetrics:
 
             async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
                 started.inc()
-                in_flight.inc()
+                in_flight.count += 1
                 began = clock()
                 code = grpc.StatusCode.OK
                 try:
@@ -93,7 +91,7 @@ class ServerMetrics:
                 else:
                     code = _set_code(context)
                 finally:
-                    in_flight.dec()
+                    in_flight.count -= 1
                     handling.observe(clock() - began)
                     handled.inc(code)
 
@@ -101,7 +99,7 @@ class ServerMetrics:
 
         async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             started.inc()
-            in_flight.inc()
+            in_flight.count += 1
             began = clock()
             code = grpc.StatusCode.OK
             try:
@@ -112,12 +110,37 @@ class ServerMetrics:
             else:
                 code = _set_code(context)
             finally:
-                in_flight.dec()
+                in_flight.count -= 1
                 handling.observe(clock() - began)
                 handled.inc(code)
             return response
 
         return call
+
+
+class _Running:
+    """How many calls of one method are running (changed on the loop's thread only)."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
+class _InFlightCollector:
+    """``grpc_server_in_flight``, from the per-method numbers."""
+
+    def __init__(self, running: dict[tuple[str, ...], _Running]) -> None:
+        self._running = running
+
+    def describe(self) -> list[Metric]:
+        return [GaugeMetricFamily("grpc_server_in_flight", "RPCs running on the server now.", labels=_LABELS)]
+
+    def collect(self) -> list[Metric]:
+        family = GaugeMetricFamily("grpc_server_in_flight", "RPCs running on the server now.", labels=_LABELS)
+        for labels, running in list(self._running.items()):
+            family.add_metric(labels, running.count)
+        return [family]
 
 
 class _CodeCounters:
