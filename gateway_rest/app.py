@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway_rest.descriptors import Catalog
 from gateway_rest.health import aggregate
 from gateway_rest.metrics import EdgeMetrics
+from gateway_rest.metrics_gather import MetricsGatherer, ScrapeTarget
 from gateway_rest.ops_access import OpsGuard
 from gateway_rest.probes import EdgeLifecycle, probe_routes
 from gateway_rest.transcoder import EdgeOptions, Transcoder
@@ -33,6 +34,9 @@ def create_app(
     health_timeout: float = 2.0,
     ops_guard: OpsGuard | None = None,
     lifecycle: EdgeLifecycle | None = None,
+    metrics: EdgeMetrics | None = None,
+    metrics_targets: Sequence[ScrapeTarget] = (),
+    scrape_timeout: float = 1.0,
 ) -> Starlette:
     """Build the edge.
 
@@ -43,8 +47,12 @@ def create_app(
     ``GET /metrics`` (Prometheus text), any ``extra_routes`` (OpenAPI, docs), and every
     REST binding of the catalogue. With ``ops_guard``, ``/services`` and ``/metrics``
     answer only requests it lets through (``/health`` stays public, for probes).
+    ``/metrics`` shows the edge's series (``metrics``, new by default) and, merged, those of
+    every ``metrics_targets`` service (``gateway_rest.metrics_gather``).
     """
-    metrics = EdgeMetrics()
+    if metrics is None:
+        metrics = EdgeMetrics(known_methods=frozenset(_cors_methods(catalog)))
+    gatherer = MetricsGatherer(metrics.render, metrics_targets, scrape_timeout) if metrics_targets else None
     lifecycle = lifecycle or EdgeLifecycle()
 
     async def health(_request: Request) -> JSONResponse:
@@ -73,7 +81,8 @@ def create_app(
     async def prometheus(request: Request) -> Response:
         if ops_guard is not None and (refused := await ops_guard(request)) is not None:
             return refused
-        return Response(metrics.render(), media_type=metrics.content_type)
+        body = await gatherer.render() if gatherer is not None else metrics.render()
+        return Response(body, media_type=metrics.content_type, headers={"Cache-Control": "no-store"})
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:

@@ -22,6 +22,8 @@ from starlette.applications import Starlette
 from gateway_rest.app import create_app
 from gateway_rest.descriptors import Catalog
 from gateway_rest.docs import docs_routes, openapi_route
+from gateway_rest.metrics import EdgeMetrics
+from gateway_rest.metrics_gather import ScrapeTarget
 from gateway_rest.oauth import OAuthEndpoints, OAuthOptions
 from gateway_rest.oauth_openapi import describe_oauth
 from gateway_rest.openapi import build_openapi
@@ -91,8 +93,14 @@ def _edge_verifier(upstream: Upstream, settings: Settings) -> TokenVerifier:
     return TokenVerifier(issuer=settings.jwt_issuer, audience=settings.jwt_audience, keys=JwksCache(fetch))
 
 
-def mesh_app(registry: Registry, settings: Settings, ports: dict[str, int] | None = None) -> Starlette:
-    """The REST edge in front of the whole mesh, with the Vocelio OpenAPI document and docs."""
+def mesh_app(
+    registry: Registry, settings: Settings, ports: dict[str, int] | None = None, *, scrape_services: bool = True
+) -> Starlette:
+    """The REST edge in front of the whole mesh, with the Vocelio OpenAPI document and docs.
+
+    Its ``/metrics`` merges every service's metrics port; with ``scrape_services`` off (the
+    services run in this process and count on its registry) it shows that registry instead.
+    """
     catalog = Catalog.from_file(default_descriptor_set())
     document = functools.partial(vocelio_openapi, catalog)
     from runtime.clients import ServiceCredential  # the edge is a mesh client for its own token only
@@ -110,7 +118,24 @@ def mesh_app(registry: Registry, settings: Settings, ports: dict[str, int] | Non
         extra_routes=[openapi_route(document), *docs_routes(), *oauth_endpoints(upstreams, options, settings).routes()],
         health_timeout=settings.health_probe_timeout,
         ops_guard=platform_guard(_edge_verifier(identity, settings)),
+        metrics=EdgeMetrics(
+            multiprocess_dir=settings.prometheus_multiproc_dir,
+            known_methods=frozenset(binding.http_method for binding in catalog.bindings),
+        ),
+        metrics_targets=metrics_targets(registry, settings, ports) if scrape_services else (),
+        scrape_timeout=settings.metrics_scrape_timeout,
     )
+
+
+def metrics_targets(registry: Registry, settings: Settings, ports: dict[str, int] | None = None) -> list[ScrapeTarget]:
+    """Every service's metrics port (none when metrics are off)."""
+    ports = ports or {}
+    targets = []
+    for spec in registry:
+        metrics_port = settings.metrics_port_for(ports.get(spec.name, settings.port_for(spec.contract_port)))
+        if metrics_port:
+            targets.append(ScrapeTarget(spec.name, settings.host, metrics_port))
+    return targets
 
 
 def vocelio_openapi(catalog: Catalog) -> dict[str, Any]:

@@ -128,7 +128,7 @@ class OAuthEndpoints:
             code = "INTERNAL"
         response.headers.update(NO_STORE)
         response.headers["X-Request-Id"] = request_id
-        _observe(request, f"POST {request.url.path}", response.status_code, time.perf_counter() - started, code)
+        _observe(request, request.url.path, response.status_code, time.perf_counter() - started, code)
         return response
 
     async def _parameters(self, request: Request) -> tuple[dict[str, str], ClientAuth]:
@@ -199,7 +199,7 @@ class OAuthEndpoints:
                 response = self._cacheable(request, responses.render_json(reply))
         response.headers["X-Request-Id"] = request_id
         code = _CODE_OF_HTTP.get(response.status_code, "INTERNAL") if response.status_code >= 400 else "OK"
-        _observe(request, f"GET {JWKS_PATH}", response.status_code, time.perf_counter() - started, code)
+        _observe(request, JWKS_PATH, response.status_code, time.perf_counter() - started, code)
         return response
 
     def _cacheable(self, request: Request, body: bytes) -> Response:
@@ -296,10 +296,19 @@ _CODE_OF_HTTP = {
 }
 
 
+# The identity method each OAuth endpoint calls, for the ``grpc_method`` label.
+_GRPC_METHODS = {
+    TOKEN_PATH: f"/{IDENTITY_SERVICE}/IssueToken",
+    REVOKE_PATH: f"/{IDENTITY_SERVICE}/RevokeToken",
+    JWKS_PATH: f"/{IDENTITY_SERVICE}/GetJwks",
+}
+
+
 def _observe(request: Request, route: str, status: int, seconds: float, code: str) -> None:
     metrics = getattr(request.app.state, "metrics", None) if "app" in request.scope else None
     if isinstance(metrics, EdgeMetrics):
-        metrics.observe(route, status, seconds, code or None)
+        grpc_method = _GRPC_METHODS.get(route, "")
+        metrics.observe(request.method, route, grpc_method, status, seconds, code or None)
 
 
 def _error_info(status: status_pb2.Status) -> error_details_pb2.ErrorInfo | None:

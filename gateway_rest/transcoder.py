@@ -93,12 +93,12 @@ class Transcoder:
         started = time.perf_counter()
         request = Request(scope, receive)
         request_id = request_ids.for_request(request.headers.get("x-request-id"))
-        route = UNMATCHED
+        route, grpc_method = UNMATCHED, ""
         try:
             raw_path = scope.get("raw_path") or scope["path"].encode()
             path = raw_path.decode("latin-1").split("?", 1)[0]
             binding, variables = self.router.match(request.method, path)
-            route = f"{binding.http_method} {binding.template.source}"
+            route, grpc_method = binding.template.source, binding.grpc_path
             response, code = await self._handle(request, binding, variables, request_id)
         except EdgeError as error:
             response, code = self._error(error.status(), error.http, error.headers), error.code.name
@@ -122,7 +122,9 @@ class Transcoder:
             response, code = self._error(bug.status(), 500, {}), "INTERNAL"
         response.headers["X-Request-Id"] = request_id
         await response(scope, receive, send)
-        self.metrics.observe(route, response.status_code, time.perf_counter() - started, code)
+        self.metrics.observe(
+            request.method, route, grpc_method, response.status_code, time.perf_counter() - started, code
+        )
 
     async def _handle(
         self, request: Request, binding: Binding, variables: dict[str, str], request_id: str

@@ -120,6 +120,14 @@ class Settings:
             no limit.
         edge_workers: REST edge worker processes on its one port; 0 means one per CPU this
             process may run on (:attr:`edge_worker_count`).
+        metrics: serve Prometheus metrics (``VOCELIO_METRICS``, on by default).
+        metrics_port_offset: a service's metrics port is its gRPC port plus this (``0``
+            turns the metrics ports off); the all-in-one process serves one, at the edge's
+            port plus this.
+        metrics_scrape_timeout: seconds the edge's ``/metrics`` waits for each service's.
+        prometheus_multiproc_dir: ``PROMETHEUS_MULTIPROC_DIR``, prometheus_client's own
+            variable, set for the edge's workers when there are several; their metrics are
+            then kept in files there and summed at ``/metrics``.
 
     """
 
@@ -191,6 +199,11 @@ class Settings:
     rpc_log: bool = True
     # --- edge workers (issue #10) ---
     edge_workers: int = 0
+    # --- metrics (issue #10) ---
+    metrics: bool = True
+    metrics_port_offset: int = 1000
+    metrics_scrape_timeout: float = 1.0
+    prometheus_multiproc_dir: pathlib.Path | None = None
 
     def __post_init__(self) -> None:
         if self.port_offset < 0 or self.port_offset > 50000:
@@ -253,6 +266,11 @@ class Settings:
             raise ConfigError("VOCELIO_MAX_IN_FLIGHT", "must be between 0 (no limit) and 1000000")
         if not 0 <= self.edge_workers <= 64:
             raise ConfigError("VOCELIO_EDGE_WORKERS", "must be between 0 (one per CPU) and 64")
+        # --- metrics (issue #10) ---
+        if not 0 <= self.metrics_port_offset <= 50000:
+            raise ConfigError("VOCELIO_METRICS_PORT_OFFSET", "must be between 0 (no metrics ports) and 50000")
+        if not 0 < self.metrics_scrape_timeout <= 30:
+            raise ConfigError("VOCELIO_METRICS_SCRAPE_TIMEOUT", "must be more than 0 and at most 30 seconds")
         if self.log_level not in _LOG_LEVELS:
             raise ConfigError("VOCELIO_LOG_LEVEL", f"must be one of {', '.join(_LOG_LEVELS)}")
         if self.environment == "production":
@@ -373,6 +391,13 @@ class Settings:
             rpc_log=_boolean(environ, "VOCELIO_RPC_LOG", True),
             # --- edge workers (issue #10) ---
             edge_workers=_integer(environ, "VOCELIO_EDGE_WORKERS", 0),
+            # --- metrics (issue #10) ---
+            metrics=_boolean(environ, "VOCELIO_METRICS", True),
+            metrics_port_offset=_integer(environ, "VOCELIO_METRICS_PORT_OFFSET", 1000),
+            metrics_scrape_timeout=_number(environ, "VOCELIO_METRICS_SCRAPE_TIMEOUT", 1.0),
+            prometheus_multiproc_dir=pathlib.Path(environ["PROMETHEUS_MULTIPROC_DIR"])
+            if environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip()
+            else None,
         )
 
     def port_for(self, contract_port: int) -> int:
@@ -406,6 +431,15 @@ class Settings:
         from mesh.secrets import load_or_create
 
         return load_or_create(self.var_dir / "secrets" / "key-encryption-key")
+
+    def metrics_port_for(self, service_port: int) -> int | None:
+        """The metrics port beside a service (or the edge) on ``service_port``; ``None`` when metrics are off.
+
+        A service on an ephemeral port (``0``) gets an ephemeral metrics port too.
+        """
+        if not self.metrics or not self.metrics_port_offset:
+            return None
+        return service_port + self.metrics_port_offset if service_port else 0
 
     @property
     def edge_bind_host(self) -> str:

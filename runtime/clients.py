@@ -26,6 +26,7 @@ from interceptors.client_breaker import UpstreamCircuit, client_breaker_intercep
 from interceptors.client_bulkhead import Bulkhead, client_bulkhead_interceptors
 from interceptors.client_deadline import DeadlineBudget, client_deadline_interceptors
 from interceptors.client_idempotency import client_idempotency_interceptors
+from interceptors.client_metrics import client_metrics_interceptors
 from interceptors.client_request_id import client_request_id_interceptors
 from mesh import service_config
 from mesh.channels import CHANNEL_OPTIONS
@@ -111,7 +112,9 @@ class MeshClients:
         channel = self._channels.get(service_name)
         if channel is None:
             spec = self._registry.service(service_name)
+            # Metrics first (outermost): one count per call, whatever the interceptors below do.
             interceptors: list[Any] = [
+                *client_metrics_interceptors(),
                 *client_idempotency_interceptors(service_config.request_id_methods(self._registry, spec)),
                 *client_request_id_interceptors(),
                 *self._guards(service_name),

@@ -3,6 +3,12 @@
 One service per process is the default (``make run``); several in one process is the
 all-in-one mode for tests and small machines. Either way each service has its own
 server on its own port.
+
+Metrics: every server in a process counts on the one process registry (the series
+are told apart by ``grpc_service``), so a process serves one metrics port. Alone, a
+service serves it beside its gRPC port; several services in one process serve it once,
+at the edge's port plus ``VOCELIO_METRICS_PORT_OFFSET`` (9000 by default), and an edge
+in the same process reads that registry directly instead of scraping.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from mesh.kit.audit import AuditPort
 from mesh.kit.clock import Clock
 from mesh.parent import stop_when_orphaned
 from mesh.registry import Registry, ServiceSpec
+from runtime.metrics_endpoint import MetricsEndpoint
 from runtime.security import SecurityOptions
 from runtime.server import ServiceHost
 
@@ -52,9 +59,14 @@ class InProcessMesh:
                 security=security,
                 clock=clock,
                 audit=audit,
+                serve_metrics=len(specs) == 1,
             )
             for spec in specs
         ]
+        shared_port = settings.metrics_port_for(0 if ephemeral_ports else settings.edge_listen_port)
+        self.metrics = (
+            MetricsEndpoint(settings.host, shared_port) if len(specs) > 1 and shared_port is not None else None
+        )
         self.edge: uvicorn.Server | None = None
         self._edge_lifecycle: EdgeLifecycle | None = None
         self.edge_port = 0
@@ -72,6 +84,12 @@ class InProcessMesh:
         if failures:
             await self.shutdown()
             raise failures[0]
+        if self.metrics is not None:
+            try:
+                await self.metrics.start()
+            except OSError:
+                await self.shutdown()
+                raise
         # Services on ephemeral ports learn where their peers actually listen.
         for host in self.hosts:
             host.clients.update_ports(self.ports)
@@ -79,7 +97,8 @@ class InProcessMesh:
 
     async def start_edge(self, port: int | None = None) -> int:
         """Start the REST edge in this loop; returns its port."""
-        app = mesh_app(self.registry, self.settings, self.ports)
+        # The services' series are in this process's registry: the edge shows them without scraping.
+        app = mesh_app(self.registry, self.settings, self.ports, scrape_services=not self.hosts)
         listen = self.settings.edge_listen_port if port is None else port
         self._edge_lifecycle = app.state.lifecycle
         self.edge = EmbeddedServer(uvicorn_config(app, self.settings, port=listen))
@@ -99,6 +118,8 @@ class InProcessMesh:
         (while the services drain too), then stops before the services stop taking calls.
         """
         await asyncio.gather(self._stop_edge(), *(host.shutdown() for host in self.hosts))
+        if self.metrics is not None:
+            await self.metrics.stop()
 
     async def _stop_edge(self) -> None:
         if self.edge is None or self._edge_task is None or self._edge_task.done():

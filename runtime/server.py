@@ -1,6 +1,6 @@
 """One service's gRPC server: per-method behaviours, servicer, health, reflection, database watch.
 
-The behaviours every call runs through (request id → RPC log line → errors → load
+The behaviours every call runs through (request id → metrics → RPC log line → errors → load
 shedding → in-flight tracking → deadline → retried-attempt count → authentication → rate
 limit → stream limit → RBAC → validation, outermost first) are composed once per method
 when the servicer is registered (``interceptors.chain.ChainedServer``), not re-resolved per
@@ -32,6 +32,7 @@ from interceptors.deadline import with_deadline
 from interceptors.errors import with_errors
 from interceptors.inflight import InFlightCalls
 from interceptors.load_shedding import shedding
+from interceptors.metrics import measured
 from interceptors.rate_limit import limiter_for, rate_limited
 from interceptors.rbac import authorized
 from interceptors.request_id import with_request_id
@@ -54,6 +55,7 @@ from mesh.tokens import TokenVerifier
 from runtime.clients import MeshClients
 from runtime.forwarding import EdgeVouching
 from runtime.handlers import ServiceContext, ServiceModule, load_service_module, unimplemented_handler
+from runtime.metrics_endpoint import MetricsEndpoint
 from runtime.probes import HealthProbes
 from runtime.revocations import RevocationWatcher
 from runtime.security import Authenticator, SecurityOptions, identity_jwks
@@ -89,12 +91,15 @@ class ServiceHost:
         audit: AuditPort | None = None,
         access: AccessTable | None = None,
         implementation: ServiceModule | None = None,
+        serve_metrics: bool = True,
     ) -> None:
         """Prepare a host; nothing listens until :meth:`start`.
 
         ``clock`` and ``audit`` replace the service's own (tests); ``access`` and
         ``implementation`` let a test serve a contract that is not one of Vocelio's
         (``tests/support/kitdemo``) with its own role table and ``register`` function.
+        Without ``serve_metrics`` the host opens no metrics port (an in-process mesh serves
+        one for all its hosts, which share the process registry).
         """
         self.spec = spec
         self._implementation = implementation
@@ -138,9 +143,13 @@ class ServiceHost:
         protection = [rate_limited(registry, self.rate_limiter)]
         if settings.max_streams_per_principal:
             protection.append(stream_limited(registry, StreamSlots(settings.max_streams_per_principal), spec.name))
+        metrics_port = settings.metrics_port_for(self.requested_port) if serve_metrics else None
+        self.metrics = None if metrics_port is None else MetricsEndpoint(settings.host, metrics_port)
         self.server: grpc.aio.Server = chained_server(
             [
                 with_request_id,
+                # it records the status the client sees, whoever set it
+                measured,
                 # outside the errors wrapper, so it logs the code every call ends with (VOCELIO_RPC_LOG)
                 *([rpc_logged] if settings.rpc_log else []),
                 with_errors,
@@ -207,6 +216,13 @@ class ServiceHost:
         if self.port == 0:
             raise PortInUseError(f"{self.spec.name}: cannot listen on {address} (is the port in use?)")
         await self.server.start()
+        if self.metrics is not None:
+            try:
+                await self.metrics.start()
+            except OSError as error:
+                await self.server.stop(None)
+                where = f"{self.settings.host}:{self.metrics.requested_port}"
+                raise PortInUseError(f"{self.spec.name}: cannot serve metrics on {where} ({error.strerror})") from error
         await self._watch.check_once()
         self._watch.start()
         if background:
@@ -244,6 +260,8 @@ class ServiceHost:
             log.warning("%s: handlers still running after cancellation: %s", self.spec.name, ", ".join(sorted(stuck)))
         await self.probes.stop()
         await self.server.stop(_STOP_GRACE)
+        if self.metrics is not None:
+            await self.metrics.stop()
         await self.clients.close()
         await self.database.dispose()
         log.info("%s stopped", self.spec.name)

@@ -190,17 +190,24 @@ def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
 
 
 async def test_metrics(make_edge: EdgeFactory):
-    get = "GET /v1/{name=shelves/*/items/*}"
+    get = "/v1/{name=shelves/*/items/*}"
+    item = "/conformance.v1.ConformanceService/GetItem"
+    fail = "/conformance.v1.ConformanceService/Fail"
+
+    def key(name: str, **labels: str) -> tuple[str, frozenset[tuple[str, str]]]:
+        return name, frozenset(labels.items())
+
+    requests, errors = "vocelio_edge_requests_total", "vocelio_edge_errors_total"
     expected = {
-        ("vocelio_edge_requests_total", frozenset({("route", get), ("status", "200")})): 2.0,
-        ("vocelio_edge_requests_total", frozenset({("route", get), ("status", "404")})): 1.0,
-        ("vocelio_edge_errors_total", frozenset({("route", get), ("grpc_code", "NOT_FOUND")})): 1.0,
-        ("vocelio_edge_requests_total", frozenset({("route", "POST /v1/fail"), ("status", "409")})): 1.0,
-        ("vocelio_edge_errors_total", frozenset({("route", "POST /v1/fail"), ("grpc_code", "ABORTED")})): 1.0,
-        ("vocelio_edge_requests_total", frozenset({("route", "unmatched"), ("status", "404")})): 1.0,
-        ("vocelio_edge_requests_total", frozenset({("route", get.replace("v1", "v2")), ("status", "200")})): 1.0,
-        ("vocelio_edge_request_duration_seconds_count", frozenset({("route", get)})): 3.0,
-        ("vocelio_edge_request_duration_seconds_bucket", frozenset({("route", get), ("le", "+Inf")})): 3.0,
+        key(requests, method="GET", route=get, grpc_method=item, status="200"): 2.0,
+        key(requests, method="GET", route=get, grpc_method=item, status="404"): 1.0,
+        key(errors, method="GET", route=get, grpc_method=item, grpc_code="NOT_FOUND"): 1.0,
+        key(requests, method="POST", route="/v1/fail", grpc_method=fail, status="409"): 1.0,
+        key(errors, method="POST", route="/v1/fail", grpc_method=fail, grpc_code="ABORTED"): 1.0,
+        key(requests, method="GET", route="unmatched", grpc_method="", status="404"): 1.0,
+        key(requests, method="GET", route=get.replace("v1", "v2"), grpc_method=item, status="200"): 1.0,
+        key("vocelio_edge_request_duration_seconds_count", method="GET", route=get, grpc_method=item): 3.0,
+        key("vocelio_edge_request_duration_seconds_bucket", method="GET", route=get, grpc_method=item, le="+Inf"): 3.0,
     }
     async with make_edge() as edge:
         assert (await edge.get("/v1/shelves/s1/items/i1")).status_code == 200
@@ -217,7 +224,10 @@ async def test_metrics(make_edge: EdgeFactory):
             await asyncio.sleep(0.01)
     assert metrics.status_code == 200
     assert metrics.headers["content-type"].startswith("text/plain")
-    assert 'vocelio_edge_requests_total{route="GET /v1/{name=shelves/*/items/*}",status="200"} 2.0' in metrics.text
+    assert (
+        'vocelio_edge_requests_total{grpc_method="/conformance.v1.ConformanceService/GetItem",method="GET",'
+        'route="/v1/{name=shelves/*/items/*}",status="200"} 2.0'
+    ) in metrics.text
     assert {key: found.get(key) for key in expected} == expected
     buckets = [
         key for key in found if key[0] == "vocelio_edge_request_duration_seconds_bucket" and ("route", get) in key[1]

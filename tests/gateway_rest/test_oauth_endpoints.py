@@ -448,6 +448,16 @@ async def test_the_endpoints_are_counted_in_the_edge_metrics(edge, fake):
     assert (await edge.post(TOKEN, data={"grant_type": "refresh_token", "refresh_token": "r"})).status_code == 200
     assert (await edge.post(REVOKE, data={})).status_code == 400
     text = (await edge.get("/metrics")).text
-    assert 'vocelio_edge_requests_total{route="POST /v1/auth/token",status="200"}' in text
-    assert 'vocelio_edge_requests_total{route="POST /v1/auth/revoke",status="400"}' in text
-    assert 'vocelio_edge_errors_total{grpc_code="INVALID_ARGUMENT",route="POST /v1/auth/revoke"}' in text
+    identity = "/vocelio.identity.v1.IdentityService"
+    assert (
+        f'vocelio_edge_requests_total{{grpc_method="{identity}/IssueToken",method="POST",'
+        'route="/v1/auth/token",status="200"}'
+    ) in text
+    assert (
+        f'vocelio_edge_requests_total{{grpc_method="{identity}/RevokeToken",method="POST",'
+        'route="/v1/auth/revoke",status="400"}'
+    ) in text
+    assert (
+        f'vocelio_edge_errors_total{{grpc_code="INVALID_ARGUMENT",grpc_method="{identity}/RevokeToken",'
+        'method="POST",route="/v1/auth/revoke"}'
+    ) in text

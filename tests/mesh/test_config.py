@@ -233,6 +233,8 @@ def test_log_format_and_rpc_log_settings():
         Settings.from_environ({"VOCELIO_LOG_FORMAT": "xml"})
     with pytest.raises(ConfigError, match="VOCELIO_RPC_LOG"):
         Settings.from_environ({"VOCELIO_RPC_LOG": "sometimes"})
+
+
 def test_edge_workers_default_to_one_per_cpu_and_are_bounded():
     import os
 

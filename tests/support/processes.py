@@ -18,8 +18,10 @@ import httpx
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def free_port_offset(count: int = 24, base: int = 8000) -> int:
+def free_port_offset(count: int = 24, base: int = 8000, metrics_offset: int = 1000) -> int:
     """An offset such that ports base+offset … base+offset+count-1 are all free right now.
+
+    So are the metrics ports beside them (``metrics_offset`` higher, ``VOCELIO_METRICS_PORT_OFFSET``).
 
     Under pytest-xdist each worker draws from its own slice of the range, so two workers
     never pick the same ports for the meshes they start at the same moment.
@@ -29,7 +31,8 @@ def free_port_offset(count: int = 24, base: int = 8000) -> int:
         offset = random.randrange(low, high, 100)
         sockets = []
         try:
-            for port in range(base + offset, base + offset + count):
+            ports = range(base + offset, base + offset + count)
+            for port in [*ports, *(port + metrics_offset for port in ports)]:
                 sock = socket.socket()
                 sockets.append(sock)  # closed below whether or not the bind works
                 sock.bind(("127.0.0.1", port))
