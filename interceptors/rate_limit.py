@@ -90,6 +90,19 @@ def rate_limited(registry: Registry, limiter: RateLimiter) -> Wrapper:
 
             return public_call
 
+        if limiter.local:
+            admit_now = limiter.admit_now
+
+            async def local_call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+                principal = current_or_none()
+                if principal is None:
+                    await by_principal(rate_class, rate, None)
+                else:
+                    admit_now(rate_class, rate, principal)  # the hot path: no coroutine, no await
+                return await behaviour(request, context)
+
+            return local_call
+
         async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             await by_principal(rate_class, rate, current_or_none())
             return await behaviour(request, context)

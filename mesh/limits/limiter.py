@@ -69,11 +69,34 @@ class RateLimiter:
         if principal is None:
             await self.admit_address(rate_class, rate, current_client_address())
             return
+        if self._take_now is not None:
+            self.admit_now(rate_class, rate, principal)
+            return
         if principal.kind is PrincipalKind.SERVICE:
             return
-        key = (self.scope, principal.organization_id, principal.subject, rate_class)
+        wait = await self.store.take((self.scope, principal.organization_id, principal.subject, rate_class), rate)
+        if wait > 0.0:
+            raise self.refusal(rate_class, rate, principal.subject, wait)
+
+    @property
+    def local(self) -> bool:
+        """The buckets are in this process: :meth:`admit_now` may be used instead of :meth:`admit`."""
+        return self._take_now is not None
+
+    def admit_now(self, rate_class: int, rate: Rate, principal: Principal) -> None:
+        """:meth:`admit` for an authenticated call with in-process buckets, without a coroutine.
+
+        Raises:
+            ResourceExhausted: as :meth:`admit`.
+            RuntimeError: the store is not in-process (:attr:`local` is false).
+
+        """
         take_now = self._take_now
-        wait = take_now(key, rate) if take_now is not None else await self.store.take(key, rate)
+        if take_now is None:
+            raise RuntimeError("admit_now needs the in-process buckets; await admit() instead")
+        if principal.kind is PrincipalKind.SERVICE:
+            return
+        wait = take_now((self.scope, principal.organization_id, principal.subject, rate_class), rate)
         if wait > 0.0:
             raise self.refusal(rate_class, rate, principal.subject, wait)
 
