@@ -260,15 +260,17 @@ class ChainBench(Harness):
             call="GetPing",
         )
 
-    def spans_settled(self, limit: float = 8.0) -> int:
-        """Spans the sink has received, once the batch exporter has had time to send what it still holds."""
-        spans = self.sink.served()[0]
+    def spans_settled(self, limit: float = 6.0) -> int:
+        """Spans the sink has received, once the batch exporter has sent what it still held (or ``limit`` passed).
+
+        The count is taken as settled when it has not moved for two seconds.
+        """
+        spans, still = self.sink.served()[0], 0
         deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and still < 2:
             time.sleep(1.0)
             now = self.sink.served()[0]
-            if now == spans and spans:
-                break
+            still = still + 1 if now == spans else 0
             spans = now
         return spans
 
