@@ -34,7 +34,8 @@ class MetricsEndpoint:
     """Serves ``render()`` at ``http://host:port/metrics`` until :meth:`stop`."""
 
     def __init__(self, host: str, port: int, render: Callable[[], bytes] = process_metrics) -> None:
-        self.host = host
+        # gRPC spells an IPv6 host in brackets ("[::]"); sockets want it bare.
+        self.host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
         self.requested_port = port
         self.port = 0
         self._render = render

@@ -47,3 +47,14 @@ async def test_stop_finishes_with_a_connection_left_open():
     except OSError:
         refused = True
     assert refused
+
+
+async def test_a_bracketed_ipv6_host_as_grpc_spells_it_is_bound():
+    endpoint = MetricsEndpoint("[::]", 0)
+    port = await endpoint.start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://[::1]:{port}") as client:
+            response = await client.get("/metrics")
+    finally:
+        await endpoint.stop()
+    assert response.status_code == 200
