@@ -29,6 +29,7 @@ from gateway_rest.upstreams import Upstream, Upstreams
 from mesh import logs
 from mesh.config import ConfigError, Settings
 from mesh.registry import default_registry
+from mesh.telemetry import tracing
 
 
 def _address(value: str) -> tuple[str, int]:
@@ -65,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_environ(os.environ)
+        # before the app: it traces only if tracing is configured when it is built
+        traces = tracing.configure("edge", os.environ)
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
@@ -82,7 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(settings.log_level, "gateway_rest")
     # The edge is the first hop: it trusts no X-Forwarded-For a client sends (proxy_headers off).
     config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, proxy_headers=False)
-    uvicorn.Server(config).run()
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        traces.shutdown()
     return 0
 
 

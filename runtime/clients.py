@@ -19,6 +19,7 @@ from interceptors.client_auth import client_auth_interceptors
 from mesh.channels import CHANNEL_OPTIONS
 from mesh.config import Settings
 from mesh.registry import Registry
+from mesh.telemetry.tracing import active as tracing_active
 
 StubT = TypeVar("StubT")
 
@@ -95,6 +96,11 @@ class MeshClients:
         channel = self._channels.get(service_name)
         if channel is None:
             interceptors: list[Any] = client_auth_interceptors(self.credential.token)
+            if tracing_active():
+                # A CLIENT span per call, and its context as ``traceparent`` in the call's metadata.
+                from opentelemetry.instrumentation.grpc import aio_client_interceptors
+
+                interceptors.extend(aio_client_interceptors())  # type: ignore[no-untyped-call]
             channel = grpc.aio.insecure_channel(
                 self.address(service_name), options=CHANNEL_OPTIONS, interceptors=interceptors
             )

@@ -1,7 +1,7 @@
 """One service's gRPC server: per-method behaviours, servicer, health, reflection, database watch.
 
-The behaviours every call runs through (errors → in-flight tracking → authentication →
-RBAC, outermost first) are composed once per method when the servicer is registered
+The behaviours every call runs through (tracing → errors → in-flight tracking →
+authentication → RBAC → validation, outermost first) are composed once per method when the servicer is registered
 (``interceptors.chain.ChainedServer``), not re-resolved per call by interceptors.
 
 Start-up: bind the port, answer health NOT_SERVING until the database has answered
@@ -27,6 +27,7 @@ from interceptors.chain import chained_server
 from interceptors.errors import with_errors
 from interceptors.inflight import InFlightCalls
 from interceptors.rbac import authorized
+from interceptors.tracing import traced
 from interceptors.validation import validated
 from mesh import migrations
 from mesh.access import AccessTable, default_access_table
@@ -125,6 +126,8 @@ class ServiceHost:
         self.inflight = InFlightCalls()
         self.server: grpc.aio.Server = chained_server(
             [
+                # outermost: the span covers every concern and sees the status the call ends with
+                traced,
                 with_errors,
                 self.inflight.tracked,
                 authenticated(registry, self.authenticator, self.forwarding),
