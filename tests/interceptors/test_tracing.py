@@ -28,11 +28,15 @@ async def _echo(request, context):
 
 
 async def _precondition_with_reason(request, context):
-    raise errors.FailedPrecondition("account locked").with_reason(REASONS, identity_errors_pb2.ERROR_REASON_RATE_LIMITED)
+    raise errors.FailedPrecondition("account locked").with_reason(
+        REASONS, identity_errors_pb2.ERROR_REASON_RATE_LIMITED
+    )
 
 
 async def _unavailable_with_reason(request, context):
-    raise errors.Unavailable("key store unreachable").with_reason(REASONS, identity_errors_pb2.ERROR_REASON_RATE_LIMITED)
+    raise errors.Unavailable("key store unreachable").with_reason(
+        REASONS, identity_errors_pb2.ERROR_REASON_RATE_LIMITED
+    )
 
 
 async def _bug(request, context):
@@ -127,7 +131,9 @@ async def test_a_server_error_with_details_is_an_error_span_with_its_code(channe
     # errors.py sends it with abort_with_status (ErrorInfo), which instrumentation-grpc would record as OK
     assert await _unary(channel, "Unavailable") == grpc.StatusCode.UNAVAILABLE
     span = await _only_span(spans)
-    assert span.attributes is not None and span.attributes["rpc.grpc.status_code"] == grpc.StatusCode.UNAVAILABLE.value[0]
+    assert (
+        span.attributes is not None and span.attributes["rpc.grpc.status_code"] == grpc.StatusCode.UNAVAILABLE.value[0]
+    )
     assert span.status.status_code == StatusCode.ERROR
     assert span.status.description == "UNAVAILABLE: key store unreachable"
 
