@@ -15,7 +15,8 @@ from opentelemetry.util._once import Once
 from mesh.telemetry import tracing
 
 
-def _reset_globals() -> None:
+def reset_tracing() -> None:
+    """Forget the process-wide tracer provider and response propagator (tracing is off again)."""
     # OpenTelemetry sets its provider once per process; its own test utilities reset it like this.
     trace._TRACER_PROVIDER_SET_ONCE = Once()  # type: ignore[attr-defined]
     trace._TRACER_PROVIDER = None  # type: ignore[attr-defined]
@@ -31,10 +32,10 @@ def recorded_spans() -> Iterator[InMemorySpanExporter]:
     """
     exporter = InMemorySpanExporter()
     provider = TracerProvider(shutdown_on_exit=False)
-    _reset_globals()
+    reset_tracing()
     tracing.install(provider, (SimpleSpanProcessor(exporter),))
     try:
         yield exporter
     finally:
         provider.shutdown()
-        _reset_globals()
+        reset_tracing()
