@@ -13,7 +13,7 @@ PROTOS := $(shell find protos -name '*.proto')
 TEST_PROTOS := $(shell find tests/protos -name '*.proto' 2>/dev/null)
 SITE := $(VENV)/lib/python3.11/site-packages
 
-.PHONY: help install proto run migrate test lint breaking bench bench-getagent bench-validation clean vendor-protos
+.PHONY: help install proto run migrate test lint breaking bench bench-getagent bench-validation bench-tracing clean vendor-protos
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -83,6 +83,9 @@ bench-getagent: install proto ## GET /v1/agents/{id} through the edge vs the ori
 
 bench-validation: install proto ## ns per call of the request validation, for rule-less, valid and invalid requests
 	PYTHONPATH=. $(PY) -m bench.validation $(BENCH_ARGS)
+
+bench-tracing: install proto ## CPU µs per call of tracing (wrapper, served, client spans, point-read span), OTLP pipeline
+	PYTHONPATH=. $(PY) -m bench.tracing $(BENCH_ARGS)
 
 clean: ## remove generated code and local state (keeps the virtualenv)
 	rm -rf gen tests/gen var .pytest_cache .mypy_cache .ruff_cache

@@ -165,9 +165,13 @@ async def test_a_code_set_without_raising_is_recorded(channel, spans):
 async def test_a_stream_that_fails_after_a_reply_is_an_error_span(channel, spans):
     call = channel.unary_stream("/test.Traced/Stream")(b"x", timeout=5)
     received = []
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
+
+    async def read_all() -> None:
         async for reply in call:
             received.append(reply)
+
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await read_all()
     assert received == [b"one"]
     span = await _only_span(spans)
     assert caught.value.code() == grpc.StatusCode.INTERNAL

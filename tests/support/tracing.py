@@ -18,9 +18,9 @@ from mesh.telemetry import tracing
 def reset_tracing() -> None:
     """Forget the process-wide tracer provider and response propagator (tracing is off again)."""
     # OpenTelemetry sets its provider once per process; its own test utilities reset it like this.
-    trace._TRACER_PROVIDER_SET_ONCE = Once()  # type: ignore[attr-defined]
-    trace._TRACER_PROVIDER = None  # type: ignore[attr-defined]
-    set_global_response_propagator(None)  # type: ignore[no-untyped-call]
+    trace._TRACER_PROVIDER_SET_ONCE = Once()
+    trace._TRACER_PROVIDER = None
+    set_global_response_propagator(None)
 
 
 @contextlib.contextmanager
