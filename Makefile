@@ -16,7 +16,7 @@ SITE := $(VENV)/lib/python3.11/site-packages
 SWAGGER_UI := gateway_rest/swagger_ui
 SWAGGER_UI_FILES := swagger-ui-bundle.js swagger-ui-bundle.js.LICENSE.txt swagger-ui.css favicon-16x16.png favicon-32x32.png LICENSE NOTICE
 
-.PHONY: help install proto run migrate test lint breaking bench bench-getagent bench-validation bench-client bench-protection bench-logs bench-metrics clean vendor-protos
+.PHONY: help install proto run migrate test lint breaking bench bench-getagent bench-validation bench-client bench-protection bench-logs bench-metrics bench-tracing clean vendor-protos
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -104,6 +104,9 @@ bench-logs: install proto ## µs per log line (JSON/text, queued/direct) and per
 
 bench-metrics: install proto ## µs per call of the metrics wrappers (server wrapper alone; loopback round trips bare and metered)
 	PYTHONPATH=. $(PY) -m bench.metrics $(BENCH_ARGS)
+
+bench-tracing: install proto ## CPU µs per call of tracing (wrapper, served, client spans, point-read span), OTLP pipeline
+	PYTHONPATH=. $(PY) -m bench.tracing $(BENCH_ARGS)
 
 clean: ## remove generated code and local state (keeps the virtualenv)
 	rm -rf gen tests/gen var .pytest_cache .mypy_cache .ruff_cache

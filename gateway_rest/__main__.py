@@ -36,6 +36,7 @@ from gateway_rest.workers import EdgeWorkers
 from mesh import logs
 from mesh.config import ConfigError, Settings
 from mesh.registry import default_registry
+from mesh.telemetry import tracing
 
 
 def _address(value: str) -> tuple[str, int]:
@@ -75,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(edge_argv)
     try:
         settings = Settings.from_environ(os.environ)
+        # before the app: it traces only if tracing is configured when it is built
+        traces = tracing.configure("edge", os.environ)
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
@@ -94,20 +97,23 @@ def main(argv: list[str] | None = None) -> int:
             return mesh_app(default_registry(), settings)
         return generic_app(args.descriptor_set, args.upstream, settings)
 
-    if args.worker_fd is not None:
-        return asyncio.run(
-            serve(app(), socket.socket(fileno=args.worker_fd), settings, parent_pid=args.exit_with_parent)
-        )
     try:
-        sock = listening_socket(host, port)
-    except OSError as error:
-        print(f"the edge cannot listen on {host}:{port}: {error.strerror or error}", file=sys.stderr)
-        return 1
-    count = settings.edge_worker_count
-    if count == 1:
-        return asyncio.run(serve(app(), sock, settings, parent_pid=args.exit_with_parent))
-    workers = EdgeWorkers(edge_argv, sock, settings, os.environ, count=count, parent_pid=args.exit_with_parent)
-    return asyncio.run(workers.run())
+        if args.worker_fd is not None:
+            return asyncio.run(
+                serve(app(), socket.socket(fileno=args.worker_fd), settings, parent_pid=args.exit_with_parent)
+            )
+        try:
+            sock = listening_socket(host, port)
+        except OSError as error:
+            print(f"the edge cannot listen on {host}:{port}: {error.strerror or error}", file=sys.stderr)
+            return 1
+        count = settings.edge_worker_count
+        if count == 1:
+            return asyncio.run(serve(app(), sock, settings, parent_pid=args.exit_with_parent))
+        workers = EdgeWorkers(edge_argv, sock, settings, os.environ, count=count, parent_pid=args.exit_with_parent)
+        return asyncio.run(workers.run())
+    finally:
+        traces.shutdown()
 
 
 if __name__ == "__main__":

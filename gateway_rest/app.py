@@ -22,6 +22,7 @@ from gateway_rest.ops_access import OpsGuard
 from gateway_rest.probes import EdgeLifecycle, probe_routes
 from gateway_rest.transcoder import EdgeOptions, Transcoder
 from gateway_rest.upstreams import Upstreams
+from mesh.telemetry.tracing import active as tracing_active
 
 
 def create_app(
@@ -95,7 +96,7 @@ def create_app(
             # Custom HttpRule methods (``custom: {kind: "SEARCH"}``) are allowed too.
             "allow_methods": _cors_methods(catalog),
             "allow_headers": ["*"],
-            "expose_headers": ["X-Request-Id", "Retry-After", "WWW-Authenticate"],
+            "expose_headers": ["X-Request-Id", "Retry-After", "WWW-Authenticate", "traceresponse"],
             "max_age": 600,
         }
         if cors_origins
@@ -125,6 +126,8 @@ def create_app(
         segments = bound - {_first_segment(path) for path in fixed if "{" in path}
         claimed = frozenset(path for path in fixed if _first_segment(path) in segments)
         app.direct(CORSMiddleware(transcoder, **cors) if cors else transcoder, frozenset(segments), claimed)
+    if tracing_active():
+        app.trace(frozenset(route.path for route in app.routes if isinstance(route, Route)))
     return app
 
 
@@ -140,6 +143,25 @@ class Edge(Starlette):
     _direct_app: ASGIApp | None = None
     _direct_segments: frozenset[str] = frozenset()
     _claimed_paths: frozenset[str] = frozenset()
+    _traced: ASGIApp | None = None
+
+    def trace(self, fixed_paths: frozenset[str]) -> None:
+        """Put every request in a SERVER span (OpenTelemetry's ASGI middleware), child of its ``traceparent``.
+
+        The span is named ``METHOD`` plus the path for the fixed routes (a bounded set); the
+        transcoder renames it ``METHOD <template>`` once a binding matches. The response
+        carries the trace as W3C ``traceresponse``.
+        """
+        from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+        def span_details(scope: Scope) -> tuple[str, dict[str, Any]]:
+            method = str(scope.get("method", "HTTP"))
+            path = str(scope.get("path", ""))
+            return (f"{method} {path}" if path in fixed_paths else method), {}
+
+        self._traced = OpenTelemetryMiddleware(
+            self._dispatch, default_span_details=span_details, exclude_spans=["receive", "send"]
+        )
 
     def direct(self, app: ASGIApp, segments: frozenset[str], claimed: frozenset[str] = frozenset()) -> None:
         """Send HTTP requests whose first path segment is in ``segments`` straight to ``app``.
@@ -149,7 +171,13 @@ class Edge(Starlette):
         self._direct_app, self._direct_segments, self._claimed_paths = app, segments, claimed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Dispatch one ASGI connection."""
+        """Dispatch one ASGI connection (inside its span when tracing is on)."""
+        if self._traced is not None:
+            await self._traced(scope, receive, send)
+            return
+        await self._dispatch(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
             self._direct_app is not None
             and scope["type"] == "http"

@@ -19,6 +19,9 @@ from typing import Any
 
 import grpc
 from google.rpc import status_pb2
+from opentelemetry import trace
+from opentelemetry.propagate import inject
+from opentelemetry.propagators.textmap import Setter
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -37,6 +40,7 @@ from gateway_rest.upstreams import Upstream, Upstreams
 from mesh import request_id as request_ids
 from mesh.config import IPNetwork
 from mesh.forwarding import FORWARDED_FOR, PROXY_AUTHORIZATION
+from mesh.telemetry.tracing import active as tracing_active
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +103,10 @@ class Transcoder:
             path = raw_path.decode("latin-1").split("?", 1)[0]
             binding, variables = self.router.match(request.method, path)
             route, grpc_method = binding.template.source, binding.grpc_path
+            # The edge's span is named by the binding's template, never the concrete path (bounded names).
+            span = trace.get_current_span()
+            span.update_name(f"{binding.http_method} {route}")
+            span.set_attribute("http.route", route)
             response, code = await self._handle(request, binding, variables, request_id)
         except EdgeError as error:
             response, code = self._error(error.status(), error.http, error.headers), error.code.name
@@ -282,7 +290,24 @@ async def upstream_metadata(request: Request, options: EdgeOptions, request_id: 
     # What the client sends under these names (Grpc-Metadata-…) is never passed on: the edge sets them.
     metadata = [(k, v) for k, v in metadata if k not in (FORWARDED_FOR, PROXY_AUTHORIZATION)]
     metadata.extend(await _forwarding(request, options))
+    if tracing_active():
+        # The upstream call continues the edge's span (itself the child of the client's traceparent).
+        metadata = [(k, v) for k, v in metadata if k not in _TRACE_CONTEXT]
+        inject(metadata, setter=_APPEND)
     return metadata
+
+
+_TRACE_CONTEXT = frozenset({"traceparent", "tracestate", "baggage"})
+
+
+class _AppendSetter(Setter[list[tuple[str, str | bytes]]]):
+    """Adds propagation headers to a metadata list."""
+
+    def set(self, carrier: list[tuple[str, str | bytes]], key: str, value: str) -> None:
+        carrier.append((key, value))
+
+
+_APPEND = _AppendSetter()
 
 
 async def _forwarding(request: Request, options: EdgeOptions) -> list[tuple[str, str | bytes]]:

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 
 from mesh.config import Settings
 from mesh.reads import AnySelect, PointReader, Row, libpq_conninfo
+from mesh.telemetry.tracing import instrument_engine, untraced
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,8 @@ class ServiceDatabase:
                 pool_recycle=1800,
             )
             self.reads = PointReader(self.engine, conninfo=libpq_conninfo(self.async_url), **self._connect_args)
+        # SQL spans (children of the RPC's span) when tracing is on.
+        instrument_engine(self.engine.sync_engine)
         self.sessions: async_sessionmaker[AsyncSession] = async_sessionmaker(self.engine, expire_on_commit=False)
 
     def describe(self) -> str:
@@ -80,9 +83,11 @@ class ServiceDatabase:
     async def probe(self, timeout: float) -> bool:
         """Whether the database answers ``SELECT 1`` within ``timeout`` seconds."""
         try:
+            # The probe every few seconds is no request of anyone's: no span of its own.
             async with asyncio.timeout(timeout):
-                async with self.engine.connect() as connection:
-                    await connection.execute(text("SELECT 1"))
+                with untraced():
+                    async with self.engine.connect() as connection:
+                        await connection.execute(text("SELECT 1"))
             return True
         except Exception as error:  # noqa: BLE001 - any failure means "not reachable"
             log.debug("database probe failed for %s: %s", self.service_name, type(error).__name__)

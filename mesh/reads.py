@@ -15,6 +15,10 @@ changes. A point read by primary key needs none of it:
 Statements are SQLAlchemy ``Select`` objects built once with ``bindparam``; each is
 compiled once per dialect, and the columns' own result processors (UTC times, enums,
 JSON) turn raw values into what the ORM would have returned.
+
+They bypass the engine, so SQLAlchemy's instrumentation never sees them: with tracing on,
+each read makes its own CLIENT span (``SELECT <table>``, the statement without values),
+a few µs.
 """
 
 from __future__ import annotations
@@ -28,9 +32,12 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeAlias
 
 import psycopg
+from opentelemetry import trace
 from sqlalchemy import Select
 from sqlalchemy.engine import URL, Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from mesh.telemetry.tracing import active as tracing_active
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +52,7 @@ class _Compiled:
     positional: tuple[str, ...]  # parameter names in placeholder order (SQLite's "?")
     names: frozenset[str]
     processors: tuple[Callable[[Any], Any] | None, ...]
+    span_name: str
 
     def row(self, raw: Any) -> Row:
         return tuple(value if p is None else p(value) for p, value in zip(self.processors, raw, strict=True))
@@ -55,7 +63,15 @@ def _compile(statement: AnySelect, dialect: Dialect) -> _Compiled:
     processors = tuple(
         column.type.dialect_impl(dialect).result_processor(dialect, None) for column in statement.selected_columns
     )
-    return _Compiled(str(compiled), tuple(compiled.positiontup or ()), frozenset(compiled.params), processors)
+    froms = statement.get_final_froms()
+    table = getattr(froms[0], "name", "") if froms else ""
+    return _Compiled(
+        str(compiled),
+        tuple(compiled.positiontup or ()),
+        frozenset(compiled.params),
+        processors,
+        f"SELECT {table}".strip(),
+    )
 
 
 class PointReader:
@@ -74,6 +90,8 @@ class PointReader:
         self._idle: list[psycopg.AsyncConnection[Any]] = []
         self._open = 0
         self._available = asyncio.Condition()
+        self._tracer = trace.get_tracer(__name__) if tracing_active() else None
+        self._system = "sqlite" if sqlite_path is not None else "postgresql"
 
     def compiled(self, statement: AnySelect) -> _Compiled:
         """The statement compiled for this database (once per statement object)."""
@@ -95,6 +113,13 @@ class PointReader:
         compiled = self.compiled(statement)
         if not compiled.names <= params.keys():
             raise KeyError(f"missing parameters: {', '.join(sorted(compiled.names - params.keys()))}")
+        if self._tracer is None:
+            return await self._one(statement, compiled, params)
+        attributes = {"db.system": self._system, "db.operation": "SELECT", "db.statement": compiled.sql}
+        with self._tracer.start_as_current_span(compiled.span_name, kind=trace.SpanKind.CLIENT, attributes=attributes):
+            return await self._one(statement, compiled, params)
+
+    async def _one(self, statement: AnySelect, compiled: _Compiled, params: Mapping[str, Any]) -> Row | None:
         if self._sqlite_path is not None:
             return await self._sqlite_one(statement, compiled, params)
         return await self._postgres_one(compiled, params)

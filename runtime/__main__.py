@@ -19,6 +19,7 @@ from mesh import logs, migrations
 from mesh.config import ConfigError, Settings
 from mesh.db import ServiceDatabase
 from mesh.registry import Registry, ServiceSpec, default_registry
+from mesh.telemetry import tracing
 
 
 def _select(registry: Registry, names: list[str], everything: bool) -> list[ServiceSpec]:
@@ -76,11 +77,19 @@ def main(argv: list[str] | None = None) -> int:
         specs = _select(registry, args.names, args.all)
         process = specs[0].name if len(specs) == 1 else "mesh"
         logs.configure(settings.log_level, process, settings.log_format)
+        try:
+            traces = tracing.configure(process, os.environ)
+        except ConfigError as error:
+            print(f"vocelio: configuration error: {error}", file=sys.stderr)
+            return 2
         from runtime.serve import serve as serve_services
 
-        asyncio.run(
-            serve_services(specs, settings, registry, with_edge=args.with_edge, parent_pid=args.exit_with_parent)
-        )
+        try:
+            asyncio.run(
+                serve_services(specs, settings, registry, with_edge=args.with_edge, parent_pid=args.exit_with_parent)
+            )
+        finally:
+            traces.shutdown()
         return 0
     # The supervisor's output is the operator's console (its children's go to var/log as JSON).
     logs.configure(settings.log_level, "supervisor", "text" if settings.log_format == "auto" else settings.log_format)

@@ -33,6 +33,7 @@ from mesh.channels import CHANNEL_OPTIONS
 from mesh.config import Settings
 from mesh.registry import Registry
 from mesh.resilience.breaker import BreakerPolicy
+from mesh.telemetry.tracing import active as tracing_active
 
 StubT = TypeVar("StubT")
 
@@ -121,6 +122,11 @@ class MeshClients:
                 *client_bulkhead_interceptors(self._bulkhead(service_name)),
                 *client_auth_interceptors(self.credential.token),
             ]
+            if tracing_active():
+                # A CLIENT span per call, and its context as ``traceparent`` in the call's metadata.
+                from opentelemetry.instrumentation.grpc import aio_client_interceptors
+
+                interceptors[1:1] = aio_client_interceptors()  # type: ignore[no-untyped-call]
             channel = grpc.aio.insecure_channel(
                 self.address(service_name), options=self._options(service_name), interceptors=interceptors
             )

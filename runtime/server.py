@@ -1,6 +1,6 @@
 """One service's gRPC server: per-method behaviours, servicer, health, reflection, database watch.
 
-The behaviours every call runs through (request id → metrics → RPC log line → errors → load
+The behaviours every call runs through (request id → tracing → metrics → RPC log line → errors → load
 shedding → in-flight tracking → deadline → retried-attempt count → authentication → rate
 limit → stream limit → RBAC → validation, outermost first) are composed once per method
 when the servicer is registered (``interceptors.chain.ChainedServer``), not re-resolved per
@@ -39,6 +39,7 @@ from interceptors.request_id import with_request_id
 from interceptors.retried_attempts import counting_retries
 from interceptors.rpc_log import rpc_logged
 from interceptors.stream_limit import stream_limited
+from interceptors.tracing import traced
 from interceptors.validation import validated
 from mesh import migrations
 from mesh.access import AccessTable, default_access_table
@@ -148,6 +149,8 @@ class ServiceHost:
         self.server: grpc.aio.Server = chained_server(
             [
                 with_request_id,
+                # the span covers every concern below, the log line included, and sees the final status
+                traced,
                 # it records the status the client sees, whoever set it
                 measured,
                 # outside the errors wrapper, so it logs the code every call ends with (VOCELIO_RPC_LOG)

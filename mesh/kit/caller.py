@@ -1,5 +1,8 @@
 """Who is on the other end of the wire: client address, user agent, request and trace ids.
 
+The trace id is the running span's (``interceptors/tracing.py`` continues the caller's
+``traceparent``); nothing here parses W3C headers by hand.
+
 The client address is the transport peer, unless the REST edge vouched for the call with
 its own service token, in which case it is the ``x-forwarded-for`` the edge set. That
 decision is made once per call, by the authentication wrapper
@@ -20,6 +23,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from mesh.forwarding import FORWARDED_FOR
+from mesh.telemetry.tracing import current_trace_id
 
 ADDRESS_MAX = 64
 USER_AGENT_MAX = 512
@@ -34,7 +38,7 @@ class CallerInfo:
         client_address: the client's IP address.
         user_agent: the client's user agent, at most 512 characters.
         request_id: the ``x-request-id`` metadata.
-        trace_id: the W3C trace id from ``traceparent``.
+        trace_id: the trace id of the running span (32 hex digits; empty when not traced).
 
     """
 
@@ -47,7 +51,7 @@ class CallerInfo:
     def from_metadata(
         cls, metadata: Iterable[tuple[str, Any]], peer: str, *, client_address: str | None = None
     ) -> CallerInfo:
-        """Parse invocation metadata and a gRPC peer string (``ipv4:10.0.0.1:5123``).
+        """Parse invocation metadata and a gRPC peer string (``ipv4:10.0.0.1:5123``); trace id: the running span's.
 
         ``client_address`` is the address the call's trust decision settled on; without
         one, the transport peer's (``x-forwarded-for`` is never read here).
@@ -58,10 +62,8 @@ class CallerInfo:
                 values.setdefault(key.lower(), value)
         address = client_address if client_address is not None else peer_address(peer)
         user_agent = values.get("x-user-agent") or values.get("user-agent", "")
-        parts = values.get("traceparent", "").split("-")
-        trace_id = parts[1] if len(parts) == 4 and len(parts[1]) == 32 else ""
         request_id = values.get("x-request-id", "")[:REQUEST_ID_MAX]
-        return cls(address[:ADDRESS_MAX], user_agent[:USER_AGENT_MAX], request_id, trace_id)
+        return cls(address[:ADDRESS_MAX], user_agent[:USER_AGENT_MAX], request_id, current_trace_id())
 
     @classmethod
     def of(cls, context: Any) -> CallerInfo:

@@ -1,0 +1,127 @@
+"""Tracing set-up from the standard OTEL_* variables: exporters, disabling, service name, flush on shutdown."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+from mesh.config import ConfigError
+from mesh.telemetry import tracing
+from tests.support.tracing import reset_tracing
+
+
+@pytest.fixture(autouse=True)
+def _fresh() -> Iterator[None]:
+    reset_tracing()
+    yield
+    reset_tracing()
+
+
+@pytest.mark.parametrize(
+    "environ", [{"OTEL_SDK_DISABLED": "true"}, {"OTEL_SDK_DISABLED": "TRUE"}, {"OTEL_TRACES_SAMPLER": "always_off"}]
+)
+def test_disabled_or_sampled_off_installs_nothing(environ):
+    traces = tracing.configure("agents", {"OTEL_TRACES_EXPORTER": "console", **environ})
+    assert traces.provider is None
+    assert not tracing.active()
+    traces.shutdown()
+
+
+def test_by_default_spans_are_made_but_not_exported():
+    traces = tracing.configure("agents", {})
+    try:
+        assert tracing.active()
+        assert traces.provider is not None
+        assert traces.provider.resource.attributes["service.name"] == "vocelio-agents"
+        with trace.get_tracer("test").start_as_current_span("work"):
+            assert len(tracing.current_trace_id()) == 32
+        assert tracing.current_trace_id() == ""
+    finally:
+        traces.shutdown()
+
+
+def test_the_service_name_follows_otel_service_name():
+    traces = tracing.configure("agents", {"OTEL_SERVICE_NAME": "agents-eu-1"})
+    assert traces.provider is not None
+    assert traces.provider.resource.attributes["service.name"] == "agents-eu-1"
+    traces.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("environ", "variable"),
+    [
+        ({"OTEL_TRACES_EXPORTER": "zipkin"}, "OTEL_TRACES_EXPORTER"),
+        ({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, "OTEL_EXPORTER_OTLP_PROTOCOL"),
+        (
+            {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc"},
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        ),
+    ],
+)
+def test_a_bad_value_is_a_configuration_error_naming_the_variable(environ, variable):
+    with pytest.raises(ConfigError) as caught:
+        tracing.configure("agents", environ)
+    assert caught.value.variable == variable
+    assert not tracing.active()
+
+
+def test_exporters_are_chosen_by_otel_traces_exporter():
+    assert tracing.exporters({}) == []
+    assert tracing.exporters({"OTEL_TRACES_EXPORTER": "none"}) == []
+    [console] = tracing.exporters({"OTEL_TRACES_EXPORTER": " Console "})
+    assert isinstance(console, ConsoleSpanExporter)
+    both = tracing.exporters({"OTEL_TRACES_EXPORTER": "otlp,console"})
+    assert [type(e).__name__ for e in both] == ["OTLPSpanExporter", "ConsoleSpanExporter"]
+
+
+class _Sink(http.server.BaseHTTPRequestHandler):
+    received: list[bytes]
+
+    def do_POST(self) -> None:
+        self.received.append(self.rfile.read(int(self.headers["Content-Length"])))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_otlp_spans_reach_the_collector_when_the_process_shuts_down(monkeypatch):
+    received: list[bytes] = []
+    handler = type("Sink", (_Sink,), {"received": received})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        # The OTLP exporter reads its own variables from the process environment.
+        endpoint = f"http://127.0.0.1:{server.server_address[1]}/v1/traces"
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", endpoint)
+        traces = tracing.configure("agents", {"OTEL_TRACES_EXPORTER": "otlp"})
+        with trace.get_tracer("test").start_as_current_span("exported work"):
+            pass
+        traces.shutdown()  # the batch leaves now, not after the processor's schedule delay
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    request = trace_service_pb2.ExportTraceServiceRequest.FromString(b"".join(received))
+    [resource_spans] = request.resource_spans
+    names = [span.name for scope in resource_spans.scope_spans for span in scope.spans]
+    assert names == ["exported work"]
+    service = {a.key: a.value.string_value for a in resource_spans.resource.attributes}["service.name"]
+    assert service == "vocelio-agents"
+
+
+def test_untraced_blocks_suppress_instrumentation():
+    from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+
+    with tracing.untraced():
+        assert not is_instrumentation_enabled()
+    assert is_instrumentation_enabled()
