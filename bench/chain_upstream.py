@@ -29,6 +29,7 @@ import os
 import pathlib
 import signal
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 import benchmark
@@ -43,6 +44,7 @@ from mesh.config import ConfigError, Settings
 from mesh.errors import NotFound
 from mesh.jwks import StaticKeys
 from mesh.registry import Registry
+from mesh.telemetry import tracing
 from runtime.handlers import ServiceContext
 from runtime.security import SecurityOptions
 from runtime.server import _SERVER_OPTIONS, ServiceHost
@@ -91,13 +93,14 @@ class Implementation:
         pb_grpc.add_BenchmarkServiceServicer_to_server(self.servicer, server)  # type: ignore[no-untyped-call]
 
 
-def start_process(settings: Settings) -> None:
+def start_process(settings: Settings, environ: Mapping[str, str]) -> tracing.Tracing:
     """What a service process sets up before its host, as ``python -m runtime serve NAME`` does.
 
-    Keep in step with ``runtime/__main__.py``: a process-wide set-up added there (tracing's SDK, say) belongs
-    here too, or the full server would be measured without it.
+    Keep in step with ``runtime/__main__.py``: a process-wide set-up added there belongs here too, or the
+    full server would be measured without it. Returns the tracing set-up, to shut down (flush) at exit.
     """
-    logs.configure(settings.log_level, "benchmark")
+    logs.configure(settings.log_level, "benchmark", settings.log_format)
+    return tracing.configure("benchmark", environ)
 
 
 async def _until_sigterm(servicer: CountingPings) -> None:
@@ -158,8 +161,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
-    start_process(settings)
-    asyncio.run(serve_full(args.port, settings, json.loads(args.jwks.read_text())))
+    traces = start_process(settings, os.environ)
+    try:
+        asyncio.run(serve_full(args.port, settings, json.loads(args.jwks.read_text())))
+    finally:
+        traces.shutdown()
     return 0
 
 
