@@ -33,8 +33,16 @@ def test_disabled_or_sampled_off_installs_nothing(environ):
     traces.shutdown()
 
 
-def test_by_default_spans_are_made_but_not_exported():
-    traces = tracing.configure("agents", {})
+@pytest.mark.parametrize("environ", [{}, {"OTEL_TRACES_EXPORTER": "none"}])
+def test_with_no_exporter_nothing_is_installed(environ):
+    traces = tracing.configure("agents", environ)
+    assert traces.provider is None
+    assert not tracing.active()
+    traces.shutdown()
+
+
+def test_with_an_exporter_spans_are_made_and_carry_the_service_name():
+    traces = tracing.configure("agents", {"OTEL_TRACES_EXPORTER": "console"})
     try:
         assert tracing.active()
         assert traces.provider is not None
@@ -47,7 +55,7 @@ def test_by_default_spans_are_made_but_not_exported():
 
 
 def test_the_service_name_follows_otel_service_name():
-    traces = tracing.configure("agents", {"OTEL_SERVICE_NAME": "agents-eu-1"})
+    traces = tracing.configure("agents", {"OTEL_SERVICE_NAME": "agents-eu-1", "OTEL_TRACES_EXPORTER": "console"})
     assert traces.provider is not None
     assert traces.provider.resource.attributes["service.name"] == "agents-eu-1"
     traces.shutdown()
