@@ -196,6 +196,8 @@ def vocelio(work: pathlib.Path) -> Iterator[Target]:
         "VOCELIO_VAR_DIR": str(work / "var"),
         "VOCELIO_LOG_LEVEL": "WARNING",
         "VOCELIO_SHUTDOWN_DRAIN": "0",
+        # One principal drives the whole load: its READ bucket (200/s by default) must not be what is measured.
+        "VOCELIO_RATE_LIMIT_READ": "1000000:1000000",
     }
     with Child("vocelio mesh", [sys.executable, "-m", "runtime", "run"], work / "vocelio-mesh.log", env=env) as mesh:
         base = f"http://127.0.0.1:{8000 + offset}"
