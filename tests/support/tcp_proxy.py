@@ -39,9 +39,14 @@ class TcpProxy:
             writer.transport.abort()
             return
         self._writers.update((writer, target_writer))
-        await asyncio.gather(self._pipe(reader, target_writer), self._pipe(target_reader, writer))
+        await asyncio.gather(
+            _pipe(reader, target_writer, self._writers), self._responses(target_reader, writer, target_writer)
+        )
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _responses(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, upstream: asyncio.StreamWriter
+    ) -> None:
+        """Pass the target's bytes back to the client (``upstream`` is the connection to the target)."""
         await _pipe(reader, writer, self._writers)
 
 
@@ -59,7 +64,7 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, writ
             writer.transport.abort()
 
 
-class ResponseDroppingProxy:
+class ResponseDroppingProxy(TcpProxy):
     """Forwards HTTP/2 (gRPC) to a target, but resets the connection instead of passing on the first responses.
 
     The first ``drops`` times the server starts a response (a HEADERS frame on a stream), the
@@ -69,41 +74,13 @@ class ResponseDroppingProxy:
     """
 
     def __init__(self, target_host: str, target_port: int, drops: int) -> None:
-        self.target_host = target_host
-        self.target_port = target_port
+        super().__init__(target_host, target_port)
         self.drops = drops
         self.dropped = 0
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    async def start(self) -> int:
-        """Listen on a free port and return it."""
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self.port
 
     async def stop(self) -> None:
         """Stop listening and reset every open connection."""
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-        for writer in list(self._writers):
-            writer.transport.abort()
-        self._writers.clear()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            target_reader, target_writer = await asyncio.open_connection(self.target_host, self.target_port)
-        except OSError:
-            writer.transport.abort()
-            return
-        self._writers.update((writer, target_writer))
-        await asyncio.gather(
-            _pipe(reader, target_writer, self._writers),
-            self._responses(target_reader, writer, target_writer),
-        )
+        await self.cut()
 
     async def _responses(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, upstream: asyncio.StreamWriter
