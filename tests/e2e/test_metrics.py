@@ -86,7 +86,8 @@ async def test_a_method_just_called_shows_its_red_series_on_the_service_port_and
         mesh_upstreams(registry, settings, mesh.ports),
         Catalog.from_file(default_descriptor_set()),
         metrics_targets=targets,
-        scrape_timeout=2.0,
+        # generous: on a busy 2-core CI machine a scrape may take seconds; the dead target refuses at once
+        scrape_timeout=30.0,
     )
     async with serve_app(app) as edge_port, httpx.AsyncClient(base_url=f"http://127.0.0.1:{edge_port}") as edge:
         missing = await edge.get("/v1/organizations/org_a/agents/ag_aaaaaaaaaaaaaaaa", headers=admin)
