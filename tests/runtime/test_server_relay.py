@@ -11,7 +11,7 @@ from mesh.config import Settings
 from mesh.registry import default_registry
 from runtime.serve import InProcessMesh
 from runtime.server import ServiceHost
-from tests.support.fake_events import fake_event_store
+from tests.support.recording_event_store import fake_event_store
 from tests.support.mesh import trusting
 from tests.support.tokens import TestIssuer
 from vocelio.agents.v1 import agent_pb2, agents_service_pb2, agents_service_pb2_grpc

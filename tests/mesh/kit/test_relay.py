@@ -24,7 +24,7 @@ from mesh.kit.relay import OutboxRelay, RelayPolicy
 from mesh.kit.tables import OutboxRow
 from mesh.registry import default_registry
 from runtime.clients import MeshClients
-from tests.support.fake_events import SERVICE_TOKEN, RunningStore, fake_event_store
+from tests.support.recording_event_store import SERVICE_TOKEN, RunningStore, fake_event_store
 from vocelio.agents.v1 import agent_pb2, agents_events_pb2
 from vocelio.events.v1 import events_service_pb2, events_service_pb2_grpc
 
