@@ -6,13 +6,14 @@ import asyncio
 import dataclasses
 
 import grpc
+from google.protobuf import json_format
 
 from mesh.config import Settings
 from mesh.registry import default_registry
 from runtime.serve import InProcessMesh
 from runtime.server import ServiceHost
-from tests.support.recording_event_store import fake_event_store
 from tests.support.mesh import trusting
+from tests.support.recording_event_store import fake_event_store
 from tests.support.tokens import TestIssuer
 from vocelio.agents.v1 import agent_pb2, agents_service_pb2, agents_service_pb2_grpc
 
@@ -52,7 +53,7 @@ async def test_a_created_agent_reaches_the_event_store_through_the_hosts_relay(s
     assert request.organization_id == "org_a"
     event = request.events[0]
     assert event.type == "agent.created"
-    assert event.data["agent"]["name"] == reply.agent.name
+    assert json_format.MessageToDict(event.data)["agent"]["name"] == reply.agent.name
     assert event.metadata.actor == "users/alice"
     assert event.metadata.source_service == "agents"
     assert event.metadata.correlation_id == "req-front-desk"

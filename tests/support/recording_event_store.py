@@ -110,8 +110,8 @@ async def fake_event_store() -> AsyncIterator[RunningStore]:
     """Serve a :class:`FakeEventStore` and a :class:`TokenIssuer` on port 0; stopped afterwards."""
     store = FakeEventStore()
     server = grpc.aio.server()
-    events_service_pb2_grpc.add_EventsServiceServicer_to_server(store, server)  # type: ignore[no-untyped-call]
-    identity_service_pb2_grpc.add_IdentityServiceServicer_to_server(TokenIssuer(), server)  # type: ignore[no-untyped-call]
+    events_service_pb2_grpc.add_EventsServiceServicer_to_server(store, server)
+    identity_service_pb2_grpc.add_IdentityServiceServicer_to_server(TokenIssuer(), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from google.protobuf import json_format
 from prometheus_client import REGISTRY
 from sqlalchemy import select, update
 
@@ -133,7 +134,7 @@ async def test_rows_are_relayed_oldest_first_per_stream_with_their_metadata(
     assert request.expected_state == events_service_pb2.EXPECTED_STREAM_STATE_ANY
     event = request.events[0]
     assert (event.type, event.data_schema) == ("agent.created", "vocelio.agents.v1.AgentCreatedEvent")
-    assert event.data["agent"]["displayName"] == "ag1"
+    assert json_format.MessageToDict(event.data)["agent"]["displayName"] == "ag1"
     assert event.occur_time.ToDatetime(datetime.UTC) == NOW
     assert event.metadata.actor == "users/alice"
     assert event.metadata.source_service == "agents"
@@ -166,10 +167,14 @@ async def test_a_rolled_back_append_sends_nothing(
     kit_database: ServiceDatabase, clients: MeshClients, store: RunningStore
 ) -> None:
     signal = CommitSignal()
-    with pytest.raises(RuntimeError):
+
+    async def failed_change() -> None:
         async with kit_database.sessions.begin() as session:
             await Outbox(FixedClock(NOW), signal).append(session, created("org_a", "ag1"), stream="agents-org_a-ag1")
             raise RuntimeError("the change failed")
+
+    with pytest.raises(RuntimeError):
+        await failed_change()
     assert not await signal.wait(0.05)
     assert (await relay_for(kit_database, clients).relay_once()).relayed == 0
     assert store.store.requests == []
