@@ -49,6 +49,7 @@ from mesh.health import DatabaseWatch
 from mesh.jwks import TrustedKeys
 from mesh.kit.audit import AuditPort
 from mesh.kit.clock import Clock
+from mesh.kit.projections import EventSource
 from mesh.limits.streams import StreamSlots
 from mesh.registry import Registry, ServiceSpec
 from mesh.revocations import RevocationSet
@@ -93,6 +94,7 @@ class ServiceHost:
         access: AccessTable | None = None,
         implementation: ServiceModule | None = None,
         serve_metrics: bool = True,
+        event_source: EventSource | None = None,
     ) -> None:
         """Prepare a host; nothing listens until :meth:`start`.
 
@@ -100,12 +102,15 @@ class ServiceHost:
         ``implementation`` let a test serve a contract that is not one of Vocelio's
         (``tests/support/kitdemo``) with its own role table and ``register`` function.
         Without ``serve_metrics`` the host opens no metrics port (an in-process mesh serves
-        one for all its hosts, which share the process registry).
+        one for all its hosts, which share the process registry). ``event_source`` replaces the
+        events service as the log projections read (tests).
         """
         self.spec = spec
         self._implementation = implementation
         self._clock = clock
         self._audit = audit
+        self._event_source = event_source
+        self.context: ServiceContext | None = None
         self.settings = settings
         self.registry = registry
         self.requested_port = settings.port_for(spec.contract_port) if port is None else port
@@ -203,8 +208,10 @@ class ServiceHost:
                 self.clients,
                 clock=self._clock,
                 audit=self._audit,
+                event_source=self._event_source,
             )
             module.register(self.server, context)
+            self.context = context
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             (self.spec.full_name, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
@@ -240,6 +247,8 @@ class ServiceHost:
         """
         if self._revocation_watcher is not None:
             self._revocation_watcher.start()
+        for projections in self.context.projections if self.context is not None else ():
+            projections.start()
 
     async def shutdown(self) -> None:
         """Leave gracefully, in bounded time: NOT_SERVING, drain, finish in-flight calls, close.
@@ -261,6 +270,8 @@ class ServiceHost:
         stuck = await self.inflight.drain(self.settings.shutdown_grace)
         if stuck:
             log.warning("%s: handlers still running after cancellation: %s", self.spec.name, ", ".join(sorted(stuck)))
+        for projections in self.context.projections if self.context is not None else ():
+            await projections.stop()
         await self.probes.stop()
         await self.server.stop(_STOP_GRACE)
         if self.metrics is not None:

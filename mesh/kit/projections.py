@@ -51,6 +51,7 @@ from typing import Any, Protocol
 import grpc
 from google.protobuf import message
 from sqlalchemy import delete, update
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mesh import event_types
@@ -267,24 +268,38 @@ class Projections:
             return 1, 0, None
         return row.served_generation, row.position, row.last_event_time
 
-    async def start(self) -> None:
-        """Create missing state rows, resume interrupted rebuilds, start every subscription."""
+    def start(self) -> None:
+        """Start one background task per projection (its set-up retries while the database is down)."""
         if self._started or not self._projections:
             return
         self._started = True
-        for name, projection in self._projections.items():
-            row = await self._ensure_state(projection)
-            if row.state == REBUILDING:
-                self._start_rebuild(name)
-            elif row.schema_version != projection.schema_version:
-                log.info(
-                    "projection %s: schema version %d → %d, rebuilding",
-                    name,
-                    row.schema_version,
-                    projection.schema_version,
-                )
-                await self.rebuild(name)
-            self._start_live(name)
+        loop = asyncio.get_running_loop()
+        for name in self._projections:
+            self._live[name] = loop.create_task(self._begin(name), name=f"projection-{name}")
+
+    async def _begin(self, name: str) -> None:
+        """Create the state row if missing, resume an interrupted rebuild, then follow the log."""
+        projection = self._projections[name]
+        backoff = _BACKOFF_FIRST
+        while True:
+            try:
+                row = await self._ensure_state(projection)
+                if row.state == REBUILDING:
+                    self._start_rebuild(name)
+                elif row.schema_version != projection.schema_version:
+                    log.info(
+                        "projection %s: schema version %d → %d, rebuilding",
+                        name,
+                        row.schema_version,
+                        projection.schema_version,
+                    )
+                    await self.rebuild(name)
+                break
+            except (SQLAlchemyError, OSError) as error:
+                log.warning("projection %s: cannot read its state (%s), retrying in %.1fs", name, error, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _BACKOFF_MAX)
+        await self._follow(name, shadow=False)
 
     async def stop(self) -> None:
         """Cancel every subscription and wait (bounded) for them to unwind."""
@@ -422,6 +437,8 @@ class Projections:
                 log.warning(
                     "projection %s: subscription lost (%s), retrying in %.1fs", name, error.code().name, backoff
                 )
+            except (OperationalError, InterfaceError, OSError) as error:
+                log.warning("projection %s: database unavailable (%s), retrying in %.1fs", name, error, backoff)
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # an event that cannot be applied stops the projection
@@ -555,9 +572,16 @@ class Projections:
         return row
 
     async def _ensure_state(self, projection: Projection) -> ProjectionState:
-        async with self._sessions.begin() as session:
-            row = await session.get(self._state, projection.name)
-            if row is None:
-                row = self._new_state(projection)
-                session.add(row)
-            return row
+        try:
+            async with self._sessions.begin() as session:
+                row = await session.get(self._state, projection.name)
+                if row is None:
+                    row = self._new_state(projection)
+                    session.add(row)
+                return row
+        except IntegrityError:  # another replica created it first
+            async with self._sessions() as session:
+                found = await session.get(self._state, projection.name)
+            if found is None:
+                raise
+            return found
