@@ -71,7 +71,7 @@ class OverviewServicer(overview_service_pb2_grpc.OverviewServiceServicer):
                         )
                         .group_by(AgentSummaryRow.state)
                     )
-                ).tuples()
+                )
             )
         overview = overview_pb2.Overview(
             organization_id=organization,
