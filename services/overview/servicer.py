@@ -61,18 +61,12 @@ class OverviewServicer(overview_service_pb2_grpc.OverviewServiceServicer):
         start, end = _interval(request, now, zone)
         async with self._sessions() as session:
             generation, position, as_of = await self._projections.served_generation(session, OverviewProjection.name)
-            counts = dict(
-                (
-                    await session.execute(
-                        select(AgentSummaryRow.state, func.count())
-                        .where(
-                            AgentSummaryRow.generation == generation,
-                            AgentSummaryRow.organization_id == organization,
-                        )
-                        .group_by(AgentSummaryRow.state)
-                    )
-                )
+            rows = await session.execute(
+                select(AgentSummaryRow.state, func.count())
+                .where(AgentSummaryRow.generation == generation, AgentSummaryRow.organization_id == organization)
+                .group_by(AgentSummaryRow.state)
             )
+            counts: dict[str, int] = {state: count for state, count in rows.all()}
         overview = overview_pb2.Overview(
             organization_id=organization,
             time_zone=zone_name,
