@@ -99,7 +99,7 @@ class FakeLog:
                     caught_up=event_pb2.SubscriptionCaughtUp(global_position=position)
                 )
             async with self._appended:
-                await self._appended.wait_for(lambda: position < len(self.events) or self.outage)
+                await self._appended.wait_for(lambda reached=position: reached < len(self.events) or self.outage)
             if self.outage:
                 raise unavailable()
 
