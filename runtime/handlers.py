@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
 import grpc
@@ -55,6 +55,9 @@ class ServiceContext:
         projections: read models the service keeps: ``register`` appends its
             :class:`~mesh.kit.projections.Projections`; the host starts them with its background
             work and stops them before closing the database.
+        shutdown_hooks: coroutines the host awaits at shutdown, after the drain period and
+            before it waits for in-flight calls (register them with :meth:`on_shutdown`):
+            where a service ends its long-lived streams and stops its background tasks.
 
     """
 
@@ -71,6 +74,7 @@ class ServiceContext:
     audit: AuditPort
     event_source: EventSource
     projections: list[Projections]
+    shutdown_hooks: list[Callable[[], Awaitable[None]]] = dataclasses.field(default_factory=list)
 
     @classmethod
     def create(
@@ -110,6 +114,10 @@ class ServiceContext:
             event_source=event_source or EventsServiceSource(events_stub),
             projections=[],
         )
+
+    def on_shutdown(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Have the host await ``hook()`` when it shuts down (bounded by its own stop logic)."""
+        self.shutdown_hooks.append(hook)
 
     @property
     def sessions(self) -> async_sessionmaker[AsyncSession]:
