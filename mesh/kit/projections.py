@@ -293,7 +293,9 @@ class Projections:
                         row.schema_version,
                         projection.schema_version,
                     )
-                    await self.rebuild(name)
+                    async with self._sessions.begin() as session:
+                        await self.begin_rebuild(session, name)
+                    self._start_rebuild(name)
                 break
             except (SQLAlchemyError, OSError) as error:
                 log.warning("projection %s: cannot read its state (%s), retrying in %.1fs", name, error, backoff)
@@ -312,16 +314,19 @@ class Projections:
         """Wait until the live subscription of ``name`` has caught up once (tests, start-up)."""
         await self._caught_up[name].wait()
 
-    async def status(self, name: str) -> ProjectionStatus:
-        """The projection's current state.
+    async def status(self, name: str, session: AsyncSession | None = None) -> ProjectionStatus:
+        """The projection's current state (read in ``session`` when given).
 
         Raises:
             NotFound: no such projection.
 
         """
         projection = self.projection(name)
-        async with self._sessions() as session:
-            row = await session.get(self._state, name)
+        if session is None:
+            async with self._sessions() as own:
+                row = await own.get(self._state, name)
+        else:
+            row = await session.get(self._state, name, populate_existing=True)
         if row is None:
             return ProjectionStatus(
                 name,
@@ -368,28 +373,43 @@ class Projections:
             FailedPrecondition: a rebuild is already running.
 
         """
-        projection = self.projection(name)
         async with self._sessions.begin() as session:
-            row = await session.get(self._state, name, with_for_update=True)
-            if row is None:
-                row = self._new_state(projection)
-                session.add(row)
-                await session.flush()
-            if row.state == REBUILDING:
-                raise FailedPrecondition(f"projection {name!r} is already being rebuilt")
-            shadow = row.served_generation + 1
-            await self._clear(session, projection, shadow)
-            now = self._clock.now()
-            row.state = REBUILDING
-            row.shadow_generation = shadow
-            row.shadow_position = 0
-            row.rebuild_start_time = now
-            row.rebuild_complete_time = None
-            row.error_message = ""
-            row.update_time = now
-        if self._started and not self._stopping:
-            self._start_rebuild(name)
+            await self.begin_rebuild(session, name)
+        self.resume_rebuild(name)
         return await self.status(name)
+
+    async def begin_rebuild(self, session: AsyncSession, name: str) -> None:
+        """Mark a rebuild in the caller's transaction; call :meth:`resume_rebuild` after the commit.
+
+        Raises:
+            NotFound: no such projection.
+            FailedPrecondition: a rebuild is already running.
+
+        """
+        projection = self.projection(name)
+        row = await session.get(self._state, name, with_for_update=True, populate_existing=True)
+        if row is None:
+            row = self._new_state(projection)
+            session.add(row)
+            await session.flush()
+        if row.state == REBUILDING:
+            raise FailedPrecondition(f"projection {name!r} is already being rebuilt")
+        shadow = row.served_generation + 1
+        await self._clear(session, projection, shadow)
+        now = self._clock.now()
+        row.state = REBUILDING
+        row.shadow_generation = shadow
+        row.shadow_position = 0
+        row.rebuild_start_time = now
+        row.rebuild_complete_time = None
+        row.error_message = ""
+        row.update_time = now
+
+    def resume_rebuild(self, name: str) -> None:
+        """Start the shadow subscription of a committed rebuild (unless it runs or the runner is stopped)."""
+        running = self._rebuilds.get(name)
+        if self._started and not self._stopping and (running is None or running.done()):
+            self._start_rebuild(name)
 
     # -- the subscriptions -------------------------------------------------------------
 

@@ -23,6 +23,6 @@ def register(server: grpc.aio.Server, context: ServiceContext) -> None:
     )
     projections.add(EventCountsProjection())
     context.projections.append(projections)
-    servicer = AnalyticsServicer(projections, context.page_tokens, context.clock)
+    servicer = AnalyticsServicer(context.sessions, projections, context.page_tokens, context.idempotency, context.clock)
     answer_unimplemented_rest(servicer, analytics_service_pb2_grpc.AnalyticsServiceServicer, context.spec)
     analytics_service_pb2_grpc.add_AnalyticsServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]

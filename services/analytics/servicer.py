@@ -2,8 +2,8 @@
 
 GetProjection, ListProjections and RebuildProjection (platform administrators, by the
 contract's permissions). Every other method answers UNIMPLEMENTED (``service.py``).
-RebuildProjection's ``request_id`` is not deduplicated yet: a retry of a rebuild that
-started answers FAILED_PRECONDITION while it runs (README).
+RebuildProjection claims its ``request_id`` (AIP-155) in the transaction that marks the
+rebuild, so a retry answers the first response instead of FAILED_PRECONDITION.
 """
 
 from __future__ import annotations
@@ -12,12 +12,15 @@ import datetime
 from typing import Any
 
 import grpc
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mesh.kit import paging
 from mesh.kit.clock import Clock
+from mesh.kit.idempotency import IdempotencyStore
 from mesh.kit.names import ResourceName
 from mesh.kit.projections import Projections, ProjectionStatus
 from mesh.kit.sql import timestamp
+from mesh.principal import current
 from vocelio.analytics.v1 import analytics_service_pb2, analytics_service_pb2_grpc, projection_pb2
 
 PROJECTIONS = ResourceName.for_message(projection_pb2.Projection)
@@ -33,8 +36,17 @@ Context = grpc.aio.ServicerContext[Any, Any]
 class AnalyticsServicer(analytics_service_pb2_grpc.AnalyticsServiceServicer):
     """The projections' operational side."""
 
-    def __init__(self, projections: Projections, page_tokens: paging.PageTokens, clock: Clock) -> None:
-        """Serve the status of ``projections``."""
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        projections: Projections,
+        page_tokens: paging.PageTokens,
+        idempotency: IdempotencyStore,
+        clock: Clock,
+    ) -> None:
+        """Serve the status of ``projections``; rebuilds claim their request_id in ``sessions``."""
+        self._sessions = sessions
+        self._idempotency = idempotency
         self._projections = projections
         self._page_tokens = page_tokens
         self._clock = clock
@@ -71,9 +83,25 @@ class AnalyticsServicer(analytics_service_pb2_grpc.AnalyticsServiceServicer):
     ) -> analytics_service_pb2.RebuildProjectionResponse:
         """Start a blue/green rebuild; FAILED_PRECONDITION while one runs."""
         name = self._name(request.name)
-        status = await self._projections.rebuild(name)
+        principal = current()
         head = await self._projections.head_position()
-        return analytics_service_pb2.RebuildProjectionResponse(projection=self._to_proto(status, head))
+        async with self._sessions.begin() as session:
+            claim = await self._idempotency.claim(
+                session,
+                method="RebuildProjection",
+                organization_id=principal.organization_id,
+                principal=principal.subject,
+                request=request,
+                response_type=analytics_service_pb2.RebuildProjectionResponse,
+            )
+            if claim.replay is not None:
+                return claim.replay
+            await self._projections.begin_rebuild(session, name)
+            status = await self._projections.status(name, session)
+            response = analytics_service_pb2.RebuildProjectionResponse(projection=self._to_proto(status, head))
+            await claim.complete(session, response)
+        self._projections.resume_rebuild(name)
+        return response
 
     def _name(self, name: str) -> str:
         projection_id = PROJECTIONS.parse(name)["analytics_projection"]

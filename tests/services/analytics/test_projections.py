@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import grpc
 import pytest
@@ -53,9 +54,10 @@ async def test_a_rebuild_swaps_in_the_same_counts(settings: Settings):
         )
         assert got.projection.state == projection_pb2.PROJECTION_STATE_LIVE
         assert got.projection.checkpoint_position == got.projection.head_position == log.head
-        rebuilt = await stub.RebuildProjection(
-            analytics_service_pb2.RebuildProjectionRequest(name=NAME), metadata=as_platform_admin()
-        )
+        request = analytics_service_pb2.RebuildProjectionRequest(name=NAME, request_id=str(uuid.uuid4()))
+        rebuilt = await stub.RebuildProjection(request, metadata=as_platform_admin())
+        retried = await stub.RebuildProjection(request, metadata=as_platform_admin())  # not FAILED_PRECONDITION
+        assert retried == rebuilt
         assert rebuilt.projection.state in (
             projection_pb2.PROJECTION_STATE_REBUILDING,
             projection_pb2.PROJECTION_STATE_LIVE,
