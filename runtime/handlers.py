@@ -24,8 +24,10 @@ from mesh.kit.clock import SYSTEM_CLOCK, Clock
 from mesh.kit.idempotency import IdempotencyStore
 from mesh.kit.outbox import CommitSignal, Outbox
 from mesh.kit.paging import PageTokens
+from mesh.kit.projections import EventSource, EventsServiceSource, Projections
 from mesh.registry import MethodSpec, Registry, ServiceSpec
 from runtime.clients import MeshClients
+from vocelio.events.v1 import events_service_pb2_grpc
 from vocelio.identity.v1 import identity_service_pb2_grpc
 
 
@@ -48,6 +50,11 @@ class ServiceContext:
         outbox: the typed-event outbox.
         identity_calls: calls to identity owed by committed changes (audit, revocations).
         audit: the audit port.
+        event_source: the event store's global log, read with the service's own credential
+            (``mesh.kit.projections``).
+        projections: read models the service keeps: ``register`` appends its
+            :class:`~mesh.kit.projections.Projections`; the host starts them with its background
+            work and stops them before closing the database.
         shutdown_hooks: coroutines the host awaits at shutdown, after the drain period and
             before it waits for in-flight calls (register them with :meth:`on_shutdown`):
             where a service ends its long-lived streams and stops its background tasks.
@@ -65,6 +72,8 @@ class ServiceContext:
     outbox: Outbox
     identity_calls: IdentityCalls
     audit: AuditPort
+    event_source: EventSource
+    projections: list[Projections]
     shutdown_hooks: list[Callable[[], Awaitable[None]]] = dataclasses.field(default_factory=list)
 
     @classmethod
@@ -79,6 +88,7 @@ class ServiceContext:
         clock: Clock | None = None,
         audit: AuditPort | None = None,
         outbox_signal: CommitSignal | None = None,
+        event_source: EventSource | None = None,
     ) -> ServiceContext:
         """The context of one service, with the kit's defaults for whatever is not given.
 
@@ -89,6 +99,9 @@ class ServiceContext:
 
         def identity_stub() -> identity_service_pb2_grpc.IdentityServiceStub:
             return clients.stub("identity", identity_service_pb2_grpc.IdentityServiceStub)
+
+        def events_stub() -> events_service_pb2_grpc.EventsServiceStub:
+            return clients.stub("events", events_service_pb2_grpc.EventsServiceStub)
 
         identity_calls = IdentityCalls(database.sessions, identity_stub, clock)
         return cls(
@@ -103,6 +116,8 @@ class ServiceContext:
             outbox=Outbox(clock, outbox_signal),
             identity_calls=identity_calls,
             audit=audit or IdentityAudit(identity_calls, clock),
+            event_source=event_source or EventsServiceSource(events_stub),
+            projections=[],
         )
 
     def on_shutdown(self, hook: Callable[[], Awaitable[None]]) -> None:
@@ -146,23 +161,40 @@ def unimplemented_message(method: MethodSpec) -> str:
     return f"{method.path} is part of the Vocelio contract but is not implemented in this release yet"
 
 
-def _unimplemented_method(method: MethodSpec) -> grpc.RpcMethodHandler[Any, Any]:
+def answer_unimplemented_rest(servicer: object, base: type, spec: ServiceSpec) -> None:
+    """Make the methods ``servicer`` does not override answer as an unimplemented service does.
+
+    A service that implements part of its contract (analytics' projection methods) subclasses the
+    generated servicer, whose own methods answer a bare "Method not implemented!" after raising
+    ``NotImplementedError`` (which the errors wrapper would report as INTERNAL). Call this before
+    ``add_…Servicer_to_server``: every method the subclass leaves to ``base`` answers
+    UNIMPLEMENTED with :func:`unimplemented_message`, like a service with no implementation.
+    """
+    for method in spec.methods:
+        if getattr(type(servicer), method.name, None) is getattr(base, method.name, None):
+            setattr(servicer, method.name, _unimplemented_behaviour(method))
+
+
+def _unimplemented_behaviour(method: MethodSpec) -> Callable[..., Any]:
     message = unimplemented_message(method)
 
-    async def unary(_request: bytes, _context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+    async def unary(_request: object, _context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
         raise Unimplemented(message)
 
-    async def streaming(_request: bytes, _context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[bytes]:
+    async def streaming(_request: object, _context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[bytes]:
         raise Unimplemented(message)
         yield b""  # pragma: no cover - makes this an async generator
 
+    return streaming if method.server_streaming else unary
+
+
+def _unimplemented_method(method: MethodSpec) -> grpc.RpcMethodHandler[Any, Any]:
     # Requests stay raw bytes: nothing is decoded for a method that does nothing.
-    factory: Callable[..., grpc.RpcMethodHandler[Any, Any]]
+    behaviour = _unimplemented_behaviour(method)
     if method.client_streaming and method.server_streaming:
-        return grpc.stream_stream_rpc_method_handler(streaming)
+        return grpc.stream_stream_rpc_method_handler(behaviour)
     if method.client_streaming:
-        return grpc.stream_unary_rpc_method_handler(unary)
+        return grpc.stream_unary_rpc_method_handler(behaviour)
     if method.server_streaming:
-        return grpc.unary_stream_rpc_method_handler(streaming)
-    factory = grpc.unary_unary_rpc_method_handler
-    return factory(unary)
+        return grpc.unary_stream_rpc_method_handler(behaviour)
+    return grpc.unary_unary_rpc_method_handler(behaviour)

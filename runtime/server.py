@@ -55,6 +55,7 @@ from mesh.jwks import TrustedKeys
 from mesh.kit.audit import AuditPort
 from mesh.kit.clock import SYSTEM_CLOCK, Clock
 from mesh.kit.outbox import CommitSignal
+from mesh.kit.projections import EventSource
 from mesh.kit.relay import OutboxRelay, RelayPolicy
 from mesh.limits.streams import StreamSlots
 from mesh.registry import Registry, ServiceSpec
@@ -105,6 +106,7 @@ class ServiceHost:
         implementation: ServiceModule | None = None,
         serve_metrics: bool = True,
         relay: bool = True,
+        event_source: EventSource | None = None,
     ) -> None:
         """Prepare a host; nothing listens until :meth:`start`.
 
@@ -114,12 +116,15 @@ class ServiceHost:
         Without ``serve_metrics`` the host opens no metrics port (an in-process mesh serves
         one for all its hosts, which share the process registry). Without ``relay`` (or with
         ``VOCELIO_OUTBOX_RELAY=false``, and always for events itself) no outbox relay runs:
-        events stay in the outbox for a later process.
+        events stay in the outbox for a later process. ``event_source`` replaces the
+        events service as the log projections read (tests).
         """
         self.spec = spec
         self._implementation = implementation
         self._clock = clock
         self._audit = audit
+        self._event_source = event_source
+        self.context: ServiceContext | None = None
         self.settings = settings
         self.registry = registry
         self.requested_port = settings.port_for(spec.contract_port) if port is None else port
@@ -245,8 +250,10 @@ class ServiceHost:
                 clock=self._clock,
                 audit=self._audit,
                 outbox_signal=self.outbox_signal,
+                event_source=self._event_source,
             )
             module.register(self.server, context)
+            self.context = context
             self._shutdown_hooks = context.shutdown_hooks
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
@@ -285,6 +292,8 @@ class ServiceHost:
             self._revocation_watcher.start()
         if self.relay is not None:
             self.relay.start()
+        for projections in self.context.projections if self.context is not None else ():
+            projections.start()
 
     async def shutdown(self) -> None:
         """Leave gracefully, in bounded time: NOT_SERVING, drain, finish in-flight calls, close.
@@ -314,6 +323,8 @@ class ServiceHost:
         if self.relay is not None:
             # after the last handlers (their events are committed), before the clients and the database close
             await self.relay.stop()
+        for projections in self.context.projections if self.context is not None else ():
+            await projections.stop()
         await self.probes.stop()
         await self.server.stop(_STOP_GRACE)
         if self.metrics is not None:
