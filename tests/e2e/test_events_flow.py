@@ -8,7 +8,9 @@ subscriptions (``GET …/events:subscribe``, NDJSON and server-sent events), cre
 admin sees none of it on either endpoint, and is refused the first one's.
 
 The edge's unary deadline is cut to a few seconds here, and a subscription is kept open past it before its
-event comes: a long-lived stream must not inherit the per-request timeout.
+event comes: a long-lived stream must not inherit the per-request timeout. And a principal may hold only a
+few streams at once here, so a subscription the edge kept open upstream after its client left would soon
+lock the admin out.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from tests.support.processes import served_mesh
 PASSWORD = "correct horse battery staple"
 EDGE_TIMEOUT = 4.0
 """The edge's unary deadline in this mesh (VOCELIO_EDGE_TIMEOUT): short, so a stream outliving it is seen."""
+STREAMS_PER_PRINCIPAL = 3
+"""Server streams one principal may hold at once in this mesh: a subscription leaked by the edge shows."""
 LIVE_WITHIN = 1.0
 """The issue's bound: a created agent's event reaches a live subscriber within a second."""
 
@@ -50,7 +54,11 @@ class Admin:
 
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    with served_mesh(tmp_path_factory, VOCELIO_EDGE_TIMEOUT=str(EDGE_TIMEOUT)) as (base, _offset):
+    settings = {
+        "VOCELIO_EDGE_TIMEOUT": str(EDGE_TIMEOUT),
+        "VOCELIO_MAX_STREAMS_PER_PRINCIPAL": str(STREAMS_PER_PRINCIPAL),
+    }
+    with served_mesh(tmp_path_factory, **settings) as (base, _offset):
         yield base
 
 
@@ -129,7 +137,7 @@ async def subscribed(base: str, admin: Admin, *, sse: bool = False) -> AsyncIter
         httpx.AsyncClient(base_url=base, timeout=httpx.Timeout(10, read=None)) as client,
         client.stream("GET", url, params={"liveOnly": "true"}, headers=headers) as response,
     ):
-        assert response.status_code == 200, (await response.aread()).decode()
+        assert response.status_code == 200, f"HTTP {response.status_code}: {(await response.aread()).decode()}"
         expected = "text/event-stream" if sse else "application/x-ndjson"
         assert response.headers["content-type"].startswith(expected)
         subscription = Subscription(response, sse)
@@ -244,3 +252,22 @@ async def test_a_live_subscription_outlives_the_edges_request_timeout(mesh: str,
         arrival, _ = await subscription.first(_created(agent), timeout=10)
         assert arrival - created_at < LIVE_WITHIN
         assert not subscription.response.is_closed
+
+
+async def test_a_subscription_whose_client_left_gives_its_stream_slot_back(
+    mesh: str, admins: tuple[Admin, Admin]
+) -> None:
+    _, globex = admins
+    for _ in range(STREAMS_PER_PRINCIPAL + 2):
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                async with subscribed(mesh, globex):
+                    break  # live, then the client goes away
+            except AssertionError as refused:
+                # The upstream notices the cancellation a moment later; a leaked stream would never come back.
+                if "HTTP 429" not in str(refused):
+                    raise
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
