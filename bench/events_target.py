@@ -5,10 +5,10 @@ only its own service credential, identity with the master secret): identity, whi
 events, the service under test, both on the bench's fresh schema prefix of the PostgreSQL database. The
 bench then acts as the mesh services do:
 
-* appends with the token of a service whose contract declares ``AppendToStream`` among its ``calls`` (the
-  outbox relay's principal), ``expected_revision`` set as a producer with an aggregate would;
-* subscribes with the token of a service whose contract declares ``SubscribeToAll`` (a projection's), live
-  only, for the bench's organisation.
+* appends with the token of a service allowed ``AppendToStream`` (the outbox relay's principal: every
+  service host's), ``expected_revision`` set as a producer with an aggregate would;
+* subscribes with the token of a service whose contract declares ``SubscribeToAll`` among its calls (a
+  projection's), live only, for the bench's organisation.
 
 Both principals are found in the contracts (``Registry``), not named here, so the bench follows whoever
 the contracts say appends and subscribes.
@@ -44,14 +44,20 @@ SUBSCRIBE = "/vocelio.events.v1.EventsService/SubscribeToAll"
 
 
 def caller_of(registry: Registry, method: str) -> str:
-    """The first service (by name) whose contract declares ``method`` among the calls it makes as itself."""
-    callers = sorted(spec.name for spec in registry if method in spec.calls)
+    """A service whose own token carries ``method``'s permission (its contract's calls or the runtime's).
+
+    The outbox relay's principal for appends (every service host's, ``agents`` preferred: the producer the
+    issue's acceptance follows), a projection's for subscriptions; the first by name otherwise.
+    """
+    spec = registry.method(method)
+    permission = spec.policy.permission if spec is not None and spec.policy is not None else ""
+    callers = sorted(s.name for s in registry if permission and permission in registry.service_permissions(s.name))
     if not callers:
         raise BenchError(
-            f"no service's contract declares {method} among its calls, so no service token may make it; "
-            "the bench acts as that service"
+            f"no service's token may call {method} (no contract declares it among its calls), "
+            "and the bench acts as such a service"
         )
-    return callers[0]
+    return "agents" if "agents" in callers else callers[0]
 
 
 class EventsMesh:
