@@ -128,6 +128,15 @@ class Settings:
         prometheus_multiproc_dir: ``PROMETHEUS_MULTIPROC_DIR``, prometheus_client's own
             variable, set for the edge's workers when there are several; their metrics are
             then kept in files there and summed at ``/metrics``.
+        outbox_relay: run the outbox relay in every service process but events (off: events
+            wait in the outbox until a process with the relay on starts).
+        outbox_poll_interval: seconds between the relay's looks at the outbox when no commit
+            woke it (rows a crashed process left, rows written by another replica).
+        outbox_batch_size: pending rows the relay reads per round (sent per stream, at most
+            500 events per append).
+        outbox_retry_initial_backoff: seconds the relay waits after a failed round before the
+            next (``outbox_retry_max_backoff``: the cap); doubled per failure, with jitter.
+        outbox_retention: seconds a relayed row is kept before it is purged.
 
     """
 
@@ -204,6 +213,13 @@ class Settings:
     metrics_port_offset: int = 1000
     metrics_scrape_timeout: float = 1.0
     prometheus_multiproc_dir: pathlib.Path | None = None
+    # --- outbox relay (issue #11) ---
+    outbox_relay: bool = True
+    outbox_poll_interval: float = 2.0
+    outbox_batch_size: int = 200
+    outbox_retry_initial_backoff: float = 0.5
+    outbox_retry_max_backoff: float = 30.0
+    outbox_retention: float = 7 * 24 * 3600.0
 
     def __post_init__(self) -> None:
         if self.port_offset < 0 or self.port_offset > 50000:
@@ -273,6 +289,7 @@ class Settings:
             raise ConfigError("VOCELIO_METRICS_SCRAPE_TIMEOUT", "must be more than 0 and at most 30 seconds")
         if self.log_level not in _LOG_LEVELS:
             raise ConfigError("VOCELIO_LOG_LEVEL", f"must be one of {', '.join(_LOG_LEVELS)}")
+        self._check_outbox_settings()
         if self.environment == "production":
             _check_production_secrets(self)
 
@@ -289,6 +306,22 @@ class Settings:
             raise ConfigError("VOCELIO_REVOCATION_HEARTBEAT", "must be shorter than VOCELIO_REVOCATION_MAX_STALENESS")
         if self.jwks_max_age < self.jwks_ttl:
             raise ConfigError("VOCELIO_JWKS_MAX_AGE", "must be at least VOCELIO_JWKS_TTL")
+
+    def _check_outbox_settings(self) -> None:
+        for variable, value in (
+            ("VOCELIO_OUTBOX_POLL_INTERVAL", self.outbox_poll_interval),
+            ("VOCELIO_OUTBOX_RETRY_INITIAL_BACKOFF", self.outbox_retry_initial_backoff),
+            ("VOCELIO_OUTBOX_RETRY_MAX_BACKOFF", self.outbox_retry_max_backoff),
+            ("VOCELIO_OUTBOX_RETENTION", self.outbox_retention),
+        ):
+            if value <= 0:
+                raise ConfigError(variable, f"must be positive, got {value}")
+        if self.outbox_retry_max_backoff < self.outbox_retry_initial_backoff:
+            raise ConfigError(
+                "VOCELIO_OUTBOX_RETRY_MAX_BACKOFF", "must be at least VOCELIO_OUTBOX_RETRY_INITIAL_BACKOFF"
+            )
+        if not 1 <= self.outbox_batch_size <= 10_000:
+            raise ConfigError("VOCELIO_OUTBOX_BATCH_SIZE", "must be between 1 and 10000")
 
     def _check_client_settings(self) -> None:
         for variable, value in (
@@ -398,6 +431,13 @@ class Settings:
             prometheus_multiproc_dir=pathlib.Path(environ["PROMETHEUS_MULTIPROC_DIR"])
             if environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip()
             else None,
+            # --- outbox relay (issue #11) ---
+            outbox_relay=_boolean(environ, "VOCELIO_OUTBOX_RELAY", True),
+            outbox_poll_interval=_number(environ, "VOCELIO_OUTBOX_POLL_INTERVAL", 2.0),
+            outbox_batch_size=_integer(environ, "VOCELIO_OUTBOX_BATCH_SIZE", 200),
+            outbox_retry_initial_backoff=_number(environ, "VOCELIO_OUTBOX_RETRY_INITIAL_BACKOFF", 0.5),
+            outbox_retry_max_backoff=_number(environ, "VOCELIO_OUTBOX_RETRY_MAX_BACKOFF", 30.0),
+            outbox_retention=_number(environ, "VOCELIO_OUTBOX_RETENTION", 7 * 24 * 3600.0),
         )
 
     def port_for(self, contract_port: int) -> int:

@@ -25,12 +25,13 @@ _HTTP_OPTION: Any = annotations_pb2.http
 
 
 # What every service host calls as itself, whatever its contract lists: identity's revocation
-# stream (runtime/revocations.py) and audit intake (mesh/kit/audit.py), and developer_api's
-# API-key check (runtime/security.py).
+# stream (runtime/revocations.py) and audit intake (mesh/kit/audit.py), developer_api's
+# API-key check (runtime/security.py) and the event store's append (the outbox relay, mesh/kit/relay.py).
 RUNTIME_CALLS = (
     "/vocelio.identity.v1.IdentityService/StreamRevocations",
     "/vocelio.identity.v1.IdentityService/RecordAuditEvent",
     "/vocelio.developer_api.v1.DeveloperApiService/VerifyApiKey",
+    "/vocelio.events.v1.EventsService/AppendToStream",
 )
 
 

@@ -22,7 +22,7 @@ from mesh.errors import Unimplemented
 from mesh.kit.audit import AuditPort, IdentityAudit, IdentityCalls
 from mesh.kit.clock import SYSTEM_CLOCK, Clock
 from mesh.kit.idempotency import IdempotencyStore
-from mesh.kit.outbox import Outbox
+from mesh.kit.outbox import CommitSignal, Outbox
 from mesh.kit.paging import PageTokens
 from mesh.registry import MethodSpec, Registry, ServiceSpec
 from runtime.clients import MeshClients
@@ -74,8 +74,13 @@ class ServiceContext:
         *,
         clock: Clock | None = None,
         audit: AuditPort | None = None,
+        outbox_signal: CommitSignal | None = None,
     ) -> ServiceContext:
-        """The context of one service, with the kit's defaults for whatever is not given."""
+        """The context of one service, with the kit's defaults for whatever is not given.
+
+        ``outbox_signal`` is the service's outbox relay's wake-up, fired after commits that
+        appended events (``runtime.server.ServiceHost`` passes its relay's).
+        """
         clock = clock or SYSTEM_CLOCK
 
         def identity_stub() -> identity_service_pb2_grpc.IdentityServiceStub:
@@ -91,7 +96,7 @@ class ServiceContext:
             clock=clock,
             page_tokens=PageTokens.from_secret(settings.mesh_service_credential(spec.name), spec.name),
             idempotency=IdempotencyStore(clock),
-            outbox=Outbox(clock),
+            outbox=Outbox(clock, outbox_signal),
             identity_calls=identity_calls,
             audit=audit or IdentityAudit(identity_calls, clock),
         )

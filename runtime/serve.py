@@ -50,6 +50,9 @@ class InProcessMesh:
     ) -> None:
         self.settings = settings
         self.registry = registry
+        # On ephemeral ports a host can only find an events service of this mesh: without one, no relay
+        # (it would dial events' contract port, where another mesh may listen).
+        relays = not ephemeral_ports or any(spec.name == "events" for spec in specs)
         self.hosts = [
             ServiceHost(
                 spec,
@@ -60,6 +63,7 @@ class InProcessMesh:
                 clock=clock,
                 audit=audit,
                 serve_metrics=len(specs) == 1,
+                relay=relays,
             )
             for spec in specs
         ]

@@ -13,6 +13,10 @@ Shutdown (SIGTERM): readiness turns NOT_SERVING first, the server keeps answerin
 ``shutdown_drain`` seconds so probes and balancers notice, then stops taking calls and
 gives in-flight calls ``shutdown_grace`` seconds to finish; liveness stays SERVING until
 the server stops.
+
+Every service but events runs its outbox relay (``mesh.kit.relay``) from
+:meth:`ServiceHost.start_background` (it talks to events) until shutdown, where it stops
+(bounded) once the in-flight calls are done, before the clients and the database close.
 """
 
 from __future__ import annotations
@@ -48,7 +52,9 @@ from mesh.db import ServiceDatabase
 from mesh.health import DatabaseWatch
 from mesh.jwks import TrustedKeys
 from mesh.kit.audit import AuditPort
-from mesh.kit.clock import Clock
+from mesh.kit.clock import SYSTEM_CLOCK, Clock
+from mesh.kit.outbox import CommitSignal
+from mesh.kit.relay import OutboxRelay, RelayPolicy
 from mesh.limits.streams import StreamSlots
 from mesh.registry import Registry, ServiceSpec
 from mesh.revocations import RevocationSet
@@ -60,6 +66,7 @@ from runtime.metrics_endpoint import MetricsEndpoint
 from runtime.probes import HealthProbes
 from runtime.revocations import RevocationWatcher
 from runtime.security import Authenticator, SecurityOptions, identity_jwks
+from vocelio.events.v1 import events_service_pb2, events_service_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +78,9 @@ _SERVER_OPTIONS = [("grpc.so_reuseport", 0), ("grpc.max_metadata_size", 64 * 102
 
 # Once our own handlers have ended, the transport gets this long to finish its last writes.
 _STOP_GRACE = 1.0
+
+# The event store: every other service relays its outbox to it.
+EVENTS_SERVICE = "events"
 
 
 class PortInUseError(RuntimeError):
@@ -93,6 +103,7 @@ class ServiceHost:
         access: AccessTable | None = None,
         implementation: ServiceModule | None = None,
         serve_metrics: bool = True,
+        relay: bool = True,
     ) -> None:
         """Prepare a host; nothing listens until :meth:`start`.
 
@@ -100,7 +111,9 @@ class ServiceHost:
         ``implementation`` let a test serve a contract that is not one of Vocelio's
         (``tests/support/kitdemo``) with its own role table and ``register`` function.
         Without ``serve_metrics`` the host opens no metrics port (an in-process mesh serves
-        one for all its hosts, which share the process registry).
+        one for all its hosts, which share the process registry). Without ``relay`` (or with
+        ``VOCELIO_OUTBOX_RELAY=false``, and always for events itself) no outbox relay runs:
+        events stay in the outbox for a later process.
         """
         self.spec = spec
         self._implementation = implementation
@@ -177,7 +190,33 @@ class ServiceHost:
             timeout=settings.health_probe_timeout,
             prepare=self._migrate if settings.migrate_on_start else None,
         )
+        self.outbox_signal = CommitSignal()
+        self.relay: OutboxRelay | None = None
+        if relay and settings.outbox_relay and spec.name != EVENTS_SERVICE:
+            self.relay = OutboxRelay(
+                spec.name,
+                self.database.sessions,
+                self._append_event,
+                dialect=self.database.kind,
+                policy=RelayPolicy(
+                    poll_interval=settings.outbox_poll_interval,
+                    batch_size=settings.outbox_batch_size,
+                    initial_backoff=settings.outbox_retry_initial_backoff,
+                    max_backoff=settings.outbox_retry_max_backoff,
+                    retention=settings.outbox_retention,
+                ),
+                signal=self.outbox_signal,
+                clock=clock or SYSTEM_CLOCK,
+            )
         self._stopped = asyncio.Event()
+
+    async def _append_event(
+        self, request: events_service_pb2.AppendToStreamRequest
+    ) -> events_service_pb2.AppendToStreamResponse:
+        """One AppendToStream with the service's own credential (the relay runs for no caller)."""
+        stub = self.clients.stub("events", events_service_pb2_grpc.EventsServiceStub)
+        reply: events_service_pb2.AppendToStreamResponse = await stub.AppendToStream(request)
+        return reply
 
     async def start(self, *, background: bool = True) -> int:
         """Bind, start serving and begin watching the database.
@@ -203,6 +242,7 @@ class ServiceHost:
                 self.clients,
                 clock=self._clock,
                 audit=self._audit,
+                outbox_signal=self.outbox_signal,
             )
             module.register(self.server, context)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -234,12 +274,14 @@ class ServiceHost:
         return self.port
 
     def start_background(self) -> None:
-        """Start the work that talks to other services (the revocation stream).
+        """Start the work that talks to other services (the revocation stream, the outbox relay).
 
         An in-process mesh calls it once every service's real port is known.
         """
         if self._revocation_watcher is not None:
             self._revocation_watcher.start()
+        if self.relay is not None:
+            self.relay.start()
 
     async def shutdown(self) -> None:
         """Leave gracefully, in bounded time: NOT_SERVING, drain, finish in-flight calls, close.
@@ -261,6 +303,9 @@ class ServiceHost:
         stuck = await self.inflight.drain(self.settings.shutdown_grace)
         if stuck:
             log.warning("%s: handlers still running after cancellation: %s", self.spec.name, ", ".join(sorted(stuck)))
+        if self.relay is not None:
+            # after the last handlers (their events are committed), before the clients and the database close
+            await self.relay.stop()
         await self.probes.stop()
         await self.server.stop(_STOP_GRACE)
         if self.metrics is not None:

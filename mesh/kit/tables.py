@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime
 
-from sqlalchemy import Index, Integer, LargeBinary, String, Text
+from sqlalchemy import BigInteger, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from mesh.kit.sql import UtcDateTime
@@ -20,7 +20,12 @@ class KitBase(DeclarativeBase):
 
 
 class OutboxRow(KitBase):
-    """An event waiting for the relay (``mesh_0001``; ``data_schema`` since ``mesh_0002``)."""
+    """An event waiting for the relay (``mesh_0001``; ``data_schema`` since 0002; relay columns since 0003).
+
+    Pending: ``relayed_at`` and ``failed_at`` both empty. The relay (``mesh.kit.relay``) reads
+    pending rows by ``(occurred_at, seq)``, stamps ``relayed_at`` once the events service has
+    the event, and parks a row the store refuses for good with ``failed_at``/``last_error``.
+    """
 
     __tablename__ = "outbox"
 
@@ -34,8 +39,15 @@ class OutboxRow(KitBase):
     occurred_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime())
     relayed_at: Mapped[datetime.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Append order (a per-process hybrid clock, ``mesh.kit.outbox``): the tie-breaker after occurred_at.
+    seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    failed_at: Mapped[datetime.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    last_error: Mapped[str] = mapped_column(Text, default="", server_default="")  # code and message, no payload
 
-    __table_args__ = (Index("ix_outbox_pending", "relayed_at", "occurred_at"),)
+    __table_args__ = (
+        Index("ix_outbox_pending", "relayed_at", "occurred_at"),
+        Index("ix_outbox_relay_order", "relayed_at", "failed_at", "occurred_at", "seq"),
+    )
 
 
 class IdempotencyKeyRow(KitBase):

@@ -85,7 +85,7 @@ def test_the_implemented_services_declare_what_they_call_as_themselves():
         "/vocelio.team_hub.v1.TeamHubService/GetOrganization",
     )
     assert REGISTRY.service("agents").calls == ()
-    runtime = {"revoked_tokens.watch", "audit_events.create", "api_keys.verify"}
+    runtime = {"revoked_tokens.watch", "audit_events.create", "api_keys.verify", "event_streams.append"}
     assert REGISTRY.service_permissions("agents") == runtime
     assert REGISTRY.service_permissions("team_hub") == runtime | {"revoked_tokens.create", "api_keys.revoke_owned"}
     assert "*" not in REGISTRY.service_permissions("identity")
