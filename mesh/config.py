@@ -137,6 +137,12 @@ class Settings:
         outbox_retry_initial_backoff: seconds the relay waits after a failed round before the
             next (``outbox_retry_max_backoff``: the cap); doubled per failure, with jitter.
         outbox_retention: seconds a relayed row is kept before it is purged.
+        events_retention_days: the event store archives events recorded more than this many
+            days ago (``VOCELIO_EVENTS_RETENTION_DAYS``); 0 keeps them forever.
+        events_retention_interval: seconds between the event store's archiving passes
+            (which also scavenge events hidden by truncation or deletion).
+        events_poll_interval: seconds a live subscription waits before re-reading the store
+            when no local append woke it (appends made by other replicas).
 
     """
 
@@ -220,6 +226,10 @@ class Settings:
     outbox_retry_initial_backoff: float = 0.5
     outbox_retry_max_backoff: float = 30.0
     outbox_retention: float = 7 * 24 * 3600.0
+    # --- event store (issue #11) ---
+    events_retention_days: int = 0
+    events_retention_interval: float = 3600.0
+    events_poll_interval: float = 0.5
 
     def __post_init__(self) -> None:
         if self.port_offset < 0 or self.port_offset > 50000:
@@ -267,6 +277,19 @@ class Settings:
         if self.bootstrap_admin_password and len(self.bootstrap_admin_password) < 12:
             raise ConfigError("VOCELIO_BOOTSTRAP_ADMIN_PASSWORD", "must be at least 12 characters")
         self._check_trust_settings()
+        if not 0 <= self.events_retention_days <= 36500:
+            raise ConfigError(
+                "VOCELIO_EVENTS_RETENTION_DAYS", f"must be 0 (keep forever) to 36500, got {self.events_retention_days}"
+            )
+        if not 1.0 <= self.events_retention_interval <= 7 * 86400:
+            raise ConfigError(
+                "VOCELIO_EVENTS_RETENTION_INTERVAL",
+                f"must be 1 to 604800 seconds, got {self.events_retention_interval}",
+            )
+        if not 0.01 <= self.events_poll_interval <= 60:
+            raise ConfigError(
+                "VOCELIO_EVENTS_POLL_INTERVAL", f"must be 0.01 to 60 seconds, got {self.events_poll_interval}"
+            )
         if not 1 <= self.api_key_max_lifetime_days <= 3650:
             raise ConfigError("VOCELIO_API_KEY_MAX_LIFETIME_DAYS", "must be between 1 and 3650 days")
         # --- password hashing (identity) ---
@@ -438,6 +461,10 @@ class Settings:
             outbox_retry_initial_backoff=_number(environ, "VOCELIO_OUTBOX_RETRY_INITIAL_BACKOFF", 0.5),
             outbox_retry_max_backoff=_number(environ, "VOCELIO_OUTBOX_RETRY_MAX_BACKOFF", 30.0),
             outbox_retention=_number(environ, "VOCELIO_OUTBOX_RETENTION", 7 * 24 * 3600.0),
+            # --- event store (issue #11) ---
+            events_retention_days=_integer(environ, "VOCELIO_EVENTS_RETENTION_DAYS", 0),
+            events_retention_interval=_number(environ, "VOCELIO_EVENTS_RETENTION_INTERVAL", 3600.0),
+            events_poll_interval=_number(environ, "VOCELIO_EVENTS_POLL_INTERVAL", 0.5),
         )
 
     def port_for(self, contract_port: int) -> int:

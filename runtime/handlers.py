@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
 import grpc
@@ -48,6 +48,9 @@ class ServiceContext:
         outbox: the typed-event outbox.
         identity_calls: calls to identity owed by committed changes (audit, revocations).
         audit: the audit port.
+        shutdown_hooks: coroutines the host awaits at shutdown, after the drain period and
+            before it waits for in-flight calls (register them with :meth:`on_shutdown`):
+            where a service ends its long-lived streams and stops its background tasks.
 
     """
 
@@ -62,6 +65,7 @@ class ServiceContext:
     outbox: Outbox
     identity_calls: IdentityCalls
     audit: AuditPort
+    shutdown_hooks: list[Callable[[], Awaitable[None]]] = dataclasses.field(default_factory=list)
 
     @classmethod
     def create(
@@ -100,6 +104,10 @@ class ServiceContext:
             identity_calls=identity_calls,
             audit=audit or IdentityAudit(identity_calls, clock),
         )
+
+    def on_shutdown(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Have the host await ``hook()`` when it shuts down (bounded by its own stop logic)."""
+        self.shutdown_hooks.append(hook)
 
     @property
     def sessions(self) -> async_sessionmaker[AsyncSession]:

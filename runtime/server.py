@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+from collections.abc import Awaitable, Callable
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -209,6 +210,7 @@ class ServiceHost:
                 clock=clock or SYSTEM_CLOCK,
             )
         self._stopped = asyncio.Event()
+        self._shutdown_hooks: list[Callable[[], Awaitable[None]]] = []
 
     async def _append_event(
         self, request: events_service_pb2.AppendToStreamRequest
@@ -245,6 +247,7 @@ class ServiceHost:
                 outbox_signal=self.outbox_signal,
             )
             module.register(self.server, context)
+            self._shutdown_hooks = context.shutdown_hooks
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             (self.spec.full_name, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
@@ -300,6 +303,11 @@ class ServiceHost:
         drain = self.settings.shutdown_drain
         log.info("%s is shutting down: readiness NOT_SERVING, draining for %.1fs", self.spec.name, drain)
         await asyncio.sleep(drain)
+        for hook in self._shutdown_hooks:
+            try:
+                await asyncio.wait_for(hook(), self.settings.shutdown_grace)
+            except Exception:
+                log.exception("%s: a shutdown hook failed", self.spec.name)
         stuck = await self.inflight.drain(self.settings.shutdown_grace)
         if stuck:
             log.warning("%s: handlers still running after cancellation: %s", self.spec.name, ", ".join(sorted(stuck)))

@@ -56,7 +56,7 @@ async def test_host_is_serving_with_health_and_reflection(agents_host: ServiceHo
 
 async def test_start_applies_migrations(agents_host: ServiceHost):
     heads = await asyncio.to_thread(migrations.current_heads, agents_host.database)
-    assert "mesh_0002" in heads
+    assert "mesh_0003" in heads
 
 
 async def test_unimplemented_methods_say_so(sqlite_settings: Settings):
@@ -168,7 +168,7 @@ async def test_database_down_at_start_then_back_migrates_and_serves(postgres_set
         await proxy.start()
         await wait_for_status(address, SERVING, AGENTS)
         heads = await asyncio.to_thread(migrations.current_heads, host.database)
-        assert "mesh_0002" in heads
+        assert "mesh_0003" in heads
     finally:
         await host.shutdown()
         await proxy.cut()

@@ -79,7 +79,7 @@ async def test_existing_agents_and_versions_move_to_organisation_scoped_keys(set
     try:
         await asyncio.to_thread(_old_schema_with_data, database)
         await asyncio.to_thread(migrations.upgrade, database)
-        assert await asyncio.to_thread(migrations.current_heads, database) == {"mesh_0002", "agents_0002"}
+        assert await asyncio.to_thread(migrations.current_heads, database) == {"mesh_0003", "agents_0002"}
         async with database.sessions.begin() as session:
             row = await store.get_agent(session, "org_a", "front-desk")
             other = await store.get_agent(session, "org_b", "ag_aaaaaaaaaaaaaaaa")

@@ -76,7 +76,7 @@ async def listed_ids(sessions, org="org_a", filter_text="", show_archived=False,
 
 
 def test_the_migrations_end_at_both_heads(database: ServiceDatabase):
-    assert migrations.current_heads(database) == {"mesh_0002", "agents_0002"}
+    assert migrations.current_heads(database) == {"mesh_0003", "agents_0002"}
 
 
 # Agents

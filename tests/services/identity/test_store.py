@@ -76,7 +76,7 @@ def a_session(session_id: str, user_id: str, org: str = "org_a", **changes) -> S
 
 
 async def test_migrations_reach_both_heads(database: ServiceDatabase):
-    assert await asyncio.to_thread(migrations.current_heads, database) == {"mesh_0002", "identity_0002"}
+    assert await asyncio.to_thread(migrations.current_heads, database) == {"mesh_0003", "identity_0002"}
 
 
 async def test_emails_are_unique_and_times_come_back_aware(database: ServiceDatabase):
