@@ -16,7 +16,7 @@ SITE := $(VENV)/lib/python3.11/site-packages
 SWAGGER_UI := gateway_rest/swagger_ui
 SWAGGER_UI_FILES := swagger-ui-bundle.js swagger-ui-bundle.js.LICENSE.txt swagger-ui.css favicon-16x16.png favicon-32x32.png LICENSE NOTICE
 
-.PHONY: help install proto run migrate test lint breaking bench bench-getagent bench-validation bench-client bench-protection bench-logs bench-metrics bench-tracing clean vendor-protos
+.PHONY: help install proto run migrate test lint breaking bench bench-getagent bench-events bench-validation bench-client bench-protection bench-logs bench-metrics bench-tracing clean vendor-protos
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -84,11 +84,16 @@ bench: install proto ## benchmarks: edge vs gRPC, auth+RBAC vs none, the server 
 		(apt-get update -qq && apt-get install -y -qq nghttp2-client wrk)
 	PYTHONPATH=. $(PY) -m bench $(BENCH_ARGS)
 	PYTHONPATH=. $(PY) -m bench.getagent $(GETAGENT_ARGS)
+	PYTHONPATH=. $(PY) -m bench.events $(EVENTS_ARGS)
 
 bench-getagent: install proto ## GET /v1/agents/{id} through the edge vs the original design: req/s, ratio, agents CPU per call
 	@# GETAGENT_ARGS passes options, e.g. GETAGENT_ARGS='--rounds 5 --no-check'
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	PYTHONPATH=. $(PY) -m bench.getagent $(GETAGENT_ARGS)
+
+bench-events: install proto ## event store on PostgreSQL vs raw INSERT … RETURNING + LISTEN/NOTIFY: appends/s, live lag
+	@# EVENTS_ARGS passes options, e.g. EVENTS_ARGS='--duration 10 --batch 50'; PostgreSQL: VOCELIO_BENCH_DATABASE_URL
+	PYTHONPATH=. $(PY) -m bench.events $(EVENTS_ARGS)
 
 bench-protection: install proto ## µs per call the rate limit, stream limit and load shedding wrappers add; bucket stores compared
 	PYTHONPATH=. $(PY) -m bench.protection $(BENCH_ARGS)
