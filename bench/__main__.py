@@ -61,6 +61,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--h2load-core", type=int, default=1, help="CPU core of h2load: direct and auth runs (default 1)"
     )
     parser.add_argument("--wrk-core", type=int, default=1, help="CPU core of wrk, edge runs (default 1)")
+    parser.add_argument(
+        "--chain-rounds",
+        type=int,
+        default=3,
+        help="interleaved rounds of the chain section's scenarios; medians are compared (default 3)",
+    )
+    parser.add_argument(
+        "--chain-duration", type=float, default=4, help="seconds per measured run of the chain section (default 4)"
+    )
+    parser.add_argument(
+        "--chain-warmup", type=float, default=1, help="seconds of warm-up before each chain run (default 1)"
+    )
     parser.add_argument("--skip-edge", action="store_true", help="leave out the REST edge benchmark")
     parser.add_argument("--skip-auth", action="store_true", help="leave out the authentication + RBAC benchmark")
     parser.add_argument("--skip-chain", action="store_true", help="leave out the server chain benchmark")
@@ -73,6 +85,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--concurrency: expected integers, got {args.concurrency!r}")
     if not args.concurrencies or min(args.concurrencies) < 1:
         parser.error("--concurrency: give at least one positive integer")
+    if args.chain_rounds < 1 or args.chain_duration <= 0 or args.chain_warmup < 0:
+        parser.error("--chain-rounds must be at least 1, --chain-duration positive, --chain-warmup not negative")
     if args.rounds < 1 or args.duration <= 0 or args.warmup < 0:
         parser.error("--rounds must be at least 1, --duration positive, --warmup not negative")
     return args

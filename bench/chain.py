@@ -1,20 +1,32 @@
 """The server chain's cost, what tracing + metrics + logs add to it, and the REST edge's workers, on one call.
 
 A trivial unary method (``/benchmark.v1.BenchmarkService/GetPing``, ``tests/protos/benchmark/v1``, a read
-with a real method policy: permission ``pings.get``, rate-limit class READ) is measured five ways:
+with a real method policy: permission ``pings.get``, rate-limit class READ) is measured on these servers
+(:data:`SCENARIOS`):
 
 * (a) ``bare``: a plain grpc.aio server with the counting servicer, nothing else;
 * (b) ``full``: the same servicer behind ``runtime.server.ServiceHost``, so the whole chain production
   composes runs (whatever wrappers ``ServiceHost`` has: none is listed here), with tracing exported over
-  OTLP/HTTP to a local sink (``bench.otlp_sink``: a real exporter pipeline), metrics and per-RPC logs on;
+  OTLP/HTTP to a local sink (``bench.otlp_sink``: a real exporter pipeline), metrics and per-RPC logs on,
+  and the sampler left to Vocelio's production default (``parentbased_traceidratio`` at
+  ``VOCELIO_TRACE_SAMPLE_RATIO``) — the goals are judged here;
+* (b100) the same with every call sampled (``OTEL_TRACES_SAMPLER=parentbased_always_on``), for comparison;
 * (b0) ``quiet``: the same as (b) with tracing, metrics and per-RPC logs switched off;
+* (bt), (bm), (bl): (b0) with only tracing (default sampling), only metrics, only the RPC log line on, so
+  the cost of telemetry is split by concern;
 * (c) the REST edge with all its workers (``VOCELIO_EDGE_WORKERS`` unset: one per CPU), wrk at
   ``GET /v1/pings/p_bench``;
 * (c1) the same edge with one worker (``VOCELIO_EDGE_WORKERS=1``), same upstream, same wrk.
 
-(a), (b) and (b0) run side by side on the server core and h2load (on its own core) sends each the same
-request with the same VIEWER token (the bare server ignores it). The goals: (b) ≥ 0.8 × (a); tracing +
-metrics + logs cost at most 10% of (b)'s throughput, i.e. (b0 − b) / b ≤ 0.10; (c) ≥ 1.5 × (c1).
+The gRPC servers run side by side on the server core and h2load (on its own core) sends each the same
+request with the same VIEWER token (the bare server ignores it). Whole-process figures drift by ±100 µs per
+call from one run to the next (other work on the machine, the writer and exporter threads), more than one
+concern costs, so every scenario runs ``--chain-rounds`` short rounds (``--chain-duration``), interleaved —
+each round rotates the order and every other round reverses it — and the section compares **medians**:
+throughput, and server CPU microseconds per call from the process's rusage divided by its own count. Each
+traced server has its own OTLP sink, so the spans exported per call are counted per scenario. The goals:
+(b) ≥ 0.8 × (a); tracing + metrics + logs cost at most 10% of (b)'s throughput, i.e. (b0 − b) / b ≤ 0.10;
+(c) ≥ 1.5 × (c1).
 
 Both edges front the bare server of (a) (pinned to the server core, wrk on the wrk core) and may run on every
 core, so the only difference between (c) and (c1) is the number of workers. On a 2-core machine that upstream
@@ -26,15 +38,19 @@ could reach at that ceiling, so a miss can be told apart: an edge that does not 
 cannot hold two edge workers and their upstream.
 
 Every server counts the calls it answered with OK, and every load tool's successes are checked against that
-count. The section runs at the first ``--concurrency`` only (the goals' one), to stay within two minutes.
+count. The section runs at the first ``--concurrency`` only (the goals' one); with the defaults (3 rounds of
+1 + 4 s) it takes about three minutes.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
 import os
 import pathlib
+import statistics
 import sys
 import time
 from typing import Any
@@ -52,7 +68,7 @@ from tests.support.tokens import TestIssuer
 
 # How the server process switches tracing, metrics and per-RPC logs: (concern, variable, on, off). The names
 # are the ones issue #10's workstreams read (OTEL_* by the OpenTelemetry SDK itself); change them here only.
-# ``{sink}`` becomes the OTLP sink's host:port. A variable nothing reads yet is simply ignored.
+# ``{sink}`` becomes the OTLP sink's host:port.
 TELEMETRY_SWITCHES: tuple[tuple[str, str, str, str], ...] = (
     ("tracing", "OTEL_SDK_DISABLED", "false", "true"),
     ("tracing", "OTEL_TRACES_EXPORTER", "otlp", "none"),
@@ -61,6 +77,46 @@ TELEMETRY_SWITCHES: tuple[tuple[str, str, str, str], ...] = (
     ("metrics", "VOCELIO_METRICS", "on", "off"),
     ("logs", "VOCELIO_RPC_LOG", "on", "off"),
 )
+CONCERNS = ("tracing", "metrics", "logs")
+
+ALWAYS_SAMPLED = {"OTEL_TRACES_SAMPLER": "parentbased_always_on"}
+"""What the 100 %-sampled scenario adds; every other tracing scenario leaves the sampler to Vocelio's default
+(``mesh.telemetry.tracing``: ``parentbased_traceidratio`` at ``VOCELIO_TRACE_SAMPLE_RATIO``), the production
+set-up the goals are judged at."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    """One gRPC server of the section: its key, label, mode, the concerns switched on and extra variables."""
+
+    key: str
+    label: str
+    mode: str
+    concerns: frozenset[str] = frozenset()
+    extra: tuple[tuple[str, str], ...] = ()
+
+
+BARE = "(a) bare grpc.aio"
+FULL = "(b) full chain"
+FULL_ALL = "(b100) full, 100% sampled"
+QUIET = "(b0) chain, no telemetry"
+TRACING_ONLY = "(bt) tracing only"
+METRICS_ONLY = "(bm) metrics only"
+LOGS_ONLY = "(bl) RPC log only"
+EDGE_ALL = "(c) edge, all workers"
+EDGE_ONE = "(c1) edge, 1 worker"
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("bare", BARE, "bare"),
+    Scenario("quiet", QUIET, "full"),
+    Scenario("full", FULL, "full", frozenset(CONCERNS)),
+    Scenario("full100", FULL_ALL, "full", frozenset(CONCERNS), tuple(ALWAYS_SAMPLED.items())),
+    Scenario("tracing", TRACING_ONLY, "full", frozenset({"tracing"})),
+    Scenario("metrics", METRICS_ONLY, "full", frozenset({"metrics"})),
+    Scenario("logs", LOGS_ONLY, "full", frozenset({"logs"})),
+)
+"""The gRPC servers, measured in interleaved rounds: (b) is the production default (sampled at Vocelio's
+default ratio), (b100) samples every call, (bt)/(bm)/(bl) switch on one concern each over (b0)."""
 
 SERVER_SETTINGS = {
     # the limiter runs on every call, but never refuses the bench's one principal
@@ -77,12 +133,6 @@ ROLE = "VIEWER"
 TOKEN_LIFETIME = 900
 REST_PATH = f"/v1/{PING}"
 
-BARE = "(a) bare grpc.aio"
-FULL = "(b) full chain"
-QUIET = "(b0) chain, no telemetry"
-EDGE_ALL = "(c) edge, all workers"
-EDGE_ONE = "(c1) edge, 1 worker"
-
 CHAIN_GOAL = 0.8
 """(b) should keep at least this fraction of (a)'s throughput."""
 TELEMETRY_GOAL = 0.10
@@ -91,16 +141,17 @@ EDGE_WORKERS_GOAL = 1.5
 """(c) should serve at least this many times (c1)'s throughput."""
 
 
-def telemetry_environment(on: bool, sink: str) -> dict[str, str]:
-    """The switches of :data:`TELEMETRY_SWITCHES`, all on or all off."""
+def telemetry_environment(on: bool | frozenset[str], sink: str) -> dict[str, str]:
+    """The switches of :data:`TELEMETRY_SWITCHES`: all on (``True``), all off, or the named concerns on."""
+    concerns = frozenset(CONCERNS) if on is True else frozenset() if on is False else on
     return {
-        variable: (value_on if on else value_off).format(sink=sink)
-        for _, variable, value_on, value_off in TELEMETRY_SWITCHES
+        variable: (value_on if concern in concerns else value_off).format(sink=sink)
+        for concern, variable, value_on, value_off in TELEMETRY_SWITCHES
     }
 
 
 class ChainServer(CountingServer):
-    """A ``bench.chain_upstream`` server: ``bare``, or ``full`` with telemetry on or off."""
+    """A ``bench.chain_upstream`` server: ``bare``, or ``full`` with some telemetry concerns on."""
 
     def __init__(
         self, label: str, mode: str, core: int, jwks: pathlib.Path, log: pathlib.Path, env: dict[str, str]
@@ -123,13 +174,59 @@ def all_cores() -> str:
     return ",".join(str(core) for core in sorted(os.sched_getaffinity(0)))
 
 
+def chain_arguments(args: argparse.Namespace) -> argparse.Namespace:
+    """``args`` with the section's own run length (``--chain-duration``, ``--chain-warmup``)."""
+    chain_args = argparse.Namespace(**vars(args))
+    chain_args.duration = args.chain_duration
+    chain_args.warmup = args.chain_warmup
+    return chain_args
+
+
 def planned_token_seconds(args: argparse.Namespace) -> float:
     """Roughly how long the h2load part runs, which the one token must outlive."""
-    return float(3 * args.rounds * (args.warmup + args.duration + 5) + args.settle + 60)
+    per_run = args.chain_warmup + args.chain_duration + 3
+    return float(len(SCENARIOS) * args.chain_rounds * per_run + args.settle + 60)
+
+
+def round_order(items: list[Any], round_number: int) -> list[Any]:
+    """Round ``round_number`` (from 1)'s order: rotated by one each round, reversed every other one.
+
+    Every scenario runs early, late and next to each of the others once or more over a few rounds, so a
+    machine whose load drifts (other helpers' tests) does not favour one side.
+    """
+    shift = (round_number - 1) % len(items)
+    rotated = items[shift:] + items[:shift]
+    return rotated if round_number % 2 else rotated[::-1]
+
+
+def median_run(measurements: list[report.Measurement], scenario: str, concurrency: int) -> report.Measurement:
+    """The median-throughput round of a scenario (the lower middle one for an even count)."""
+    runs = sorted(
+        (m for m in measurements if m.scenario == scenario and m.result.concurrency == concurrency),
+        key=lambda m: m.result.rps,
+    )
+    return runs[(len(runs) - 1) // 2]
+
+
+def median_us(measurements: list[report.Measurement], scenario: str, concurrency: int) -> float | None:
+    """The median over the rounds of the server's CPU microseconds per call."""
+    values = [
+        m.server_us_per_call
+        for m in measurements
+        if m.scenario == scenario and m.result.concurrency == concurrency and m.server_us_per_call is not None
+    ]
+    return statistics.median(values) if values else None
+
+
+def median_rps(measurements: list[report.Measurement], scenario: str, concurrency: int) -> float:
+    """The median over the rounds of a scenario's throughput."""
+    return statistics.median(
+        m.result.rps for m in measurements if m.scenario == scenario and m.result.concurrency == concurrency
+    )
 
 
 class ChainBench(Harness):
-    """The chain benchmark: the three gRPC servers, the sink, the two edges and their upstream, the requests."""
+    """The chain benchmark: the gRPC servers, their sinks, the two edges and their upstream, the requests."""
 
     def __init__(
         self,
@@ -137,15 +234,16 @@ class ChainBench(Harness):
         out: pathlib.Path,
         issuer: TestIssuer,
         servers: dict[str, ChainServer],
-        sink: OtlpSink,
+        sinks: dict[str, OtlpSink],
         edges: dict[str, Edge],
         patience: Patience,
         runs: list[dict[str, Any]],
     ) -> None:
-        super().__init__(args, out, [*servers.values(), sink, *edges.values()], patience, runs)
+        super().__init__(args, out, [*servers.values(), *sinks.values(), *edges.values()], patience, runs)
         self.issuer = issuer
         self.servers = servers
-        self.sink = sink
+        self.sinks = sinks
+        """One OTLP sink per traced server, so each one's spans are counted apart."""
         self.upstream = servers["bare"]
         """What both edges front: the bare server of (a)."""
         self.edges = edges
@@ -184,7 +282,8 @@ class ChainBench(Harness):
         expected: list[tuple[ChainServer, str, str | None, grpc.StatusCode]] = [
             (self.servers["bare"], "no token", None, grpc.StatusCode.OK)
         ]
-        for name in ("full", "quiet"):
+        chained = [scenario.key for scenario in SCENARIOS if scenario.mode == "full"]
+        for name in chained:
             expected += [
                 (self.servers[name], "no token", None, grpc.StatusCode.UNAUTHENTICATED),
                 (self.servers[name], "a GUEST token (no pings.get)", guest, grpc.StatusCode.PERMISSION_DENIED),
@@ -218,14 +317,14 @@ class ChainBench(Harness):
         ok, failed = (after - earlier for after, earlier in zip(self.upstream.served(), upstream_before, strict=True))
         if ok != len(self.edges) or failed:
             raise BenchError(f"the edges' upstream counted {ok} OK / {failed} failed for {len(self.edges)} calls")
-        print("verified: full and quiet chain: no token → UNAUTHENTICATED, GUEST → PERMISSION_DENIED, ")
+        print(f"verified: {len(chained)} chain servers: no token → UNAUTHENTICATED, GUEST → PERMISSION_DENIED, ")
         print(f"          {ROLE} → OK (the constant GetPingResponse); bare: OK; nghttp with h2load's exact request →")
-        print(f"          grpc-status 0 on all three; each counted 2/2 OK; both edges GET {REST_PATH} → 200 {{ping}},")
+        print(f"          grpc-status 0 on all; each counted 2/2 OK; both edges GET {REST_PATH} → 200 {{ping}},")
         print(f"          their upstream (the bare server) counted {ok}/{ok} OK")
         return checks
 
     def grpc_run(self, name: str, scenario: str, concurrency: int, round_number: int) -> report.Measurement:
-        """h2load at one of the three gRPC servers, token included; the log bytes it caused are noted."""
+        """h2load at one of the gRPC servers, token included; the log bytes it caused are noted."""
         server = self.servers[name]
         url = self.url(server)
         size0, (ok0, _) = server.log.stat().st_size, server.served()
@@ -260,16 +359,16 @@ class ChainBench(Harness):
             call="GetPing",
         )
 
-    def spans_settled(self, limit: float = 6.0) -> int:
-        """Spans the sink has received, once the batch exporter has sent what it still held (or ``limit`` passed).
+    def spans_settled(self, limit: float = 8.0) -> dict[str, int]:
+        """Spans each sink has received, once the batch exporters have sent what they still held.
 
-        The count is taken as settled when it has not moved for two seconds.
+        The counts are taken as settled when none has moved for two seconds (or ``limit`` passed).
         """
-        spans, still = self.sink.served()[0], 0
+        spans, still = {key: sink.served()[0] for key, sink in self.sinks.items()}, 0
         deadline = time.monotonic() + limit
         while time.monotonic() < deadline and still < 2:
             time.sleep(1.0)
-            now = self.sink.served()[0]
+            now = {key: sink.served()[0] for key, sink in self.sinks.items()}
             still = still + 1 if now == spans else 0
             spans = now
         return spans
@@ -278,7 +377,8 @@ class ChainBench(Harness):
 def _line(measurement: report.Measurement, served_by: str) -> None:
     print(
         f"  {measurement.scenario:<26} c={measurement.result.concurrency:<3} round {measurement.round}: "
-        f"{measurement.result.rps:>7,.0f} req/s  ({served_by} answered {measurement.served_ok} OK, "
+        f"{measurement.result.rps:>7,.0f} req/s, {_us(measurement.server_us_per_call):>5} µs/call "
+        f"({served_by} answered {measurement.served_ok} OK, "
         f"{measurement.served_failed} failed; other processes {measurement.other_cpu:.0%} CPU)",
         flush=True,
     )
@@ -295,13 +395,25 @@ def _outcome(
     config: dict[str, Any],
 ) -> Outcome:
     own = [m for m in measurements if m.scenario in (baseline, variant)]
-    pair = (report.best(own, baseline, concurrency), report.best(own, variant, concurrency))
+    pair = (median_run(own, baseline, concurrency), median_run(own, variant, concurrency))
+    comparison = report.compare(*pair)
+    # the ratio of the medians, and the median CPU per call, rather than one round's
+    comparison = dataclasses.replace(
+        comparison,
+        throughput_ratio=median_rps(own, variant, concurrency) / median_rps(own, baseline, concurrency),
+        baseline_us_per_call=median_us(own, baseline, concurrency),
+        us_per_call=median_us(own, variant, concurrency),
+    )
+    before, after = comparison.baseline_us_per_call, comparison.us_per_call
+    comparison = dataclasses.replace(
+        comparison, us_added_per_call=None if before is None or after is None else after - before
+    )
     return Outcome(
         name=name,
         verification=checks,
         measurements=own,
         pairs=[pair],
-        comparisons=[report.compare(*pair)],
+        comparisons=[comparison],
         goal_ratio=goal_ratio,
         config=config,
     )
@@ -312,39 +424,51 @@ def _verdict(met: bool) -> str:
 
 
 def run(args: argparse.Namespace, out: pathlib.Path, patience: Patience, runs: list[dict[str, Any]]) -> list[Outcome]:
-    """Start everything, verify, measure each scenario ``--rounds`` times, print the section; three outcomes."""
+    """Start everything, verify, measure every scenario in interleaved rounds, print medians; three outcomes."""
     print()
     print(
-        "== the server chain: bare grpc.aio, the full ServiceHost chain, without telemetry, and the edge's workers =="
+        "== the server chain: bare grpc.aio, the full ServiceHost chain with each telemetry concern, "
+        "and the edge's workers =="
     )
     if planned_token_seconds(args) > TOKEN_LIFETIME - 60:
         raise BenchError(
             f"the chain section's gRPC runs would take about {planned_token_seconds(args):.0f}s, longer than the "
-            f"{TOKEN_LIFETIME}s its token may live: lower --rounds, --duration or --warmup"
+            f"{TOKEN_LIFETIME}s its token may live: lower --chain-rounds, --chain-duration or --chain-warmup"
         )
+    chain_args = chain_arguments(args)
+    rounds = args.chain_rounds
+    print(
+        f"runs:    {rounds} interleaved round(s) of {chain_args.warmup:g}s warm-up + {chain_args.duration:g}s "
+        "measured per scenario; medians reported"
+    )
     concurrency = args.concurrencies[0]
     issuer = TestIssuer()
     jwks = out / "chain-jwks.json"
     jwks.write_text(json.dumps(issuer.jwks, indent=2) + "\n")
     measurements: list[report.Measurement] = []
-    with OtlpSink(args.h2load_core, out / "chain-otlp-sink.log") as sink:
-
-        def server(label: str, mode: str, telemetry: bool) -> ChainServer:
-            env = {**SERVER_SETTINGS, "VOCELIO_VAR_DIR": str(out / f"chain-{label}-var")}
-            env |= telemetry_environment(telemetry, sink.address)
-            return ChainServer(label, mode, args.server_core, jwks, out / f"chain-{label}.log", env)
-
-        with (
-            server("bare", "bare", False) as bare,
-            server("full", "full", True) as full,
-            server("quiet", "full", False) as quiet,
-            Edge(
-                all_cores(),
-                bare.address,
-                DESCRIPTOR_SET,
-                out / "chain-edge-all.log",
-                name="REST edge (all workers)",
-            ) as edge_all,
+    with contextlib.ExitStack() as stack:
+        sinks = {
+            scenario.key: stack.enter_context(OtlpSink(args.h2load_core, out / f"chain-otlp-sink-{scenario.key}.log"))
+            for scenario in SCENARIOS
+            if "tracing" in scenario.concerns
+        }
+        servers: dict[str, ChainServer] = {}
+        for scenario in SCENARIOS:
+            env = {**SERVER_SETTINGS, "VOCELIO_VAR_DIR": str(out / f"chain-{scenario.key}-var")}
+            if scenario.mode == "full":
+                sink = sinks[scenario.key].address if scenario.key in sinks else "127.0.0.1:9"
+                env |= telemetry_environment(scenario.concerns, sink)
+            env |= dict(scenario.extra)
+            servers[scenario.key] = stack.enter_context(
+                ChainServer(
+                    scenario.label, scenario.mode, args.server_core, jwks, out / f"chain-{scenario.key}.log", env
+                )
+            )
+        bare = servers["bare"]
+        edge_all = stack.enter_context(
+            Edge(all_cores(), bare.address, DESCRIPTOR_SET, out / "chain-edge-all.log", name="REST edge (all workers)")
+        )
+        edge_one = stack.enter_context(
             Edge(
                 all_cores(),
                 bare.address,
@@ -352,40 +476,46 @@ def run(args: argparse.Namespace, out: pathlib.Path, patience: Patience, runs: l
                 out / "chain-edge-one.log",
                 env={"VOCELIO_EDGE_WORKERS": "1"},
                 name="REST edge (1 worker)",
-            ) as edge_one,
-        ):
-            servers = {"bare": bare, "full": full, "quiet": quiet}
-            edges = {"all workers": edge_all, "1 worker": edge_one}
-            bench = ChainBench(args, out, issuer, servers, sink, edges, patience, runs)
-            checks = bench.verify()
-            workers = max(1, edge_all.processes() - 1)
-            checks["edge processes (all workers)"] = edge_all.processes()
-            checks["edge processes (1 worker)"] = edge_one.processes()
-            print(
-                f"          the all-workers edge runs {edge_all.processes()} process(es) ({workers} serving), "
-                f"the 1-worker edge {edge_one.processes()}"
             )
-            grpc_order = [("bare", BARE), ("quiet", QUIET), ("full", FULL)]
-            for round_number in range(1, args.rounds + 1):
-                # alternate the order (ABBA) so a drifting machine does not favour one side
-                for name, scenario in grpc_order if round_number % 2 else grpc_order[::-1]:
-                    measurement = bench.grpc_run(name, scenario, concurrency, round_number)
-                    measurements.append(measurement)
-                    _line(measurement, "server")
-            spans = bench.spans_settled()
-            full_ok = full.served()[0]
-            edge_order = [("1 worker", EDGE_ONE), ("all workers", EDGE_ALL)]
-            for round_number in range(1, args.rounds + 1):
-                for name, scenario in edge_order if round_number % 2 else edge_order[::-1]:
-                    measurement = bench.edge_run(name, scenario, concurrency, round_number)
-                    measurements.append(measurement)
-                    _line(measurement, "bare upstream")
-            log_bytes = {scenario: max(values) for scenario, values in bench.log_bytes.items()}
+        )
+        edges = {"all workers": edge_all, "1 worker": edge_one}
+        bench = ChainBench(chain_args, out, issuer, servers, sinks, edges, patience, runs)
+        checks = bench.verify()
+        workers = max(1, edge_all.processes() - 1)
+        checks["edge processes (all workers)"] = edge_all.processes()
+        checks["edge processes (1 worker)"] = edge_one.processes()
+        print(
+            f"          the all-workers edge runs {edge_all.processes()} process(es) ({workers} serving), "
+            f"the 1-worker edge {edge_one.processes()}"
+        )
+        grpc_order = [(scenario.key, scenario.label) for scenario in SCENARIOS]
+        for round_number in range(1, rounds + 1):
+            for name, label in round_order(grpc_order, round_number):
+                measurement = bench.grpc_run(name, label, concurrency, round_number)
+                measurements.append(measurement)
+                _line(measurement, "server")
+        spans = bench.spans_settled()
+        answered = {key: servers[key].served()[0] for key in sinks}
+        edge_order = [("1 worker", EDGE_ONE), ("all workers", EDGE_ALL)]
+        for round_number in range(1, rounds + 1):
+            for name, label in round_order(edge_order, round_number):
+                measurement = bench.edge_run(name, label, concurrency, round_number)
+                measurements.append(measurement)
+                _line(measurement, "bare upstream")
+        log_bytes = {scenario: max(values) for scenario, values in bench.log_bytes.items()}
 
     config = {
         "method": METHOD,
         "rest_path": REST_PATH,
         "concurrency": concurrency,
+        "rounds": rounds,
+        "duration_s": chain_args.duration,
+        "warmup_s": chain_args.warmup,
+        "compared": "medians over the rounds",
+        "scenarios": [
+            {"key": s.key, "label": s.label, "mode": s.mode, "concerns": sorted(s.concerns), "extra": dict(s.extra)}
+            for s in SCENARIOS
+        ],
         "telemetry_switches": [list(switch) for switch in TELEMETRY_SWITCHES],
         "server_settings": SERVER_SETTINGS,
         "edge_workers": workers,
@@ -396,34 +526,58 @@ def run(args: argparse.Namespace, out: pathlib.Path, patience: Patience, runs: l
     edge_workers = _outcome(
         "edge_workers", measurements, EDGE_ONE, EDGE_ALL, concurrency, EDGE_WORKERS_GOAL, checks, config
     )
+    spans_per_call = {key: spans[key] / answered[key] if answered[key] else 0.0 for key in sinks}
     telemetry.verification = {
         **checks,
         "spans_exported": spans,
-        "full_server_ok_calls": full_ok,
+        "server_ok_calls": answered,
+        "spans_per_call": spans_per_call,
         "log_bytes_per_call": log_bytes,
     }
 
-    chosen = [*chain.chosen, telemetry.pairs[0][0], *edge_workers.chosen]
+    labels = [scenario.label for scenario in SCENARIOS] + [EDGE_ONE, EDGE_ALL]
+    chosen = [median_run(measurements, label, concurrency) for label in labels]
     print()
     print(report.table(measurements, chosen, server="server", edge=True, per_call=True))
     print("(server: the gRPC server under test; for the edge rows, the upstream behind the edge)")
-    if args.rounds > 1:
-        print("* the round compared below: the highest throughput of each scenario (least disturbed)")
+    print("* the median round of each scenario")
     print()
     for measurement in chosen:
         where = measurement.diagnosis(args.server_core, args.edge_core, server="server")
         print(f"{measurement.scenario}, c={concurrency}: {where}")
     print()
+    print(f"medians over {rounds} interleaved rounds, c={concurrency}:")
+    print(f"  {'scenario':<28} {'req/s':>7}  {'(min–max)':<15} {'server µs/call':>14}  {'p50 ms':>6}  {'p99 ms':>6}")
+    for label in labels:
+        rates = [m.result.rps for m in measurements if m.scenario == label and m.result.concurrency == concurrency]
+        middle = median_run(measurements, label, concurrency)
+        print(
+            f"  {label:<28} {median_rps(measurements, label, concurrency):>7,.0f}  "
+            f"({min(rates):,.0f}–{max(rates):,.0f}){'':<{max(0, 13 - len(f'{min(rates):,.0f}–{max(rates):,.0f}'))}} "
+            f"{_us(median_us(measurements, label, concurrency)):>14}  {middle.result.p50_ms:>6.2f}  "
+            f"{middle.result.p99_ms:>6.2f}"
+        )
+    b0_rps, b0_us = median_rps(measurements, QUIET, concurrency), median_us(measurements, QUIET, concurrency)
+    print(f"what telemetry costs over {QUIET} (medians; throughput cost = (b0 − x) / x, the goal's measure):")
+    costs: dict[str, float] = {}
+    for scenario in SCENARIOS:
+        if scenario.mode != "full" or not scenario.concerns:
+            continue
+        rps, us = (
+            median_rps(measurements, scenario.label, concurrency),
+            median_us(measurements, scenario.label, concurrency),
+        )
+        costs[scenario.label] = cost = (b0_rps - rps) / rps if rps else 0.0
+        added = "?" if us is None or b0_us is None else f"{us - b0_us:+,.0f}"
+        exported = (
+            f"; {spans_per_call[scenario.key]:.2f} spans exported per call" if scenario.key in spans_per_call else ""
+        )
+        logged = f"; {log_bytes[scenario.label]:,.0f} log bytes per call" if scenario.label in log_bytes else ""
+        print(f"  {scenario.label:<28} {cost:>6.1%} throughput, {added} µs server CPU per call{exported}{logged}")
+    print()
     b, a = chain.pairs[0][1], chain.pairs[0][0]
-    b0 = telemetry.pairs[0][0]
     c1, c = edge_workers.pairs[0]
-    cost = (b0.result.rps - b.result.rps) / b.result.rps if b.result.rps else 0.0
-    per_call = spans / full_ok if full_ok else 0.0
-    print(
-        f"tracing: {spans:,} spans reached the OTLP sink for {full_ok:,} calls the full server answered "
-        f"({per_call:.2f} per call); per-RPC log bytes per call: "
-        + ", ".join(f"{scenario} {value:,.0f}" for scenario, value in sorted(log_bytes.items()))
-    )
+    cost = costs[FULL]
     rows = [
         ("(b)/(a) full chain / bare", chain.goal, f"goal ≥ {CHAIN_GOAL}", chain.met),
         (
@@ -439,14 +593,17 @@ def run(args: argparse.Namespace, out: pathlib.Path, patience: Patience, runs: l
             edge_workers.met,
         ),
     ]
+    print("goals (at the production default sampling, (b); (b100) is shown for comparison only):")
     for label, comparison, goal, met in rows:
         print(
             f"{label}: throughput {comparison.throughput_ratio:.2f} ({goal}: {_verdict(met)}); "
             f"latency added p50 {comparison.p50_added_ms:+.2f} ms, p99 {comparison.p99_added_ms:+.2f} ms"
         )
+    full_all_ratio = median_rps(measurements, FULL_ALL, concurrency) / median_rps(measurements, BARE, concurrency)
+    print(f"{FULL_ALL}/(a): throughput {full_all_ratio:.2f}; telemetry cost at 100% sampling {costs[FULL_ALL]:.1%}")
     print(
-        f"server CPU per call: bare {_us(a.server_us_per_call)} µs, full {_us(b.server_us_per_call)} µs, "
-        f"no telemetry {_us(b0.server_us_per_call)} µs; edge CPU per call: 1 worker "
+        f"server CPU per call (medians): bare {_us(chain.goal.baseline_us_per_call)} µs, full "
+        f"{_us(chain.goal.us_per_call)} µs, no telemetry {_us(b0_us)} µs; edge CPU per call: 1 worker "
         f"{_us(_edge_us(c1))} µs, {workers} worker(s) {_us(_edge_us(c))} µs"
     )
     cores = len(os.sched_getaffinity(0))
@@ -461,25 +618,32 @@ def run(args: argparse.Namespace, out: pathlib.Path, patience: Patience, runs: l
         )
     edge_workers.verification = {**checks, "cpu_ceiling_rps": ceiling, "cpu_ceiling_ratio": reach}
     chain.headline = [
-        f"full chain/bare throughput = {chain.goal.throughput_ratio:.2f} at concurrency {concurrency} "
-        f"({a.result.rps:,.0f} → {b.result.rps:,.0f} req/s; p50 {a.result.p50_ms:.2f} → {b.result.p50_ms:.2f} ms, "
-        f"p99 {a.result.p99_ms:.2f} → {b.result.p99_ms:.2f} ms; goal ≥ {CHAIN_GOAL}×): {_verdict(chain.met)}"
+        f"full chain/bare throughput = {chain.goal.throughput_ratio:.2f} at concurrency {concurrency}, medians "
+        f"({median_rps(measurements, BARE, concurrency):,.0f} → {median_rps(measurements, FULL, concurrency):,.0f} "
+        f"req/s; p50 {a.result.p50_ms:.2f} → {b.result.p50_ms:.2f} ms, p99 {a.result.p99_ms:.2f} → "
+        f"{b.result.p99_ms:.2f} ms; default sampling; goal ≥ {CHAIN_GOAL}×): {_verdict(chain.met)}"
     ]
+    split = ", ".join(
+        f"{label.split(' ', 1)[1]} {costs[label]:.1%}" for label in (TRACING_ONLY, METRICS_ONLY, LOGS_ONLY)
+    )
     telemetry.headline = [
-        f"tracing + metrics + logs cost = {cost:.1%} of the full chain's throughput "
-        f"({b0.result.rps:,.0f} without → {b.result.rps:,.0f} req/s with; {per_call:.2f} spans exported per call; "
-        f"goal ≤ {TELEMETRY_GOAL:.0%}): {_verdict(telemetry.met)}"
+        f"tracing + metrics + logs cost = {cost:.1%} of the full chain's throughput at the default sampling "
+        f"({b0_rps:,.0f} without → {median_rps(measurements, FULL, concurrency):,.0f} req/s with; "
+        f"{spans_per_call['full']:.2f} spans exported per call; goal ≤ {TELEMETRY_GOAL:.0%}): "
+        f"{_verdict(telemetry.met)}",
+        f"  alone: {split}; at 100% sampling all three cost {costs[FULL_ALL]:.1%} "
+        f"({spans_per_call['full100']:.2f} spans per call)",
     ]
-    if not spans:
+    if not spans["full100"]:
         telemetry.headline.append(
             "WARNING: tracing was switched on but no span reached the OTLP sink: the full server had no tracing "
             "pipeline, so the cost above leaves tracing out (see bench/chain_upstream.start_process)"
         )
     edge_workers.headline = [
         f"edge {workers} worker(s)/1 worker throughput = {edge_workers.goal.throughput_ratio:.2f} "
-        f"({c1.result.rps:,.0f} → {c.result.rps:,.0f} req/s; "
-        f"goal ≥ {EDGE_WORKERS_GOAL}×): {_verdict(edge_workers.met)}"
-        + ("" if reach is None else f"; the CPU ceiling allows at most {reach:.2f}×")
+        f"({median_rps(measurements, EDGE_ONE, concurrency):,.0f} → "
+        f"{median_rps(measurements, EDGE_ALL, concurrency):,.0f} req/s; goal ≥ {EDGE_WORKERS_GOAL}×): "
+        f"{_verdict(edge_workers.met)}" + ("" if reach is None else f"; the CPU ceiling allows at most {reach:.2f}×")
     ]
     return [chain, telemetry, edge_workers]
 

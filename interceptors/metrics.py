@@ -6,10 +6,11 @@ server streams, ``grpc_server_msg_sent_total``; labels ``grpc_type``, ``grpc_ser
 ``grpc_method``. They live on ``prometheus_client.REGISTRY`` (the process default), beside
 the process collectors and every other concern's series.
 
-The code recorded is the one the client sees. This wrapper is the outermost, so the rich
-statuses ``interceptors.errors`` aborts with, authentication's UNAUTHENTICATED and the
-drain's UNAVAILABLE all reach it as an abort whose code the context holds; a cancelled
-handler is CANCELLED, or DEADLINE_EXCEEDED once the call's deadline has passed.
+The code recorded is the one the client sees (``interceptors.outcome.final_code``, shared with
+the RPC log line and the server span). This wrapper is the outermost, so the rich statuses
+``interceptors.errors`` aborts with, authentication's UNAUTHENTICATED and the drain's
+UNAVAILABLE all reach it as an abort whose code the context holds; a cancelled handler is
+CANCELLED, or DEADLINE_EXCEEDED once the call's deadline has passed.
 
 Every label child a call touches is bound when the method is composed (the code's child
 on the first call that ends with it), so a call pays for a few counter increments and one
@@ -18,7 +19,6 @@ histogram observation, not for ``labels()`` look-ups.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 import time
@@ -31,11 +31,11 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from interceptors.chain import Behaviour, WrapperInterceptor
+from interceptors.outcome import final_code
 
 # Seconds; from a fast point read to a slow export, like the edge's.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _LABELS = ("grpc_type", "grpc_service", "grpc_method")
-_CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 
 class ServerMetrics:
@@ -86,10 +86,10 @@ class ServerMetrics:
                         yield response
                         sent.inc()
                 except BaseException as error:
-                    code = code_of(error, context)
+                    code = final_code(context, error)
                     raise
                 else:
-                    code = _set_code(context)
+                    code = final_code(context)
                 finally:
                     in_flight.count -= 1
                     handling.observe(clock() - began)
@@ -105,10 +105,10 @@ class ServerMetrics:
             try:
                 response = await behaviour(request, context)
             except BaseException as error:
-                code = code_of(error, context)
+                code = final_code(context, error)
                 raise
             else:
-                code = _set_code(context)
+                code = final_code(context)
             finally:
                 in_flight.count -= 1
                 handling.observe(clock() - began)
@@ -169,30 +169,6 @@ def server_metrics(registry: CollectorRegistry = REGISTRY) -> ServerMetrics:
 def measured(path: str, behaviour: Behaviour) -> Behaviour:
     """:meth:`ServerMetrics.measured` on the process registry: the wrapper ``runtime.server`` composes."""
     return server_metrics().measured(path, behaviour)
-
-
-def code_of(error: BaseException, context: grpc.aio.ServicerContext[Any, Any]) -> grpc.StatusCode:
-    """The status a call that raised ``error`` ends with, as its client sees it."""
-    if isinstance(error, asyncio.CancelledError):
-        remaining = context.time_remaining()
-        expired = remaining is not None and remaining <= 0
-        return grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
-    if isinstance(error, grpc.aio.AbortError):
-        return _set_code(context, default=grpc.StatusCode.UNKNOWN)
-    # grpc.aio answers UNKNOWN for an exception no wrapper turned into a status.
-    return grpc.StatusCode.UNKNOWN
-
-
-def _set_code(
-    context: grpc.aio.ServicerContext[Any, Any], default: grpc.StatusCode = grpc.StatusCode.OK
-) -> grpc.StatusCode:
-    """The code set on the context (by an abort or ``set_code``), else ``default``."""
-    code = context.code()
-    if code is None:
-        return default
-    if isinstance(code, grpc.StatusCode):
-        return code
-    return _CODES.get(int(code), default)
 
 
 def split_path(path: str) -> tuple[str, str]:

@@ -14,14 +14,19 @@ UNKNOWN, INTERNAL and DATA_LOSS (a bug or a broken store) — the same split as
 OpenTelemetry's server span status. Health checks and reflection get no line.
 
 The wrapper goes outside the errors wrapper, so it sees the code every call ends with,
-refused calls included; the authentication wrapper notes the principal and client
+refused calls included (``interceptors.outcome.final_code``, the same code the metrics and
+the span record); the authentication wrapper notes the principal and client
 address for it (``mesh/call_facts.py``). ``VOCELIO_RPC_LOG=false`` leaves it out of the
 chain.
+
+On the loop the line costs a level check, the fields and one queue put: when only the
+process's log pipeline listens (``mesh.logs.direct``), a ``mesh.logs.Line`` tuple is queued
+instead of a ``LogRecord`` (no record, no handler walk, no id formatting) and the writer
+thread builds the JSON; otherwise (a test's ``caplog``, another handler) a record as usual.
 """
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import logging
 import time
@@ -29,10 +34,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
+from opentelemetry import trace
 
 from interceptors.auth import INFRASTRUCTURE
 from interceptors.chain import Behaviour, WrapperInterceptor
-from mesh import call_facts
+from interceptors.outcome import final_code
+from mesh import call_facts, logs, request_id
 from mesh.call_facts import CallFacts
 
 log = logging.getLogger("vocelio.rpc")
@@ -41,6 +48,7 @@ _WARNING_CODES = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNIMPLEMENTED}
 )
 _ERROR_CODES = frozenset({grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL, grpc.StatusCode.DATA_LOSS})
+_MESSAGE = "%s %s %.2f ms"
 
 
 def level_of(code: grpc.StatusCode) -> int:
@@ -59,7 +67,7 @@ def rpc_logged(path: str, behaviour: Behaviour) -> Behaviour:
     service, _, method = path.lstrip("/").partition("/")
 
     def write(context: grpc.aio.ServicerContext[Any, Any], facts: CallFacts, started: float, failure: Any) -> None:
-        code = _code(context, failure)
+        code = final_code(context, failure)
         level = level_of(code)
         if not log.isEnabledFor(level):
             return
@@ -75,8 +83,28 @@ def rpc_logged(path: str, behaviour: Behaviour) -> Behaviour:
             "client_address": facts.client_address,
             "peer": str(context.peer() or ""),
         }
+        args = (path, code.name, duration_ms)
+        handler = logs.direct(log)
+        if handler is not None:
+            # the usual case: only the process's log pipeline listens; the writer thread formats the line
+            span = trace.get_current_span().get_span_context()
+            valid = span.is_valid
+            handler.put_line(
+                logs.Line(
+                    time.time(),
+                    level,
+                    log.name,
+                    _MESSAGE,
+                    args,
+                    fields,
+                    span.trace_id if valid else 0,
+                    span.span_id if valid else 0,
+                    request_id.current(),
+                )
+            )
+            return
         # makeRecord + handle: Logger.log would also walk the stack for a file and line nobody reads.
-        record = log.makeRecord(log.name, level, __file__, 0, "%s %s %.2f ms", (path, code.name, duration_ms), None)
+        record = log.makeRecord(log.name, level, __file__, 0, _MESSAGE, args, None)
         record.fields = fields
         log.handle(record)
 
@@ -112,18 +140,6 @@ def rpc_logged(path: str, behaviour: Behaviour) -> Behaviour:
             write(context, facts, started, failure)
 
     return call
-
-
-def _code(context: grpc.aio.ServicerContext[Any, Any], failure: BaseException | None) -> grpc.StatusCode:
-    """The code the call ends with: the one set on the context, else what the exception means."""
-    code = context.code()
-    if isinstance(code, grpc.StatusCode):
-        return code
-    if failure is None:
-        return grpc.StatusCode.OK
-    if isinstance(failure, asyncio.CancelledError):
-        return grpc.StatusCode.CANCELLED
-    return grpc.StatusCode.UNKNOWN
 
 
 class RpcLogInterceptor(WrapperInterceptor):

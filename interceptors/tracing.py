@@ -17,23 +17,29 @@ code recorded, and the caller's CLIENT span is ERROR.
 
 Everything that depends only on the method (name, attributes, tracer) is fixed when the
 method is composed; with tracing off (:func:`mesh.telemetry.tracing.active`) the wrapper
-returns the behaviour unchanged and costs nothing.
+returns the behaviour unchanged and costs nothing. With head sampling (the default, see
+``mesh.telemetry.tracing``) most calls get a non-recording span: it still carries the trace
+id and the caller's decision on to the calls this one makes, but nothing more is done for it
+(no status, no attributes), and the unary path attaches the span itself rather than through
+``start_as_current_span``'s generator-based context manager. The code recorded is
+``interceptors.outcome.final_code``'s, the one the metrics and the RPC log line record.
 """
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import grpc
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.propagate import extract
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from interceptors.chain import Behaviour, WrapperInterceptor
+from interceptors.outcome import final_code
 from mesh.telemetry.tracing import active
 
 _SERVER_FAULTS = frozenset(
@@ -78,15 +84,6 @@ def finish(span: Span, code: grpc.StatusCode | None, details: str | None) -> Non
         span.set_status(Status(StatusCode.ERROR, f"{code.name}: {details or ''}"))
 
 
-def _escaped(error: BaseException, context: Any) -> grpc.StatusCode:
-    """The code of a call whose behaviour raised ``error``."""
-    if isinstance(error, asyncio.CancelledError):
-        return grpc.StatusCode.CANCELLED
-    code = context.code()
-    # An abort has set the code already; anything else escaping the errors wrapper is UNKNOWN.
-    return code if isinstance(code, grpc.StatusCode) and code is not grpc.StatusCode.OK else grpc.StatusCode.UNKNOWN
-
-
 def traced(method: str, behaviour: Behaviour) -> Behaviour:
     """The behaviour inside a server span (the outermost wrapper); unchanged when tracing is off."""
     if not active():
@@ -105,24 +102,31 @@ def traced(method: str, behaviour: Behaviour) -> Behaviour:
                     async for response in behaviour(request, context):
                         yield response
                 except BaseException as error:
-                    finish(span, _escaped(error, context), context.details())
+                    if span.is_recording():
+                        finish(span, final_code(context, error), context.details())
                     raise
-                finish(span, context.code(), context.details())
+                if span.is_recording():
+                    finish(span, final_code(context), context.details())
 
         return stream
 
     async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         parent = extract(context.invocation_metadata() or (), getter=_GETTER)
-        with tracer.start_as_current_span(
-            name, parent, SpanKind.SERVER, attributes, record_exception=False, set_status_on_exception=False
-        ) as span:
-            try:
-                response = await behaviour(request, context)
-            except BaseException as error:
-                finish(span, _escaped(error, context), context.details())
-                raise
-            finish(span, context.code(), context.details())
+        span = tracer.start_span(name, parent, SpanKind.SERVER, attributes)
+        token = otel_context.attach(trace.set_span_in_context(span, parent))
+        try:
+            response = await behaviour(request, context)
+        except BaseException as error:
+            if span.is_recording():
+                finish(span, final_code(context, error), context.details())
+            raise
+        else:
+            if span.is_recording():
+                finish(span, final_code(context), context.details())
             return response
+        finally:
+            otel_context.detach(token)
+            span.end()
 
     return call
 

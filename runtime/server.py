@@ -170,8 +170,9 @@ class ServiceHost:
                 with_request_id,
                 # the span covers every concern below, the log line included, and sees the final status
                 traced,
-                # it records the status the client sees, whoever set it
-                measured,
+                # it records the status the client sees, whoever set it (nothing is measured that no one serves:
+                # VOCELIO_METRICS=false leaves it out)
+                *([measured] if settings.metrics else []),
                 # outside the errors wrapper, so it logs the code every call ends with (VOCELIO_RPC_LOG)
                 *([rpc_logged] if settings.rpc_log else []),
                 with_errors,

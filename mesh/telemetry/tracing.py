@@ -13,7 +13,24 @@ The standard variables choose everything, read from the injected environment
   third of GetAgent's CPU) for trace ids that lead nowhere. Trace ids then appear in logs,
   ``traceresponse`` and ``CallerInfo`` only where tracing is configured.
 - ``OTEL_SERVICE_NAME`` — defaults to ``vocelio-<process>``; ``OTEL_RESOURCE_ATTRIBUTES``,
-  ``OTEL_TRACES_SAMPLER(_ARG)``, ``OTEL_BSP_*`` and ``OTEL_PROPAGATORS`` are the SDK's own.
+  ``OTEL_BSP_*`` and ``OTEL_PROPAGATORS`` are the SDK's own.
+- ``OTEL_TRACES_SAMPLER`` / ``OTEL_TRACES_SAMPLER_ARG`` — the standard samplers, read from the
+  injected environment. **Unset, Vocelio's default is ``parentbased_traceidratio`` at
+  ``VOCELIO_TRACE_SAMPLE_RATIO`` (0.1)**, not the SDK's ``parentbased_always_on``: a sampled
+  span costs a server ~100–150 µs of CPU (making it, then encoding it for OTLP in pure Python,
+  on a thread that holds the GIL), which at 100 % was more than half of a trivial call. The
+  decision is taken once, at the root of a trace (the first traced hop, the edge for REST
+  calls), from the trace id; every later hop follows the caller's ``sampled`` flag
+  (``ParentBased``), so a trace is kept whole or not at all and a caller that samples (or a
+  ``traceparent`` with ``-01``) is always honoured. An unsampled call still gets a valid
+  trace id (in log lines, ``traceresponse``, ``CallerInfo``) and passes the decision on; its
+  spans are non-recording, and the mesh's own wrappers skip their attribute work for them.
+  Errors are not traced more often than other calls: head sampling decides before the call
+  has an outcome, and keeping every failed call would need tail sampling (a collector such
+  as the OpenTelemetry Collector's ``tail_sampling`` processor, with ``always_on`` here).
+- ``OTEL_BSP_*`` unset, spans are exported in batches of up to 2,048 every 5 s from a queue
+  of 8,192 (:data:`BATCH_DEFAULTS`): fewer, larger export requests than the SDK's 512 each
+  make the exporter thread wake (and take the GIL) less often.
 
 Everything else asks :func:`active` whether to trace: the answer is fixed once the process
 has configured tracing, before servers, channels and engines are built.
@@ -31,6 +48,15 @@ from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach,
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    DEFAULT_OFF,
+    DEFAULT_ON,
+    ParentBasedTraceIdRatio,
+    Sampler,
+    TraceIdRatioBased,
+)
 
 from mesh.config import ConfigError
 
@@ -39,6 +65,25 @@ log = logging.getLogger(__name__)
 EXPORTERS = ("otlp", "console", "none")
 # On exit, spans still queued get this long to leave; then they are dropped.
 FLUSH_TIMEOUT_MILLIS = 5_000
+DEFAULT_SAMPLE_RATIO = 0.1
+"""The fraction of traces sampled when ``OTEL_TRACES_SAMPLER`` is unset (``VOCELIO_TRACE_SAMPLE_RATIO``)."""
+# The batch span processor's settings when the OTEL_BSP_* variables do not say (see the module docstring).
+BATCH_DEFAULTS = {"max_queue_size": 8192, "max_export_batch_size": 2048, "schedule_delay_millis": 5000}
+_BATCH_VARIABLES = {
+    "max_queue_size": "OTEL_BSP_MAX_QUEUE_SIZE",
+    "max_export_batch_size": "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+    "schedule_delay_millis": "OTEL_BSP_SCHEDULE_DELAY",
+}
+_SAMPLERS: dict[str, Sampler] = {
+    "always_on": ALWAYS_ON,
+    "always_off": ALWAYS_OFF,
+    "parentbased_always_on": DEFAULT_ON,
+    "parentbased_always_off": DEFAULT_OFF,
+}
+_RATIO_SAMPLERS: dict[str, type[Sampler]] = {
+    "traceidratio": TraceIdRatioBased,
+    "parentbased_traceidratio": ParentBasedTraceIdRatio,
+}
 
 
 class Tracing:
@@ -84,6 +129,63 @@ def exporters(environ: Mapping[str, str]) -> list[SpanExporter]:
     return chosen
 
 
+def _ratio(environ: Mapping[str, str], variable: str, default: float) -> float:
+    raw = environ.get(variable, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(variable, f"expected a number between 0 and 1, got {raw!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(variable, f"expected a number between 0 and 1, got {raw!r}")
+    return value
+
+
+def sampler(environ: Mapping[str, str]) -> Sampler:
+    """The head sampler: ``OTEL_TRACES_SAMPLER(_ARG)`` if set, else ``parentbased_traceidratio`` at the default.
+
+    The default ratio is ``VOCELIO_TRACE_SAMPLE_RATIO`` (:data:`DEFAULT_SAMPLE_RATIO`); a standard
+    ratio sampler without ``OTEL_TRACES_SAMPLER_ARG`` samples everything, as the specification says.
+
+    Raises:
+        ConfigError: an unknown sampler, or a ratio that is not a number in [0, 1].
+
+    """
+    name = environ.get("OTEL_TRACES_SAMPLER", "").strip().lower()
+    if not name:
+        return ParentBasedTraceIdRatio(_ratio(environ, "VOCELIO_TRACE_SAMPLE_RATIO", DEFAULT_SAMPLE_RATIO))
+    if name in _SAMPLERS:
+        return _SAMPLERS[name]
+    if name in _RATIO_SAMPLERS:
+        return _RATIO_SAMPLERS[name](_ratio(environ, "OTEL_TRACES_SAMPLER_ARG", 1.0))  # type: ignore[call-arg]
+    known = (*_SAMPLERS, *_RATIO_SAMPLERS)
+    raise ConfigError("OTEL_TRACES_SAMPLER", f"unknown sampler {name!r} (expected one of {known})")
+
+
+def batch_settings(environ: Mapping[str, str]) -> dict[str, int]:
+    """The batch span processor's settings: :data:`BATCH_DEFAULTS` where no ``OTEL_BSP_*`` variable is set.
+
+    Raises:
+        ConfigError: a set ``OTEL_BSP_*`` variable that is not a positive integer.
+
+    """
+    settings = dict(BATCH_DEFAULTS)
+    for key, variable in _BATCH_VARIABLES.items():
+        raw = environ.get(variable, "").strip()
+        if not raw:
+            continue
+        try:
+            settings[key] = int(raw)
+        except ValueError:
+            raise ConfigError(variable, f"expected a positive integer, got {raw!r}") from None
+        if settings[key] <= 0:
+            raise ConfigError(variable, f"expected a positive integer, got {raw!r}")
+    if settings["max_export_batch_size"] > settings["max_queue_size"]:
+        settings["max_export_batch_size"] = settings["max_queue_size"]
+    return settings
+
+
 def wanted(environ: Mapping[str, str]) -> bool:
     """Whether the environment asks for tracing at all (not disabled, not sampled off)."""
     if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
@@ -109,10 +211,19 @@ def configure(process: str, environ: Mapping[str, str]) -> Tracing:
     if not chosen:
         return Tracing(None)
     service_name = environ.get("OTEL_SERVICE_NAME", "").strip() or f"vocelio-{process}"
-    # The sampler comes from OTEL_TRACES_SAMPLER(_ARG), read by the SDK itself.
-    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service_name}), shutdown_on_exit=False)
+    provider = TracerProvider(
+        sampler=sampler(environ), resource=Resource.create({SERVICE_NAME: service_name}), shutdown_on_exit=False
+    )
+    batching = batch_settings(environ)
     for exporter in chosen:
-        provider.add_span_processor(BatchSpanProcessor(exporter))
+        provider.add_span_processor(
+            BatchSpanProcessor(
+                exporter,
+                max_queue_size=batching["max_queue_size"],
+                schedule_delay_millis=batching["schedule_delay_millis"],
+                max_export_batch_size=batching["max_export_batch_size"],
+            )
+        )
     install(provider)
     return Tracing(provider)
 
@@ -149,14 +260,32 @@ def untraced() -> Iterator[None]:
 
 
 def instrument_engine(engine: Any) -> None:
-    """Trace the SQL of a SQLAlchemy engine (async engines: pass ``engine.sync_engine``), if tracing is on."""
+    """Trace the SQL of a SQLAlchemy engine (async engines: pass ``engine.sync_engine``), if tracing is on.
+
+    A statement run inside a call that is not sampled is left alone altogether: under the
+    parent-based samplers its span could only be non-recording, and the instrumentation would
+    still look up the connection's attributes and name the operation for it. Statements outside
+    any trace (start-up, background work) are sampled as roots are.
+    """
     if not active():
         return
     from opentelemetry import metrics
     from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
 
+    class _SampledOnly(EngineTracer):
+        def _before_cur_exec(
+            self, conn: Any, cursor: Any, statement: Any, params: Any, context: Any, executemany: Any
+        ) -> tuple[Any, Any]:
+            parent = trace.get_current_span().get_span_context()
+            if parent.is_valid and not parent.trace_flags.sampled:
+                return statement, params
+            result: tuple[Any, Any] = super()._before_cur_exec(  # type: ignore[no-untyped-call]
+                conn, cursor, statement, params, context, executemany
+            )
+            return result
+
     tracer = trace.get_tracer("opentelemetry.instrumentation.sqlalchemy")
     usage = metrics.get_meter("opentelemetry.instrumentation.sqlalchemy").create_up_down_counter(
         name="db.client.connections.usage", unit="connections", description="connections by state"
     )
-    EngineTracer(tracer, engine, usage)  # type: ignore[no-untyped-call]
+    _SampledOnly(tracer, engine, usage)  # type: ignore[no-untyped-call]

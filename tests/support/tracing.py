@@ -10,6 +10,7 @@ from opentelemetry.instrumentation.propagators import set_global_response_propag
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import DEFAULT_ON
 from opentelemetry.util._once import Once
 
 from mesh.telemetry import tracing
@@ -31,7 +32,8 @@ def recorded_spans() -> Iterator[InMemorySpanExporter]:
     :func:`mesh.telemetry.tracing.active` when they are built); those built after it do not.
     """
     exporter = InMemorySpanExporter()
-    provider = TracerProvider(shutdown_on_exit=False)
+    # every span is kept (parent-based, so a caller's unsampled flag is still honoured), whatever OTEL_* says
+    provider = TracerProvider(sampler=DEFAULT_ON, shutdown_on_exit=False)
     reset_tracing()
     tracing.install(provider, (SimpleSpanProcessor(exporter),))
     try:
