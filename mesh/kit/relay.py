@@ -317,7 +317,10 @@ class OutboxRelay:
             for group in _by_stream(rows):
                 if not await self._send_stream(group, result):
                     break
-            await self._count_pending()
+            if result.full:
+                await self._count_pending()
+            else:  # every pending row was read: an idle round costs one query
+                self._pending.set(len(rows) - result.relayed - result.parked)
             return result
 
     @contextlib.asynccontextmanager
