@@ -285,7 +285,9 @@ class OutboxRelay:
             try:
                 result = await self.relay_once()
             except Exception as error:  # noqa: BLE001 - the database, most likely: retried like a failed append
-                result = Round(failed=True, error=f"{type(error).__name__}: {error}"[:_ERROR_LIMIT])
+                # the first line only: SQLAlchemy appends the statement and its parameters
+                first_line = (str(error).splitlines() or [""])[0]
+                result = Round(failed=True, error=f"{type(error).__name__}: {first_line}"[:_ERROR_LIMIT])
             if result.failed:
                 self._failures += 1
                 if self._failures == 1:
@@ -315,7 +317,10 @@ class OutboxRelay:
             for group in _by_stream(rows):
                 if not await self._send_stream(group, result):
                     break
-            await self._count_pending()
+            if result.full:
+                await self._count_pending()
+            else:  # every pending row was read: an idle round costs one query
+                self._pending.set(len(rows) - result.relayed - result.parked)
             return result
 
     @contextlib.asynccontextmanager

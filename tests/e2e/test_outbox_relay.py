@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
+import psycopg
 import pytest
 from cryptography.hazmat.primitives import serialization
 
@@ -141,18 +142,32 @@ async def _stop(process: asyncio.subprocess.Process) -> None:
             await process.wait()
 
 
-def _outbox(var_dir: pathlib.Path) -> list[tuple[str, str, str | None]]:
-    with sqlite3.connect(var_dir / "agents.sqlite3") as connection:
-        return connection.execute("SELECT event_id, event_type, relayed_at FROM outbox").fetchall()
+def _outbox(settings: Settings, var_dir: pathlib.Path) -> list[tuple[str, str, object]]:
+    """agents' outbox rows (event id, type, relayed_at), read straight from its database."""
+    query = "SELECT event_id, event_type, relayed_at FROM outbox"
+    if settings.database_url is None:
+        with sqlite3.connect(var_dir / "agents.sqlite3") as connection:
+            return connection.execute(query).fetchall()
+    dsn = settings.database_url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(dsn) as connection:
+        connection.execute(f'SET search_path TO "{settings.schema_prefix}agents"')
+        return [tuple(row) for row in connection.execute(query).fetchall()]
 
 
 async def test_an_event_committed_just_before_a_kill_9_reaches_the_store_after_the_restart(
-    tmp_path: pathlib.Path,
+    settings: Settings, tmp_path: pathlib.Path
 ) -> None:
     offset = free_port_offset()
     var_dir = tmp_path / "var"
     log = tmp_path / "services.log"
+    database: dict[str, str] = {}
+    if settings.database_url is not None:
+        database = {
+            "VOCELIO_DATABASE_URL": settings.database_url.render_as_string(hide_password=False),
+            "VOCELIO_DATABASE_SCHEMA_PREFIX": settings.schema_prefix,
+        }
     env = environment(
+        **database,
         VOCELIO_PORT_OFFSET=str(offset),
         VOCELIO_VAR_DIR=str(var_dir),
         VOCELIO_SERVICE_SECRET=SECRET,
@@ -163,10 +178,10 @@ async def test_an_event_committed_just_before_a_kill_9_reaches_the_store_after_t
         VOCELIO_OUTBOX_POLL_INTERVAL="0.5",
         VOCELIO_OUTBOX_RETRY_MAX_BACKOFF="1",
     )
-    settings = Settings(port_offset=offset)
+    ports = Settings(port_offset=offset)
 
     def address(name: str) -> str:
-        return f"127.0.0.1:{settings.port_for(REGISTRY.service(name).contract_port)}"
+        return f"127.0.0.1:{ports.port_for(REGISTRY.service(name).contract_port)}"
 
     processes: list[asyncio.subprocess.Process] = []
     try:
@@ -179,7 +194,7 @@ async def test_an_event_committed_just_before_a_kill_9_reaches_the_store_after_t
         agent = await _create_agent(address("agents"))  # committed; events is not running, so not relayed
         agents.send_signal(signal.SIGKILL)
         assert await asyncio.wait_for(agents.wait(), 10) == -signal.SIGKILL
-        ((event_id, event_type, relayed_at),) = _outbox(var_dir)
+        ((event_id, event_type, relayed_at),) = _outbox(settings, var_dir)
         assert (event_type, relayed_at) == ("agent.created", None)
 
         processes.append(await _start(["events"], env, log))
@@ -192,7 +207,7 @@ async def test_an_event_committed_just_before_a_kill_9_reaches_the_store_after_t
         assert events[0].data["agent"]["name"] == agent.name
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 20
-        while _outbox(var_dir)[0][2] is None:  # the relay marks the row once the store has it
+        while _outbox(settings, var_dir)[0][2] is None:  # the relay marks the row once the store has it
             assert loop.time() < deadline, "the outbox row was never marked relayed"
             await asyncio.sleep(0.1)
     except BaseException:

@@ -47,6 +47,22 @@ async def test_the_outbox_stamps_events_with_the_service_clock(kit_database: Ser
     assert row.metadata_ == "{}"
 
 
+async def test_the_outbox_keeps_the_calls_request_id_and_orders_appends(kit_database: ServiceDatabase):
+    import json
+
+    from mesh import request_id
+
+    async with kit_database.sessions.begin() as session:
+        with request_id.bound("req-42"):
+            first = await outbox.Outbox(FixedClock(NOW)).append(session, _some_event(), stream="s", metadata={"a": "b"})
+        second = await outbox.Outbox(FixedClock(NOW)).append(
+            session, _some_event(), stream="s", metadata={"requestId": "given"}
+        )
+    assert json.loads(first.metadata_) == {"a": "b", "requestId": "req-42"}
+    assert json.loads(second.metadata_) == {"requestId": "given"}  # what the service sets wins
+    assert first.occurred_at == second.occurred_at and first.seq < second.seq
+
+
 async def test_untyped_payloads_are_refused(kit_database: ServiceDatabase):
     async with kit_database.sessions.begin() as session:
         with pytest.raises(InvalidArgument, match="not an event payload"):

@@ -215,6 +215,21 @@ async def test_an_outage_is_retried_with_backoff_and_nothing_is_lost_or_reordere
     assert len(set(store.store.all_ids())) == 24
 
 
+async def test_stopping_a_relay_in_the_middle_of_a_send_is_bounded_and_keeps_the_rows(
+    kit_database: ServiceDatabase, clients: MeshClients, store: RunningStore
+) -> None:
+    store.store.delay = 60.0  # the store never answers in time
+    ids = await write(kit_database, [("org_a", "ag1")])
+    relay = relay_for(kit_database, clients)
+    relay.start()
+    await until(lambda: bool(store.store.sending))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await relay.stop()
+    assert loop.time() - started < 5  # cancelled, not waited for (a generous bound)
+    assert (await rows(kit_database))[ids[0]].relayed_at is None  # sent again by the next relay
+
+
 async def test_a_crash_between_the_append_and_the_marking_resends_idempotently(
     kit_database: ServiceDatabase, clients: MeshClients, store: RunningStore
 ) -> None:
