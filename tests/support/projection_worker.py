@@ -44,7 +44,7 @@ async def main(address: str, token: str, var_dir: str, database_url: str, schema
         return token
 
     channel = grpc.aio.insecure_channel(address, interceptors=client_auth_interceptors(credential))
-    stub = events_service_pb2_grpc.EventsServiceStub(channel)  # type: ignore[no-untyped-call]
+    stub = events_service_pb2_grpc.EventsServiceStub(channel)
     projections = Projections(
         database.sessions,
         EventsServiceSource(lambda: stub),
