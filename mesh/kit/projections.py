@@ -50,7 +50,7 @@ from typing import Any, Protocol
 
 import grpc
 from google.protobuf import message
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -68,6 +68,8 @@ REBUILDING = "REBUILDING"
 FAILED = "FAILED"
 
 _BACKOFF_FIRST = 0.2
+# Most events applied in one transaction.
+_BATCH = 200
 _BACKOFF_MAX = 10.0
 # Every consumer reads the whole log: the platform-wide parent (AIP-159).
 _EVERY_ORGANIZATION = "organizations/-"
@@ -219,8 +221,13 @@ class Projections:
         *,
         state_row: type[ProjectionState],
         event_row: type[ProjectionEvent],
+        batch_size: int = _BATCH,
     ) -> None:
-        """Nothing runs until :meth:`start`; ``state_row``/``event_row`` are the service's mapped tables."""
+        """Nothing runs until :meth:`start`; ``state_row``/``event_row`` are the service's mapped tables.
+
+        ``batch_size`` is the most events applied in one transaction.
+        """
+        self._batch_size = batch_size
         self._sessions = sessions
         self._source = source
         self._clock = clock
@@ -432,23 +439,25 @@ class Projections:
             if generation is None:
                 return  # the rebuild this task was for has ended (swapped, or failed)
             try:
-                stream = self._source.subscribe(
-                    after_position=position, event_type_prefixes=projection.event_type_prefixes
-                )
-                async for reply in stream:
+                async for batch in self._batches(position, projection.event_type_prefixes):
                     backoff = _BACKOFF_FIRST
-                    kind = reply.WhichOneof("message")
-                    if kind == "event":
-                        await self._apply(projection, reply.event, generation, shadow=shadow)
-                    elif kind == "checkpoint":
-                        await self._advance(name, generation, reply.checkpoint.global_position, shadow=shadow)
-                    elif kind == "caught_up":
-                        await self._advance(name, generation, reply.caught_up.global_position, shadow=shadow)
-                        if shadow:
-                            await self._swap(projection, generation)
-                            self._restart_live(name)
-                            return
-                        self._caught_up[name].set()
+                    events: list[event_pb2.Event] = []
+                    for reply in batch:
+                        kind = reply.WhichOneof("message")
+                        if kind == "event":
+                            events.append(reply.event)
+                            continue
+                        await self._apply(projection, events, generation, shadow=shadow)
+                        events = []
+                        marker = reply.checkpoint if kind == "checkpoint" else reply.caught_up
+                        await self._advance(name, generation, marker.global_position, shadow=shadow)
+                        if kind == "caught_up":
+                            if shadow:
+                                await self._swap(projection, generation)
+                                self._restart_live(name)
+                                return
+                            self._caught_up[name].set()
+                    await self._apply(projection, events, generation, shadow=shadow)
             except _Superseded:
                 if shadow:
                     return
@@ -498,28 +507,88 @@ class Projections:
             values["last_event_time"] = event_time
         return update(state).where(state.name == name, owner == generation, column < position).values(**values)
 
-    async def _apply(self, projection: Projection, event: event_pb2.Event, generation: int, *, shadow: bool) -> None:
-        projected = ProjectedEvent.of(event)
+    async def _batches(
+        self, after_position: int, prefixes: Sequence[str]
+    ) -> AsyncIterator[list[events_service_pb2.SubscribeToAllResponse]]:
+        """The subscription's messages, in order, grouped as they arrive (at most ``batch_size`` at once).
+
+        A reader task keeps receiving while a batch is applied, so what arrived meanwhile is
+        applied together, in one transaction: one commit per batch instead of one per event
+        is what lets a rebuild replay at the database's pace. Live events still go one by
+        one when they come one by one.
+        """
+        queue: asyncio.Queue[events_service_pb2.SubscribeToAllResponse | BaseException | None] = asyncio.Queue(
+            maxsize=2 * self._batch_size
+        )
+
+        async def read() -> None:
+            try:
+                async for reply in self._source.subscribe(after_position=after_position, event_type_prefixes=prefixes):
+                    await queue.put(reply)
+                await queue.put(None)
+            except Exception as error:  # noqa: BLE001 - handed to the consumer, which decides
+                await queue.put(error)
+
+        reader = asyncio.get_running_loop().create_task(read(), name="projection-subscription")
+        try:
+            while True:
+                item = await queue.get()
+                batch: list[events_service_pb2.SubscribeToAllResponse] = []
+                while True:
+                    if item is None:
+                        if batch:
+                            yield batch
+                        return  # the server ended the stream: the caller reconnects
+                    if isinstance(item, BaseException):
+                        if batch:
+                            yield batch
+                        raise item
+                    batch.append(item)
+                    if len(batch) >= self._batch_size or queue.empty():
+                        break
+                    item = queue.get_nowait()
+                yield batch
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+
+    async def _apply(
+        self, projection: Projection, events: Sequence[event_pb2.Event], generation: int, *, shadow: bool
+    ) -> None:
+        """Apply events in one transaction: each with its id record, the checkpoint moved to the last."""
+        if not events:
+            return
+        projected = [ProjectedEvent.of(event) for event in events]
+        last = projected[-1]
         async with self._sessions.begin() as session:
             moved = await session.execute(
-                self._guard(
-                    projection.name, generation, projected.position, shadow=shadow, event_time=projected.occur_time
-                )
+                self._guard(projection.name, generation, last.position, shadow=shadow, event_time=last.occur_time)
             )
             if moved.rowcount != 1:  # type: ignore[attr-defined]
                 if not await self._still_target(session, projection.name, generation, shadow=shadow):
                     raise _Superseded
-                return  # at or below the checkpoint: applied before
-            seen = await session.get(self._events, (projection.name, generation, projected.event_id))
-            if seen is not None:
-                return  # the same event at another position: applied before (the checkpoint still moves)
-            seen_row = self._events()
-            seen_row.projection = projection.name
-            seen_row.generation = generation
-            seen_row.event_id = projected.event_id
-            seen_row.position = projected.position
-            session.add(seen_row)
-            await projection.apply(session, projected, generation)
+                return  # all at or below the checkpoint: applied before
+            ids = {event.event_id for event in projected}
+            seen = set(
+                await session.scalars(
+                    select(self._events.event_id).where(
+                        self._events.projection == projection.name,
+                        self._events.generation == generation,
+                        self._events.event_id.in_(ids),
+                    )
+                )
+            )
+            for event in projected:
+                if event.event_id in seen:
+                    continue  # applied before (below the checkpoint, or the same event at another position)
+                seen.add(event.event_id)
+                seen_row = self._events()
+                seen_row.projection = projection.name
+                seen_row.generation = generation
+                seen_row.event_id = event.event_id
+                seen_row.position = event.position
+                session.add(seen_row)
+                await projection.apply(session, event, generation)
 
     async def _advance(self, name: str, generation: int, position: int, *, shadow: bool) -> None:
         """Move the checkpoint past events the filter skipped (a SubscriptionCheckpoint, the caught-up marker)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
 import uuid
 from collections.abc import AsyncIterator, Sequence
 
@@ -99,9 +100,12 @@ class FakeLog:
                     caught_up=event_pb2.SubscriptionCaughtUp(global_position=position)
                 )
             async with self._appended:
-                await self._appended.wait_for(lambda reached=position: reached < len(self.events) or self.outage)
+                await self._appended.wait_for(functools.partial(self._moved_past, position))
             if self.outage:
                 raise unavailable()
+
+    def _moved_past(self, position: int) -> bool:
+        return position < len(self.events) or self.outage
 
     async def fail(self) -> None:
         """Start an outage: open subscriptions fail, new ones are refused."""

@@ -1,7 +1,7 @@
 """A process that runs the overview projection against a real events service, to be killed.
 
 ``python -m tests.support.projection_worker EVENTS_ADDRESS TOKEN VAR_DIR DATABASE_URL SCHEMA_PREFIX``
-follows the log with a slow apply (20 ms an event) until it is killed (``kill -9`` in the
+follows the log with a slow apply (50 ms an event, 5 events a transaction) until it is killed (``kill -9`` in the
 tests), so the kill lands mid-stream; it prints ``ready`` once its subscription is open.
 """
 
@@ -25,11 +25,11 @@ from vocelio.events.v1 import events_service_pb2_grpc
 
 
 class SlowOverview(OverviewProjection):
-    """The overview projection, 20 ms slower per event."""
+    """The overview projection, 50 ms slower per event."""
 
     async def apply(self, session: AsyncSession, event: ProjectedEvent, generation: int) -> None:
         """Sleep inside the transaction, then apply."""
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.05)
         await super().apply(session, event, generation)
 
 
@@ -44,13 +44,14 @@ async def main(address: str, token: str, var_dir: str, database_url: str, schema
         return token
 
     channel = grpc.aio.insecure_channel(address, interceptors=client_auth_interceptors(credential))
-    stub = events_service_pb2_grpc.EventsServiceStub(channel)  # type: ignore[no-untyped-call]
+    stub = events_service_pb2_grpc.EventsServiceStub(channel)
     projections = Projections(
         database.sessions,
         EventsServiceSource(lambda: stub),
         SYSTEM_CLOCK,
         state_row=ProjectionStateRow,
         event_row=ProjectionEventRow,
+        batch_size=5,
     )
     projections.add(SlowOverview())
     projections.start()

@@ -61,40 +61,36 @@ async def snapshot(database: ServiceDatabase) -> tuple[list[tuple[object, ...]],
         state = await session.get(ProjectionStateRow, NAME)
         generation = 1 if state is None else state.served_generation
         agents = (
-            (
-                await session.execute(
-                    select(
-                        AgentSummaryRow.organization_id,
-                        AgentSummaryRow.agent_id,
-                        AgentSummaryRow.state,
-                        AgentSummaryRow.display_name,
-                    )
-                    .where(AgentSummaryRow.generation == generation)
-                    .order_by(AgentSummaryRow.organization_id, AgentSummaryRow.agent_id)
+            await session.execute(
+                select(
+                    AgentSummaryRow.organization_id,
+                    AgentSummaryRow.agent_id,
+                    AgentSummaryRow.state,
+                    AgentSummaryRow.display_name,
                 )
+                .where(AgentSummaryRow.generation == generation)
+                .order_by(AgentSummaryRow.organization_id, AgentSummaryRow.agent_id)
             )
-            .all()
-        )
+        ).all()
         activity = (
-            (
-                await session.execute(
-                    select(
-                        ActivityRow.organization_id,
-                        ActivityRow.event_id,
-                        ActivityRow.kind,
-                        ActivityRow.title,
-                        ActivityRow.position,
-                    )
-                    .where(ActivityRow.generation == generation)
-                    .order_by(ActivityRow.position)
+            await session.execute(
+                select(
+                    ActivityRow.organization_id,
+                    ActivityRow.event_id,
+                    ActivityRow.kind,
+                    ActivityRow.title,
+                    ActivityRow.position,
                 )
+                .where(ActivityRow.generation == generation)
+                .order_by(ActivityRow.position)
             )
-            .all()
-        )
+        ).all()
     return [tuple(a) for a in agents], [tuple(a) for a in activity]
 
 
-def agent(org: str, agent_id: str, name: str, state: int = agent_pb2.AGENT_STATE_DRAFT) -> agent_pb2.Agent:
+def agent(
+    org: str, agent_id: str, name: str, state: agent_pb2.AgentState = agent_pb2.AGENT_STATE_DRAFT
+) -> agent_pb2.Agent:
     return agent_pb2.Agent(name=f"organizations/{org}/agents/{agent_id}", display_name=name, state=state)
 
 

@@ -117,7 +117,7 @@ async def test_a_consumer_killed_mid_stream_resumes_and_equals_a_rebuild(setting
             return overview_token()
 
         async with grpc.aio.insecure_channel(address, interceptors=client_auth_interceptors(credential)) as channel:
-            stub = events_service_pb2_grpc.EventsServiceStub(channel)  # type: ignore[no-untyped-call]
+            stub = events_service_pb2_grpc.EventsServiceStub(channel)
             source = EventsServiceSource(lambda: stub)
             assert await source.head_position() == EVENTS
             resumed = Projections(

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from mesh.config import Settings
+from runtime.server import ServiceHost
 from services.analytics.models import EventCountRow
 from tests.support.fake_events import FakeLog
 from tests.support.kit import ISSUER
@@ -24,7 +25,7 @@ def as_platform_admin() -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {ISSUER.mint(subject='users/root', org='', role='SUPER_ADMIN')}"),)
 
 
-async def counts(host) -> list[tuple[str, str, int]]:  # type: ignore[no-untyped-def]
+async def counts(host: ServiceHost) -> list[tuple[str, str, int]]:
     projections = projections_of(host)
     async with host.database.sessions() as session:
         generation, _, _ = await projections.served_generation(session, "event_counts")
@@ -33,7 +34,7 @@ async def counts(host) -> list[tuple[str, str, int]]:  # type: ignore[no-untyped
             .where(EventCountRow.generation == generation)
             .order_by(EventCountRow.organization_id, EventCountRow.event_type)
         )
-        return [tuple(r) for r in rows.all()]  # type: ignore[misc]
+        return [(org, kind, count) for org, kind, count in rows.all()]
 
 
 async def test_a_rebuild_swaps_in_the_same_counts(settings: Settings):

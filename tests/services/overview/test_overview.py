@@ -18,7 +18,9 @@ def as_user(org: str) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {ISSUER.mint(subject='users/u1', org=org, role='ADMIN')}"),)
 
 
-def agent(org: str, agent_id: str, name: str, state: int = agent_pb2.AGENT_STATE_DRAFT) -> agent_pb2.Agent:
+def agent(
+    org: str, agent_id: str, name: str, state: agent_pb2.AgentState = agent_pb2.AGENT_STATE_DRAFT
+) -> agent_pb2.Agent:
     return agent_pb2.Agent(name=f"organizations/{org}/agents/{agent_id}", display_name=name, state=state)
 
 
