@@ -5,9 +5,10 @@ and a live subscription whose lag p99 stays under 50 ms at a steady 500 events/s
 installable here, so the peer is the floor an event store on PostgreSQL cannot beat (``bench.events_floor``):
 the same events with psycopg 3 ``INSERT … RETURNING`` into an equivalent table, and ``LISTEN``/``NOTIFY``
 for the live path. The events service (``bench.events_target``) runs as real ``python -m runtime serve``
-processes on the same PostgreSQL, driven through its gRPC ``AppendToStream`` and ``SubscribeToAll`` with
-service tokens from identity. Both sides get the same load (``bench.events_load``): the same payload (a
-typed ``agent.updated`` event of ``--payload-bytes``), the same writers, the same batch size, the same pace.
+processes on the same PostgreSQL, driven through its gRPC ``AppendToStream`` with a service token and
+``SubscribeToAll`` with an organisation admin's, both from identity. Both sides get the same load
+(``bench.events_load``): the same payload (a typed ``agent.updated`` event of ``--payload-bytes``), the same
+writers, the same batch size, the same pace.
 
 Each scenario runs floor then service back to back (after an unmeasured warm-up of each), so drift on the
 machine hits both alike; the events process's CPU per event is printed beside its figures, which is where
@@ -42,7 +43,7 @@ from bench.events_floor import Floor
 from bench.events_floor import appends as floor_appends
 from bench.events_floor import live_lag as floor_live_lag
 from bench.events_load import LagResult, Payload, RateResult
-from bench.events_target import APPEND, SUBSCRIBE, EventsClient, EventsMesh, caller_of, closing
+from bench.events_target import APPEND, EventsClient, EventsMesh, caller_of, closing
 from bench.getagent import free_offset
 from bench.processes import REPO, BenchError, cpu_seconds, terminate_on_sigterm
 from mesh import event_types
@@ -241,24 +242,21 @@ def verdicts(bench: Bench) -> list[tuple[str, bool]]:
 async def run(args: argparse.Namespace, work: pathlib.Path, prefix: str) -> Bench:
     """Start the services, measure everything, stop them; the figures."""
     registry = default_registry()
-    appender, subscriber = caller_of(registry, APPEND), caller_of(registry, SUBSCRIBE)
-    organization = new_id("org")
-    payload = make_payload(organization, args.payload_bytes)
+    appender = caller_of(registry, APPEND)
     floor = Floor(_libpq(args.database_url), f"{prefix}floor")
     mesh = EventsMesh(registry, work, database_url=args.database_url, schema_prefix=prefix, port_offset=free_offset())
     await floor.create()
     try:
         with closing(mesh):
             await mesh.start()
+            organization, admin_token = await mesh.admin("bench@example.com", "bench password, long enough")
+            payload = make_payload(organization, args.payload_bytes)
             client = EventsClient(
-                mesh.address("events"),
-                payload,
-                append_token=await mesh.token(appender),
-                subscribe_token=await mesh.token(subscriber),
+                mesh.address("events"), payload, append_token=await mesh.token(appender), subscribe_token=admin_token
             )
             print(
                 f"events service at {mesh.address('events')}: appending as services/{appender}, subscribing as "
-                f"services/{subscriber}, organisation {organization}",
+                f"the admin of organisation {organization}",
                 flush=True,
             )
             bench = Bench(args, mesh)
