@@ -38,6 +38,7 @@ from typing import Any, TypeVar
 
 import psycopg
 
+from bench import events_profile as profile
 from bench import report
 from bench.events_floor import Floor
 from bench.events_floor import appends as floor_appends
@@ -79,6 +80,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"PostgreSQL to measure on (default $VOCELIO_BENCH_DATABASE_URL or {DEFAULT_DATABASE_URL})",
     )
     parser.add_argument("--keep-logs", action="store_true", help="keep the services' logs in the work directory")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample the events process with py-spy during each service run (pip install py-spy into .venv)",
+    )
     args = parser.parse_args(argv)
     if args.duration <= 0 or args.warmup < 0 or args.writers < 1 or not 1 <= args.batch <= 500 or args.rate <= 0:
         parser.error("--duration and --rate positive, --warmup not negative, --writers ≥ 1, --batch 1 to 500")
@@ -126,9 +132,10 @@ class Scenario:
 class Bench:
     """Runs the scenarios, keeping every figure in ``scenarios`` and printing each as it comes."""
 
-    def __init__(self, args: argparse.Namespace, mesh: EventsMesh) -> None:
+    def __init__(self, args: argparse.Namespace, mesh: EventsMesh, out: pathlib.Path) -> None:
         self.args = args
         self.mesh = mesh
+        self.out = out
         self.scenarios: list[Scenario] = []
 
     async def measure(
@@ -140,8 +147,17 @@ class Bench:
         process's CPU time into µs per event, on the service's side.
         """
         service_cpu0 = self.mesh.events_cpu() if side == "service" else 0.0
+        sampling = (
+            profile.Sampler(self.mesh.events_pid, self.out / f"profile-{name}.txt") if side == "service" else None
+        )
         bench0, wall0 = cpu_seconds(os.getpid()), asyncio.get_running_loop().time()
-        result = await run()
+        try:
+            if sampling and self.args.profile:
+                sampling.start()
+            result = await run()
+        finally:
+            if sampling:
+                sampling.stop()
         bench1, wall1 = cpu_seconds(os.getpid()), asyncio.get_running_loop().time()
         scenario = Scenario(side, name, result, bench_cpu=(bench1 - bench0) / max(wall1 - wall0, 1e-9))
         if side == "service":
@@ -150,6 +166,9 @@ class Bench:
                 scenario.events_cpu_us_per_event = (self.mesh.events_cpu() - service_cpu0) / count * 1e6
         self.scenarios.append(scenario)
         print("  " + line(scenario), flush=True)
+        if sampling and sampling.samples:
+            for text in profile.hottest(sampling.samples):
+                print("      " + text)
         return result
 
     def figure(self, side: str, name: str) -> Any:
@@ -239,7 +258,7 @@ def verdicts(bench: Bench) -> list[tuple[str, bool]]:
     return lines
 
 
-async def run(args: argparse.Namespace, work: pathlib.Path, prefix: str) -> Bench:
+async def run(args: argparse.Namespace, work: pathlib.Path, prefix: str, out: pathlib.Path) -> Bench:
     """Start the services, measure everything, stop them; the figures."""
     registry = default_registry()
     appender = caller_of(registry, APPEND)
@@ -259,7 +278,7 @@ async def run(args: argparse.Namespace, work: pathlib.Path, prefix: str) -> Benc
                 f"the admin of organisation {organization}",
                 flush=True,
             )
-            bench = Bench(args, mesh)
+            bench = Bench(args, mesh, out)
             try:
                 await measure_all(args, bench, floor, client)
             finally:
@@ -291,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     prefix = f"bench{uuid.uuid4().hex[:8]}_"
     work = pathlib.Path(tempfile.mkdtemp(prefix="bench-events-"))
+    out = RESULTS / f"{stamp}-events"
+    out.mkdir(parents=True, exist_ok=True)
     host = report.machine()
     print(f"machine: {host['nproc']} CPUs ({host['cpu_model']}), Linux {host['kernel']}, Python {host['python']}")
     try:
@@ -298,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
             server = connection.execute("SHOW server_version").fetchone()
         print(f"postgres: {server[0] if server else '?'} at {args.database_url}, schema prefix {prefix}")
         with terminate_on_sigterm():
-            bench = asyncio.run(run(args, work, prefix))
+            bench = asyncio.run(run(args, work, prefix, out))
     except (BenchError, psycopg.Error) as error:
         print(f"bench failed: {error}", file=sys.stderr)
         print(f"logs in {work}", file=sys.stderr)
@@ -316,8 +337,6 @@ def main(argv: list[str] | None = None) -> int:
     goals = verdicts(bench)
     for text, met in goals:
         print(f"{'met' if met else 'GOAL MISSED'}: {text}")
-    out = RESULTS / f"{stamp}-events"
-    out.mkdir(parents=True, exist_ok=True)
     report.save_summary(
         out / "summary.json",
         {

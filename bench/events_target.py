@@ -110,6 +110,13 @@ class EventsMesh:
                     raise BenchError(f"{service} was not SERVING within {timeout:.0f}s (see {child.log})")
                 await asyncio.sleep(0.2)
 
+    @property
+    def events_pid(self) -> int:
+        """The events process's id."""
+        if self.events is None:
+            raise BenchError("the events service is not running")
+        return self.events.pid
+
     def events_cpu(self) -> float:
         """CPU seconds the events process has used so far."""
         if self.events is None:
