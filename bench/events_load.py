@@ -120,22 +120,38 @@ async def run_writers(appenders: Sequence[Appender], duration: float) -> RateRes
     )
 
 
-async def paced(send: Callable[[int], Coroutine[Any, Any, None]], rate: float, duration: float) -> float:
+async def paced(
+    send: Callable[[int], Coroutine[Any, Any, None]], rate: float, duration: float, *, in_flight: int = 64
+) -> float:
     """``send(0)``, ``send(1)`` … started on a fixed schedule of ``rate`` per second for ``duration`` seconds.
 
-    Sends run concurrently (a slow one does not delay the next); returns once every send has finished,
-    with the rate actually achieved (sends started over the time the schedule took).
+    Sends run concurrently (a slow one does not delay the next) up to ``in_flight`` at once: a system that
+    cannot keep up makes the schedule slip instead of piling up requests until they time out. Returns once
+    every send has finished, with the rate actually achieved (sends started over the time the schedule took).
     """
     count = max(1, round(rate * duration))
+    slots = asyncio.Semaphore(in_flight)
     tasks: list[asyncio.Task[None]] = []
+
+    async def slotted(sequence: int) -> None:
+        try:
+            await send(sequence)
+        finally:
+            slots.release()
+
     start = time.perf_counter()
-    for sequence in range(count):
-        delay = start + sequence / rate - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(send(sequence)))
-    scheduled = time.perf_counter() - start
-    await asyncio.gather(*tasks)
+    try:
+        for sequence in range(count):
+            delay = start + sequence / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await slots.acquire()
+            tasks.append(asyncio.create_task(slotted(sequence)))
+        scheduled = time.perf_counter() - start
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
     return count / scheduled if scheduled > 0 else float(count)
 
 

@@ -1,17 +1,16 @@
 """The events service side of ``make bench-events``: real processes on PostgreSQL, driven over gRPC.
 
-Two processes, started the way the supervisor starts them (``python -m runtime serve <name>``, each with
-only its own service credential, identity with the master secret): identity, which issues the tokens, and
-events, the service under test, both on the bench's fresh schema prefix of the PostgreSQL database. The
-bench then acts as the mesh services do:
+Three processes, started the way the supervisor starts them (``python -m runtime serve <name>``, each with
+only its own service credential, identity with the master secret): identity, which issues the tokens,
+team_hub, which provisions the bench's organisation at sign-up, and events, the service under test, all on
+the bench's fresh schema prefix of the PostgreSQL database. The bench then acts as the mesh does:
 
-* appends with the token of a service allowed ``AppendToStream`` (the outbox relay's principal: every
-  service host's), ``expected_revision`` set as a producer with an aggregate would;
-* subscribes with the token of a service whose contract declares ``SubscribeToAll`` among its calls (a
-  projection's), live only, for the bench's organisation.
-
-Both principals are found in the contracts (``Registry``), not named here, so the bench follows whoever
-the contracts say appends and subscribes.
+* it appends with the token of a service allowed ``AppendToStream`` (the outbox relay's principal: every
+  service host's; found in the contracts, ``Registry.service_permissions``), ``expected_revision`` set as a
+  producer with an aggregate would;
+* it subscribes as the admin of a freshly signed-up organisation (password grant), live only — the
+  customer's view of the log, which is what the issue's lag is about, and a path that needs no service to
+  declare subscriptions.
 """
 
 from __future__ import annotations
@@ -40,7 +39,6 @@ from vocelio.events.v1 import events_service_pb2_grpc as events_grpc
 from vocelio.identity.v1 import identity_service_pb2, identity_service_pb2_grpc
 
 APPEND = "/vocelio.events.v1.EventsService/AppendToStream"
-SUBSCRIBE = "/vocelio.events.v1.EventsService/SubscribeToAll"
 
 
 def caller_of(registry: Registry, method: str) -> str:
@@ -100,8 +98,8 @@ class EventsMesh:
         return child
 
     async def start(self, timeout: float = 90) -> None:
-        """Start identity then events, and wait until both answer their health check SERVING."""
-        for service in ("identity", "events"):
+        """Start identity, team_hub and events, each once the one before answers its health check SERVING."""
+        for service in ("identity", "team_hub", "events"):
             child = self._start(service)
             if service == "events":
                 self.events = child
@@ -111,6 +109,13 @@ class EventsMesh:
                 if time.monotonic() > deadline:
                     raise BenchError(f"{service} was not SERVING within {timeout:.0f}s (see {child.log})")
                 await asyncio.sleep(0.2)
+
+    @property
+    def events_pid(self) -> int:
+        """The events process's id."""
+        if self.events is None:
+            raise BenchError("the events service is not running")
+        return self.events.pid
 
     def events_cpu(self) -> float:
         """CPU seconds the events process has used so far."""
@@ -135,6 +140,29 @@ class EventsMesh:
             except grpc.aio.AioRpcError as error:
                 raise BenchError(f"identity refused a token for services/{service}: {error.code().name}") from error
             return str(reply.access_token)
+
+    async def admin(self, email: str, password: str) -> tuple[str, str]:
+        """Sign up a new organisation through identity and log its admin in: (organisation id, access token)."""
+        async with grpc.aio.insecure_channel(self.address("identity"), options=CHANNEL_OPTIONS) as channel:
+            stub = identity_service_pb2_grpc.IdentityServiceStub(channel)  # type: ignore[no-untyped-call]
+            try:
+                await stub.SignUp(
+                    identity_service_pb2.SignUpRequest(
+                        email=email,
+                        password=password,
+                        display_name="Bench",
+                        organization_display_name="Bench",
+                        terms_accepted=True,
+                    ),
+                    timeout=30,
+                )
+                reply = await stub.IssueToken(
+                    identity_service_pb2.IssueTokenRequest(grant_type="password", username=email, password=password),
+                    timeout=30,
+                )
+            except grpc.aio.AioRpcError as error:
+                raise BenchError(f"signing up the bench's organisation failed: {error.code().name}") from error
+            return str(reply.organization_id), str(reply.access_token)
 
 
 @contextlib.contextmanager
@@ -207,10 +235,8 @@ class EventsClient:
 
     @contextlib.asynccontextmanager
     async def subscription(self, received: dict[str, float]) -> AsyncIterator[asyncio.Task[None]]:
-        """A live-only SubscribeToAll for the organisation; each event's arrival time lands in ``received``."""
-        request = events_pb2.SubscribeToAllRequest(
-            parent=f"organizations/{self.organization}", organization_id=self.organization, live_only=True
-        )
+        """A live-only SubscribeToAll of the organisation's admin; each event's arrival time lands in ``received``."""
+        request = events_pb2.SubscribeToAllRequest(parent=f"organizations/{self.organization}", live_only=True)
         call: Any = self.stub.SubscribeToAll(request, metadata=self._subscribe_metadata)
         caught_up = asyncio.Event()
 
