@@ -38,8 +38,8 @@ could reach at that ceiling, so a miss can be told apart: an edge that does not 
 cannot hold two edge workers and their upstream.
 
 Every server counts the calls it answered with OK, and every load tool's successes are checked against that
-count. The section runs at the first ``--concurrency`` only (the goals' one); with the defaults (3 rounds of
-1 + 4 s) it takes about three minutes.
+count. The section runs at the first ``--concurrency`` only (the goals' one); with the defaults (5 rounds of
+1 + 2 s) it takes about three minutes.
 """
 
 from __future__ import annotations
