@@ -89,7 +89,9 @@ async def _recorded(
 ) -> tuple[str, str, str]:
     """The code the metrics, the log line and the span recorded for the one call of ``method``."""
     for _ in range(500):  # the server unwinds a moment after the client has its status: a bound of 5 s
-        lines = [r for r in caplog.records if r.name == "vocelio.rpc" and r.fields["method"] == method]
+        lines = [
+            r for r in caplog.records if r.name == "vocelio.rpc" and getattr(r, "fields", {}).get("method") == method
+        ]
         finished = [s for s in spans.get_finished_spans() if s.name == f"{SERVICE}/{method}"]
         if lines and finished:
             break
@@ -105,11 +107,13 @@ async def _recorded(
     ]
     [metric] = handled
     status = span.attributes["rpc.grpc.status_code"] if span.attributes else None
-    return metric, line.fields["code"], grpc.StatusCode(_by_value(status)).name
+    logged: str = getattr(line, "fields", {})["code"]
+    return metric, logged, grpc.StatusCode(_by_value(status)).name
 
 
 def _by_value(value: Any) -> tuple[int, str]:
-    return next(code.value for code in grpc.StatusCode if code.value[0] == value)
+    found: tuple[int, str] = next(code.value for code in grpc.StatusCode if code.value[0] == value)
+    return found
 
 
 @pytest.mark.parametrize(

@@ -196,9 +196,10 @@ def test_a_line_is_written_as_the_record_would_have_been(root_restored: None) ->
     )
     bare = json.loads(logs.JsonFormatter("agents").format_line(_line(trace_id=0, span_id=0, request_id="")))
     assert not {"trace_id", "span_id", "request_id"} & set(bare)
-    for log_format in ("json", "text"):
+    formats: tuple[logs.LogFormat, ...] = ("json", "text")
+    for log_format in formats:
         out = io.StringIO()
-        pipeline = logs.configure("INFO", "agents", log_format, stream=out)  # type: ignore[arg-type]
+        pipeline = logs.configure("INFO", "agents", log_format, stream=out)
         pipeline.handler.put_line(line)
         assert pipeline.close()
         [written] = out.getvalue().splitlines()
