@@ -64,11 +64,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--chain-rounds",
         type=int,
-        default=3,
-        help="interleaved rounds of the chain section's scenarios; medians are compared (default 3)",
+        default=5,
+        help="interleaved rounds of the chain section's scenarios; medians are compared (default 5)",
     )
     parser.add_argument(
-        "--chain-duration", type=float, default=4, help="seconds per measured run of the chain section (default 4)"
+        "--chain-duration", type=float, default=2, help="seconds per measured run of the chain section (default 2)"
     )
     parser.add_argument(
         "--chain-warmup", type=float, default=1, help="seconds of warm-up before each chain run (default 1)"

@@ -31,6 +31,7 @@ from gateway_rest.docs import docs_routes, openapi_route
 from gateway_rest.mesh_upstreams import edge_options, mesh_app
 from gateway_rest.openapi import build_openapi
 from gateway_rest.serving import listening_socket, serve
+from gateway_rest.serving import run as run_on_uvloop
 from gateway_rest.upstreams import Upstream, Upstreams
 from gateway_rest.workers import EdgeWorkers
 from mesh import logs
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.worker_fd is not None:
-            return asyncio.run(
+            return run_on_uvloop(
                 serve(app(), socket.socket(fileno=args.worker_fd), settings, parent_pid=args.exit_with_parent)
             )
         try:
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         count = settings.edge_worker_count
         if count == 1:
-            return asyncio.run(serve(app(), sock, settings, parent_pid=args.exit_with_parent))
+            return run_on_uvloop(serve(app(), sock, settings, parent_pid=args.exit_with_parent))
         workers = EdgeWorkers(edge_argv, sock, settings, os.environ, count=count, parent_pid=args.exit_with_parent)
         return asyncio.run(workers.run())
     finally:

@@ -37,7 +37,7 @@ def create_app(
     lifecycle: EdgeLifecycle | None = None,
     metrics: EdgeMetrics | None = None,
     metrics_targets: Sequence[ScrapeTarget] = (),
-    scrape_timeout: float = 1.0,
+    scrape_timeout: float = 3.0,
 ) -> Starlette:
     """Build the edge.
 

@@ -5,6 +5,13 @@ The same loop runs the single edge process and each of several worker processes
 ``parent_pid``) turns ``/readyz`` 503 (``app.state.lifecycle``), keeps serving for
 ``shutdown_drain`` seconds so balancers notice, then stops accepting and gives open
 requests ``shutdown_grace`` seconds.
+
+That loop is uvloop's (:func:`run`), as ``uvicorn[standard]`` intends: uvicorn picks its
+loop only in ``uvicorn.run``/``Server.run``, and the edge drives ``Server.serve`` on a loop
+of its own, so without this it ran on asyncio's default loop (measured on the chain bench's
+GET, 8 interleaved wrk rounds on a shared machine: 905 vs 942 µs of edge CPU per request,
+medians, ~4 % less on uvloop). grpc.aio's client channels run on it unchanged; httptools
+parses HTTP/1.1 (uvicorn's ``http="auto"``).
 """
 
 from __future__ import annotations
@@ -14,7 +21,8 @@ import contextlib
 import logging
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -24,6 +32,16 @@ from mesh.config import Settings
 from mesh.parent import stop_when_orphaned
 
 log = logging.getLogger(__name__)
+
+
+def run(main: Coroutine[Any, Any, int]) -> int:
+    """Run an edge process's main coroutine to its end on uvloop (asyncio's own loop if uvloop is missing)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvicorn[standard] installs it
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
 
 
 class EmbeddedServer(uvicorn.Server):

@@ -124,7 +124,8 @@ class Settings:
         metrics_port_offset: a service's metrics port is its gRPC port plus this (``0``
             turns the metrics ports off); the all-in-one process serves one, at the edge's
             port plus this.
-        metrics_scrape_timeout: seconds the edge's ``/metrics`` waits for each service's.
+        metrics_scrape_timeout: seconds the edge's ``/metrics`` waits for each service's (3: a busy
+            service answers late, and Prometheus itself gives a scrape 10 s).
         prometheus_multiproc_dir: ``PROMETHEUS_MULTIPROC_DIR``, prometheus_client's own
             variable, set for the edge's workers when there are several; their metrics are
             then kept in files there and summed at ``/metrics``.
@@ -217,7 +218,7 @@ class Settings:
     # --- metrics (issue #10) ---
     metrics: bool = True
     metrics_port_offset: int = 1000
-    metrics_scrape_timeout: float = 1.0
+    metrics_scrape_timeout: float = 3.0
     prometheus_multiproc_dir: pathlib.Path | None = None
     # --- outbox relay (issue #11) ---
     outbox_relay: bool = True
@@ -450,7 +451,7 @@ class Settings:
             # --- metrics (issue #10) ---
             metrics=_boolean(environ, "VOCELIO_METRICS", True),
             metrics_port_offset=_integer(environ, "VOCELIO_METRICS_PORT_OFFSET", 1000),
-            metrics_scrape_timeout=_number(environ, "VOCELIO_METRICS_SCRAPE_TIMEOUT", 1.0),
+            metrics_scrape_timeout=_number(environ, "VOCELIO_METRICS_SCRAPE_TIMEOUT", 3.0),
             prometheus_multiproc_dir=pathlib.Path(environ["PROMETHEUS_MULTIPROC_DIR"])
             if environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip()
             else None,

@@ -23,11 +23,12 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from mesh.forwarding import FORWARDED_FOR
+from mesh.request_id import METADATA_KEY as REQUEST_ID_KEY
+from mesh.request_id import accepted
 from mesh.telemetry.tracing import current_trace_id
 
 ADDRESS_MAX = 64
 USER_AGENT_MAX = 512
-REQUEST_ID_MAX = 128
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -37,7 +38,8 @@ class CallerInfo:
     Attributes:
         client_address: the client's IP address.
         user_agent: the client's user agent, at most 512 characters.
-        request_id: the ``x-request-id`` metadata.
+        request_id: the ``x-request-id`` metadata when the mesh accepts it as a request id
+            (``mesh.request_id.accepted``: the value every log line carries), else empty.
         trace_id: the trace id of the running span (32 hex digits; empty when not traced).
 
     """
@@ -62,7 +64,9 @@ class CallerInfo:
                 values.setdefault(key.lower(), value)
         address = client_address if client_address is not None else peer_address(peer)
         user_agent = values.get("x-user-agent") or values.get("user-agent", "")
-        request_id = values.get("x-request-id", "")[:REQUEST_ID_MAX]
+        # the same test the server wrapper applies before binding it for the log lines: an audit entry
+        # never records a request id the logs would not carry (spaces, quotes, over-long values)
+        request_id = accepted(values.get(REQUEST_ID_KEY, ""))
         return cls(address[:ADDRESS_MAX], user_agent[:USER_AGENT_MAX], request_id, current_trace_id())
 
     @classmethod

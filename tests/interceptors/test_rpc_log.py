@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -213,3 +215,37 @@ async def test_as_a_per_call_interceptor(rpc_lines: pytest.LogCaptureFixture) ->
     [line] = await _written(rpc_lines)
     assert line.fields["code"] == "UNKNOWN"  # no errors wrapper here: grpc answers UNKNOWN itself
     assert line.levelno == logging.ERROR
+
+
+async def test_with_only_the_log_pipeline_listening_the_line_is_queued_as_a_tuple_and_written_as_json(
+    channel,
+) -> None:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    out = io.StringIO()
+    pipeline = logs.configure("INFO", "agents", "json", stream=out)
+    try:
+        assert logs.direct(logging.getLogger("vocelio.rpc")) is pipeline.handler
+        trace_ids.clear()
+        await channel.unary_unary("/t.Log/Ok")(b"x", metadata=SECRET_METADATA, timeout=5)
+        with pytest.raises(grpc.aio.AioRpcError):
+            await channel.unary_unary("/t.Log/NotFound")(b"x", metadata=SECRET_METADATA, timeout=5)
+        await asyncio.sleep(0.05)  # the not-found line is written as the handler unwinds, after the status
+    finally:
+        assert pipeline.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    entries = [json.loads(line) for line in out.getvalue().splitlines() if '"vocelio.rpc"' in line]
+    assert [(e["method"], e["code"], e["level"]) for e in entries] == [
+        ("Ok", "OK", "INFO"),
+        ("NotFound", "NOT_FOUND", "INFO"),
+    ]
+    first = entries[0]
+    assert first["message"].startswith("/t.Log/Ok OK ")
+    assert (first["principal"], first["organization"], first["client_address"]) == (
+        "users/u_ada",
+        "org_a",
+        "203.0.113.9",
+    )
+    assert (first["request_id"], first["trace_id"]) == ("req-1", trace_ids[0])
+    assert first["process"] == "agents" and first["duration_ms"] >= 0

@@ -7,6 +7,7 @@ import json
 import logging
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -141,3 +142,71 @@ def test_closing_an_idle_pipeline_writes_nothing() -> None:
     stream = io.StringIO()
     assert logs.LogPipeline(stream, logs.JsonFormatter("p")).close()
     assert stream.getvalue() == ""
+
+
+def test_direct_hands_out_the_pipeline_only_when_nothing_else_listens(root_restored: None) -> None:
+    logger = logging.getLogger("vocelio.direct")
+    pipeline = logs.configure("INFO", "agents", "json", stream=io.StringIO())
+    try:
+        assert logs.direct(logger) is pipeline.handler
+        other = logging.NullHandler()
+        logging.getLogger().addHandler(other)  # what pytest's caplog does
+        assert logs.direct(logger) is None
+        logging.getLogger().removeHandler(other)
+        stamp = logging.Filter("nothing")
+        logger.addFilter(stamp)
+        assert logs.direct(logger) is None
+        logger.removeFilter(stamp)
+        logger.addHandler(other)
+        assert logs.direct(logger) is None
+        logger.removeHandler(other)
+        logger.propagate = False
+        assert logs.direct(logger) is None
+        logger.propagate = True
+        assert logs.direct(logger) is pipeline.handler
+    finally:
+        assert pipeline.close()
+
+
+def _line(**overrides: Any) -> logs.Line:
+    values: dict[str, Any] = {
+        "created": 1796659790.1234,
+        "level": logging.WARNING,
+        "logger": "vocelio.rpc",
+        "msg": "%s %s %.2f ms",
+        "args": ("/t.S/M", "OK", 1.234),
+        "fields": {"code": "OK", "message": "never replaces the message"},
+        "trace_id": 0xABC,
+        "span_id": 0xDEF,
+        "request_id": "r-1",
+    }
+    return logs.Line(**(values | overrides))
+
+
+def test_a_line_is_written_as_the_record_would_have_been(root_restored: None) -> None:
+    line = _line()
+    record = line.record()
+    expected = json.loads(logs.JsonFormatter("agents").format(record))
+    assert json.loads(logs.JsonFormatter("agents").format_line(line)) == expected
+    assert expected["message"] == "/t.S/M OK 1.23 ms"
+    assert (expected["trace_id"], expected["span_id"], expected["request_id"]) == (
+        f"{0xABC:032x}",
+        f"{0xDEF:016x}",
+        "r-1",
+    )
+    bare = json.loads(logs.JsonFormatter("agents").format_line(_line(trace_id=0, span_id=0, request_id="")))
+    assert not {"trace_id", "span_id", "request_id"} & set(bare)
+    formats: tuple[logs.LogFormat, ...] = ("json", "text")
+    for log_format in formats:
+        out = io.StringIO()
+        pipeline = logs.configure("INFO", "agents", log_format, stream=out)
+        pipeline.handler.put_line(line)
+        assert pipeline.close()
+        [written] = out.getvalue().splitlines()
+        if log_format == "json":
+            assert json.loads(written) == expected
+        else:
+            assert written.endswith(
+                f"WARNING agents vocelio.rpc: /t.S/M OK 1.23 ms trace_id={0xABC:032x} span_id={0xDEF:016x} "
+                "request_id=r-1 code=OK message=never replaces the message"
+            )

@@ -60,13 +60,15 @@ def test_caller_info_never_reads_x_forwarded_for_itself():
     vouched = CallerInfo.from_metadata(metadata, "ipv4:10.0.0.1:5000", client_address="203.0.113.9")
     assert vouched.client_address == "203.0.113.9"
     assert info.user_agent == "Mozilla/5.0"
-    assert len(info.request_id) == 128
+    assert info.request_id == ""  # 300 characters: not a request id the mesh accepts (nor logs)
     assert info.trace_id == ""  # a traceparent in the metadata is not parsed here: the running span's id counts
     span = trace.NonRecordingSpan(
         trace.SpanContext(int("c" * 32, 16), int("d" * 16, 16), is_remote=True, trace_flags=trace.TraceFlags(1))
     )
     with trace.use_span(span):
         assert CallerInfo.from_metadata(metadata, "ipv4:10.0.0.1:5000").trace_id == "c" * 32
+    for given, kept in (("req-1", "req-1"), ("r" * 128, "r" * 128), ("has space", ""), ('"quoted"', "")):
+        assert CallerInfo.from_metadata([("x-request-id", given)], "ipv4:10.0.0.1:5000").request_id == kept
     bare = CallerInfo.from_metadata([("user-agent", "curl")], "ipv6:[::1]:5000")
     assert (bare.client_address, bare.user_agent, bare.trace_id) == ("::1", "curl", "")
     assert peer_address("unix:/tmp/sock") == ""

@@ -153,7 +153,8 @@ def _decision(sampler, trace_id: int, parent_sampled: bool | None = None) -> Dec
         flags = TraceFlags(TraceFlags.SAMPLED if parent_sampled else TraceFlags.DEFAULT)
         parent = SpanContext(trace_id, 0x1234, is_remote=True, trace_flags=flags)
         context = set_span_in_context(NonRecordingSpan(parent))
-    return sampler.should_sample(context, trace_id, "call").decision
+    decision: Decision = sampler.should_sample(context, trace_id, "call").decision
+    return decision
 
 
 def test_the_default_sampler_is_parent_based_at_the_vocelio_ratio():
