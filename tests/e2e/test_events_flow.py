@@ -54,11 +54,11 @@ class Admin:
 
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    settings = {
-        "VOCELIO_EDGE_TIMEOUT": str(EDGE_TIMEOUT),
-        "VOCELIO_MAX_STREAMS_PER_PRINCIPAL": str(STREAMS_PER_PRINCIPAL),
-    }
-    with served_mesh(tmp_path_factory, **settings) as (base, _offset):
+    with served_mesh(
+        tmp_path_factory,
+        VOCELIO_EDGE_TIMEOUT=str(EDGE_TIMEOUT),
+        VOCELIO_MAX_STREAMS_PER_PRINCIPAL=str(STREAMS_PER_PRINCIPAL),
+    ) as (base, _offset):
         yield base
 
 
