@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
-from typing import Any
-
 from google.protobuf import struct_pb2
 
 from mesh.kit import etags
@@ -12,38 +9,12 @@ from mesh.kit.sql import timestamp
 from services.events.domain import names
 from services.events.models import ConsumerCheckpointRow, EventRow, EventStreamRow, StreamState
 from vocelio.common.v1 import audit_pb2
-from vocelio.events.v1 import consumer_checkpoint_pb2, event_pb2, event_stream_pb2, events_service_pb2
+from vocelio.events.v1 import consumer_checkpoint_pb2, event_pb2, event_stream_pb2
 
 _STATES = {
     StreamState.ACTIVE: event_stream_pb2.EVENT_STREAM_STATE_ACTIVE,
     StreamState.DELETED: event_stream_pb2.EVENT_STREAM_STATE_DELETED,
 }
-
-
-def event_row(
-    proposed: events_service_pb2.ProposedEvent,
-    *,
-    stream: EventStreamRow,
-    version: int,
-    position: int,
-    now: datetime.datetime,
-) -> dict[str, Any]:
-    """The ``events`` row values of one proposed event."""
-    occur = proposed.occur_time.ToDatetime(datetime.UTC) if proposed.HasField("occur_time") else now
-    return {
-        "global_position": position,
-        "event_id": proposed.event_id,
-        "stream_id": stream.stream_id,
-        "stream_version": version,
-        "organization_id": stream.organization_id,
-        "type": proposed.type,
-        "data": proposed.data.SerializeToString(deterministic=True),
-        "data_schema": proposed.data_schema,
-        "event_metadata": proposed.metadata.SerializeToString(deterministic=True),
-        "occur_time": occur,
-        "record_time": now,
-        "hidden": False,
-    }
 
 
 def event_to_proto(row: EventRow) -> event_pb2.Event:

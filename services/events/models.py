@@ -1,8 +1,8 @@
 """The events service's tables (migration ``events_0001`` creates them).
 
 - ``event_log``: one row, the log's head (the last global position allocated) and its
-  archive watermark. Appends allocate positions by bumping ``head_position`` while holding
-  the append lock, so positions commit in the order they were allocated (see
+  archive watermark. Appends reserve positions by bumping ``head_position``, which locks
+  the row until they commit, so positions commit in the order they were allocated (see
   :mod:`services.events.store`). The counter is a row, not ``max(global_position)``,
   because scavenging may delete the newest event and positions must never be reused.
 - ``event_streams``: one row per stream: owner, state, last version, truncation and

@@ -1,10 +1,11 @@
 """Wires the events service into a service host.
 
-One :class:`~services.events.notifier.LogNotifier` per process wakes subscribers after
-local appends; one :class:`~services.events.store.WriteGate` orders SQLite writers. At
-shutdown the host awaits the hook registered here: the notifier closes (every
-subscription ends with UNAVAILABLE at once, so none holds the drain) and the retention
-task stops.
+One :class:`~services.events.appender.Appender` per process writes every append (group
+commit); one :class:`~services.events.notifier.LogNotifier` wakes subscribers after its
+commits; one :class:`~services.events.store.WriteGate` orders SQLite writers. At shutdown
+the host awaits the hook registered here: the appender refuses new appends and drains its
+queue (bounded), the notifier closes (every subscription ends with UNAVAILABLE at once, so
+none holds the drain) and the retention task stops.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 import grpc
 
 from runtime.handlers import ServiceContext
+from services.events.appender import Appender
 from services.events.notifier import LogNotifier
 from services.events.retention import Retention
 from services.events.servicer import EventsServicer
@@ -25,11 +27,13 @@ def register(server: grpc.aio.Server, context: ServiceContext) -> None:
     """Add the events servicer to ``server`` and start its retention task."""
     notifier = LogNotifier()
     gate = WriteGate(context.database.kind)
+    appender = Appender(context.database.engine, gate, notifier, context.clock)
     servicer = EventsServicer(
         context.sessions,
         context.page_tokens,
         gate=gate,
         notifier=notifier,
+        appender=appender,
         clock=context.clock,
         poll_interval=context.settings.events_poll_interval,
     )
@@ -49,6 +53,7 @@ def register(server: grpc.aio.Server, context: ServiceContext) -> None:
         retention.start()
 
     async def stop() -> None:
+        await appender.close()
         notifier.close()
         await retention.stop()
 

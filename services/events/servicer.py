@@ -2,8 +2,10 @@
 
 Each method reads the caller (``mesh.principal.current()``; the RBAC interceptor has
 already checked the permission), checks the request with the domain rules and does its
-work in one transaction. Appends take the log's lock (:mod:`services.events.store`) and
-wake subscribers after their commit; reads read the head first and events up to it.
+work in one transaction. Appends are checked here and written by the process's one
+:class:`~services.events.appender.Appender` (group commit under the log's lock, see
+:mod:`services.events.store`), which wakes subscribers after each commit; reads read the
+head first and events up to it.
 Subscriptions are :mod:`services.events.subscriptions`; checkpoints
 :mod:`services.events.checkpoints`.
 """
@@ -16,17 +18,17 @@ from typing import Any, TypeAlias
 import grpc
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from mesh.errors import FailedPrecondition, InvalidArgument
+from mesh.errors import InvalidArgument
 from mesh.kit import paging, tenancy
 from mesh.kit.clock import SYSTEM_CLOCK, Clock
 from mesh.principal import Principal, current
 from services.events import convert, store, streams
+from services.events.appender import Appender
 from services.events.checkpoints import Checkpoints, parent_scope
-from services.events.domain import appends, names, reading
-from services.events.models import EventStreamRow, StreamState
+from services.events.domain import appends, batches, names, reading
 from services.events.notifier import LogNotifier
 from services.events.subscriptions import GlobalStart, Subscriptions
-from vocelio.events.v1 import event_pb2, events_errors_pb2, events_service_pb2, events_service_pb2_grpc
+from vocelio.events.v1 import event_pb2, events_service_pb2, events_service_pb2_grpc
 
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 pb = events_service_pb2
@@ -44,13 +46,12 @@ class EventsServicer(events_service_pb2_grpc.EventsServiceServicer):
         *,
         gate: store.WriteGate,
         notifier: LogNotifier,
+        appender: Appender,
         clock: Clock = SYSTEM_CLOCK,
         poll_interval: float = 0.5,
     ) -> None:
         self._sessions = sessions
-        self._gate = gate
-        self._notifier = notifier
-        self._clock = clock
+        self._appender = appender
         self._checkpoints = Checkpoints(sessions, gate, page_tokens, clock)
         self._streams = streams.Streams(sessions, gate, page_tokens, clock)
         self._subscriptions = Subscriptions(sessions, notifier, clock, poll_interval=poll_interval)
@@ -63,55 +64,7 @@ class EventsServicer(events_service_pb2_grpc.EventsServiceServicer):
         scoped = names.parse_append_stream(request.stream, request.organization_id)
         appends.proposed_event_violations(request.events).raise_if_any()
         name = names.stream_name(scoped.organization_id, scoped.id)
-        event_ids = [event.event_id for event in request.events]
-        now = self._clock.now()
-        async with self._gate.held(), self._sessions.begin() as session:
-            await store.lock_log(session)
-            stream = await store.find_stream(session, scoped.id)
-            if stream is not None and stream.organization_id != scoped.organization_id:
-                raise FailedPrecondition(
-                    f"stream {scoped.id} belongs to another organisation; its owner is fixed by its first append"
-                ).with_reason(appends.REASONS, events_errors_pb2.ERROR_REASON_STREAM_OWNED_ELSEWHERE)
-            retry = appends.classify_retry(event_ids, scoped.id, await store.stored_ids(session, event_ids))
-            if retry is not None:
-                return pb.AppendToStreamResponse(
-                    current_version=retry.stream_version, global_position=retry.global_position, already_appended=True
-                )
-            view = (
-                appends.NEVER_WRITTEN
-                if stream is None
-                else appends.StreamView(
-                    exists=True, active=stream.state is StreamState.ACTIVE, last_version=stream.last_version
-                )
-            )
-            appends.check_expected(request, view, name)
-            first = await store.allocate(session, len(request.events))
-            if stream is None:
-                stream = _new_stream(scoped, principal, now)
-                session.add(stream)
-            elif stream.state is StreamState.DELETED:
-                # A later append revives a deleted stream; its old events stay hidden.
-                stream.state = StreamState.ACTIVE
-                stream.delete_time = None
-            rows = [
-                convert.event_row(
-                    proposed, stream=stream, version=stream.last_version + 1 + i, position=first + i, now=now
-                )
-                for i, proposed in enumerate(request.events)
-            ]
-            last = rows[-1]
-            stream.last_version = last["stream_version"]
-            stream.last_position = last["global_position"]
-            stream.last_event_type = last["type"]
-            stream.last_event_time = now
-            stream.last_modifier = principal.subject
-            stream.update_time = now
-            await session.flush()
-            await store.insert_events(session, rows)
-        self._notifier.committed(last["global_position"])
-        return pb.AppendToStreamResponse(
-            current_version=last["stream_version"], global_position=last["global_position"]
-        )
+        return await self._appender.append(batches.Queued(request, scoped, name, principal.subject))
 
     # Reading
 
@@ -358,21 +311,3 @@ class EventsServicer(events_service_pb2_grpc.EventsServiceServicer):
     ) -> pb.DeleteConsumerCheckpointResponse:
         """Deletes a checkpoint."""
         return await self._checkpoints.delete(current(), request)
-
-
-def _new_stream(scoped: names.Scoped, principal: Principal, now: Any) -> EventStreamRow:
-    return EventStreamRow(
-        stream_id=scoped.id,
-        organization_id=scoped.organization_id,
-        category=names.category(scoped.id),
-        state=StreamState.ACTIVE,
-        last_version=-1,
-        first_readable_version=0,
-        archived_version=0,
-        last_position=0,
-        last_event_type="",
-        creator=principal.subject,
-        last_modifier=principal.subject,
-        create_time=now,
-        update_time=now,
-    )

@@ -1,23 +1,27 @@
-"""The log and its streams in SQL, each function taking the session.
+"""The log and its streams in SQL, each function taking the session (or the appender's connection).
 
 **Ordering without gaps.** A reader that resumes after the last global position it saw
 must never skip an event whose position was allocated earlier but committed later (the
 classic sequence pitfall: transaction A takes position 7, B takes 8 and commits, a reader
 sees 8 and moves on, then A commits 7 behind it). The store avoids it by making positions
-commit in the order they are allocated: every append runs under one transaction-scoped
-lock of the whole log — on PostgreSQL ``pg_advisory_xact_lock`` (released by the commit or
-rollback itself, so a crashed appender never leaves it held), on SQLite the database's own
-single writer plus an in-process gate (:class:`WriteGate`) so two sessions never race for
-the write lock. Under the lock the append checks the stream's expected version, allocates
-its positions by bumping the ``event_log`` head row and inserts its events; the next
-appender only gets the lock after that commit. A reader then reads the head row first and
-events up to it second: everything at or below a committed head is committed. This is
-EventStoreDB's single-writer model; batches (up to 500 events per append) keep the
-throughput, and the same lock makes "exactly one winner per expected version" hold across
-processes and replicas. The alternative (``xid8`` + ``pg_snapshot_xmin``, reading only
-below the oldest running transaction) lets writers run in parallel but delays every reader
-behind the slowest writer and has no SQLite equivalent; the lock is simpler and measured
-fast enough (bench/).
+commit in the order they are allocated: positions come from the single ``event_log`` row,
+and whoever writes the log first locks that row until its transaction ends — an append
+allocates with ``UPDATE event_log SET head_position = head_position + n … RETURNING``
+(:func:`reserve`), which takes the row lock, reads the head and moves it in one statement;
+truncation, deletion and archiving take the same lock with ``SELECT … FOR UPDATE``
+(:func:`lock_log`). On PostgreSQL the lock is released by the commit or rollback itself (a
+crashed appender never leaves it held) and a second writer's UPDATE waits, then re-reads
+the row the first one committed. On SQLite the database's single writer plus an
+in-process gate (:class:`WriteGate`) do the same. Under the lock the append checks the
+streams' expected versions and inserts its events; the next writer only gets the row
+after that commit. A reader reads the head row first and events up to it second:
+everything at or below a committed head is committed. This is EventStoreDB's
+single-writer model; group commit (:mod:`services.events.appender`: every append queued
+meanwhile in one transaction) keeps the throughput, and the same lock makes "exactly one
+winner per expected version" hold across processes and replicas. The alternative
+(``xid8`` + ``pg_snapshot_xmin``, reading only below the oldest running transaction) lets
+writers run in parallel but delays every reader behind the slowest writer and has no
+SQLite equivalent; the single writer is simpler and measured fast enough (bench/).
 """
 
 from __future__ import annotations
@@ -27,17 +31,14 @@ import contextlib
 import dataclasses
 import datetime
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, TypeAlias, cast
 
-from sqlalchemy import ColumnElement, and_, delete, false, func, insert, or_, select, text, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import ColumnElement, Table, and_, bindparam, delete, false, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from services.events.domain.appends import StoredId
 from services.events.domain.reading import Filter
 from services.events.models import EventLogRow, EventRow, EventStreamRow, StreamState
-
-# pg_advisory_xact_lock key of the global log ("vocelio.events.log" as 64-bit ASCII prefix).
-LOG_LOCK_KEY = 0x766F63656C696F31
 
 
 class WriteGate:
@@ -61,10 +62,13 @@ class WriteGate:
             yield
 
 
-async def lock_log(session: AsyncSession) -> None:
-    """Take the log's append lock until the end of the transaction (PostgreSQL; SQLite is gated)."""
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOG_LOCK_KEY})
+Executor: TypeAlias = AsyncSession | AsyncConnection
+"""Where the store's statements run: an ORM session, or the appender's own connection."""
+
+
+async def lock_log(executor: Executor) -> None:
+    """Take the log's row lock until the end of the transaction (PostgreSQL; SQLite is gated)."""
+    await executor.execute(_LOCK_LOG)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -81,19 +85,21 @@ class Head:
     archived: int
 
 
-async def head(session: AsyncSession) -> Head:
+async def head(executor: Executor) -> Head:
     """The committed head of the log."""
-    row = (await session.execute(select(EventLogRow.head_position, EventLogRow.archived_position))).one()
+    row = (await executor.execute(_HEAD)).one()
     return Head(int(row[0]), int(row[1]))
 
 
-async def allocate(session: AsyncSession, count: int) -> int:
-    """Allocate ``count`` consecutive positions (under the append lock); returns the first."""
-    statement = (
-        update(EventLogRow).values(head_position=EventLogRow.head_position + count).returning(EventLogRow.head_position)
-    )
-    last = int((await session.execute(statement)).scalar_one())
-    return last - count + 1
+async def reserve(executor: Executor, count: int) -> Head:
+    """Lock the log and move its head ``count`` positions on; the head as it was before.
+
+    One statement takes the row lock, reads the committed head and reserves the positions
+    after it. An append that ends up writing fewer (some of its requests refused) sets the
+    head back with :func:`set_head` before it commits.
+    """
+    row = (await executor.execute(_RESERVE, {"count": count})).one()
+    return Head(int(row[0]) - count, int(row[1]))
 
 
 async def find_stream(session: AsyncSession, stream_id: str) -> EventStreamRow | None:
@@ -101,17 +107,77 @@ async def find_stream(session: AsyncSession, stream_id: str) -> EventStreamRow |
     return await session.get(EventStreamRow, stream_id, populate_existing=True)
 
 
-async def stored_ids(session: AsyncSession, event_ids: Sequence[str]) -> list[StoredId]:
+async def stored_ids(executor: Executor, event_ids: Sequence[str]) -> list[StoredId]:
     """The events already stored under any of these ids."""
-    query = select(EventRow.event_id, EventRow.stream_id, EventRow.stream_version, EventRow.global_position).where(
-        EventRow.event_id.in_(list(event_ids))
+    rows = (await executor.execute(_STORED_IDS, {"ids": list(event_ids)})).all()
+    return [StoredId(str(r[0]), str(r[1]), int(r[2]), int(r[3])) for r in rows]
+
+
+async def set_head(executor: Executor, position: int) -> None:
+    """Move the log's head to ``position`` (under the append lock, after reading it with :func:`head`)."""
+    await executor.execute(_SET_HEAD, {"head": position})
+
+
+async def streams_by_id(executor: Executor, stream_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The ``event_streams`` rows of these streams (any organisation, any state), as column mappings."""
+    result = await executor.execute(_STREAMS_BY_ID, {"ids": list(stream_ids)})
+    return {str(row["stream_id"]): dict(row) for row in result.mappings()}
+
+
+async def insert_events(executor: Executor, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert events given by column name (one executemany)."""
+    await executor.execute(_INSERT_EVENTS, list(rows))
+
+
+async def insert_streams(executor: Executor, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert new streams given by column name (one executemany)."""
+    if rows:
+        await executor.execute(_INSERT_STREAMS, list(rows))
+
+
+async def update_streams(executor: Executor, rows: Sequence[dict[str, Any]]) -> None:
+    """Write the append-moved columns of existing streams (one executemany)."""
+    if rows:
+        await executor.execute(_UPDATE_STREAM, [{"key": row["stream_id"], **row} for row in rows])
+
+
+# The append path's statements, built once (SQLAlchemy then finds them in its compiled cache at once).
+_EVENTS = cast(Table, EventRow.__table__)
+_STREAMS = cast(Table, EventStreamRow.__table__)
+_LOG = cast(Table, EventLogRow.__table__)
+_LOCK_LOG = select(_LOG.c.head_position).with_for_update()
+_RESERVE = (
+    update(_LOG)
+    .values(head_position=_LOG.c.head_position + bindparam("count"))
+    .returning(_LOG.c.head_position, _LOG.c.archived_position)
+)
+_HEAD = select(_LOG.c.head_position, _LOG.c.archived_position)
+_SET_HEAD = update(_LOG).values(head_position=bindparam("head"))
+_STORED_IDS = select(
+    _EVENTS.c.event_id, _EVENTS.c.stream_id, _EVENTS.c.stream_version, _EVENTS.c.global_position
+).where(_EVENTS.c.event_id.in_(bindparam("ids", expanding=True)))
+_STREAMS_BY_ID = select(_STREAMS).where(_STREAMS.c.stream_id.in_(bindparam("ids", expanding=True)))
+_INSERT_EVENTS = insert(_EVENTS)
+_INSERT_STREAMS = insert(_STREAMS)
+_UPDATE_STREAM = (
+    update(_STREAMS)
+    .where(_STREAMS.c.stream_id == bindparam("key"))
+    .values(
+        {
+            column: bindparam(column)
+            for column in (
+                "state",
+                "delete_time",
+                "last_version",
+                "last_position",
+                "last_event_type",
+                "last_event_time",
+                "last_modifier",
+                "update_time",
+            )
+        }
     )
-    return [StoredId(str(r[0]), str(r[1]), int(r[2]), int(r[3])) for r in (await session.execute(query)).all()]
-
-
-async def insert_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert events (one executemany)."""
-    await session.execute(insert(EventRow), list(rows))
+)
 
 
 def _filter_clause(filt: Filter) -> ColumnElement[bool] | None:

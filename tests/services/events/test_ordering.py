@@ -2,8 +2,8 @@
 
 Transaction A allocates position N and stays open; an append B arrives meanwhile. If B
 could take N+1 and commit first, a reader at the head would see N+1, move past it, and
-never see N when A commits. Under the store's append lock B waits for A instead, so the
-reader sees N and then N+1. Removing ``store.lock_log`` from the append makes this fail.
+never see N when A commits. Under the log's row lock B waits for A instead, so the reader
+sees N and then N+1. Allocating positions anywhere but under that lock makes this fail.
 """
 
 from __future__ import annotations
@@ -27,9 +27,8 @@ async def test_a_reader_never_sees_a_later_position_before_an_earlier_one_commit
         await ev.append("organizations/org_a/event_streams/call-0", 1)
         sessions = ev.service.host.database.sessions
         async with sessions.begin() as slow:
-            # A: allocate position 2 under the lock, as an append does, and keep the transaction open.
-            await store.lock_log(slow)
-            position = await store.allocate(slow, 1)
+            # A: reserve position 2 under the lock, as an append does, and keep the transaction open.
+            position = (await store.reserve(slow, 1)).position + 1
             assert position == 2
             now = datetime.datetime.now(datetime.UTC)
             slow.add(
