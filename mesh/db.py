@@ -43,6 +43,7 @@ class ServiceDatabase:
             self.sync_url = URL.create("sqlite", database=str(path))
             self.engine = create_async_engine(self.async_url, pool_pre_ping=True)
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            self._probe_engine = create_async_engine(self.async_url, pool_size=1, max_overflow=0, pool_pre_ping=True)
             self.reads = PointReader(self.engine, sqlite_path=str(path))
         else:
             self.kind = "postgresql"
@@ -63,6 +64,14 @@ class ServiceDatabase:
                 pool_recycle=1800,
             )
             self.reads = PointReader(self.engine, conninfo=libpq_conninfo(self.async_url), **self._connect_args)
+            self._probe_engine = create_async_engine(
+                self.async_url,
+                connect_args={**self._connect_args, "application_name": f"vocelio-{service_name}-probe"},
+                pool_size=1,
+                max_overflow=0,
+                pool_pre_ping=True,
+                pool_recycle=1800,
+            )
         # SQL spans (children of the RPC's span) when tracing is on.
         instrument_engine(self.engine.sync_engine)
         self.sessions: async_sessionmaker[AsyncSession] = async_sessionmaker(self.engine, expire_on_commit=False)
@@ -81,18 +90,24 @@ class ServiceDatabase:
         return engine
 
     async def probe(self, timeout: float) -> bool:
-        """Whether the database answers ``SELECT 1`` within ``timeout`` seconds."""
+        """Whether the database answers ``SELECT 1`` within ``timeout`` seconds.
+
+        On a connection of its own (a one-connection pool beside the service's): a busy
+        service whose pool is fully checked out still gets its probe through at once, so
+        readiness follows the database, not the load. The service's own pool needs nothing
+        from a failed probe: ``pool_pre_ping`` replaces stale connections at checkout.
+        """
         try:
             # The probe every few seconds is no request of anyone's: no span of its own.
             async with asyncio.timeout(timeout):
                 with untraced():
-                    async with self.engine.connect() as connection:
+                    async with self._probe_engine.connect() as connection:
                         await connection.execute(text("SELECT 1"))
             return True
         except Exception as error:  # noqa: BLE001 - any failure means "not reachable"
             log.debug("database probe failed for %s: %s", self.service_name, type(error).__name__)
-            # A half-open pool would keep failing after the database returns.
-            await self.engine.dispose()
+            # Start the next probe on a fresh connection.
+            await self._probe_engine.dispose()
             return False
 
     async def point_read(self, statement: AnySelect, params: Mapping[str, Any]) -> Row | None:
@@ -107,6 +122,7 @@ class ServiceDatabase:
         """Close every pooled connection (the point reader's too)."""
         await self.reads.close()
         await self.engine.dispose()
+        await self._probe_engine.dispose()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
