@@ -33,7 +33,22 @@ import datetime
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, TypeAlias, cast
 
-from sqlalchemy import ColumnElement, Table, and_, bindparam, delete, false, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    Table,
+    and_,
+    any_,
+    bindparam,
+    delete,
+    false,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from services.events.domain.appends import StoredId
@@ -107,9 +122,16 @@ async def find_stream(session: AsyncSession, stream_id: str) -> EventStreamRow |
     return await session.get(EventStreamRow, stream_id, populate_existing=True)
 
 
+def _on_postgresql(executor: Executor) -> bool:
+    dialect = executor.dialect if isinstance(executor, AsyncConnection) else executor.get_bind().dialect
+    return dialect.name == "postgresql"
+
+
 async def stored_ids(executor: Executor, event_ids: Sequence[str]) -> list[StoredId]:
     """The events already stored under any of these ids."""
-    rows = (await executor.execute(_STORED_IDS, {"ids": list(event_ids)})).all()
+    # PostgreSQL gets the ids as one array: one cached statement whatever the count.
+    statement = _STORED_IDS_ANY if _on_postgresql(executor) else _STORED_IDS
+    rows = (await executor.execute(statement, {"ids": list(event_ids)})).all()
     return [StoredId(str(r[0]), str(r[1]), int(r[2]), int(r[3])) for r in rows]
 
 
@@ -125,7 +147,18 @@ async def streams_by_id(executor: Executor, stream_ids: Sequence[str]) -> dict[s
 
 
 async def insert_events(executor: Executor, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert events given by column name (one executemany)."""
+    """Insert events given by column name: ``COPY`` on the appender's PostgreSQL connection, else one executemany.
+
+    ``COPY … FROM STDIN`` costs a few µs a row where an executemany costs tens (a statement
+    per row through the driver); it runs inside the caller's transaction like any statement.
+    """
+    if isinstance(executor, AsyncConnection) and executor.dialect.name == "postgresql":
+        raw = await executor.get_raw_connection()
+        driver: Any = raw.driver_connection
+        async with driver.cursor() as cursor, cursor.copy(_COPY_EVENTS) as copy:
+            for row in rows:
+                await copy.write_row([row[column] for column in _EVENT_COLUMNS])
+        return
     await executor.execute(_INSERT_EVENTS, list(rows))
 
 
@@ -156,6 +189,11 @@ _SET_HEAD = update(_LOG).values(head_position=bindparam("head"))
 _STORED_IDS = select(
     _EVENTS.c.event_id, _EVENTS.c.stream_id, _EVENTS.c.stream_version, _EVENTS.c.global_position
 ).where(_EVENTS.c.event_id.in_(bindparam("ids", expanding=True)))
+_STORED_IDS_ANY = select(
+    _EVENTS.c.event_id, _EVENTS.c.stream_id, _EVENTS.c.stream_version, _EVENTS.c.global_position
+).where(_EVENTS.c.event_id == any_(bindparam("ids", type_=postgresql.ARRAY(String))))
+_EVENT_COLUMNS = tuple(column.name for column in _EVENTS.columns)
+_COPY_EVENTS = f"COPY {_EVENTS.name} ({', '.join(_EVENT_COLUMNS)}) FROM STDIN"
 _STREAMS_BY_ID = select(_STREAMS).where(_STREAMS.c.stream_id.in_(bindparam("ids", expanding=True)))
 _INSERT_EVENTS = insert(_EVENTS)
 _INSERT_STREAMS = insert(_STREAMS)
