@@ -2,7 +2,7 @@
 
 A background task (stopped through :mod:`mesh.tasks` at shutdown) runs a pass every
 ``events_retention_interval`` seconds. A pass removes, in batches of
-:data:`BATCH` per transaction (so the append lock is never held long):
+:data:`BATCH` per transaction (so the log's lock is never held long):
 
 - events recorded before ``now - retention_days`` (when retention is on): the oldest first,
   by position, moving the log's archive watermark and each touched stream's

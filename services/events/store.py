@@ -61,7 +61,7 @@ class WriteGate:
 
     SQLite has one writer; two sessions that both read and then write would make the second
     fail with "database is locked" instead of waiting, so writers queue here first.
-    PostgreSQL needs no gate: its advisory lock orders writers across processes.
+    PostgreSQL needs no gate: the log's row lock orders writers across processes.
     """
 
     def __init__(self, kind: str) -> None:
@@ -136,7 +136,7 @@ async def stored_ids(executor: Executor, event_ids: Sequence[str]) -> list[Store
 
 
 async def set_head(executor: Executor, position: int) -> None:
-    """Move the log's head to ``position`` (under the append lock, after reading it with :func:`head`)."""
+    """Move the log's head to ``position`` (under the log's lock, after :func:`reserve`)."""
     await executor.execute(_SET_HEAD, {"head": position})
 
 
@@ -315,7 +315,7 @@ class Archived:
 
 
 async def archive_before(session: AsyncSession, cutoff: datetime.datetime, *, batch: int) -> Archived | None:
-    """Archive (delete) up to ``batch`` of the oldest events recorded before ``cutoff``, under the append lock.
+    """Archive (delete) up to ``batch`` of the oldest events recorded before ``cutoff``, under the log's lock.
 
     Moves the log's watermark and each touched stream's ``archived_version`` in the same
     transaction, so a read never sees the events gone without the error that says so.

@@ -5,7 +5,7 @@ and deletion hide events (``events.hidden``) in the same transaction that moves 
 stream's ``first_readable_version``; the retention task scavenges hidden events later.
 Deletion is truncation to ``last_version + 1`` plus the DELETED state, so a later append
 revives the stream with versions continuing and its old events still hidden
-(EventStoreDB's soft delete). Both run under the log's append lock, so they never
+(EventStoreDB's soft delete). Both run under the log's row lock, so they never
 interleave with an append to the same stream.
 """
 
