@@ -13,6 +13,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import psycopg
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, Engine, create_engine
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
@@ -109,6 +110,17 @@ class ServiceDatabase:
             # Start the next probe on a fresh connection.
             await self._probe_engine.dispose()
             return False
+
+    async def connect_driver(self) -> psycopg.AsyncConnection[Any]:
+        """A psycopg connection of its own, outside the pool (PostgreSQL only), for a writer that holds one.
+
+        Raises:
+            RuntimeError: the database is SQLite.
+
+        """
+        if self.kind != "postgresql":
+            raise RuntimeError("connect_driver is for PostgreSQL")
+        return await psycopg.AsyncConnection.connect(libpq_conninfo(self.async_url), **self._connect_args)
 
     async def point_read(self, statement: AnySelect, params: Mapping[str, Any]) -> Row | None:
         """One row of a single-row ``statement`` (built once, with ``bindparam``), outside any session.

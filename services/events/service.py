@@ -16,6 +16,7 @@ import grpc
 
 from runtime.handlers import ServiceContext
 from services.events.appender import Appender
+from services.events.batch_writers import writer_for
 from services.events.notifier import LogNotifier
 from services.events.retention import Retention
 from services.events.servicer import EventsServicer
@@ -27,7 +28,7 @@ def register(server: grpc.aio.Server, context: ServiceContext) -> None:
     """Add the events servicer to ``server`` and start its retention task."""
     notifier = LogNotifier()
     gate = WriteGate(context.database.kind)
-    appender = Appender(context.database.engine, gate, notifier, context.clock)
+    appender = Appender(writer_for(context.database, gate), notifier, context.clock)
     servicer = EventsServicer(
         context.sessions,
         context.page_tokens,

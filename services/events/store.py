@@ -147,18 +147,7 @@ async def streams_by_id(executor: Executor, stream_ids: Sequence[str]) -> dict[s
 
 
 async def insert_events(executor: Executor, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert events given by column name: ``COPY`` on the appender's PostgreSQL connection, else one executemany.
-
-    ``COPY … FROM STDIN`` costs a few µs a row where an executemany costs tens (a statement
-    per row through the driver); it runs inside the caller's transaction like any statement.
-    """
-    if isinstance(executor, AsyncConnection) and executor.dialect.name == "postgresql":
-        raw = await executor.get_raw_connection()
-        driver: Any = raw.driver_connection
-        async with driver.cursor() as cursor, cursor.copy(_COPY_EVENTS) as copy:
-            for row in rows:
-                await copy.write_row([row[column] for column in _EVENT_COLUMNS])
-        return
+    """Insert events given by column name (one executemany; the PostgreSQL appender COPYs instead)."""
     await executor.execute(_INSERT_EVENTS, list(rows))
 
 
@@ -192,29 +181,24 @@ _STORED_IDS = select(
 _STORED_IDS_ANY = select(
     _EVENTS.c.event_id, _EVENTS.c.stream_id, _EVENTS.c.stream_version, _EVENTS.c.global_position
 ).where(_EVENTS.c.event_id == any_(bindparam("ids", type_=postgresql.ARRAY(String))))
-_EVENT_COLUMNS = tuple(column.name for column in _EVENTS.columns)
-_COPY_EVENTS = f"COPY {_EVENTS.name} ({', '.join(_EVENT_COLUMNS)}) FROM STDIN"
 _STREAMS_BY_ID = select(_STREAMS).where(_STREAMS.c.stream_id.in_(bindparam("ids", expanding=True)))
 _INSERT_EVENTS = insert(_EVENTS)
 _INSERT_STREAMS = insert(_STREAMS)
+APPEND_MOVED_COLUMNS = (
+    "state",
+    "delete_time",
+    "last_version",
+    "last_position",
+    "last_event_type",
+    "last_event_time",
+    "last_modifier",
+    "update_time",
+)
+"""The ``event_streams`` columns an append changes."""
 _UPDATE_STREAM = (
     update(_STREAMS)
     .where(_STREAMS.c.stream_id == bindparam("key"))
-    .values(
-        {
-            column: bindparam(column)
-            for column in (
-                "state",
-                "delete_time",
-                "last_version",
-                "last_position",
-                "last_event_type",
-                "last_event_time",
-                "last_modifier",
-                "update_time",
-            )
-        }
-    )
+    .values({column: bindparam(column) for column in APPEND_MOVED_COLUMNS})
 )
 
 

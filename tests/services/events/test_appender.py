@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import uuid
+import datetime
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from mesh import migrations
@@ -22,6 +23,7 @@ from mesh.errors import Aborted, AlreadyExists, FailedPrecondition, Unavailable
 from mesh.kit.clock import SystemClock
 from services.events import store
 from services.events.appender import Appender
+from services.events.batch_writers import BatchWriter, writer_for
 from services.events.domain import batches, names
 from services.events.domain.reading import Filter
 from services.events.notifier import LogNotifier
@@ -38,9 +40,38 @@ async def database(settings: Settings) -> AsyncIterator[ServiceDatabase]:
         await db.dispose()
 
 
+class Faulty:
+    """The real batch writer behind a switch: the first ``failures`` writes fail as a dropped connection would."""
+
+    def __init__(self, real: BatchWriter) -> None:
+        self.real = real
+        self.failures = 0
+        self.calls: list[int] = []
+        self.contexts: list[str] = []
+
+    async def write(self, queued: Sequence[batches.Queued], now: datetime.datetime) -> batches.Plan:
+        self.calls.append(len(queued))
+        self.contexts.append(MARKER.get())
+        if self.failures:
+            self.failures -= 1
+            raise OperationalError("COMMIT", {}, Exception("server closed the connection unexpectedly"))
+        return await self.real.write(queued, now)
+
+    async def close(self) -> None:
+        await self.real.close()
+
+
+MARKER: contextvars.ContextVar[str] = contextvars.ContextVar("test_appender_caller", default="none")
+
+
 @pytest.fixture
-async def appender(database: ServiceDatabase) -> AsyncIterator[Appender]:
-    writer = Appender(database.engine, store.WriteGate(database.kind), LogNotifier(), SystemClock())
+def faulty(database: ServiceDatabase) -> Faulty:
+    return Faulty(writer_for(database, store.WriteGate(database.kind)))
+
+
+@pytest.fixture
+async def appender(faulty: Faulty) -> AsyncIterator[Appender]:
+    writer = Appender(faulty, LogNotifier(), SystemClock())
     try:
         yield writer
     finally:
@@ -117,36 +148,22 @@ async def test_a_retry_in_the_same_batch_answers_the_first_result(appender: Appe
 
 
 async def test_a_failed_batch_is_written_again_one_append_at_a_time(
-    appender: Appender, database: ServiceDatabase, monkeypatch: pytest.MonkeyPatch
+    appender: Appender, faulty: Faulty, database: ServiceDatabase
 ) -> None:
-    real = store.insert_events
-    calls: list[int] = []
-
-    async def flaky(executor: store.Executor, rows: Sequence[dict[str, Any]]) -> None:
-        calls.append(len(rows))
-        if len(calls) == 1:
-            raise OperationalError("INSERT", {}, Exception("connection reset"))
-        await real(executor, rows)
-
-    monkeypatch.setattr(store, "insert_events", flaky)
+    faulty.failures = 1
     replies = await asyncio.gather(*(appender.append(queued(f"s-{i}", 1)) for i in range(3)))
-    assert calls == [3, 1, 1, 1]
+    assert faulty.calls == [3, 1, 1, 1]
     assert sorted(r.global_position for r in replies) == [1, 2, 3]
     assert [position for position, _, _ in await stored(database)] == [1, 2, 3]
 
 
-async def test_an_append_that_fails_alone_gets_the_error_and_the_writer_recovers(
-    appender: Appender, monkeypatch: pytest.MonkeyPatch
+async def test_an_append_failing_twice_gets_the_error_and_the_next_one_is_written(
+    appender: Appender, faulty: Faulty
 ) -> None:
-    real = store.insert_events
-
-    async def broken(executor: store.Executor, rows: Sequence[dict[str, Any]]) -> None:
-        raise OperationalError("INSERT", {}, Exception("connection reset"))
-
-    monkeypatch.setattr(store, "insert_events", broken)
+    faulty.failures = 2
     with pytest.raises(OperationalError):
         await appender.append(queued("s", 1))
-    monkeypatch.setattr(store, "insert_events", real)
+    assert faulty.calls == [1, 1]
     reply = await appender.append(queued("s", 1))
     assert (reply.current_version, reply.global_position) == (0, 1)
 
@@ -161,16 +178,29 @@ async def test_close_writes_what_is_queued_then_refuses(appender: Appender, data
     assert len(await stored(database)) == 4
 
 
-async def test_the_writer_runs_in_no_callers_context(appender: Appender, monkeypatch: pytest.MonkeyPatch) -> None:
-    marker: contextvars.ContextVar[str] = contextvars.ContextVar(f"caller-{uuid.uuid4().hex}", default="none")
-    seen: list[str] = []
-    real = store.insert_events
-
-    async def spying(executor: store.Executor, rows: Sequence[dict[str, Any]]) -> None:
-        seen.append(marker.get())
-        await real(executor, rows)
-
-    monkeypatch.setattr(store, "insert_events", spying)
-    marker.set("first caller")
+async def test_the_writer_runs_in_no_callers_context(appender: Appender, faulty: Faulty) -> None:
+    MARKER.set("first caller")
     await appender.append(queued("s", 1))
-    assert seen == ["none"]
+    assert faulty.contexts == ["none"]
+
+
+@pytest.mark.postgres
+async def test_a_connection_killed_between_batches_costs_no_append(postgres_settings: Settings) -> None:
+    database = ServiceDatabase(postgres_settings, "events")
+    await asyncio.to_thread(migrations.upgrade, database)
+    writer = Appender(writer_for(database, store.WriteGate(database.kind)), LogNotifier(), SystemClock())
+    try:
+        await writer.append(queued("s", 1))
+        async with database.engine.connect() as admin:
+            killed = await admin.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name = 'vocelio-events' AND pid <> pg_backend_pid() AND query ILIKE '%COMMIT%'"
+                )
+            )
+            assert killed.all(), "the writer's idle connection was not found"
+        reply = await writer.append(queued("s", 1))
+        assert (reply.current_version, reply.global_position) == (1, 2)
+    finally:
+        await writer.close(timeout=5)
+        await database.dispose()
