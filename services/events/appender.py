@@ -16,6 +16,9 @@ each of its appends is written once more alone on a fresh connection, so one can
 its neighbours and a connection lost between batches costs nobody an error; an append that
 did commit before the failure answers ``already_appended`` then, as any client retry would.
 
+Metrics: ``vocelio_events_append_batches_total``, ``vocelio_events_appended_total`` and the
+histogram ``vocelio_events_append_batch_requests`` (requests per transaction).
+
 The writer runs in an empty context (no caller's trace, principal or deadline leaks into
 another's), so its SQL is nobody's span. At shutdown :meth:`Appender.close` refuses new
 appends with UNAVAILABLE and lets the queue drain, bounded; what is left then fails with
@@ -30,6 +33,8 @@ import contextvars
 import dataclasses
 import logging
 
+from prometheus_client import Counter, Histogram
+
 from mesh.errors import Unavailable, VocelioError
 from mesh.kit.clock import Clock
 from services.events.batch_writers import BatchWriter
@@ -42,6 +47,14 @@ pb = events_service_pb2
 
 MAX_BATCH_EVENTS = 5_000
 """Most events one transaction writes (a single append of up to 500 always fits)."""
+
+BATCHES = Counter("vocelio_events_append_batches_total", "Transactions the event store's appender committed.")
+APPENDED = Counter("vocelio_events_appended_total", "Events the event store's appender wrote.")
+BATCH_REQUESTS = Histogram(
+    "vocelio_events_append_batch_requests",
+    "AppendToStream requests per appender transaction (group commit at work above 1).",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -151,6 +164,9 @@ class Appender:
     async def _transaction(self, batch: list[_Waiting]) -> list[batches.Outcome]:
         plan = await self._writer.write([waiting.queued for waiting in batch], self._clock.now())
         self.batches += 1
+        BATCHES.inc()
+        APPENDED.inc(len(plan.events))
+        BATCH_REQUESTS.observe(len(batch))
         if plan.events:
             self._notifier.committed(plan.head)
         return plan.outcomes

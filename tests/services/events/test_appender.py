@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
@@ -106,6 +107,23 @@ async def test_concurrent_appends_share_one_transaction_with_consecutive_positio
     assert [position for position, _, _ in rows] == list(range(1, 19))
     for stream in ("s-0", "s-1", "s-2"):
         assert [v for _, s, v in rows if s == stream] == list(range(6))
+
+
+async def test_the_batches_show_in_the_metrics(appender: Appender) -> None:
+    def sample(name: str, labels: dict[str, str] | None = None) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    before = (sample("vocelio_events_append_batches_total"), sample("vocelio_events_appended_total"))
+    over_four = sample("vocelio_events_append_batch_requests_count") - sample(
+        "vocelio_events_append_batch_requests_bucket", {"le": "4.0"}
+    )
+    await asyncio.gather(*(appender.append(queued(f"s-{i}", 3)) for i in range(6)))
+    assert sample("vocelio_events_append_batches_total") == before[0] + 1
+    assert sample("vocelio_events_appended_total") == before[1] + 18
+    after = sample("vocelio_events_append_batch_requests_count") - sample(
+        "vocelio_events_append_batch_requests_bucket", {"le": "4.0"}
+    )
+    assert after == over_four + 1  # one transaction of six requests
 
 
 async def test_later_appends_in_a_batch_see_the_earlier_ones(appender: Appender, database: ServiceDatabase) -> None:
