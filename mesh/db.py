@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import psycopg
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, Engine, create_engine
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from mesh.config import Settings
@@ -42,7 +44,7 @@ class ServiceDatabase:
             self.kind = "sqlite"
             self.async_url = URL.create("sqlite+aiosqlite", database=str(path))
             self.sync_url = URL.create("sqlite", database=str(path))
-            self.engine = create_async_engine(self.async_url, pool_pre_ping=True)
+            self.engine = create_async_engine(self.async_url)
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
             self._probe_engine = create_async_engine(self.async_url, pool_size=1, max_overflow=0, pool_pre_ping=True)
             self.reads = PointReader(self.engine, sqlite_path=str(path))
@@ -61,7 +63,6 @@ class ServiceDatabase:
                 connect_args=self._connect_args,
                 pool_size=5,
                 max_overflow=5,
-                pool_pre_ping=True,
                 pool_recycle=1800,
             )
             self.reads = PointReader(self.engine, conninfo=libpq_conninfo(self.async_url), **self._connect_args)
@@ -73,6 +74,7 @@ class ServiceDatabase:
                 pool_pre_ping=True,
                 pool_recycle=1800,
             )
+        ping_when_idle(self.engine.sync_engine)
         # SQL spans (children of the RPC's span) when tracing is on.
         instrument_engine(self.engine.sync_engine)
         self.sessions: async_sessionmaker[AsyncSession] = async_sessionmaker(self.engine, expire_on_commit=False)
@@ -96,7 +98,7 @@ class ServiceDatabase:
         On a connection of its own (a one-connection pool beside the service's): a busy
         service whose pool is fully checked out still gets its probe through at once, so
         readiness follows the database, not the load. The service's own pool needs nothing
-        from a failed probe: ``pool_pre_ping`` replaces stale connections at checkout.
+        from a failed probe: :func:`ping_when_idle` replaces stale connections at checkout.
         """
         try:
             # The probe every few seconds is no request of anyone's: no span of its own.
@@ -135,6 +137,41 @@ class ServiceDatabase:
         await self.reads.close()
         await self.engine.dispose()
         await self._probe_engine.dispose()
+
+
+IDLE_PING_SECONDS = 5.0
+"""A pooled connection idle longer than this is pinged before it serves again."""
+
+
+def ping_when_idle(engine: Engine, idle: float = IDLE_PING_SECONDS) -> None:
+    """Ping a pooled connection at checkout only when it sat idle for ``idle`` seconds or more.
+
+    ``pool_pre_ping`` costs every checkout a round trip (``SELECT 1``), on a busy service most of
+    its statements' worth. A connection returned moments ago is as alive as the last statement
+    it ran; one that sat idle may have been closed by the server, a proxy or a restart, and a
+    failed ping makes the pool replace it (``DisconnectionError``: SQLAlchemy retries the
+    checkout on a fresh connection), so the caller never sees it. A restart in the last
+    ``idle`` seconds is still caught by the first statement: SQLAlchemy then invalidates the
+    whole pool, and that one call fails as the database being unreachable.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < idle:
+            return
+        try:
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute("SELECT 1")
+            finally:
+                cursor.close()
+        except Exception as error:
+            raise DisconnectionError(f"idle connection failed its ping: {type(error).__name__}") from error
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
