@@ -3,7 +3,8 @@
 ``FakeLog.subscribe`` behaves like ``EventsService.SubscribeToAll``: the stored events after
 the position (filtered by type prefix), a caught-up marker, then live events as they are
 appended. ``outage`` makes subscriptions fail with UNAVAILABLE (the events service down);
-``repeat_tail`` re-sends the last delivered event on every new subscription (at-least-once).
+``rewind`` starts every new subscription that many positions before the one asked for, so
+events already applied come again at their own positions (at-least-once delivery).
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ class FakeLog:
         self.subscriptions = 0
         # Seconds to wait before delivering each event (to stop a consumer mid-stream).
         self.delay = 0.0
+        # Positions re-sent before the one a subscription asks to start after.
+        self.rewind = 0
         self._appended = asyncio.Condition()
 
     async def append(
@@ -81,7 +84,7 @@ class FakeLog:
         self.subscriptions += 1
         if self.outage:
             raise unavailable()
-        position = after_position
+        position = max(after_position - self.rewind, 0)
         caught_up = False
         while True:
             while position < len(self.events):
