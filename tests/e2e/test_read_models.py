@@ -24,15 +24,13 @@ import psycopg
 import pytest
 
 from mesh.config import Settings
-from mesh.registry import default_registry
-from tests.e2e.test_outbox_relay import ISSUER, SECRET, _key_file, _outbox, _start, _stop
+from tests.e2e.test_outbox_relay import ISSUER, _address, _environment, _outbox, _start, _stop
 from tests.support.grpc_helpers import SERVING, wait_for_status
-from tests.support.processes import environment, free_port_offset
+from tests.support.processes import free_port_offset
 from vocelio.agents.v1 import agent_pb2, agents_service_pb2, agents_service_pb2_grpc
 from vocelio.analytics.v1 import analytics_service_pb2, analytics_service_pb2_grpc, projection_pb2
 from vocelio.overview.v1 import overview_pb2, overview_service_pb2, overview_service_pb2_grpc
 
-REGISTRY = default_registry()
 WITHIN = 30.0
 """Bound on each wait for the read models to reflect what happened (a limit, not a measurement)."""
 EVENT_COUNTS = "analytics_projections/event_counts"
@@ -208,29 +206,11 @@ async def test_agents_reach_the_overview_and_analytics_rebuilds_the_same_counts(
     offset = free_port_offset()
     var_dir = tmp_path / "var"
     log = tmp_path / "services.log"
-    database: dict[str, str] = {}
-    if settings.database_url is not None:
-        database = {
-            "VOCELIO_DATABASE_URL": settings.database_url.render_as_string(hide_password=False),
-            "VOCELIO_DATABASE_SCHEMA_PREFIX": settings.schema_prefix,
-        }
-    env = environment(
-        **database,
-        VOCELIO_PORT_OFFSET=str(offset),
-        VOCELIO_VAR_DIR=str(var_dir),
-        VOCELIO_SERVICE_SECRET=SECRET,
-        VOCELIO_JWT_SIGNING_KEY_FILE=str(_key_file(tmp_path / "keys")),
-        VOCELIO_SHUTDOWN_DRAIN="0",
-        VOCELIO_SHUTDOWN_GRACE="1",
-        VOCELIO_LOG_LEVEL="WARNING",
-        VOCELIO_OUTBOX_POLL_INTERVAL="0.5",
-        VOCELIO_OUTBOX_RETRY_MAX_BACKOFF="1",
-        VOCELIO_METRICS_PORT_OFFSET="0",  # two multi-service processes would both claim the shared metrics port
-    )
-    ports = Settings(port_offset=offset)
+    # two multi-service processes would both claim the shared metrics port
+    env = _environment(settings, tmp_path, offset, VOCELIO_METRICS_PORT_OFFSET="0")
 
     def address(name: str) -> str:
-        return f"127.0.0.1:{ports.port_for(REGISTRY.service(name).contract_port)}"
+        return _address(offset, name)
 
     processes: list[asyncio.subprocess.Process] = []
     try:
