@@ -29,11 +29,14 @@ Decisions:
   one transaction makes the shadow the served copy (its position becomes the checkpoint) and
   deletes the old copy's rows; the live subscription then restarts from the new checkpoint.
   A schema version that differs from the stored one starts such a rebuild at start-up.
-- **Failures**: the events service being down (any RPC error) means reconnecting with
+- **Failures**: the events service being down (any other RPC error) means reconnecting with
   exponential backoff (0.2 s doubling to 10 s, reset once the subscription delivers). An
   event the projection cannot apply is a bug or bad data: the projection turns FAILED with
   the error, its subscription stops, queries keep the last good copy; a rebuild is the way
-  out. Stopping (:meth:`Projections.stop`) cancels every task through :mod:`mesh.tasks`.
+  out. OUT_OF_RANGE means retention archived events the copy still needed (a checkpoint left
+  behind, or a rebuild from position 0 over an archived log): that copy's subscription stops
+  and the projection turns FAILED with the store's message, since no retry can bring them
+  back. Stopping (:meth:`Projections.stop`) cancels every task through :mod:`mesh.tasks`.
 - **Event ids are pruned; positions cover what they no longer do.** ``projection_events``
   would otherwise grow with the log. After each applied transaction the runner deletes, at
   most ``prune_batch`` (500) at a time and once per ``prune_batch`` positions, the ids of the
@@ -488,6 +491,11 @@ class Projections:
                     return
                 continue
             except grpc.aio.AioRpcError as error:
+                if error.code() == grpc.StatusCode.OUT_OF_RANGE:
+                    # Retention archived events this copy has not applied: no retry brings them back.
+                    log.error("projection %s stopped: %s", name, error.details())
+                    await self._fail(name, f"OUT_OF_RANGE: {error.details()}"[:1000], shadow=shadow)
+                    return
                 log.warning(
                     "projection %s: subscription lost (%s), retrying in %.1fs", name, error.code().name, backoff
                 )

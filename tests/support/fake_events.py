@@ -4,7 +4,8 @@
 the position (filtered by type prefix), a caught-up marker, then live events as they are
 appended. ``outage`` makes subscriptions fail with UNAVAILABLE (the events service down);
 ``rewind`` starts every new subscription that many positions before the one asked for, so
-events already applied come again at their own positions (at-least-once delivery).
+events already applied come again at their own positions (at-least-once delivery);
+``archived`` makes a subscription that starts inside the first positions OUT_OF_RANGE (retention).
 ``tests/support/recording_event_store.py`` serves AppendToStream over the same log.
 """
 
@@ -41,6 +42,8 @@ class FakeLog:
         self.delay = 0.0
         # Positions re-sent before the one a subscription asks to start after.
         self.rewind = 0
+        # Positions up to this one are archived: a subscription starting inside them is OUT_OF_RANGE.
+        self.archived = 0
         self._appended = asyncio.Condition()
 
     async def append(
@@ -90,6 +93,14 @@ class FakeLog:
         self.subscriptions += 1
         if self.outage:
             raise unavailable()
+        if after_position < self.archived:
+            raise grpc.aio.AioRpcError(
+                grpc.StatusCode.OUT_OF_RANGE,
+                grpc.aio.Metadata(),
+                grpc.aio.Metadata(),
+                f"events up to global position {self.archived} are archived (retention)",
+                None,
+            )
         position = max(after_position - self.rewind, 0)
         caught_up = False
         while True:
