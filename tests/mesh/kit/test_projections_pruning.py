@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from sqlalchemy import func, select
 
-from mesh import migrations
 from mesh.config import Settings
 from mesh.db import ServiceDatabase
 from mesh.kit.clock import FixedClock
@@ -22,6 +21,7 @@ from mesh.kit.projections import LIVE, Projections
 from services.analytics.models import EventCountRow, ProjectionEventRow, ProjectionStateRow
 from services.analytics.projection import EventCountsProjection
 from tests.support.fake_events import FakeLog
+from tests.support.projection_service import migrated_database
 from vocelio.agents.v1 import agent_pb2, agents_events_pb2
 
 NAME = EventCountsProjection.name
@@ -33,10 +33,8 @@ BOUND = RETAIN + PRUNE + BATCH
 
 @pytest.fixture
 async def database(settings: Settings) -> AsyncIterator[ServiceDatabase]:
-    database = ServiceDatabase(settings, "analytics")
-    await asyncio.to_thread(migrations.upgrade, database)
-    yield database
-    await database.dispose()
+    async with migrated_database(settings, "analytics") as database:
+        yield database
 
 
 def runner(database: ServiceDatabase, log: FakeLog, batch_size: int = BATCH) -> Projections:

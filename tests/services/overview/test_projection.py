@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 from collections.abc import AsyncIterator
 
@@ -10,12 +9,13 @@ import pytest
 from google.protobuf import message
 from sqlalchemy import select
 
-from mesh import event_types, migrations
+from mesh import event_types
 from mesh.config import Settings
 from mesh.db import ServiceDatabase
 from mesh.kit.projections import ProjectedEvent
 from services.overview.models import ActivityRow, AgentSummaryRow
 from services.overview.projection import OverviewProjection
+from tests.support.projection_service import migrated_database
 from vocelio.agents.v1 import agent_pb2, agents_events_pb2
 from vocelio.developer_api.v1 import api_key_pb2, developer_api_events_pb2
 from vocelio.overview.v1 import overview_pb2
@@ -27,10 +27,8 @@ Severity = overview_pb2.ActivitySeverity
 
 @pytest.fixture
 async def database(settings: Settings) -> AsyncIterator[ServiceDatabase]:
-    database = ServiceDatabase(settings, "overview")
-    await asyncio.to_thread(migrations.upgrade, database)
-    yield database
-    await database.dispose()
+    async with migrated_database(settings, "overview") as database:
+        yield database
 
 
 def agent(agent_id: str, name: str, state: agent_pb2.AgentState = agent_pb2.AGENT_STATE_DRAFT) -> agent_pb2.Agent:
