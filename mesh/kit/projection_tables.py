@@ -5,8 +5,9 @@ A service that keeps read models (overview, analytics) holds, in its own databas
 - ``projection_state``: one row per projection — which copy of the read model queries read
   (``served_generation``), the global position of the last event applied to it, and, during
   a blue/green rebuild, the shadow copy's generation and position;
-- ``projection_events``: the ``event_id`` of every event applied to a copy, so a redelivered
-  event (at-least-once delivery, a replay after a crash) is recognised and changes nothing.
+- ``projection_events``: the ``event_id`` of the events applied to a copy, so a redelivered
+  event (at-least-once delivery, a replay after a crash) is recognised and changes nothing;
+  ids far below the checkpoint are pruned (``mesh/kit/projections.py`` says why that is sound).
 
 They are the consumer's own rows, written in the transaction that applies the event, so the
 checkpoint can never disagree with the read model (the events service's consumer checkpoints
@@ -25,10 +26,12 @@ import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import BigInteger, Integer, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import BigInteger, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from mesh.kit.sql import UtcDateTime
+
+POSITION_INDEX = "ix_projection_events_position"
 
 
 class ProjectionState:
@@ -61,6 +64,11 @@ class ProjectionEvent:
     event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     position: Mapped[int] = mapped_column(BigInteger)
 
+    @declared_attr.directive
+    def __table_args__(cls) -> tuple[Index]:
+        # A pruning pass finds a copy's oldest ids by position (``mesh/kit/projections.py``).
+        return (Index(POSITION_INDEX, "projection", "generation", "position"),)
+
 
 def create_tables(op: Any) -> None:
     """Create both tables in a consumer's migration (``op`` is Alembic's ``alembic.op``)."""
@@ -86,6 +94,16 @@ def create_tables(op: Any) -> None:
         sa.Column("event_id", sa.String(64), primary_key=True),
         sa.Column("position", sa.BigInteger(), nullable=False),
     )
+
+
+def create_position_index(op: Any) -> None:
+    """Index ``projection_events`` by copy and position, for pruning (a consumer's second migration)."""
+    op.create_index(POSITION_INDEX, "projection_events", ["projection", "generation", "position"])
+
+
+def drop_position_index(op: Any) -> None:
+    """Drop the pruning index (that migration's downgrade)."""
+    op.drop_index(POSITION_INDEX, table_name="projection_events")
 
 
 def drop_tables(op: Any) -> None:

@@ -29,14 +29,30 @@ Decisions:
   one transaction makes the shadow the served copy (its position becomes the checkpoint) and
   deletes the old copy's rows; the live subscription then restarts from the new checkpoint.
   A schema version that differs from the stored one starts such a rebuild at start-up.
-- **Failures**: the events service being down (any RPC error) means reconnecting with
+- **Failures**: the events service being down (any other RPC error) means reconnecting with
   exponential backoff (0.2 s doubling to 10 s, reset once the subscription delivers). An
   event the projection cannot apply is a bug or bad data: the projection turns FAILED with
   the error, its subscription stops, queries keep the last good copy; a rebuild is the way
-  out. Stopping (:meth:`Projections.stop`) cancels every task through :mod:`mesh.tasks`.
-- ``projection_events`` keeps the ids of every applied event of the served copy (a rebuild
-  deletes the old copy's ids). That is what "idempotent by event id" costs; pruning ids far
-  below the checkpoint is left for when the table's size matters.
+  out. OUT_OF_RANGE means retention archived events the copy still needed (a checkpoint left
+  behind, or a rebuild from position 0 over an archived log): that copy's subscription stops
+  and the projection turns FAILED with the store's message, since no retry can bring them
+  back. Stopping (:meth:`Projections.stop`) cancels every task through :mod:`mesh.tasks`.
+- **Event ids are pruned; positions cover what they no longer do.** ``projection_events``
+  would otherwise grow with the log. After each applied transaction the runner deletes, at
+  most ``prune_batch`` (500) at a time and once per ``prune_batch`` positions, the ids of the
+  copy whose position is ``retain_ids`` (10,000) or more below the checkpoint it has just
+  committed. That is sound because an event is recognised twice over. (1) By position: the
+  transaction reads the checkpoint it started from (``_claim``) and skips every event at or
+  below it, with or without a recorded id. A position holds one event for good (the store
+  allocates each once and never rewrites it), and everything up to a committed checkpoint
+  has been applied to that copy, so an event delivered again at its own position — a
+  subscription resuming after a crash, a repeated tail, a second replica — changes nothing.
+  (2) By id, above the checkpoint: the same event at a *new* position. The event store
+  refuses a second append of a stored id (``uq_events_event_id``), so that could only come
+  from a late relay retry whose first copy the store no longer holds (archived); ids are
+  kept for the last ``retain_ids`` positions for that, a window far wider than a relay's
+  retries. A pruned id therefore only ever protects positions the checkpoint already does.
+  A rebuild deletes the old copy's ids with the copy.
 """
 
 from __future__ import annotations
@@ -71,6 +87,9 @@ _BACKOFF_FIRST = 0.2
 # Most events applied in one transaction.
 _BATCH = 200
 _BACKOFF_MAX = 10.0
+# Event ids kept below a checkpoint (positions), and the most deleted in one pruning pass.
+_RETAIN_IDS = 10_000
+_PRUNE_BATCH = 500
 # Every consumer reads the whole log: the platform-wide parent (AIP-159).
 _EVERY_ORGANIZATION = "organizations/-"
 
@@ -222,12 +241,21 @@ class Projections:
         state_row: type[ProjectionState],
         event_row: type[ProjectionEvent],
         batch_size: int = _BATCH,
+        retain_ids: int = _RETAIN_IDS,
+        prune_batch: int = _PRUNE_BATCH,
     ) -> None:
         """Nothing runs until :meth:`start`; ``state_row``/``event_row`` are the service's mapped tables.
 
-        ``batch_size`` is the most events applied in one transaction.
+        ``batch_size`` is the most events applied in one transaction; event ids are kept for the
+        last ``retain_ids`` positions below a copy's checkpoint and pruned ``prune_batch`` at a time.
         """
+        if batch_size < 1 or retain_ids < 0 or prune_batch < 1:
+            raise ValueError("batch_size and prune_batch must be positive, retain_ids not negative")
         self._batch_size = batch_size
+        self._retain_ids = retain_ids
+        self._prune_batch = prune_batch
+        # (projection, generation) → the checkpoint at which its next pruning pass is due.
+        self._prune_due: dict[tuple[str, int], int] = {}
         self._sessions = sessions
         self._source = source
         self._clock = clock
@@ -463,6 +491,11 @@ class Projections:
                     return
                 continue
             except grpc.aio.AioRpcError as error:
+                if error.code() == grpc.StatusCode.OUT_OF_RANGE:
+                    # Retention archived events this copy has not applied: no retry brings them back.
+                    log.error("projection %s stopped: %s", name, error.details())
+                    await self._fail(name, f"OUT_OF_RANGE: {error.details()}"[:1000], shadow=shadow)
+                    return
                 log.warning(
                     "projection %s: subscription lost (%s), retrying in %.1fs", name, error.code().name, backoff
                 )
@@ -506,6 +539,23 @@ class Projections:
         if event_time is not None and not shadow:
             values["last_event_time"] = event_time
         return update(state).where(state.name == name, owner == generation, column < position).values(**values)
+
+    def _claim(self, name: str, generation: int, position: int, *, shadow: bool) -> Any:
+        """``UPDATE projection_state … RETURNING`` the copy's checkpoint, if ``position`` is past it.
+
+        It writes only ``update_time``, so what it returns is the checkpoint before this
+        transaction, and it takes the row (PostgreSQL's row lock, SQLite's write lock) so the
+        checkpoint cannot move until the transaction ends.
+        """
+        state = self._state
+        column = state.shadow_position if shadow else state.position
+        owner = state.shadow_generation if shadow else state.served_generation
+        return (
+            update(state)
+            .where(state.name == name, owner == generation, column < position)
+            .values(update_time=self._clock.now())
+            .returning(column)
+        )
 
     async def _batches(
         self, after_position: int, prefixes: Sequence[str]
@@ -561,13 +611,16 @@ class Projections:
         projected = [ProjectedEvent.of(event) for event in events]
         last = projected[-1]
         async with self._sessions.begin() as session:
-            moved = await session.execute(
-                self._guard(projection.name, generation, last.position, shadow=shadow, event_time=last.occur_time)
-            )
-            if moved.rowcount != 1:  # type: ignore[attr-defined]
+            checkpoint = (
+                await session.execute(self._claim(projection.name, generation, last.position, shadow=shadow))
+            ).scalar_one_or_none()
+            if checkpoint is None:
                 if not await self._still_target(session, projection.name, generation, shadow=shadow):
                     raise _Superseded
                 return  # all at or below the checkpoint: applied before
+            # At or below the checkpoint means applied before (a position holds one event for good),
+            # whether or not its id is still recorded: pruning relies on this (module docstring).
+            projected = [event for event in projected if event.position > checkpoint]
             ids = {event.event_id for event in projected}
             seen = set(
                 await session.scalars(
@@ -589,6 +642,43 @@ class Projections:
                 seen_row.position = event.position
                 session.add(seen_row)
                 await projection.apply(session, event, generation)
+            await session.execute(
+                self._guard(projection.name, generation, last.position, shadow=shadow, event_time=last.occur_time)
+            )
+        await self._prune(projection.name, generation, last.position)
+
+    async def _prune(self, name: str, generation: int, checkpoint: int) -> int:
+        """Delete up to ``prune_batch`` event ids of a copy at or below ``checkpoint - retain_ids``.
+
+        A pass runs once the checkpoint has moved ``prune_batch`` positions since the last one
+        that found nothing more to delete; a pass that deleted a full batch leaves the next one
+        due at once (after the next transaction), so a backlog shrinks by a batch per applied
+        transaction and the table settles at about ``retain_ids + prune_batch + batch_size`` rows.
+
+        Returns:
+            how many ids it deleted.
+
+        """
+        key = (name, generation)
+        horizon = checkpoint - self._retain_ids
+        if checkpoint < self._prune_due.get(key, 0) or horizon <= 0:
+            return 0
+        events = self._events
+        oldest = (
+            select(events.event_id)
+            .where(events.projection == name, events.generation == generation, events.position <= horizon)
+            .limit(self._prune_batch)
+        )
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                delete(events).where(
+                    events.projection == name, events.generation == generation, events.event_id.in_(oldest)
+                )
+            )
+        deleted = int(result.rowcount)  # type: ignore[attr-defined]
+        if deleted < self._prune_batch:
+            self._prune_due[key] = checkpoint + self._prune_batch
+        return deleted
 
     async def _advance(self, name: str, generation: int, position: int, *, shadow: bool) -> None:
         """Move the checkpoint past events the filter skipped (a SubscriptionCheckpoint, the caught-up marker)."""

@@ -9,6 +9,9 @@ agent, activity keyed by event id); the runner guarantees it anyway.
 
 from __future__ import annotations
 
+import dataclasses
+
+from google.protobuf import message
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,6 +30,54 @@ _STATES = {
 Kind = overview_pb2.ActivityKind
 Severity = overview_pb2.ActivitySeverity
 
+_AGENT_SNAPSHOTS = (
+    agents_events_pb2.AgentCreatedEvent,
+    agents_events_pb2.AgentUpdatedEvent,
+    agents_events_pb2.AgentPublishedEvent,
+    agents_events_pb2.AgentArchivedEvent,
+)
+_API_KEY_EVENTS = (developer_api_events_pb2.ApiKeyCreatedEvent, developer_api_events_pb2.ApiKeyRevokedEvent)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Activity:
+    """The feed item an event makes: ``title`` names the subject's display name as ``{name}``.
+
+    ``untitled`` is the title when the display name is unknown (an agent deleted before it was seen).
+    """
+
+    kind: int
+    severity: int
+    title: str
+    untitled: str = ""
+
+    def title_for(self, display_name: str | None) -> str:
+        """The item's title for a subject of that display name."""
+        return self.title.format(name=display_name) if display_name is not None else self.untitled
+
+
+ACTIVITY: dict[type[message.Message], Activity] = {
+    agents_events_pb2.AgentCreatedEvent: Activity(
+        Kind.ACTIVITY_KIND_AGENT_CREATED, Severity.ACTIVITY_SEVERITY_INFO, "Agent “{name}” created"
+    ),
+    agents_events_pb2.AgentPublishedEvent: Activity(
+        Kind.ACTIVITY_KIND_AGENT_PUBLISHED, Severity.ACTIVITY_SEVERITY_SUCCESS, "Agent “{name}” published"
+    ),
+    agents_events_pb2.AgentArchivedEvent: Activity(
+        Kind.ACTIVITY_KIND_OTHER, Severity.ACTIVITY_SEVERITY_INFO, "Agent “{name}” archived"
+    ),
+    agents_events_pb2.AgentDeletedEvent: Activity(
+        Kind.ACTIVITY_KIND_OTHER, Severity.ACTIVITY_SEVERITY_INFO, "Agent “{name}” deleted", "Agent deleted"
+    ),
+    developer_api_events_pb2.ApiKeyCreatedEvent: Activity(
+        Kind.ACTIVITY_KIND_OTHER, Severity.ACTIVITY_SEVERITY_INFO, "API key “{name}” created"
+    ),
+    developer_api_events_pb2.ApiKeyRevokedEvent: Activity(
+        Kind.ACTIVITY_KIND_OTHER, Severity.ACTIVITY_SEVERITY_WARNING, "API key “{name}” revoked"
+    ),
+}
+"""Which events make a feed item, and what it says (``agent.updated`` makes none)."""
+
 
 class OverviewProjection:
     """The read model behind GetOverview and ListRecentActivity."""
@@ -39,87 +90,24 @@ class OverviewProjection:
     async def apply(self, session: AsyncSession, event: ProjectedEvent, generation: int) -> None:
         """Update the agent summary and add the event's activity item, if it makes one."""
         payload = event.payload
-        if isinstance(
-            payload,
-            agents_events_pb2.AgentCreatedEvent
-            | agents_events_pb2.AgentUpdatedEvent
-            | agents_events_pb2.AgentPublishedEvent
-            | agents_events_pb2.AgentArchivedEvent,
-        ):
-            agent = payload.agent
-            await self._put_agent(session, generation, event.organization_id, agent)
-            if isinstance(payload, agents_events_pb2.AgentCreatedEvent):
-                await self._activity(
-                    session,
-                    generation,
-                    event,
-                    Kind.ACTIVITY_KIND_AGENT_CREATED,
-                    Severity.ACTIVITY_SEVERITY_INFO,
-                    f"Agent “{agent.display_name}” created",
-                    "",
-                    agent.name,
-                )
-            elif isinstance(payload, agents_events_pb2.AgentPublishedEvent):
-                await self._activity(
-                    session,
-                    generation,
-                    event,
-                    Kind.ACTIVITY_KIND_AGENT_PUBLISHED,
-                    Severity.ACTIVITY_SEVERITY_SUCCESS,
-                    f"Agent “{agent.display_name}” published",
-                    f"version {payload.agent_version.version}",
-                    agent.name,
-                )
-            elif isinstance(payload, agents_events_pb2.AgentArchivedEvent):
-                await self._activity(
-                    session,
-                    generation,
-                    event,
-                    Kind.ACTIVITY_KIND_OTHER,
-                    Severity.ACTIVITY_SEVERITY_INFO,
-                    f"Agent “{agent.display_name}” archived",
-                    "",
-                    agent.name,
-                )
+        description = ""
+        display_name: str | None
+        if isinstance(payload, _AGENT_SNAPSHOTS):
+            await self._put_agent(session, generation, event.organization_id, payload.agent)
+            resource, display_name = payload.agent.name, payload.agent.display_name
+            if isinstance(payload, agents_events_pb2.AgentPublishedEvent):
+                description = f"version {payload.agent_version.version}"
         elif isinstance(payload, agents_events_pb2.AgentDeletedEvent):
-            agent_id = payload.name.rsplit("/", 1)[-1]
-            row = await session.get(AgentSummaryRow, (generation, event.organization_id, agent_id))
-            title = "Agent deleted" if row is None else f"Agent “{row.display_name}” deleted"
-            if row is not None:
-                await session.delete(row)
+            resource = payload.name
+            display_name = await self._drop_agent(session, generation, event.organization_id, payload.name)
+        elif isinstance(payload, _API_KEY_EVENTS):
+            resource, display_name = payload.api_key.name, payload.api_key.display_name
+        else:
+            return
+        activity = ACTIVITY.get(type(payload))
+        if activity is not None:
             await self._activity(
-                session,
-                generation,
-                event,
-                Kind.ACTIVITY_KIND_OTHER,
-                Severity.ACTIVITY_SEVERITY_INFO,
-                title,
-                "",
-                payload.name,
-            )
-        elif isinstance(payload, developer_api_events_pb2.ApiKeyCreatedEvent):
-            key = payload.api_key
-            await self._activity(
-                session,
-                generation,
-                event,
-                Kind.ACTIVITY_KIND_OTHER,
-                Severity.ACTIVITY_SEVERITY_INFO,
-                f"API key “{key.display_name}” created",
-                "",
-                key.name,
-            )
-        elif isinstance(payload, developer_api_events_pb2.ApiKeyRevokedEvent):
-            key = payload.api_key
-            await self._activity(
-                session,
-                generation,
-                event,
-                Kind.ACTIVITY_KIND_OTHER,
-                Severity.ACTIVITY_SEVERITY_WARNING,
-                f"API key “{key.display_name}” revoked",
-                "",
-                key.name,
+                session, generation, event, activity, activity.title_for(display_name), description, resource
             )
 
     async def clear(self, session: AsyncSession, generation: int) -> None:
@@ -147,12 +135,20 @@ class OverviewProjection:
             row.display_name = agent.display_name[:100]
 
     @staticmethod
+    async def _drop_agent(session: AsyncSession, generation: int, organization_id: str, name: str) -> str | None:
+        """Delete the agent's summary; its display name, if it was known."""
+        row = await session.get(AgentSummaryRow, (generation, organization_id, name.rsplit("/", 1)[-1]))
+        if row is None:
+            return None
+        await session.delete(row)
+        return row.display_name
+
+    @staticmethod
     async def _activity(
         session: AsyncSession,
         generation: int,
         event: ProjectedEvent,
-        kind: int,
-        severity: int,
+        activity: Activity,
         title: str,
         description: str,
         resource: str,
@@ -165,8 +161,8 @@ class OverviewProjection:
                 organization_id=event.organization_id,
                 event_id=event.event_id,
                 position=event.position,
-                kind=kind,
-                severity=severity,
+                kind=activity.kind,
+                severity=activity.severity,
                 title=title[:300],
                 description=description,
                 resource=resource[:300],

@@ -154,22 +154,18 @@ def _outbox(settings: Settings, var_dir: pathlib.Path) -> list[tuple[str, str, o
         return [tuple(row) for row in connection.execute(query).fetchall()]
 
 
-async def test_an_event_committed_just_before_a_kill_9_reaches_the_store_after_the_restart(
-    settings: Settings, tmp_path: pathlib.Path
-) -> None:
-    offset = free_port_offset()
-    var_dir = tmp_path / "var"
-    log = tmp_path / "services.log"
+def _environment(settings: Settings, tmp_path: pathlib.Path, offset: int, **extra: str) -> dict[str, str]:
+    """The processes' environment: the test's database, ports at ``offset``, the test issuer's key, a quick relay."""
     database: dict[str, str] = {}
     if settings.database_url is not None:
         database = {
             "VOCELIO_DATABASE_URL": settings.database_url.render_as_string(hide_password=False),
             "VOCELIO_DATABASE_SCHEMA_PREFIX": settings.schema_prefix,
         }
-    env = environment(
+    return environment(
         **database,
         VOCELIO_PORT_OFFSET=str(offset),
-        VOCELIO_VAR_DIR=str(var_dir),
+        VOCELIO_VAR_DIR=str(tmp_path / "var"),
         VOCELIO_SERVICE_SECRET=SECRET,
         VOCELIO_JWT_SIGNING_KEY_FILE=str(_key_file(tmp_path / "keys")),
         VOCELIO_SHUTDOWN_DRAIN="0",
@@ -177,11 +173,25 @@ async def test_an_event_committed_just_before_a_kill_9_reaches_the_store_after_t
         VOCELIO_LOG_LEVEL="WARNING",
         VOCELIO_OUTBOX_POLL_INTERVAL="0.5",
         VOCELIO_OUTBOX_RETRY_MAX_BACKOFF="1",
+        **extra,
     )
-    ports = Settings(port_offset=offset)
+
+
+def _address(offset: int, name: str) -> str:
+    """Where service ``name`` listens in processes started with that port offset."""
+    return f"127.0.0.1:{Settings(port_offset=offset).port_for(REGISTRY.service(name).contract_port)}"
+
+
+async def test_an_event_committed_just_before_a_kill_9_reaches_the_store_after_the_restart(
+    settings: Settings, tmp_path: pathlib.Path
+) -> None:
+    offset = free_port_offset()
+    var_dir = tmp_path / "var"
+    log = tmp_path / "services.log"
+    env = _environment(settings, tmp_path, offset)
 
     def address(name: str) -> str:
-        return f"127.0.0.1:{ports.port_for(REGISTRY.service(name).contract_port)}"
+        return _address(offset, name)
 
     processes: list[asyncio.subprocess.Process] = []
     try:

@@ -1,9 +1,12 @@
-"""An in-memory global log with SubscribeToAll's shape, for projection tests.
+"""An in-memory global log with SubscribeToAll's shape, for projection (and, behind it, relay) tests.
 
 ``FakeLog.subscribe`` behaves like ``EventsService.SubscribeToAll``: the stored events after
 the position (filtered by type prefix), a caught-up marker, then live events as they are
 appended. ``outage`` makes subscriptions fail with UNAVAILABLE (the events service down);
-``repeat_tail`` re-sends the last delivered event on every new subscription (at-least-once).
+``rewind`` starts every new subscription that many positions before the one asked for, so
+events already applied come again at their own positions (at-least-once delivery);
+``archived`` makes a subscription that starts inside the first positions OUT_OF_RANGE (retention).
+``tests/support/recording_event_store.py`` serves AppendToStream over the same log.
 """
 
 from __future__ import annotations
@@ -37,6 +40,10 @@ class FakeLog:
         self.subscriptions = 0
         # Seconds to wait before delivering each event (to stop a consumer mid-stream).
         self.delay = 0.0
+        # Positions re-sent before the one a subscription asks to start after.
+        self.rewind = 0
+        # Positions up to this one are archived: a subscription starting inside them is OUT_OF_RANGE.
+        self.archived = 0
         self._appended = asyncio.Condition()
 
     async def append(
@@ -48,7 +55,6 @@ class FakeLog:
             event_id=event_id or str(uuid.uuid4()),
             organization_id=organization_id,
             stream=f"organizations/{organization_id}/event_streams/test-1",
-            global_position=len(self.events) + 1,
             type=event_type,
             data_schema=schema,
             metadata=event_pb2.EventMetadata(actor=actor),
@@ -57,7 +63,13 @@ class FakeLog:
         event.occur_time.FromDatetime(
             datetime.datetime(2026, 12, 7, 12, 0, tzinfo=datetime.UTC) + datetime.timedelta(seconds=len(self.events))
         )
-        event.record_time.CopyFrom(event.occur_time)
+        return await self.record(event)
+
+    async def record(self, event: event_pb2.Event) -> event_pb2.Event:
+        """Store ``event`` at the next global position and wake subscribers (record time: its occur time if unset)."""
+        event.global_position = len(self.events) + 1
+        if not event.HasField("record_time"):
+            event.record_time.CopyFrom(event.occur_time)
         self.events.append(event)
         async with self._appended:
             self._appended.notify_all()
@@ -81,7 +93,15 @@ class FakeLog:
         self.subscriptions += 1
         if self.outage:
             raise unavailable()
-        position = after_position
+        if after_position < self.archived:
+            raise grpc.aio.AioRpcError(
+                grpc.StatusCode.OUT_OF_RANGE,
+                grpc.aio.Metadata(),
+                grpc.aio.Metadata(),
+                f"events up to global position {self.archived} are archived (retention)",
+                None,
+            )
+        position = max(after_position - self.rewind, 0)
         caught_up = False
         while True:
             while position < len(self.events):

@@ -1,4 +1,4 @@
-"""Run one projecting service (overview, analytics) on port 0, fed by a :class:`FakeLog`."""
+"""Run one projecting service (overview, analytics) on port 0, fed by a :class:`FakeLog`; or only its database."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from mesh import migrations
 from mesh.config import Settings
+from mesh.db import ServiceDatabase
 from mesh.kit.clock import FixedClock
 from mesh.kit.projections import LIVE, Projections
 from mesh.registry import default_registry
@@ -16,6 +18,17 @@ from runtime.server import ServiceHost
 from tests.support.fake_events import FakeLog
 from tests.support.kit import ISSUER
 from tests.support.mesh import trusting
+
+
+@contextlib.asynccontextmanager
+async def migrated_database(settings: Settings, name: str) -> AsyncIterator[ServiceDatabase]:
+    """The service's database, migrated to its head; disposed afterwards."""
+    database = ServiceDatabase(settings, name)
+    await asyncio.to_thread(migrations.upgrade, database)
+    try:
+        yield database
+    finally:
+        await database.dispose()
 
 
 @contextlib.asynccontextmanager

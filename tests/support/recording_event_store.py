@@ -1,6 +1,8 @@
 """A recording event store on port 0, for the outbox relay's tests.
 
-:class:`FakeEventStore` serves ``EventsService.AppendToStream`` with the contract's
+:class:`FakeEventStore` serves ``EventsService.AppendToStream`` over a
+:class:`~tests.support.fake_events.FakeLog` (the projection tests' log, so what the relay
+appends can also be followed with ``SubscribeToAll``'s shape), with the contract's
 idempotency rules (every event id already stored consecutively in the stream →
 ``already_appended``; a partial overlap, or an id used in another stream → ALREADY_EXISTS),
 and identity's ``IssueToken`` (so the real ``MeshClients`` can fetch the service token).
@@ -18,18 +20,18 @@ from typing import Any
 
 import grpc
 
-from vocelio.events.v1 import events_service_pb2, events_service_pb2_grpc
+from tests.support.fake_events import FakeLog
+from vocelio.events.v1 import event_pb2, events_service_pb2, events_service_pb2_grpc
 from vocelio.identity.v1 import identity_service_pb2, identity_service_pb2_grpc
 
 SERVICE_TOKEN = "relay-test-service-token"
 
 
 class FakeEventStore(events_service_pb2_grpc.EventsServiceServicer):
-    """AppendToStream over memory, recording every request and its credential."""
+    """AppendToStream into a :class:`FakeLog`, recording every request and its credential."""
 
-    def __init__(self) -> None:
-        self.streams: dict[str, list[events_service_pb2.ProposedEvent]] = {}
-        self.stream_of: dict[str, str] = {}
+    def __init__(self, log: FakeLog | None = None) -> None:
+        self.log = log or FakeLog()
         self.requests: list[events_service_pb2.AppendToStreamRequest] = []
         self.credentials: list[str] = []
         self.down = False
@@ -42,11 +44,12 @@ class FakeEventStore(events_service_pb2_grpc.EventsServiceServicer):
 
     def stored_ids(self, stream: str) -> list[str]:
         """The event ids a stream holds, in version order."""
-        return [event.event_id for event in self.streams.get(stream, [])]
+        return [event.event_id for event in self.log.events if event.stream == stream]
 
     def all_ids(self) -> list[str]:
-        """Every stored event id, stream by stream."""
-        return [event_id for stream in self.streams for event_id in self.stored_ids(stream)]
+        """Every stored event id, stream by stream (in the order the streams were first written)."""
+        streams = dict.fromkeys(event.stream for event in self.log.events)
+        return [event_id for stream in streams for event_id in self.stored_ids(stream)]
 
     async def AppendToStream(self, request: Any, context: Any) -> Any:
         """Append (or recognise) the request's events."""
@@ -64,10 +67,10 @@ class FakeEventStore(events_service_pb2_grpc.EventsServiceServicer):
             self.requests.append(request)
             if refused := [i for i in ids if i in self.refused]:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"event {refused[0]} is malformed")
-            stored = self.streams.setdefault(request.stream, [])
-            stored_ids = [event.event_id for event in stored]
-            known = [i for i in ids if i in self.stream_of]
-            if known and len(known) == len(ids) and all(self.stream_of[i] == request.stream for i in ids):
+            stored_ids = self.stored_ids(request.stream)
+            stream_of = {event.event_id: event.stream for event in self.log.events}
+            known = [i for i in ids if i in stream_of]
+            if known and len(known) == len(ids) and all(stream_of[i] == request.stream for i in ids):
                 start = stored_ids.index(ids[0])
                 if stored_ids[start : start + len(ids)] == ids:
                     return events_service_pb2.AppendToStreamResponse(
@@ -75,13 +78,33 @@ class FakeEventStore(events_service_pb2_grpc.EventsServiceServicer):
                     )
             if known:
                 await context.abort(grpc.StatusCode.ALREADY_EXISTS, f"event {known[0]} is already stored")
-            stored.extend(request.events)
-            for i in ids:
-                self.stream_of[i] = request.stream
+            for version, proposed in enumerate(request.events, start=len(stored_ids)):
+                await self.log.record(_stored(request, proposed, version))
             self.appended.set()
-            return events_service_pb2.AppendToStreamResponse(current_version=len(stored) - 1)
+            return events_service_pb2.AppendToStreamResponse(
+                current_version=len(stored_ids) + len(ids) - 1, global_position=self.log.head
+            )
         finally:
             self.sending.difference_update(ids)
+
+
+def _stored(
+    request: events_service_pb2.AppendToStreamRequest, proposed: events_service_pb2.ProposedEvent, version: int
+) -> event_pb2.Event:
+    """The log's event for one proposed event (the organisation from the stream's name, as the store does)."""
+    organization = request.stream.split("/")[1] if request.stream.startswith("organizations/") else ""
+    event = event_pb2.Event(
+        event_id=proposed.event_id,
+        stream=request.stream,
+        stream_version=version,
+        organization_id=request.organization_id or organization,
+        type=proposed.type,
+        data_schema=proposed.data_schema,
+        metadata=proposed.metadata,
+    )
+    event.data.CopyFrom(proposed.data)
+    event.occur_time.CopyFrom(proposed.occur_time)
+    return event
 
 
 class TokenIssuer(identity_service_pb2_grpc.IdentityServiceServicer):

@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import select
 
-from mesh import migrations
 from mesh.config import Settings
 from mesh.db import ServiceDatabase
 from mesh.errors import FailedPrecondition
@@ -25,6 +24,7 @@ from mesh.kit.projections import LIVE, Projections
 from services.overview.models import ActivityRow, AgentSummaryRow, ProjectionEventRow, ProjectionStateRow
 from services.overview.projection import OverviewProjection
 from tests.support.fake_events import FakeLog
+from tests.support.projection_service import migrated_database
 from vocelio.agents.v1 import agent_pb2, agents_events_pb2
 
 NAME = OverviewProjection.name
@@ -32,10 +32,8 @@ NAME = OverviewProjection.name
 
 @pytest.fixture
 async def database(settings: Settings) -> AsyncIterator[ServiceDatabase]:
-    database = ServiceDatabase(settings, "overview")
-    await asyncio.to_thread(migrations.upgrade, database)
-    yield database
-    await database.dispose()
+    async with migrated_database(settings, "overview") as database:
+        yield database
 
 
 def runner(database: ServiceDatabase, log: FakeLog) -> Projections:

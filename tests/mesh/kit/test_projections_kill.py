@@ -21,7 +21,7 @@ from google.protobuf import message
 from sqlalchemy import select
 
 from interceptors.client_auth import client_auth_interceptors
-from mesh import event_types, migrations
+from mesh import event_types
 from mesh.config import Settings
 from mesh.db import ServiceDatabase
 from mesh.kit.clock import SYSTEM_CLOCK
@@ -32,6 +32,7 @@ from services.overview.projection import OverviewProjection
 from tests.mesh.kit.test_projections import snapshot
 from tests.services.events.support import Events, running_events
 from tests.support.kit import ISSUER
+from tests.support.projection_service import migrated_database
 from vocelio.agents.v1 import agent_pb2, agents_events_pb2
 from vocelio.events.v1 import events_service_pb2, events_service_pb2_grpc
 
@@ -69,10 +70,8 @@ async def history(events: Events) -> int:
 
 @pytest.fixture
 async def database(settings: Settings) -> AsyncIterator[ServiceDatabase]:
-    database = ServiceDatabase(settings, "overview")
-    await asyncio.to_thread(migrations.upgrade, database)
-    yield database
-    await database.dispose()
+    async with migrated_database(settings, "overview") as database:
+        yield database
 
 
 async def position(database: ServiceDatabase) -> int:

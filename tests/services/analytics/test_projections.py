@@ -90,3 +90,21 @@ async def test_unknown_projections_and_unbuilt_methods(settings: Settings):
                 analytics_service_pb2.GetReportRequest(name="organizations/o/reports/r"), metadata=as_platform_admin()
             )
         assert unbuilt.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+async def test_an_organisation_admin_may_not_see_or_rebuild_projections(settings: Settings):
+    admin = (("authorization", f"Bearer {ISSUER.mint(subject='users/ada', org='org-a', role='ADMIN')}"),)
+    async with projecting_service(settings, "analytics", FakeLog()) as (_host, channel):
+        stub = analytics_service_pb2_grpc.AnalyticsServiceStub(channel)
+        calls = [
+            stub.GetProjection(analytics_service_pb2.GetProjectionRequest(name=NAME), metadata=admin),
+            stub.ListProjections(analytics_service_pb2.ListProjectionsRequest(), metadata=admin),
+            stub.RebuildProjection(
+                analytics_service_pb2.RebuildProjectionRequest(name=NAME, request_id=str(uuid.uuid4())),
+                metadata=admin,
+            ),
+        ]
+        for call in calls:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await call
+            assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
