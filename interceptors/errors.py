@@ -5,7 +5,9 @@ A :class:`mesh.errors.VocelioError` becomes its own code and message, as a rich 
 violations, the ``google.rpc.ErrorInfo`` of the service's ``ErrorReason``, and a
 ``google.rpc.RetryInfo`` (with the ``grpc-retry-pushback-ms`` trailer gRFC A6 clients obey)
 and ``google.rpc.QuotaFailure`` when the error carries them. Anything else is a bug: it is
-logged with its traceback and an incident id, and the caller gets INTERNAL with a generic message naming only that id.
+logged with its traceback and an incident id, and the caller gets INTERNAL with a generic message naming only that id —
+except the database being unreachable (a dropped connection, a pool timeout, the driver's operational errors:
+:func:`mesh.db.unreachable`), which is transient and answers UNAVAILABLE, the code clients and the breaker retry.
 No stack trace, SQL or secret ever reaches the wire.
 """
 
@@ -23,6 +25,7 @@ import grpc
 from grpc_status import rpc_status
 
 from interceptors.chain import Behaviour, WrapperInterceptor
+from mesh.db import unreachable
 from mesh.errors import VocelioError, rich_status
 
 log = logging.getLogger(__name__)
@@ -67,6 +70,13 @@ async def abort_for(error: Exception, context: grpc.aio.ServicerContext[Any, Any
             await context.abort_with_status(rich)  # type: ignore[attr-defined]
         await context.abort(error.code, error.message)
     incident = uuid.uuid4().hex[:16]
+    if unreachable(error):
+        # Transient, and the client's to retry (UNAVAILABLE is retryable; the breaker counts it). The
+        # driver's message may quote SQL and values: only its type is logged, never sent.
+        log.warning("database unreachable in %s (incident %s): %s", method, incident, type(error).__name__)
+        await context.abort(
+            grpc.StatusCode.UNAVAILABLE, f"the service's database is unreachable; retry (incident {incident})"
+        )
     log.error("unhandled error in %s (incident %s)", method, incident, exc_info=error)
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error (incident {incident})")
 

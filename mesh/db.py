@@ -16,6 +16,7 @@ from typing import Any
 
 import psycopg
 from sqlalchemy import event, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Engine, create_engine
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
@@ -137,6 +138,19 @@ class ServiceDatabase:
         await self.reads.close()
         await self.engine.dispose()
         await self._probe_engine.dispose()
+
+
+def unreachable(error: BaseException) -> bool:
+    """Whether ``error`` means the database could not be reached or did not answer (worth a retry).
+
+    Connection failures, dropped connections, a pool with no free connection in time, and the
+    driver's operational errors (which also cover a cancelled statement, a deadlock or "database
+    is locked" on SQLite: all transient). Programming and integrity errors are not: they are bugs
+    or conflicts, and stay what they are.
+    """
+    if isinstance(error, sa_exc.DBAPIError):
+        return error.connection_invalidated or isinstance(error, sa_exc.OperationalError | sa_exc.InterfaceError)
+    return isinstance(error, sa_exc.TimeoutError | psycopg.OperationalError | psycopg.InterfaceError)
 
 
 IDLE_PING_SECONDS = 5.0

@@ -8,6 +8,7 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from interceptors.chain import chained_server
 from interceptors.errors import ErrorsInterceptor, with_errors
@@ -43,6 +44,14 @@ async def _raise_invalid_with_reason(request, context):
     )
 
 
+async def _database_gone(request, context):
+    raise OperationalError(SECRET, {"password": "hunter2"}, Exception("server closed the connection unexpectedly"))
+
+
+async def _database_bug(request, context):
+    raise ProgrammingError(SECRET, {}, Exception("syntax error"))
+
+
 async def _abort_directly(request, context):
     await context.abort(grpc.StatusCode.PERMISSION_DENIED, "no")
 
@@ -68,6 +77,8 @@ HANDLERS = {
     "Reason": grpc.unary_unary_rpc_method_handler(_raise_with_reason),
     "InvalidReason": grpc.unary_unary_rpc_method_handler(_raise_invalid_with_reason),
     "Abort": grpc.unary_unary_rpc_method_handler(_abort_directly),
+    "DatabaseGone": grpc.unary_unary_rpc_method_handler(_database_gone),
+    "DatabaseBug": grpc.unary_unary_rpc_method_handler(_database_bug),
     "Echo": grpc.unary_unary_rpc_method_handler(_echo),
     "StreamFail": grpc.unary_stream_rpc_method_handler(_stream_then_fail),
     "StreamBug": grpc.unary_stream_rpc_method_handler(_stream_bug),
@@ -164,6 +175,23 @@ async def test_unknown_errors_become_internal_without_leaking(channel, caplog):
     logged = [r for r in caplog.records if incident in r.getMessage()]
     assert logged
     assert logged[0].exc_info is not None
+
+
+async def test_an_unreachable_database_is_unavailable_without_leaking(channel, caplog):
+    with caplog.at_level(logging.WARNING, logger="interceptors.errors"):
+        error = await _call(channel, "DatabaseGone")
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    details = error.details() or ""
+    assert details.startswith("the service's database is unreachable; retry (incident ")
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert "OperationalError" in logged
+    assert "hunter2" not in details + logged
+    assert "SELECT" not in details + logged
+
+
+async def test_a_database_bug_stays_internal(channel):
+    error = await _call(channel, "DatabaseBug")
+    assert error.code() == grpc.StatusCode.INTERNAL
 
 
 async def test_aborts_pass_through_untouched(channel):
