@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from google.protobuf import struct_pb2
 
 from mesh.kit import etags
@@ -17,8 +19,8 @@ _STATES = {
 }
 
 
-def event_to_proto(row: EventRow) -> event_pb2.Event:
-    """The ``Event`` of a row."""
+def event_to_proto(row: EventRow | Any) -> event_pb2.Event:
+    """The ``Event`` of a row (an :class:`EventRow`, or a result row with its attributes: ``store.read_after``)."""
     return event_pb2.Event(
         name=names.event_name(row.organization_id, row.event_id),
         event_id=row.event_id,

@@ -181,6 +181,10 @@ _STORED_IDS = select(
 _STORED_IDS_ANY = select(
     _EVENTS.c.event_id, _EVENTS.c.stream_id, _EVENTS.c.stream_version, _EVENTS.c.global_position
 ).where(_EVENTS.c.event_id == any_(bindparam("ids", type_=postgresql.ARRAY(String))))
+# The events' columns under EventRow's attribute names (its ``metadata`` column is ``event_metadata``).
+_EVENT_FIELDS = tuple(
+    column.label("event_metadata") if column.name == "metadata" else column for column in _EVENTS.columns
+)
 _STREAMS_BY_ID = select(_STREAMS).where(_STREAMS.c.stream_id.in_(bindparam("ids", expanding=True)))
 _INSERT_EVENTS = insert(_EVENTS)
 _INSERT_STREAMS = insert(_STREAMS)
@@ -253,6 +257,36 @@ async def read_all(
     if (clause := _filter_clause(filt)) is not None:
         query = query.where(clause)
     return list((await session.execute(query.limit(limit))).scalars())
+
+
+async def read_after(
+    executor: Executor, *, after: int, limit: int, organization_id: str | None, filt: Filter
+) -> tuple[Head, Sequence[Any]]:
+    """The committed head and the readable events after position ``after`` up to it, in one statement.
+
+    What a live subscription reads on every wake-up: ``read_all`` after ``head`` in one round trip.
+    The log's row is joined to the events it bounds, so head and events come from one snapshot
+    (nothing above that head, and everything at or below it committed). The rows carry the
+    attributes of :class:`EventRow` that :func:`services.events.convert.event_to_proto` reads.
+    """
+    condition = and_(
+        _EVENTS.c.global_position > after,
+        _EVENTS.c.global_position <= _LOG.c.head_position,
+        _EVENTS.c.hidden == false(),
+    )
+    if organization_id is not None:
+        condition = and_(condition, _EVENTS.c.organization_id == organization_id)
+    if (clause := _filter_clause(filt)) is not None:
+        condition = and_(condition, clause)
+    query = (
+        select(_LOG.c.head_position.label("log_head"), _LOG.c.archived_position.label("log_archived"), *_EVENT_FIELDS)
+        .select_from(_LOG.outerjoin(_EVENTS, condition))
+        .order_by(_EVENTS.c.global_position)
+        .limit(limit)
+    )
+    rows = (await executor.execute(query)).all()
+    head = Head(int(rows[0].log_head), int(rows[0].log_archived))
+    return head, [row for row in rows if row.global_position is not None]
 
 
 async def read_stream(

@@ -111,19 +111,12 @@ class Subscriptions:
         while True:
             self._require_open()
             async with self._sessions() as session:
-                head = await store.head(session)
-                if head.archived > last:
-                    # Retention archived events this subscription had not delivered yet.
-                    raise reading.archived_position_error(last + 1, head.archived)
-                rows = await store.read_all(
-                    session,
-                    start=last + 1,
-                    forwards=True,
-                    limit=LIVE_WINDOW,
-                    organization_id=organization_id,
-                    filt=filt,
-                    upto=head.position,
+                head, rows = await store.read_after(
+                    session, after=last, limit=LIVE_WINDOW, organization_id=organization_id, filt=filt
                 )
+            if head.archived > last:
+                # Retention archived events this subscription had not delivered yet.
+                raise reading.archived_position_error(last + 1, head.archived)
             full = len(rows) == LIVE_WINDOW
             if live and full:
                 live = False
