@@ -40,6 +40,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from interceptors.chain import Behaviour, WrapperInterceptor
 from interceptors.outcome import final_code
+from mesh.call_facts import invocation_metadata
 from mesh.telemetry.tracing import active
 
 _SERVER_FAULTS = frozenset(
@@ -94,7 +95,7 @@ def traced(method: str, behaviour: Behaviour) -> Behaviour:
     if inspect.isasyncgenfunction(behaviour):
 
         async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-            parent = extract(context.invocation_metadata() or (), getter=_GETTER)
+            parent = extract(invocation_metadata(context), getter=_GETTER)
             with tracer.start_as_current_span(
                 name, parent, SpanKind.SERVER, attributes, record_exception=False, set_status_on_exception=False
             ) as span:
@@ -111,7 +112,7 @@ def traced(method: str, behaviour: Behaviour) -> Behaviour:
         return stream
 
     async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        parent = extract(context.invocation_metadata() or (), getter=_GETTER)
+        parent = extract(invocation_metadata(context), getter=_GETTER)
         span = tracer.start_span(name, parent, SpanKind.SERVER, attributes)
         token = otel_context.attach(trace.set_span_in_context(span, parent))
         try:

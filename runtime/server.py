@@ -1,10 +1,10 @@
 """One service's gRPC server: per-method behaviours, servicer, health, reflection, database watch.
 
-The behaviours every call runs through (request id → tracing → metrics → RPC log line → errors → load
-shedding → in-flight tracking → deadline → retried-attempt count → authentication → rate
+The behaviours every call runs through (request id → tracing → metrics → RPC log line → errors → deadline
+→ load shedding → in-flight tracking → retried-attempt count → authentication → rate
 limit → stream limit → RBAC → validation, outermost first) are composed once per method
 when the servicer is registered (``interceptors.chain.ChainedServer``), not re-resolved per
-call by interceptors.
+call by interceptors; adjacent guards (checks before the call only) share one layer.
 
 Start-up: bind the port, answer readiness NOT_SERVING until the database has answered
 (and, in development, migrations have run), then SERVING; liveness is SERVING from the
@@ -176,10 +176,10 @@ class ServiceHost:
                 # outside the errors wrapper, so it logs the code every call ends with (VOCELIO_RPC_LOG)
                 *([rpc_logged] if settings.rpc_log else []),
                 with_errors,
-                # before any work, and before the call counts as running
+                with_deadline,
+                # before any work, and before the call counts as running (guards: these three run as one layer)
                 shedding(lambda: self.inflight.count, settings.max_in_flight),
                 self.inflight.tracked,
-                with_deadline,
                 counting_retries,
                 authenticated(registry, self.authenticator, self.forwarding),
                 # after authentication (the bucket is the principal's), before RBAC (refused calls cost too)
