@@ -32,6 +32,7 @@ class InFlightCalls(WrapperInterceptor):
         """The guard that records each call's task while it runs and refuses calls while draining."""
         super().__init__(self.tracked)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._forget = self._tasks.discard  # bound once, not per call
         self._draining = False
 
     @property
@@ -57,7 +58,7 @@ class InFlightCalls(WrapperInterceptor):
         # The task is forgotten only when it has ended, after grpc has sent the call's status.
         if task is not None and task not in self._tasks:
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(self._forget)
 
     def _check_for(self, _method: str, _behaviour: Behaviour) -> Check:
         return self._enter
