@@ -18,14 +18,14 @@ of ``--repeat`` runs (other work on the machine only ever adds to a run), in µs
 from __future__ import annotations
 
 import argparse
-import collections
 import asyncio
+import collections
 import os
 import pathlib
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
@@ -57,28 +57,36 @@ class StandInContext:
         self._details: str | None = None
 
     def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        """The call's metadata, converted anew, as grpc.aio does."""
         # grpc.aio converts the call's metadata anew on every call (~3.5 µs for the bench's entries there)
         return tuple(_Metadatum(key.decode(), value.decode()) for key, value in self._metadata)
 
     def peer(self) -> str:
+        """The bench client's address."""
         return PEER
 
     def time_remaining(self) -> float | None:
+        """Seconds to the call's deadline."""
         return None if self._deadline is None else self._deadline - time.monotonic()
 
     def code(self) -> grpc.StatusCode | None:
+        """The code set on the call, if any."""
         return self._code
 
     def details(self) -> str | None:
+        """The details set on the call, if any."""
         return self._details
 
     def set_code(self, code: grpc.StatusCode) -> None:
+        """Set the call's code."""
         self._code = code
 
     def set_details(self, details: str) -> None:
+        """Set the call's details."""
         self._details = details
 
     async def abort(self, code: grpc.StatusCode, details: str = "", trailing_metadata: Any = ()) -> None:
+        """End the call with ``code``, as grpc.aio's abort does (by raising)."""
         self._code, self._details = code, details
         raise grpc.aio.AbortError(details)
 
@@ -112,6 +120,13 @@ def _handler(servicer: CountingPings) -> grpc.RpcMethodHandler[Any, Any]:
     return handlers[METHOD.rsplit("/", 1)[1]]
 
 
+def _unary(handler: Any) -> Behaviour:
+    behaviour: Behaviour | None = handler.unary_unary
+    if behaviour is None:
+        raise RuntimeError("GetPing is not a unary method")
+    return behaviour
+
+
 async def _per_call_us(
     behaviour: Behaviour, make_context: Callable[[], StandInContext], calls: int, repeat: int
 ) -> float:
@@ -129,7 +144,7 @@ async def _per_call_us(
     return best
 
 
-def _name(wrapper: Wrapper) -> str:
+def _name(wrapper: Callable[..., Any]) -> str:
     if isinstance(wrapper, Guard):
         return _name(wrapper.check_for) + " (guard)"
     qualified = getattr(wrapper, "__qualname__", type(wrapper).__name__)
@@ -146,8 +161,8 @@ async def measure(wrappers: Sequence[Wrapper], token: str, principal: Any, calls
     def context() -> StandInContext:
         return StandInContext(metadata)
 
-    bare = await _per_call_us(handler.unary_unary, context, calls, repeat)
-    whole = await _per_call_us(compose(METHOD, handler, wrappers).unary_unary, context, calls, repeat)
+    bare = await _per_call_us(_unary(handler), context, calls, repeat)
+    whole = await _per_call_us(_unary(compose(METHOD, handler, wrappers)), context, calls, repeat)
     print(f"bare handler (a task + the servicer): {bare:7.1f} µs/call")
     print(f"full chain ({len(wrappers)} wrappers):            {whole:7.1f} µs/call  (+{whole - bare:.1f})")
     print("each wrapper, innermost first (run under the bench principal):")
@@ -155,8 +170,8 @@ async def measure(wrappers: Sequence[Wrapper], token: str, principal: Any, calls
     with acting_as(principal):
         for count in range(1, len(wrappers) + 1):
             inner = wrappers[len(wrappers) - count :]
-            cost = await _per_call_us(compose(METHOD, handler, inner).unary_unary, context, calls, repeat)
-            wrapped = compose(METHOD, handler, inner[:1]).unary_unary is not handler.unary_unary
+            cost = await _per_call_us(_unary(compose(METHOD, handler, inner)), context, calls, repeat)
+            wrapped = _unary(compose(METHOD, handler, inner[:1])) is not _unary(handler)
             note = "" if wrapped else "  (not wrapped for this method)"
             print(f"  + {_name(inner[0]):40s} {cost - previous:+6.1f} µs{note}")
             previous = cost
@@ -187,8 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_environ(environ)
     traces = start_process(settings, environ)
     try:
-        run: Callable[[], Awaitable[None]] = lambda: _main(args.calls, args.repeat)  # noqa: E731
-        asyncio.run(run())
+        asyncio.run(_main(args.calls, args.repeat))
     finally:
         traces.shutdown()
     return 0

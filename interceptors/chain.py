@@ -114,6 +114,7 @@ def wrap_all(path: str, behaviour: Behaviour, wrappers: Sequence[Wrapper]) -> Be
             behaviour, pending = wrapped, []
     return checked(behaviour, pending[::-1]) if pending else behaviour
 
+
 _KINDS = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
 # A generic handler may answer any path; composed handlers are remembered for this many.
 _GENERIC_CACHE_SIZE = 4096

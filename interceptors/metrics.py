@@ -23,7 +23,6 @@ from __future__ import annotations
 import bisect
 import functools
 import inspect
-import math
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -33,7 +32,6 @@ from google.protobuf import descriptor_pool
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.samples import Sample
-from prometheus_client.utils import floatToGoString
 
 from interceptors.chain import Behaviour, WrapperInterceptor
 from interceptors.outcome import final_code
@@ -137,7 +135,7 @@ class _MethodRecord:
 
 
 _HANDLING_CREATED = "grpc_server_handling_seconds_created"
-_BOUNDS = tuple(floatToGoString(bound) for bound in (*BUCKETS, math.inf))
+_BOUNDS = (*(repr(float(bound)) for bound in BUCKETS), "+Inf")  # the ``le`` values prometheus_client writes
 
 
 class _ServerCollector:
@@ -161,7 +159,9 @@ class _ServerCollector:
             labels=(*_LABELS, "grpc_code"),
         )
         handling = HistogramMetricFamily(
-            "grpc_server_handling_seconds", "Time from the start of an RPC to its status, on the server.", labels=_LABELS
+            "grpc_server_handling_seconds",
+            "Time from the start of an RPC to its status, on the server.",
+            labels=_LABELS,
         )
         in_flight = GaugeMetricFamily("grpc_server_in_flight", "RPCs running on the server now.", labels=_LABELS)
         sent = CounterMetricFamily("grpc_server_msg_sent", "Stream messages sent by the server.", labels=_LABELS)

@@ -32,7 +32,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from interceptors.auth import authenticated
-from interceptors.chain import chained_server
+from interceptors.chain import Wrapper, chained_server
 from interceptors.deadline import with_deadline
 from interceptors.errors import with_errors
 from interceptors.inflight import InFlightCalls
@@ -160,7 +160,7 @@ class ServiceHost:
         self.probes = HealthProbes(self.health, spec.full_name)
         self.inflight = InFlightCalls()
         self.rate_limiter = limiter_for(spec.name, settings)
-        protection = [rate_limited(registry, self.rate_limiter)]
+        protection: list[Wrapper] = [rate_limited(registry, self.rate_limiter)]
         if settings.max_streams_per_principal:
             protection.append(stream_limited(registry, StreamSlots(settings.max_streams_per_principal), spec.name))
         metrics_port = settings.metrics_port_for(self.requested_port) if serve_metrics else None

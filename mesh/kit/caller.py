@@ -91,7 +91,7 @@ def client_address_is(address: str) -> Iterator[None]:
 
 
 def bind_client_address(address: str) -> contextvars.Token[str | None]:
-    """:func:`client_address_is` without a context manager (the server wrapper's, per call); see :func:`unbind_client_address`."""
+    """:func:`client_address_is` without a context manager; :func:`unbind_client_address` undoes it."""
     return _client_address.set(address)
 
 
