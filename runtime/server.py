@@ -176,8 +176,8 @@ class ServiceHost:
                 # outside the errors wrapper, so it logs the code every call ends with (VOCELIO_RPC_LOG)
                 *([rpc_logged] if settings.rpc_log else []),
                 with_errors,
+                # guards: these four run as one layer; shedding before any work and before the call counts as running
                 with_deadline,
-                # before any work, and before the call counts as running (guards: these three run as one layer)
                 shedding(lambda: self.inflight.count, settings.max_in_flight),
                 self.inflight.tracked,
                 counting_retries,
