@@ -37,6 +37,9 @@ divided by what one call costs the edge, the upstream and wrk together, as measu
 could reach at that ceiling, so a miss can be told apart: an edge that does not scale, or two cores that
 cannot hold two edge workers and their upstream.
 
+Whole-server figures cannot tell one wrapper's few µs apart; ``bench/chain_micro.py`` drives the same host's
+composed wrappers in one process (no network) and prints what each one adds per call.
+
 Every server counts the calls it answered with OK, and every load tool's successes are checked against that
 count. The section runs at the first ``--concurrency`` only (the goals' one); with the defaults (5 rounds of
 1 + 2 s) it takes about three minutes.

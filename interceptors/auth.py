@@ -7,7 +7,12 @@ reflection are infrastructure and need no credential. A method the registry does
 know is refused: deny by default.
 
 Which of those applies depends only on the method, so :func:`authenticated` decides it
-once, when the method is registered; a call pays only for reading its credential.
+once, when the method is registered; a call pays only for reading its credential. The hot
+path awaits nothing: a call without the edge's proxy token needs no vouching, and a token
+the authenticator has verified before is answered from its cache without a coroutine
+(``authenticate_cached``, when the authenticator has it; expiry, revocation and key
+restrictions are still checked on every call). The principal and client address are bound
+with plain context-variable tokens rather than generator-based context managers.
 
 It is also the one place that settles the call's client address, for public methods
 too: the ``x-forwarded-for`` the REST edge set when the call carries the edge's verified
@@ -18,16 +23,18 @@ audit entries and identity's sign-in limits all read that address.
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 import grpc
 
 from interceptors.chain import Behaviour, Wrapper, WrapperInterceptor
-from mesh.call_facts import note_caller
+from mesh import principal as principals
+from mesh.call_facts import Entries, invocation_metadata, note_caller
 from mesh.errors import PermissionDenied
-from mesh.kit.caller import client_address_is, trusted_client_address
-from mesh.principal import Principal, acting_as
+from mesh.forwarding import PROXY_AUTHORIZATION
+from mesh.kit.caller import bind_client_address, peer_address, trusted_client_address, unbind_client_address
+from mesh.principal import Principal
 from mesh.registry import Registry
 
 INFRASTRUCTURE = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerReflection/", "/grpc.reflection.v1.")
@@ -37,7 +44,12 @@ class Authenticator(Protocol):
     """Turns a call's metadata into a principal (``runtime.security.Authenticator``)."""
 
     async def authenticate(self, metadata: Iterable[tuple[str, str | bytes]], client_address: str = "") -> Principal:
-        """The principal for every metadata entry of a call, or raise ``mesh.errors.Unauthenticated``."""
+        """The principal for every metadata entry of a call, or raise ``mesh.errors.Unauthenticated``.
+
+        An authenticator may also offer ``authenticate_cached(metadata, client_address)``: the
+        principal without a coroutine when it can answer from what it verified before, else
+        ``None`` (then :meth:`authenticate` is awaited); it refuses exactly as this does.
+        """
 
 
 class ForwardingTrust(Protocol):
@@ -69,35 +81,59 @@ def authenticated(
     return wrap
 
 
+def _carries_proxy_token(entries: Entries) -> bool:
+    for key, _ in entries:  # noqa: SIM110 - a plain loop: no generator per call
+        if key == PROXY_AUTHORIZATION:
+            return True
+    return False
+
+
+def _unvouched_address(
+    entries: Entries, context: grpc.aio.ServicerContext[Any, Any], forwarding: ForwardingTrust | None
+) -> str | None:
+    """The transport peer's address when there is nothing to vouch for, else ``None``."""
+    if forwarding is not None and _carries_proxy_token(entries):
+        return None
+    return peer_address(str(context.peer() or ""))
+
+
 async def _client_address(
-    metadata: dict[str, str], context: grpc.aio.ServicerContext[Any, Any], forwarding: ForwardingTrust | None
+    entries: Entries, context: grpc.aio.ServicerContext[Any, Any], forwarding: ForwardingTrust | None
 ) -> str:
-    peer = str(context.peer() or "")
-    vouched = forwarding is not None and await forwarding.vouched(metadata)
-    return trusted_client_address(metadata.items(), peer, vouched=vouched)
-
-
-def _metadata(context: grpc.aio.ServicerContext[Any, Any]) -> dict[str, str]:
-    return {key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)}
+    address = _unvouched_address(entries, context, forwarding)
+    if address is not None or forwarding is None:
+        return address or ""
+    metadata = {key: value for key, value in entries if isinstance(value, str)}
+    vouched = await forwarding.vouched(metadata)
+    return trusted_client_address(metadata.items(), str(context.peer() or ""), vouched=vouched)
 
 
 def _addressed(behaviour: Behaviour, forwarding: ForwardingTrust | None) -> Behaviour:
     if inspect.isasyncgenfunction(behaviour):
 
         async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-            address = await _client_address(_metadata(context), context, forwarding)
+            address = await _client_address(invocation_metadata(context), context, forwarding)
             note_caller(None, address)
-            with client_address_is(address):
+            token = bind_client_address(address)
+            try:
                 async for response in behaviour(request, context):
                     yield response
+            finally:
+                unbind_client_address(token)
 
         return stream
 
     async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        address = await _client_address(_metadata(context), context, forwarding)
+        entries = invocation_metadata(context)
+        address = _unvouched_address(entries, context, forwarding)
+        if address is None:
+            address = await _client_address(entries, context, forwarding)
         note_caller(None, address)
-        with client_address_is(address):
+        token = bind_client_address(address)
+        try:
             return await behaviour(request, context)
+        finally:
+            unbind_client_address(token)
 
     return call
 
@@ -105,32 +141,58 @@ def _addressed(behaviour: Behaviour, forwarding: ForwardingTrust | None) -> Beha
 def _guarded(
     behaviour: Behaviour, authenticator: Authenticator, forwarding: ForwardingTrust | None, *, known: bool
 ) -> Behaviour:
+    cached: Callable[[Entries, str], Principal | None] | None = getattr(authenticator, "authenticate_cached", None)
+
     async def principal_for(context: grpc.aio.ServicerContext[Any, Any]) -> tuple[Principal, str]:
         if not known:
             raise PermissionDenied("this method has no access policy")
-        entries = tuple(context.invocation_metadata() or ())
-        metadata = {key: value for key, value in entries if isinstance(value, str)}
-        address = await _client_address(metadata, context, forwarding)
+        entries = invocation_metadata(context)
+        address = await _client_address(entries, context, forwarding)
         note_caller(None, address)  # a refused call's log line still names the address
-        # Every entry, not the dict: two credentials on one call are refused, not one picked.
-        principal = await authenticator.authenticate(entries, address)
+        # Every entry, not a dict: two credentials on one call are refused, not one picked.
+        principal = cached(entries, address) if cached is not None else None
+        if principal is None:
+            principal = await authenticator.authenticate(entries, address)
         note_caller(principal, address)  # for the call's log line (mesh/call_facts.py)
+        return principal, address
+
+    def settled_now(context: grpc.aio.ServicerContext[Any, Any]) -> tuple[Principal, str] | None:
+        """:func:`principal_for` without a coroutine, when nothing needs awaiting; else ``None``."""
+        if cached is None or not known:
+            return None
+        entries = invocation_metadata(context)
+        address = _unvouched_address(entries, context, forwarding)
+        if address is None:
+            return None
+        note_caller(None, address)
+        principal = cached(entries, address)
+        if principal is None:
+            return None
+        note_caller(principal, address)
         return principal, address
 
     if inspect.isasyncgenfunction(behaviour):
 
         async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
             principal, address = await principal_for(context)
-            with acting_as(principal), client_address_is(address):
+            acting, addressed = principals.bind(principal), bind_client_address(address)
+            try:
                 async for response in behaviour(request, context):
                     yield response
+            finally:
+                unbind_client_address(addressed)
+                principals.unbind(acting)
 
         return stream
 
     async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        principal, address = await principal_for(context)
-        with acting_as(principal), client_address_is(address):
+        principal, address = settled_now(context) or await principal_for(context)
+        acting, addressed = principals.bind(principal), bind_client_address(address)
+        try:
             return await behaviour(request, context)
+        finally:
+            unbind_client_address(addressed)
+            principals.unbind(acting)
 
     return call
 

@@ -1,47 +1,36 @@
 """Server side: publish the running call's deadline, so outgoing calls can inherit it.
 
-gRPC Python does not propagate deadlines by itself. This wrapper reads the call's
+gRPC Python does not propagate deadlines by itself. This guard reads the call's
 remaining time once, when the handler starts, and stores the absolute instant in
 :data:`mesh.resilience.deadlines.CALLER_DEADLINE`; ``interceptors/client_deadline.py`` gives
 every call the handler makes downstream what is left of it (less a margin). One
 ``time_remaining()`` and one context variable per call: it sits outside authentication so
 even the identity look-ups authentication makes inherit the budget.
+
+It is a :class:`interceptors.chain.Guard` (it shares a layer with the guards next to it) and
+so does not reset the variable when the call ends: grpc.aio runs each call in a task of its
+own, whose context ends with it, and a call without a deadline starts with the variable
+unset there.
 """
 
 from __future__ import annotations
 
-import inspect
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
-import grpc
-
-from interceptors.chain import Behaviour
+from interceptors.chain import Behaviour, Check, Guard
 from mesh.resilience.deadlines import CALLER_DEADLINE
 
 
-def with_deadline(_method: str, behaviour: Behaviour) -> Behaviour:
-    """The behaviour with the call's deadline published in ``CALLER_DEADLINE`` while it runs."""
-    if inspect.isasyncgenfunction(behaviour):
+def _publish(_request: Any, context: Any) -> None:
+    remaining = context.time_remaining()
+    if remaining is not None:
+        CALLER_DEADLINE.set(time.monotonic() + remaining)
 
-        async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-            remaining = context.time_remaining()
-            if remaining is not None:  # the handler runs in a task of its own, whose context ends with it
-                CALLER_DEADLINE.set(time.monotonic() + remaining)
-            async for response in behaviour(request, context):
-                yield response
 
-        return stream
+def _publisher(_method: str, _behaviour: Behaviour) -> Check:
+    return _publish
 
-    async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        remaining = context.time_remaining()
-        if remaining is None:  # each call starts in a fresh task context, where the variable is unset
-            return await behaviour(request, context)
-        token = CALLER_DEADLINE.set(time.monotonic() + remaining)
-        try:
-            return await behaviour(request, context)
-        finally:
-            CALLER_DEADLINE.reset(token)
 
-    return call
+with_deadline = Guard(_publisher)
+"""The guard that publishes the call's deadline in ``CALLER_DEADLINE`` for the rest of the call."""

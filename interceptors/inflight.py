@@ -13,13 +13,9 @@ complete them.
 from __future__ import annotations
 
 import asyncio
-import inspect
-from collections.abc import AsyncIterator
 from typing import Any
 
-import grpc
-
-from interceptors.chain import Behaviour, WrapperInterceptor
+from interceptors.chain import Behaviour, Check, Guard, WrapperInterceptor
 from mesh.errors import Unavailable
 from mesh.tasks import cancel_and_wait, wait_for_tasks
 
@@ -27,13 +23,16 @@ from mesh.tasks import cancel_and_wait, wait_for_tasks
 class InFlightCalls(WrapperInterceptor):
     """Tracks running handler tasks; refuses new calls once draining.
 
-    Compose :meth:`tracked` into a ``ChainedServer``, or pass the object itself as a server
-    interceptor.
+    Compose :attr:`tracked` (a :class:`interceptors.chain.Guard`) into a ``ChainedServer``, or pass
+    the object itself as a server interceptor.
     """
 
     def __init__(self) -> None:
+        self.tracked = Guard(self._check_for)
+        """The guard that records each call's task while it runs and refuses calls while draining."""
         super().__init__(self.tracked)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._forget = self._tasks.discard  # bound once, not per call
         self._draining = False
 
     @property
@@ -52,28 +51,14 @@ class InFlightCalls(WrapperInterceptor):
         await wait_for_tasks(set(self._tasks), timeout=grace)
         return await cancel_and_wait(set(self._tasks), timeout=unwind)
 
-    def _enter(self) -> None:
+    def _enter(self, _request: Any = None, _context: Any = None) -> None:
         if self._draining:
             raise Unavailable("the service is shutting down; retry on another instance")
         task = asyncio.current_task()
         # The task is forgotten only when it has ended, after grpc has sent the call's status.
         if task is not None and task not in self._tasks:
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(self._forget)
 
-    def tracked(self, _method: str, behaviour: Behaviour) -> Behaviour:
-        """The behaviour with its task known while it runs, refused while draining."""
-        if inspect.isasyncgenfunction(behaviour):
-
-            async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-                self._enter()
-                async for response in behaviour(request, context):
-                    yield response
-
-            return stream
-
-        async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            self._enter()
-            return await behaviour(request, context)
-
-        return call
+    def _check_for(self, _method: str, _behaviour: Behaviour) -> Check:
+        return self._enter

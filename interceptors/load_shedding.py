@@ -12,44 +12,30 @@ own; the check is one comparison per call.
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
-import grpc
-
 from interceptors.auth import INFRASTRUCTURE
-from interceptors.chain import Behaviour, Wrapper, WrapperInterceptor
+from interceptors.chain import Behaviour, Check, Guard, WrapperInterceptor
 from mesh.errors import Unavailable
 
 # What a refused caller is told to wait: overload is usually over in moments.
 RETRY_DELAY = 1.0
 
 
-def shedding(running: Callable[[], int], limit: int) -> Wrapper:
-    """The wrapper that refuses a call while ``running()`` calls are at ``limit`` (0: never)."""
+def shedding(running: Callable[[], int], limit: int) -> Guard:
+    """The guard that refuses a call while ``running()`` calls are at ``limit`` (0: never)."""
 
-    def wrap(path: str, behaviour: Behaviour) -> Behaviour:
+    def check(_request: Any, _context: Any) -> None:
+        if running() >= limit:
+            raise overloaded(limit)
+
+    def check_for(path: str, _behaviour: Behaviour) -> Check | None:
         if limit <= 0 or path.startswith(INFRASTRUCTURE):
-            return behaviour
-        if inspect.isasyncgenfunction(behaviour):
+            return None
+        return check
 
-            async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-                if running() >= limit:
-                    raise overloaded(limit)
-                async for response in behaviour(request, context):
-                    yield response
-
-            return stream
-
-        async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            if running() >= limit:
-                raise overloaded(limit)
-            return await behaviour(request, context)
-
-        return call
-
-    return wrap
+    return Guard(check_for)
 
 
 def overloaded(limit: int) -> Unavailable:

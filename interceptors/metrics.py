@@ -12,13 +12,15 @@ the RPC log line and the server span). This wrapper is the outermost, so the ric
 UNAVAILABLE all reach it as an abort whose code the context holds; a cancelled handler is
 CANCELLED, or DEADLINE_EXCEEDED once the call's deadline has passed.
 
-Every label child a call touches is bound when the method is composed (the code's child
-on the first call that ends with it), so a call pays for a few counter increments and one
-histogram observation, not for ``labels()`` look-ups.
+Each method's numbers are one plain record bound when the method is composed, read by a
+collector when ``/metrics`` is scraped: a call pays for a few integer increments and a
+``bisect`` into the buckets, not for ``labels()`` look-ups or prometheus_client's per-child
+locks. The records are changed on the event loop's thread only.
 """
 
 from __future__ import annotations
 
+import bisect
 import functools
 import inspect
 import time
@@ -27,8 +29,9 @@ from typing import Any
 
 import grpc
 from google.protobuf import descriptor_pool
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.samples import Sample
 
 from interceptors.chain import Behaviour, WrapperInterceptor
 from interceptors.outcome import final_code
@@ -42,64 +45,57 @@ class ServerMetrics:
     """The server's collectors, registered once per registry (see :func:`server_metrics`)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.started = Counter("grpc_server_started_total", "RPCs started on the server.", _LABELS, registry=registry)
-        self.handled = Counter(
-            "grpc_server_handled_total",
-            "RPCs completed on the server, by the status code the client saw.",
-            (*_LABELS, "grpc_code"),
-            registry=registry,
-        )
-        self.handling = Histogram(
-            "grpc_server_handling_seconds",
-            "Time from the start of an RPC to its status, on the server.",
-            _LABELS,
-            buckets=BUCKETS,
-            registry=registry,
-        )
-        # In flight is a plain number per method, read when collected: two gauge updates
-        # (each takes prometheus_client's lock) would cost more than the rest of the wrapper.
-        self._running: dict[tuple[str, ...], _Running] = {}
-        registry.register(_InFlightCollector(self._running))
-        self.msg_sent = Counter(
-            "grpc_server_msg_sent_total", "Stream messages sent by the server.", _LABELS, registry=registry
-        )
+        # One plain record per method, changed on the loop's thread and read when collected: a
+        # prometheus_client child takes a lock per increment and walks the buckets in Python, which
+        # cost more than the rest of the wrapper (``make bench-metrics``).
+        self._methods: dict[tuple[str, ...], _MethodRecord] = {}
+        registry.register(_ServerCollector(self._methods))
+
+    def record(self, labels: tuple[str, ...], *, stream: bool = False) -> _MethodRecord:
+        """The record of the method with ``labels`` (``grpc_type``, ``grpc_service``, ``grpc_method``)."""
+        record = self._methods.get(labels)
+        if record is None:
+            record = self._methods[labels] = _MethodRecord()
+        if stream:
+            record.streams = True
+        return record
 
     def measured(self, path: str, behaviour: Behaviour) -> Behaviour:
         """The behaviour with its start, status, duration and messages counted (the outermost wrapper)."""
-        labels = (grpc_type(path, behaviour), *split_path(path))
-        started = self.started.labels(*labels)
-        in_flight = self._running.setdefault(labels, _Running())
-        handling = self.handling.labels(*labels)
-        handled = _CodeCounters(self.handled, labels)
+        streams = inspect.isasyncgenfunction(behaviour)
+        record = self.record((grpc_type(path, behaviour), *split_path(path)), stream=streams)
+        handled = record.handled
+        buckets = record.buckets
         clock = time.perf_counter
 
-        if inspect.isasyncgenfunction(behaviour):
-            sent = self.msg_sent.labels(*labels)
+        if streams:
 
             async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-                started.inc()
-                in_flight.count += 1
+                record.started += 1
+                record.in_flight += 1
                 began = clock()
                 code = grpc.StatusCode.OK
                 try:
                     async for response in behaviour(request, context):
                         yield response
-                        sent.inc()
+                        record.sent += 1
                 except BaseException as error:
                     code = final_code(context, error)
                     raise
                 else:
                     code = final_code(context)
                 finally:
-                    in_flight.count -= 1
-                    handling.observe(clock() - began)
-                    handled.inc(code)
+                    record.in_flight -= 1
+                    elapsed = clock() - began
+                    record.seconds += elapsed
+                    buckets[bisect.bisect_left(BUCKETS, elapsed)] += 1
+                    handled[code] = handled.get(code, 0) + 1
 
             return stream
 
         async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            started.inc()
-            in_flight.count += 1
+            record.started += 1
+            record.in_flight += 1
             began = clock()
             code = grpc.StatusCode.OK
             try:
@@ -110,54 +106,79 @@ class ServerMetrics:
             else:
                 code = final_code(context)
             finally:
-                in_flight.count -= 1
-                handling.observe(clock() - began)
-                handled.inc(code)
+                record.in_flight -= 1
+                elapsed = clock() - began
+                record.seconds += elapsed
+                # le semantics: a duration equal to a bound belongs to that bound's bucket
+                buckets[bisect.bisect_left(BUCKETS, elapsed)] += 1
+                handled[code] = handled.get(code, 0) + 1
             return response
 
         return call
 
 
-class _Running:
-    """How many calls of one method are running (changed on the loop's thread only)."""
+class _MethodRecord:
+    """One method's counts (changed on the loop's thread only, read by the collector)."""
 
-    __slots__ = ("count",)
+    __slots__ = ("buckets", "created", "handled", "in_flight", "seconds", "sent", "started", "streams")
 
     def __init__(self) -> None:
-        self.count = 0
+        self.created = time.time()
+        self.started = 0
+        self.in_flight = 0
+        # by code; OK from the start, so the series is there before the first call
+        self.handled: dict[grpc.StatusCode, int] = {grpc.StatusCode.OK: 0}
+        self.buckets = [0] * (len(BUCKETS) + 1)  # per bucket (not cumulative); the last is +Inf
+        self.seconds = 0.0
+        self.sent = 0
+        self.streams = False
 
 
-class _InFlightCollector:
-    """``grpc_server_in_flight``, from the per-method numbers."""
+_HANDLING_CREATED = "grpc_server_handling_seconds_created"
+_BOUNDS = (*(repr(float(bound)) for bound in BUCKETS), "+Inf")  # the ``le`` values prometheus_client writes
 
-    def __init__(self, running: dict[tuple[str, ...], _Running]) -> None:
-        self._running = running
+
+class _ServerCollector:
+    """The ``grpc_server_*`` families, from the per-method records."""
+
+    def __init__(self, methods: dict[tuple[str, ...], _MethodRecord]) -> None:
+        self._methods = methods
 
     def describe(self) -> list[Metric]:
-        return [GaugeMetricFamily("grpc_server_in_flight", "RPCs running on the server now.", labels=_LABELS)]
+        return self._families()
 
     def collect(self) -> list[Metric]:
-        family = GaugeMetricFamily("grpc_server_in_flight", "RPCs running on the server now.", labels=_LABELS)
-        for labels, running in list(self._running.items()):
-            family.add_metric(labels, running.count)
-        return [family]
+        return self._families(list(self._methods.items()))
 
-
-class _CodeCounters:
-    """One method's ``grpc_server_handled_total`` children by code; OK bound at once, others on first use."""
-
-    __slots__ = ("_children", "_counter", "_labels")
-
-    def __init__(self, counter: Counter, labels: tuple[str, ...]) -> None:
-        self._counter = counter
-        self._labels = labels
-        self._children: dict[grpc.StatusCode, Any] = {grpc.StatusCode.OK: counter.labels(*labels, "OK")}
-
-    def inc(self, code: grpc.StatusCode) -> None:
-        child = self._children.get(code)
-        if child is None:
-            child = self._children[code] = self._counter.labels(*self._labels, code.name)
-        child.inc()
+    @staticmethod
+    def _families(methods: list[tuple[tuple[str, ...], _MethodRecord]] | None = None) -> list[Metric]:
+        started = CounterMetricFamily("grpc_server_started", "RPCs started on the server.", labels=_LABELS)
+        handled = CounterMetricFamily(
+            "grpc_server_handled",
+            "RPCs completed on the server, by the status code the client saw.",
+            labels=(*_LABELS, "grpc_code"),
+        )
+        handling = HistogramMetricFamily(
+            "grpc_server_handling_seconds",
+            "Time from the start of an RPC to its status, on the server.",
+            labels=_LABELS,
+        )
+        in_flight = GaugeMetricFamily("grpc_server_in_flight", "RPCs running on the server now.", labels=_LABELS)
+        sent = CounterMetricFamily("grpc_server_msg_sent", "Stream messages sent by the server.", labels=_LABELS)
+        for labels, record in methods or ():
+            started.add_metric(labels, record.started, created=record.created)
+            for code, count in list(record.handled.items()):
+                handled.add_metric((*labels, code.name), count, created=record.created)
+            cumulative, buckets = 0, []
+            for bound, count in zip(_BOUNDS, list(record.buckets), strict=True):
+                cumulative += count
+                buckets.append((bound, float(cumulative)))
+            handling.add_metric(labels, buckets, record.seconds)
+            handling.samples.append(Sample(_HANDLING_CREATED, dict(zip(_LABELS, labels, strict=True)), record.created))
+            in_flight.add_metric(labels, record.in_flight)
+            if record.streams:
+                sent.add_metric(labels, record.sent, created=record.created)
+        return [started, handled, handling, in_flight, sent]
 
 
 @functools.cache

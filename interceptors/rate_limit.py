@@ -15,14 +15,11 @@ methods the registry does not know are not wrapped at all.
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable
 from typing import Any
 
-import grpc
-
 from interceptors.auth import INFRASTRUCTURE
-from interceptors.chain import Behaviour, Wrapper, WrapperInterceptor
+from interceptors.chain import Behaviour, Check, Guard, WrapperInterceptor
 from mesh.config import Settings
 from mesh.kit.caller import current_client_address
 from mesh.limits.limiter import RateLimiter
@@ -48,68 +45,46 @@ def limiter_for(service: str, settings: Settings) -> RateLimiter:
     return RateLimiter(service, rates)
 
 
-def rate_limited(registry: Registry, limiter: RateLimiter) -> Wrapper:
-    """The wrapper that refuses a call once its caller's bucket for the method's class is empty."""
+def rate_limited(registry: Registry, limiter: RateLimiter) -> Guard:
+    """The guard that refuses a call once its caller's bucket for the method's class is empty."""
 
-    def wrap(path: str, behaviour: Behaviour) -> Behaviour:
+    def check_for(path: str, _behaviour: Behaviour) -> Check | None:
         if path.startswith(INFRASTRUCTURE):
-            return behaviour
+            return None
         method = registry.method(path)
         if method is None or method.policy is None:
-            return behaviour
+            return None
         rate_class = method.policy.rate_limit_class
         rate = limiter.rate_for(rate_class)
         if rate is None:
-            return behaviour
+            return None
+        by_principal = limiter.admit
         if method.policy.public:
             by_address = limiter.admit_address
 
-            async def admit() -> None:
-                await by_address(rate_class, rate, current_client_address())
+            def public_check(_request: Any, _context: Any) -> Awaitable[None]:
+                return by_address(rate_class, rate, current_client_address())
 
-        else:
-            by_principal = limiter.admit
-
-            async def admit() -> None:
-                await by_principal(rate_class, rate, current_or_none())
-
-        if inspect.isasyncgenfunction(behaviour):
-
-            async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-                await admit()
-                async for response in behaviour(request, context):
-                    yield response
-
-            return stream
-
-        if method.policy.public:
-
-            async def public_call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-                await by_address(rate_class, rate, current_client_address())
-                return await behaviour(request, context)
-
-            return public_call
+            return public_check
 
         if limiter.local:
             admit_now = limiter.admit_now
 
-            async def local_call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            def local_check(_request: Any, _context: Any) -> Awaitable[None] | None:
                 principal = current_or_none()
                 if principal is None:
-                    await by_principal(rate_class, rate, None)
-                else:
-                    admit_now(rate_class, rate, principal)  # the hot path: no coroutine, no await
-                return await behaviour(request, context)
+                    return by_principal(rate_class, rate, None)
+                admit_now(rate_class, rate, principal)  # the hot path: no coroutine, no await
+                return None
 
-            return local_call
+            return local_check
 
-        async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            await by_principal(rate_class, rate, current_or_none())
-            return await behaviour(request, context)
+        def shared_check(_request: Any, _context: Any) -> Awaitable[None]:
+            return by_principal(rate_class, rate, current_or_none())
 
-        return call
+        return shared_check
 
-    return wrap
+    return Guard(check_for)
 
 
 class RateLimitInterceptor(WrapperInterceptor):

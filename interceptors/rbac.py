@@ -13,38 +13,34 @@ Only infrastructure (health, reflection) and public methods are left as they are
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import AsyncIterator
 from typing import Any
 
-import grpc
-
 from interceptors.auth import INFRASTRUCTURE
-from interceptors.chain import Behaviour, Wrapper, WrapperInterceptor
+from interceptors.chain import Behaviour, Check, Guard, WrapperInterceptor
 from mesh.errors import PermissionDenied
 from mesh.principal import current_or_none
 from mesh.registry import MethodSpec, Registry
 
 
-def authorized(registry: Registry) -> Wrapper:
-    """The wrapper that refuses calls whose principal lacks the method's permission (PERMISSION_DENIED).
+def authorized(registry: Registry) -> Guard:
+    """The guard that refuses calls whose principal lacks the method's permission (PERMISSION_DENIED).
 
     Infrastructure and public methods are left as they are; a method without a policy
     (or unknown to the registry) or without a permission never runs.
     """
 
-    def wrap(path: str, behaviour: Behaviour) -> Behaviour:
+    def check_for(path: str, _behaviour: Behaviour) -> Check | None:
         if path.startswith(INFRASTRUCTURE):
-            return behaviour
+            return None
         method = registry.method(path)
         policy = method.policy if method is not None else None
         if policy is not None and policy.public:
-            return behaviour
+            return None
         if method is None or policy is None or not policy.permission:
-            return _refused(behaviour, f"{path} has no access policy naming a permission")
-        return _checked(behaviour, method)
+            return _refusal(f"{path} has no access policy naming a permission")
+        return _permission_check(method)
 
-    return wrap
+    return Guard(check_for)
 
 
 def check(method: MethodSpec) -> None:
@@ -59,36 +55,18 @@ def check(method: MethodSpec) -> None:
         raise PermissionDenied(f"missing permission {method.policy.permission}")
 
 
-def _refused(behaviour: Behaviour, reason: str) -> Behaviour:
-    if inspect.isasyncgenfunction(behaviour):
-
-        async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-            raise PermissionDenied(reason)
-            yield  # pragma: no cover - makes this an async generator, like the behaviour
-
-        return stream
-
-    async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+def _refusal(reason: str) -> Check:
+    def refuse(_request: Any, _context: Any) -> None:
         raise PermissionDenied(reason)
 
-    return call
+    return refuse
 
 
-def _checked(behaviour: Behaviour, method: MethodSpec) -> Behaviour:
-    if inspect.isasyncgenfunction(behaviour):
-
-        async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-            check(method)
-            async for response in behaviour(request, context):
-                yield response
-
-        return stream
-
-    async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+def _permission_check(method: MethodSpec) -> Check:
+    def permitted(_request: Any, _context: Any) -> None:
         check(method)
-        return await behaviour(request, context)
 
-    return call
+    return permitted
 
 
 class AuthorizationInterceptor(WrapperInterceptor):

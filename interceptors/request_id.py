@@ -17,10 +17,11 @@ import grpc
 from interceptors.auth import INFRASTRUCTURE
 from interceptors.chain import Behaviour, WrapperInterceptor
 from mesh import request_id
+from mesh.call_facts import invocation_metadata
 
 
 def _incoming(context: grpc.aio.ServicerContext[Any, Any]) -> str:
-    for key, value in context.invocation_metadata() or ():
+    for key, value in invocation_metadata(context):
         if key == request_id.METADATA_KEY and isinstance(value, str):
             return request_id.accepted(value)
     return ""

@@ -9,14 +9,12 @@ for its key: a handful of comparisons per call.
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import AsyncIterator
 from typing import Any
 
-import grpc
 from prometheus_client import Counter
 
-from interceptors.chain import Behaviour
+from interceptors.chain import Behaviour, Check, Guard
+from mesh.call_facts import invocation_metadata
 
 PREVIOUS_ATTEMPTS = "grpc-previous-rpc-attempts"
 
@@ -27,31 +25,18 @@ RETRIED_ATTEMPTS = Counter(
 )
 
 
-def _is_retry(context: grpc.aio.ServicerContext[Any, Any]) -> bool:
-    # A plain loop, not any(...): no generator object per call.
-    for key, _ in context.invocation_metadata() or ():  # noqa: SIM110
-        if key == PREVIOUS_ATTEMPTS:
-            return True
-    return False
-
-
-def counting_retries(method: str, behaviour: Behaviour) -> Behaviour:
-    """The behaviour, counting in ``vocelio_server_retried_attempts_total`` the calls that are retries."""
+def _retry_counter(method: str, _behaviour: Behaviour) -> Check:
     retried = RETRIED_ATTEMPTS.labels(method=method)
 
-    if inspect.isasyncgenfunction(behaviour):
-
-        async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-            if _is_retry(context):
+    def count(_request: Any, context: Any) -> None:
+        # A plain loop, not any(...): no generator object per call.
+        for key, _ in invocation_metadata(context):
+            if key == PREVIOUS_ATTEMPTS:
                 retried.inc()
-            async for response in behaviour(request, context):
-                yield response
+                return
 
-        return stream
+    return count
 
-    async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        if _is_retry(context):
-            retried.inc()
-        return await behaviour(request, context)
 
-    return call
+counting_retries = Guard(_retry_counter)
+"""The guard counting in ``vocelio_server_retried_attempts_total`` the calls that are retries."""

@@ -34,12 +34,14 @@ from typing import Any
 import grpc
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.propagate import extract
+from opentelemetry.context import Context
+from opentelemetry.propagate import extract, get_global_textmap
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from interceptors.chain import Behaviour, WrapperInterceptor
 from interceptors.outcome import final_code
+from mesh.call_facts import invocation_metadata
 from mesh.telemetry.tracing import active
 
 _SERVER_FAULTS = frozenset(
@@ -67,6 +69,16 @@ class _MetadataGetter(Getter[Iterable[Any]]):
 
 
 _GETTER = _MetadataGetter()
+_ROOT = Context()  # what extracting from metadata without any propagation field gives (immutable)
+
+
+def _parent(context: grpc.aio.ServicerContext[Any, Any], fields: frozenset[str]) -> Context:
+    """The caller's trace context; the root at once when no entry is one the propagators read."""
+    entries = invocation_metadata(context)
+    for key, _ in entries:
+        if key in fields:
+            return extract(entries, getter=_GETTER)
+    return _ROOT
 
 
 def span_attributes(path: str) -> tuple[str, dict[str, str | int]]:
@@ -90,11 +102,12 @@ def traced(method: str, behaviour: Behaviour) -> Behaviour:
         return behaviour
     tracer = trace.get_tracer(__name__)
     name, attributes = span_attributes(method)
+    fields = frozenset(get_global_textmap().fields)  # traceparent, tracestate, baggage by default
 
     if inspect.isasyncgenfunction(behaviour):
 
         async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-            parent = extract(context.invocation_metadata() or (), getter=_GETTER)
+            parent = _parent(context, fields)
             with tracer.start_as_current_span(
                 name, parent, SpanKind.SERVER, attributes, record_exception=False, set_status_on_exception=False
             ) as span:
@@ -111,7 +124,7 @@ def traced(method: str, behaviour: Behaviour) -> Behaviour:
         return stream
 
     async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        parent = extract(context.invocation_metadata() or (), getter=_GETTER)
+        parent = _parent(context, fields)
         span = tracer.start_span(name, parent, SpanKind.SERVER, attributes)
         token = otel_context.attach(trace.set_span_in_context(span, parent))
         try:

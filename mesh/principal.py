@@ -102,3 +102,13 @@ def acting_as(principal: Principal | None) -> Iterator[None]:
         yield
     finally:
         _current.reset(token)
+
+
+def bind(principal: Principal | None) -> contextvars.Token[Principal | None]:
+    """Make ``principal`` the running call's until :func:`unbind` (the server wrapper's cheaper :func:`acting_as`)."""
+    return _current.set(principal)
+
+
+def unbind(token: contextvars.Token[Principal | None]) -> None:
+    """Undo the :func:`bind` that returned ``token``."""
+    _current.reset(token)

@@ -21,7 +21,7 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -100,38 +100,72 @@ class Authenticator:
                 (the reason is logged).
 
         """
-        entries = list(metadata.items()) if isinstance(metadata, Mapping) else list(metadata)
+        entries = _entries(metadata)
         try:
             credential = _credential(entries)
             if not credential:
                 raise Unauthenticated("authentication required")
-            origin = next((v for k, v in entries if k == "origin" and isinstance(v, str)), "")
             if credential.startswith(_API_KEY_PREFIX):
-                principal = await self._api_key(credential, client_address, origin)
+                principal = await self._api_key(credential, client_address, _origin(entries))
             else:
                 principal = await self._token_principal(credential)
-            principal = _within_restrictions(principal, client_address, origin)
+            principal = _within_restrictions(principal, client_address, entries)
         except InvalidToken as error:
             log.info("credential refused: %s", error.reason)
             raise Unauthenticated(GENERIC_FAILURE) from None
         _refuse_if_stale(self.revocations, principal)
         return principal
 
-    async def _token_principal(self, token: str) -> Principal:
+    def authenticate_cached(self, metadata: Metadata, client_address: str = "") -> Principal | None:
+        """:meth:`authenticate` without a coroutine for a bearer token verified before; else ``None``.
+
+        ``None`` (no credential, an API key, a token not in the cache) means: await
+        :meth:`authenticate`. A cached token is refused exactly as there: expired (its ``exp``
+        has passed), revoked (checked on every call), a signing-key revocation since (the cache
+        is emptied), the key's restrictions, a stale revocation list.
+
+        Raises:
+            Unauthenticated: the cached token is expired or revoked, or the call has two credentials.
+            Unavailable: the revocation list is stale.
+
+        """
+        entries = _entries(metadata)
+        try:
+            credential = _credential(entries)
+            if not credential or credential.startswith(_API_KEY_PREFIX):
+                return None
+            principal = self._cached_token(credential)
+            if principal is None:
+                return None
+            principal = _within_restrictions(principal, client_address, entries)
+        except InvalidToken as error:
+            log.info("credential refused: %s", error.reason)
+            raise Unauthenticated(GENERIC_FAILURE) from None
+        _refuse_if_stale(self.revocations, principal)
+        return principal
+
+    def _cached_token(self, token: str) -> Principal | None:
+        """The principal of a token verified before (expiry and revocation checked now), or ``None``."""
         if self._key_generation != self.revocations.key_generation:
             # A signing key was revoked: every cached token is verified again, against the trusted keys.
             self._key_generation = self.revocations.key_generation
             self._tokens.clear()
         cached = self._tokens.get(token)
+        if cached is None:
+            return None
+        claims, principal = cached
+        if claims.expires_at + self.verifier.leeway < time.time():
+            del self._tokens[token]
+            raise InvalidToken("expired")
+        if self.revocations.is_revoked(claims):
+            raise InvalidToken("token revoked")
+        self._tokens.move_to_end(token)
+        return principal
+
+    async def _token_principal(self, token: str) -> Principal:
+        cached = self._cached_token(token)
         if cached is not None:
-            claims, principal = cached
-            if claims.expires_at + self.verifier.leeway < time.time():
-                del self._tokens[token]
-                raise InvalidToken("expired")
-            if self.revocations.is_revoked(claims):
-                raise InvalidToken("token revoked")
-            self._tokens.move_to_end(token)
-            return principal
+            return cached
         claims = await self.verifier.verify(token)
         principal = self._principal(claims, token)
         self._tokens[token] = (claims, principal)
@@ -251,10 +285,26 @@ def _refuse_if_stale(revocations: RevocationSet, principal: Principal) -> None:
         raise Unavailable("cannot check credentials right now: the revocation list is out of date; retry shortly")
 
 
-def _within_restrictions(principal: Principal, client_address: str, origin: str) -> Principal:
+def _entries(metadata: Metadata) -> Sequence[tuple[str, str | bytes]]:
+    """Every entry of a call's metadata (a tuple as the chain passes it is used as it is)."""
+    if isinstance(metadata, tuple):
+        return metadata
+    return list(metadata.items()) if isinstance(metadata, Mapping) else list(metadata)
+
+
+def _origin(entries: Sequence[tuple[str, str | bytes]]) -> str:
+    for key, value in entries:
+        if key == "origin" and isinstance(value, str):
+            return value
+    return ""
+
+
+def _within_restrictions(
+    principal: Principal, client_address: str, entries: Sequence[tuple[str, str | bytes]]
+) -> Principal:
     """The principal, if this call meets its key's restrictions (checked on every call, cached or not)."""
     if not principal.restrictions.empty:
-        failure = principal.restrictions.failure(client_address, origin)
+        failure = principal.restrictions.failure(client_address, _origin(entries))
         if failure is not None:
             raise InvalidToken(f"{principal.subject}: {failure}")
     return principal
@@ -264,7 +314,7 @@ def _within_restrictions(principal: Principal, client_address: str, origin: str)
 _API_KEY_SUBJECT = re.compile(r"^organizations/[^/]+/api_keys/[^/]+$")
 
 
-def _credential(entries: list[tuple[str, str | bytes]]) -> str:
+def _credential(entries: Sequence[tuple[str, str | bytes]]) -> str:
     """The one credential of a call; ``""`` when there is none (or not a bearer one).
 
     Raises:

@@ -1,10 +1,10 @@
 """One service's gRPC server: per-method behaviours, servicer, health, reflection, database watch.
 
-The behaviours every call runs through (request id → tracing → metrics → RPC log line → errors → load
-shedding → in-flight tracking → deadline → retried-attempt count → authentication → rate
+The behaviours every call runs through (request id → tracing → metrics → RPC log line → errors → deadline
+→ load shedding → in-flight tracking → retried-attempt count → authentication → rate
 limit → stream limit → RBAC → validation, outermost first) are composed once per method
 when the servicer is registered (``interceptors.chain.ChainedServer``), not re-resolved per
-call by interceptors.
+call by interceptors; adjacent guards (checks before the call only) share one layer.
 
 Start-up: bind the port, answer readiness NOT_SERVING until the database has answered
 (and, in development, migrations have run), then SERVING; liveness is SERVING from the
@@ -32,7 +32,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from interceptors.auth import authenticated
-from interceptors.chain import chained_server
+from interceptors.chain import Wrapper, chained_server
 from interceptors.deadline import with_deadline
 from interceptors.errors import with_errors
 from interceptors.inflight import InFlightCalls
@@ -160,7 +160,7 @@ class ServiceHost:
         self.probes = HealthProbes(self.health, spec.full_name)
         self.inflight = InFlightCalls()
         self.rate_limiter = limiter_for(spec.name, settings)
-        protection = [rate_limited(registry, self.rate_limiter)]
+        protection: list[Wrapper] = [rate_limited(registry, self.rate_limiter)]
         if settings.max_streams_per_principal:
             protection.append(stream_limited(registry, StreamSlots(settings.max_streams_per_principal), spec.name))
         metrics_port = settings.metrics_port_for(self.requested_port) if serve_metrics else None
@@ -176,10 +176,10 @@ class ServiceHost:
                 # outside the errors wrapper, so it logs the code every call ends with (VOCELIO_RPC_LOG)
                 *([rpc_logged] if settings.rpc_log else []),
                 with_errors,
-                # before any work, and before the call counts as running
+                # guards: these four run as one layer; shedding before any work and before the call counts as running
+                with_deadline,
                 shedding(lambda: self.inflight.count, settings.max_in_flight),
                 self.inflight.tracked,
-                with_deadline,
                 counting_retries,
                 authenticated(registry, self.authenticator, self.forwarding),
                 # after authentication (the bucket is the principal's), before RBAC (refused calls cost too)

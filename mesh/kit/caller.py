@@ -90,6 +90,16 @@ def client_address_is(address: str) -> Iterator[None]:
         _client_address.reset(token)
 
 
+def bind_client_address(address: str) -> contextvars.Token[str | None]:
+    """:func:`client_address_is` without a context manager; :func:`unbind_client_address` undoes it."""
+    return _client_address.set(address)
+
+
+def unbind_client_address(token: contextvars.Token[str | None]) -> None:
+    """Undo the :func:`bind_client_address` that returned ``token``."""
+    _client_address.reset(token)
+
+
 def current_client_address() -> str:
     """The trusted client address of the running call (``""`` outside a call or when unknown)."""
     return _client_address.get() or ""

@@ -191,3 +191,30 @@ async def test_the_call_type_comes_from_the_method_descriptor(metered):
 
 def test_paths_split_into_service_and_method():
     assert split_path("/vocelio.agents.v1.AgentsService/GetAgent") == ("vocelio.agents.v1.AgentsService", "GetAgent")
+
+
+async def test_durations_fall_in_cumulative_buckets_whose_bound_includes_them(monkeypatch):
+    """A duration equal to a bound counts in that bucket (``le``), and every bucket above it counts it too."""
+    durations = iter([0.0, 0.005, 10.0, 10.02, 100.0, 160.0])  # (start, end) pairs: 5 ms, 20 ms, 60 s
+    monkeypatch.setattr("interceptors.metrics.time.perf_counter", lambda: next(durations))
+    registry = CollectorRegistry()
+    metrics = ServerMetrics(registry)
+    measured = metrics.measured(f"/{SERVICE}/Ok", _ok)
+
+    class Context:
+        def code(self) -> None:
+            return None
+
+    for _ in range(3):
+        assert await measured(b"x", Context()) == b"x"
+    labels = {"grpc_type": "unary"}
+
+    def bucket(le: str) -> float:
+        return _value(registry, "grpc_server_handling_seconds_bucket", "Ok", le=le, **labels)
+
+    assert [bucket(le) for le in ("0.001", "0.005", "0.01", "0.025", "30.0", "+Inf")] == [0, 1, 1, 2, 2, 3]
+    assert _value(registry, "grpc_server_handling_seconds_count", "Ok", **labels) == 3
+    assert _value(registry, "grpc_server_handling_seconds_sum", "Ok", **labels) == pytest.approx(60.025)
+    assert registry.get_sample_value(
+        "grpc_server_handling_seconds_created", {"grpc_service": SERVICE, "grpc_method": "Ok", **labels}
+    )
