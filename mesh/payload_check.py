@@ -252,6 +252,7 @@ class _Compiler:
     def _enum(self, enum_type: descriptor.EnumDescriptor) -> ValueCheck:
         names = {value.name for value in enum_type.values} | self._custom_names(enum_type)
         numbers = {value.number for value in enum_type.values}
+        by_number = enum_type.values_by_number
         closed = enum_type.is_closed
         low, high = _INT_RANGES[descriptor.FieldDescriptor.CPPTYPE_INT32]
         full_name = enum_type.full_name
@@ -276,6 +277,8 @@ class _Compiler:
                 return _not(f"a {full_name} name or number", kind)
             if number in numbers:
                 return None
+            if not low <= number <= high and by_number.get(number) is not None:
+                return None  # upb's values_by_number keys on the low 32 bits: ParseDict takes it as that value
             if closed:
                 return f": {number} is not a {full_name} number"
             if not low <= number <= high:
