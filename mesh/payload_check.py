@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import datetime
 import functools
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -34,6 +36,9 @@ ValueCheck = Callable[[struct_pb2.Value, str, int], str | None]
 
 MAX_DEPTH = 100
 """ParseDict's default ``max_recursion_depth``: messages nested deeper are refused."""
+
+MAX_PROBLEM = 300
+"""Problems are cut to this many characters (keys and values in them come from the caller)."""
 
 _KIND_TEXT = {
     "number_value": "a number",
@@ -163,7 +168,8 @@ class PayloadChecker:
         problem = self._root(data.fields, 1)
         if problem is None:
             return None
-        return problem[1:] if problem[0] == "." else problem.removeprefix(": ")
+        problem = problem[1:] if problem[0] == "." else problem.removeprefix(": ")
+        return problem if len(problem) <= MAX_PROBLEM else problem[: MAX_PROBLEM - 1] + "…"
 
 
 @functools.cache
@@ -445,16 +451,37 @@ def _map_key(key_field: descriptor.FieldDescriptor) -> Callable[[str], str | Non
     return check_key
 
 
+# The shape MessageToDict writes (UTC, 0-9 fraction digits). FromJsonString goes through strptime (~10 µs);
+# for this shape its verdict is exactly whether the date and time exist, which datetime() tells far sooner.
+_CANONICAL_TIMESTAMP = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.[0-9]{1,9})?Z"
+)
+
+
+def _canonical_timestamp_exists(text: str) -> bool:
+    found = _CANONICAL_TIMESTAMP.fullmatch(text)
+    if found is None:
+        return False
+    try:
+        datetime.datetime(*map(int, found.groups()))  # type: ignore[misc]
+    except ValueError:
+        return False
+    return True
+
+
 def _generic_wkt(message_type: descriptor.Descriptor) -> ValueCheck:
     """Timestamp, Duration, FieldMask: ParseDict hands the value to ``FromJsonString``; so do we."""
     message_class = message_factory.GetMessageClass(message_type)
     name = message_type.name
+    is_timestamp = message_type.full_name == "google.protobuf.Timestamp"
 
     def check_generic(value: struct_pb2.Value, kind: str, depth: int) -> str | None:
         if depth + 1 > MAX_DEPTH:
             return f": nested deeper than {MAX_DEPTH} messages"
         if kind != "string_value":
             return _not(f"a {name} string", kind)
+        if is_timestamp and _canonical_timestamp_exists(value.string_value):
+            return None
         try:
             message_class().FromJsonString(value.string_value)  # type: ignore[attr-defined]
         except (ValueError, TypeError) as error:
