@@ -462,8 +462,9 @@ def _canonical_timestamp_exists(text: str) -> bool:
     found = _CANONICAL_TIMESTAMP.fullmatch(text)
     if found is None:
         return False
+    year, month, day, hour, minute, second = map(int, found.groups())
     try:
-        datetime.datetime(*map(int, found.groups()))  # type: ignore[misc]
+        datetime.datetime(year, month, day, hour, minute, second)
     except ValueError:
         return False
     return True
