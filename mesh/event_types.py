@@ -142,6 +142,7 @@ class EventTypes:
         self.types: tuple[EventType, ...] = tuple(sorted(by_type.values(), key=lambda e: e.type))
         self._by_type = by_type
         self._by_schema = {e.data_schema: e for e in self.types}
+        self._checkers: dict[str, payload_check.PayloadChecker] = {}
 
     @classmethod
     def from_descriptor_set(cls, path: pathlib.Path) -> EventTypes:
@@ -217,8 +218,11 @@ class EventTypes:
             InvalidArgument: the schema does not match the type.
 
         """
-        found = self._schema_checked(event_type, data_schema)
-        return payload_check.checker_for(found.descriptor)(data)
+        checker = self._checkers.get(event_type)
+        if checker is None or (data_schema and data_schema != checker.full_name):
+            found = self._schema_checked(event_type, data_schema)
+            checker = self._checkers[event_type] = payload_check.checker_for(found.descriptor)
+        return checker(data)
 
     def decode(
         self, event_type: str, data_schema: str, data: Mapping[str, Any] | struct_pb2.Struct | str | bytes

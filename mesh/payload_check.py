@@ -74,6 +74,8 @@ class _Field:
     oneof: int | None
     child: _Message | None  # a plain (non-WKT) singular message: walked directly
     simple_kind: str | None  # the only kind a simple scalar (string, bool) accepts: no call needed
+    plain_string: bool = False  # a string outside any oneof: a non-empty string_value settles it
+    items: ItemsCheck | None = None  # a repeated field: a non-empty list_value goes straight to its items
 
 
 class _Message:
@@ -96,6 +98,26 @@ class _Message:
             if field is None:
                 return f".{key}: {self.full_name} has no such field"
             value = fields[key]
+            # Fast paths that spare WhichOneof: a non-empty string_value (or a non-empty object) can only
+            # mean that kind, since the other members of the oneof read as their defaults.
+            if field.plain_string and value.string_value:
+                continue
+            child = field.child
+            if child is not None and field.oneof is None:
+                entries = value.struct_value.fields
+                if entries:
+                    problem = child.check_fields(entries, depth + 1)
+                    if problem is not None:
+                        return f".{key}{problem}"
+                    continue
+            check_items = field.items
+            if check_items is not None:
+                items = value.list_value.values
+                if items:
+                    problem = check_items(items, depth)
+                    if problem is not None:
+                        return f".{key}{problem}"
+                    continue
             kind = value.WhichOneof("kind")
             if kind is None or kind == "null_value":
                 continue  # null leaves a field unset (a Value field becomes null_value: fine too)
@@ -108,7 +130,6 @@ class _Message:
                     oneofs.add(field.oneof)
             if kind == field.simple_kind:
                 continue
-            child = field.child
             if child is not None and kind == "struct_value":
                 problem = child.check_fields(value.struct_value.fields, depth + 1)
             else:
@@ -218,11 +239,13 @@ class _Compiler:
             return _Field(self._map(message_type), oneof_number, None, None)
         element, simple_kind = self._element(field)
         if field.is_repeated:
-            return _Field(_repeated(element, _null_item_allowed(field)), oneof_number, None, None)
+            check_list, check_items = _repeated(element, _null_item_allowed(field), simple_kind == "string_value")
+            return _Field(check_list, oneof_number, None, None, items=check_items)
         child = None
         if message_type is not None and not _is_wkt(message_type):
             child = self._plain(message_type)
-        return _Field(element, oneof_number, child, simple_kind)
+        plain_string = simple_kind == "string_value" and oneof is None
+        return _Field(element, oneof_number, child, simple_kind, plain_string)
 
     def _element(self, field: descriptor.FieldDescriptor) -> tuple[ValueCheck, str | None]:
         """The check of one value of the field (an item when repeated), and its simple kind if any."""
@@ -335,11 +358,17 @@ class _Compiler:
         return check_map
 
 
-def _repeated(check_item: ValueCheck, null_allowed: bool) -> ValueCheck:
-    def check_list(value: struct_pb2.Value, kind: str, depth: int) -> str | None:
-        if kind != "list_value":
-            return _not("a list", kind)
-        for index, item in enumerate(value.list_value.values):
+ItemsCheck = Callable[[Any, int], str | None]  # (the values of a non-empty list, depth) → problem
+
+
+def _repeated(check_item: ValueCheck, null_allowed: bool, strings: bool) -> tuple[ValueCheck, ItemsCheck]:
+    """The check of a repeated field's value, and of its items alone (for the walker's fast path)."""
+
+    def check_items(items: Any, depth: int) -> str | None:
+        for index in range(len(items)):  # indexing a upb repeated field beats iterating it (a Python mixin)
+            item = items[index]
+            if strings and item.string_value:
+                continue
             item_kind = item.WhichOneof("kind")
             if item_kind is None or item_kind == "null_value":
                 if null_allowed:
@@ -350,7 +379,12 @@ def _repeated(check_item: ValueCheck, null_allowed: bool) -> ValueCheck:
                 return f"[{index}]{problem}"
         return None
 
-    return check_list
+    def check_list(value: struct_pb2.Value, kind: str, depth: int) -> str | None:
+        if kind != "list_value":
+            return _not("a list", kind)
+        return check_items(value.list_value.values, depth)
+
+    return check_list, check_items
 
 
 def _string(value: struct_pb2.Value, kind: str, depth: int) -> str | None:
