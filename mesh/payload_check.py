@@ -504,18 +504,31 @@ def _canonical_timestamp_exists(text: str) -> bool:
     return True
 
 
+# Likewise the Duration shape MessageToDict writes: FromJsonString refuses it only beyond ±10,000 years.
+_CANONICAL_DURATION = re.compile(r"-?([0-9]{1,12})(?:\.[0-9]{1,9})?s")
+_DURATION_SECONDS_MAX = 315_576_000_000
+
+
+def _canonical_duration_exists(text: str) -> bool:
+    found = _CANONICAL_DURATION.fullmatch(text)
+    return found is not None and int(found.group(1)) <= _DURATION_SECONDS_MAX
+
+
 def _generic_wkt(message_type: descriptor.Descriptor) -> ValueCheck:
     """Timestamp, Duration, FieldMask: ParseDict hands the value to ``FromJsonString``; so do we."""
     message_class = message_factory.GetMessageClass(message_type)
     name = message_type.name
-    is_timestamp = message_type.full_name == "google.protobuf.Timestamp"
+    canonical = {
+        "google.protobuf.Timestamp": _canonical_timestamp_exists,
+        "google.protobuf.Duration": _canonical_duration_exists,
+    }.get(message_type.full_name)
 
     def check_generic(value: struct_pb2.Value, kind: str, depth: int) -> str | None:
         if depth + 1 > MAX_DEPTH:
             return f": nested deeper than {MAX_DEPTH} messages"
         if kind != "string_value":
             return _not(f"a {name} string", kind)
-        if is_timestamp and _canonical_timestamp_exists(value.string_value):
+        if canonical is not None and canonical(value.string_value):
             return None
         try:
             message_class().FromJsonString(value.string_value)  # type: ignore[attr-defined]

@@ -10,6 +10,7 @@ timestamps, garbage objects): the checker must refuse exactly when ``ParseDict``
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import pytest
@@ -27,7 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mesh.event_types import default_event_types
-from mesh.payload_check import checker_for
+from mesh.payload_check import _canonical_duration_exists, _canonical_timestamp_exists, checker_for
 from vocelio.agents.v1 import agent_pb2, agents_events_pb2
 
 EVENTS = default_event_types()
@@ -164,6 +165,7 @@ _AWKWARD_STRINGS = [
     "1e39", "3.4028234663852886e38", "-", "9" * 30, "2024-02-29T23:59:59.999999999Z", "2023-02-29T00:00:00Z",
     "0000-01-01T00:00:00Z", "9999-12-31T23:59:59Z", "2020-01-01T24:00:00Z", "2020-01-01T00:00:60Z",
     "2020-01-01T00:00:00.Z", "2020-01-01T00:00:00+01:00", "2020-1-1T1:2:3Z", "2020-01-01T00:00:00.123Z",
+    "315576000001s", "315576000000.999999999s", "-315576000000.5s", "1.s", "1.1234567890s",
 ]  # fmt: skip
 _AWKWARD_NUMBERS = [
     0.0, -1.0, 1.5, -0.5, 1e10, 2.0**31, 2.0**31 - 1, -(2.0**31), -(2.0**31) - 1, 2.0**32, 2.0**63, 2.0**64,
@@ -355,6 +357,10 @@ def test_parse_dict_corners_are_kept():
     assert _check({"agent": ""}) is None
     assert _check({"agent": []}) is None
     assert _check({"agent": {"latestVersion": "1e3", "pinnedVersion": 7.0, "state": 1}}) is None
+    assert _check({"agent": {"state": 1.5}}) is None  # an enum number goes through int()
+    # upb's enum lookup by number keys on the low 32 bits: 2**32 reads as value 0, 2**31 is out of range.
+    assert _check({"agent": {"state": 2.0**32}}) is None
+    assert _check({"agent": {"state": 2.0**31}}) == "agent.state: 2147483648 is out of range for an enum"
 
 
 def _reachable() -> list[descriptor.Descriptor]:
@@ -418,3 +424,26 @@ def test_checkers_are_compiled_once_per_message_type():
     assert checker_for(agents_events_pb2.AgentUpdatedEvent.DESCRIPTOR) is CHECK
     any_field = any_pb2.Any.DESCRIPTOR
     assert checker_for(any_field)(_as_struct({})) is None  # a well-known root goes whole to json_format
+
+
+_TIMESTAMP_SHAPE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?Z")
+_DURATION_SHAPE = re.compile(r"-?[0-9]{1,12}(\.[0-9]{1,9})?s")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    text=st.from_regex(r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{0,10})?Z?\Z")
+    | st.from_regex(r"\A-?[0-9]{1,13}(\.[0-9]{0,10})?s\Z")
+)
+def test_the_timestamp_and_duration_fast_paths_agree_with_from_json_string(text):
+    # The fast paths decide the shapes MessageToDict writes; anything else goes to FromJsonString itself.
+    is_timestamp = "T" in text
+    target = timestamp_pb2.Timestamp() if is_timestamp else duration_pb2.Duration()
+    fast = _canonical_timestamp_exists(text) if is_timestamp else _canonical_duration_exists(text)
+    shape = (_TIMESTAMP_SHAPE if is_timestamp else _DURATION_SHAPE).fullmatch(text) is not None
+    try:
+        target.FromJsonString(text)
+        accepted = True
+    except ValueError:
+        accepted = False
+    assert fast == (accepted and shape)
