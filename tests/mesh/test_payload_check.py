@@ -9,6 +9,7 @@ timestamps, garbage objects): the checker must refuse exactly when ``ParseDict``
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from typing import Any
@@ -34,6 +35,100 @@ from vocelio.agents.v1 import agent_pb2, agents_events_pb2
 EVENTS = default_event_types()
 TYPES = list(EVENTS)
 FD = descriptor.FieldDescriptor
+
+# The contracts use few of the kinds ProtoJSON has (no int or bool map keys, no float, sint or fixed
+# fields): one test-only message has them all, so the differential tests cover every kind.
+_KINDS_PROTO = """
+int32 i32 = 1; int64 i64 = 2; uint32 u32 = 3; uint64 u64 = 4; sint32 s32 = 5; sint64 s64 = 6; fixed32 f32 = 7;
+fixed64 f64 = 8; sfixed32 sf32 = 9; sfixed64 sf64 = 10; float fl = 11; double db = 12; bool b = 13; string s = 14;
+bytes by = 15; Color color = 16; Kinds child = 17; repeated int64 ri64 = 18; repeated Kinds rchild = 19;
+repeated float rfl = 20; repeated bytes rby = 21; repeated Color rcolor = 22; map<int32,string> m_i32 = 23;
+map<uint64,Kinds> m_u64 = 24; map<bool,double> m_b = 25; map<sint64,Color> m_col = 26; map<string,bytes> m_by = 27;
+map<fixed32,int64> m_f32 = 28; optional int32 opt = 29; google.protobuf.Int64Value w_i64 = 30;
+google.protobuf.FloatValue w_f = 31; google.protobuf.BoolValue w_b = 32; google.protobuf.StringValue w_s = 33;
+google.protobuf.BytesValue w_by = 34; google.protobuf.UInt32Value w_u32 = 35; google.protobuf.Timestamp ts = 36;
+google.protobuf.Duration du = 37; google.protobuf.FieldMask fm = 38; google.protobuf.Struct st = 39;
+google.protobuf.Value va = 40; google.protobuf.ListValue lv = 41; google.protobuf.Empty em = 42;
+repeated google.protobuf.Value rva = 43; map<string,google.protobuf.Value> m_va = 44; string snake_case_name = 45;
+repeated google.protobuf.Timestamp rts = 46; map<string,google.protobuf.Duration> m_du = 47;
+"""
+
+
+def _kinds_message() -> Any:
+    """``payload_check_test.Kinds``: every field kind, built from a descriptor (no protoc needed)."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, empty_pb2, field_mask_pb2, wrappers_pb2
+
+    wkt_files = [timestamp_pb2, duration_pb2, field_mask_pb2, struct_pb2, wrappers_pb2, empty_pb2]
+    file = descriptor_pb2.FileDescriptorProto(
+        name="tests/payload_check_kinds.proto",
+        package="payload_check_test",
+        syntax="proto3",
+        dependency=[module.DESCRIPTOR.name for module in wkt_files],
+    )
+    file.enum_type.add(name="Color").value.extend(
+        descriptor_pb2.EnumValueDescriptorProto(name=name, number=number)
+        for number, name in enumerate(["COLOR_UNSPECIFIED", "COLOR_RED", "COLOR_BLUE"])
+    )
+    kinds = file.message_type.add(name="Kinds")
+    kinds.oneof_decl.add(name="choice")  # index 0: real oneofs come before proto3 optional's synthetic ones
+    scalars = ["int32", "int64", "uint32", "uint64", "sint32", "sint64", "fixed32", "fixed64", "sfixed32"]
+    scalars += ["sfixed64", "float", "double", "bool", "string", "bytes"]
+    types = {name: getattr(FD, f"TYPE_{name.upper()}") for name in scalars}
+    for declaration in filter(None, (d.strip() for d in _KINDS_PROTO.replace("\n", " ").split(";"))):
+        words = declaration.replace("=", " ").split()
+        label, words = (words[0], words[1:]) if words[0] in ("repeated", "optional") else ("", words)
+        type_name, name, number = words[0], words[1], int(words[2])
+        field = kinds.field.add(name=name, number=number, json_name=_camel(name))
+        field.label = FD.LABEL_REPEATED if label == "repeated" else FD.LABEL_OPTIONAL
+        if type_name.startswith("map<"):
+            key_type, value_type = type_name[4:-1].split(",")
+            entry = kinds.nested_type.add(name=_camel(name).capitalize() + "Entry")
+            entry.options.map_entry = True
+            for entry_name, entry_number, entry_type in (("key", 1, key_type), ("value", 2, value_type.strip())):
+                _set_type(
+                    entry.field.add(name=entry_name, number=entry_number, json_name=entry_name), entry_type, types
+                )
+            field.label = FD.LABEL_REPEATED
+            field.type, field.type_name = FD.TYPE_MESSAGE, f".payload_check_test.Kinds.{entry.name}"
+        else:
+            _set_type(field, type_name, types)
+        if label == "optional":
+            field.proto3_optional = True
+            field.oneof_index = len(kinds.oneof_decl)
+            kinds.oneof_decl.add(name=f"_{name}")
+    for name, number in (("c_s", 50), ("c_i", 51), ("c_m", 52)):
+        member = kinds.field.add(name=name, number=number, json_name=_camel(name), label=FD.LABEL_OPTIONAL)
+        _set_type(member, {"c_s": "string", "c_i": "int32", "c_m": "Kinds"}[name], types)
+        member.oneof_index = 0
+    pool = descriptor_pool.Default()
+    pool.AddSerializedFile(file.SerializeToString())
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("payload_check_test.Kinds"))
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def _set_type(field: Any, type_name: str, types: dict[str, int]) -> None:
+    if type_name in types:
+        field.type = types[type_name]
+    elif type_name == "Color":
+        field.type, field.type_name = FD.TYPE_ENUM, ".payload_check_test.Color"
+    else:
+        field.type = FD.TYPE_MESSAGE
+        field.type_name = ".payload_check_test.Kinds" if type_name == "Kinds" else f".{type_name}"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Target:
+    type: str
+    descriptor: descriptor.Descriptor
+    message_class: Any
+
+
+KINDS = _kinds_message()
+TARGETS = [*TYPES, _Target("test.kinds", KINDS.DESCRIPTOR, KINDS)]
 
 SETTINGS = settings(
     max_examples=15,
@@ -65,7 +160,9 @@ def _scalar(data, field):
     if cpp == FD.CPPTYPE_DOUBLE:
         return data.draw(st.floats())
     if cpp == FD.CPPTYPE_FLOAT:
-        return data.draw(st.floats(width=32))
+        # MessageToDict writes the largest floats as 3.4028235e+38, which ParseDict then refuses as too large
+        # (a json_format round-trip bug; the checker agrees with ParseDict there): stay below them.
+        return data.draw(st.floats(width=32).filter(lambda x: not math.isfinite(x) or abs(x) < 3.4e38))
     if cpp == FD.CPPTYPE_BOOL:
         return data.draw(st.booleans())
     if cpp == FD.CPPTYPE_ENUM:
@@ -288,7 +385,7 @@ def _parse_dict_refuses(event, data: struct_pb2.Struct) -> str | None:
     return None
 
 
-@pytest.mark.parametrize("event", TYPES, ids=lambda e: e.type)
+@pytest.mark.parametrize("event", TARGETS, ids=lambda e: e.type)
 @SETTINGS
 @given(data=st.data())
 def test_the_protojson_of_any_message_is_accepted(event, data):
@@ -297,7 +394,7 @@ def test_the_protojson_of_any_message_is_accepted(event, data):
     assert checker_for(event.descriptor)(struct) is None
 
 
-@pytest.mark.parametrize("event", TYPES, ids=lambda e: e.type)
+@pytest.mark.parametrize("event", TARGETS, ids=lambda e: e.type)
 @SETTINGS
 @given(data=st.data())
 def test_damaged_protojson_is_refused_exactly_when_parse_dict_refuses(event, data):
@@ -410,6 +507,14 @@ def test_well_known_types_are_checked_by_their_own_rules():
     problem = check(_as_struct({field.json_name: "2026-12-07 10:00:00"}))
     assert problem is not None and problem.startswith(f"{field.json_name}: not a Timestamp")
     assert check(_as_struct({field.json_name: 3})) == f"{field.json_name}: must be a Timestamp string, not a number"
+
+
+def test_the_largest_float_is_refused_as_parse_dict_does_although_message_to_dict_writes_it():
+    written = json_format.MessageToDict(KINDS(fl=float.fromhex("0x1.fffffep+127")))
+    assert written == {"fl": 3.4028235e38}
+    struct = _as_struct(written)
+    assert _parse_dict_refuses(TARGETS[-1], struct) is not None
+    assert checker_for(KINDS.DESCRIPTOR)(struct) == "fl: 3.4028235e+38 is out of range for a float"
 
 
 def test_a_non_finite_number_is_refused_not_raised():
