@@ -78,7 +78,7 @@ def _kinds_message() -> Any:
         words = declaration.replace("=", " ").split()
         label, words = (words[0], words[1:]) if words[0] in ("repeated", "optional") else ("", words)
         type_name, name, number = words[0], words[1], int(words[2])
-        field = kinds.field.add(name=name, number=number, json_name=_camel(name))
+        field: Any = kinds.field.add(name=name, number=number, json_name=_camel(name))
         field.label = FD.LABEL_REPEATED if label == "repeated" else FD.LABEL_OPTIONAL
         if type_name.startswith("map<"):
             key_type, value_type = type_name[4:-1].split(",")
