@@ -29,7 +29,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mesh.event_types import default_event_types
-from mesh.payload_check import _canonical_duration_exists, _canonical_timestamp_exists, checker_for
+from mesh.payload_check import checker_for
+from mesh.payload_check.values import canonical_duration_exists, canonical_timestamp_exists
 from vocelio.agents.v1 import agent_pb2, agents_events_pb2
 
 EVENTS = default_event_types()
@@ -545,7 +546,7 @@ def test_the_timestamp_and_duration_fast_paths_agree_with_from_json_string(text)
     # The fast paths decide the shapes MessageToDict writes; anything else goes to FromJsonString itself.
     is_timestamp = "T" in text
     target = timestamp_pb2.Timestamp() if is_timestamp else duration_pb2.Duration()
-    fast = _canonical_timestamp_exists(text) if is_timestamp else _canonical_duration_exists(text)
+    fast = canonical_timestamp_exists(text) if is_timestamp else canonical_duration_exists(text)
     shape = (_TIMESTAMP_SHAPE if is_timestamp else _DURATION_SHAPE).fullmatch(text) is not None
     try:
         target.FromJsonString(text)

@@ -20,50 +20,36 @@ here instead of raising.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import datetime
 import functools
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from google.protobuf import descriptor, descriptor_pool, json_format, message_factory, struct_pb2
+from google.protobuf import descriptor, descriptor_pool, struct_pb2
 
-# A value checker: (the Value, its WhichOneof("kind"), the depth of the enclosing message) → None or
-# "<path suffix>: <problem>", the suffix being "" or ".field…" or "[index]…" so parents prepend their key.
-ValueCheck = Callable[[struct_pb2.Value, str, int], str | None]
+from mesh.payload_check.values import (
+    FALLBACK_WKT,
+    GENERIC_WKT,
+    INT_RANGES,
+    MAX_DEPTH,
+    VALUE_TYPE,
+    ValueCheck,
+    check_bool,
+    check_bytes,
+    check_double,
+    check_float,
+    check_string,
+    fallback_check,
+    generic_wkt_check,
+    integer_check,
+    map_key_check,
+    not_kind,
+)
 
-MAX_DEPTH = 100
-"""ParseDict's default ``max_recursion_depth``: messages nested deeper are refused."""
+__all__ = ["MAX_DEPTH", "MAX_PROBLEM", "PayloadChecker", "checker_for"]
 
 MAX_PROBLEM = 300
 """Problems are cut to this many characters (keys and values in them come from the caller)."""
-
-_KIND_TEXT = {
-    "number_value": "a number",
-    "string_value": "a string",
-    "bool_value": "a boolean",
-    "struct_value": "an object",
-    "list_value": "a list",
-}
-_INT_RANGES = {
-    descriptor.FieldDescriptor.CPPTYPE_INT32: (-(2**31), 2**31 - 1),
-    descriptor.FieldDescriptor.CPPTYPE_INT64: (-(2**63), 2**63 - 1),
-    descriptor.FieldDescriptor.CPPTYPE_UINT32: (0, 2**32 - 1),
-    descriptor.FieldDescriptor.CPPTYPE_UINT64: (0, 2**64 - 1),
-}
-_FLOAT_MAX = float.fromhex("0x1.fffffep+127")
-_FLOAT_SPELLINGS = frozenset(("Infinity", "-Infinity", "NaN"))
-_GENERIC_WKT = frozenset(("google.protobuf.Timestamp", "google.protobuf.Duration", "google.protobuf.FieldMask"))
-_FALLBACK_WKT = frozenset(
-    ("google.protobuf.Any", "google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue")
-)
-_VALUE = "google.protobuf.Value"
-
-
-def _not(expected: str, kind: str) -> str:
-    return f": must be {expected}, not {_KIND_TEXT.get(kind, kind)}"
 
 
 @dataclasses.dataclass(slots=True)
@@ -146,7 +132,7 @@ class _Message:
             kind == "list_value" and not value.list_value.values
         ):
             return None if depth + 1 <= MAX_DEPTH else f": nested deeper than {MAX_DEPTH} messages"
-        return _not("an object", kind)
+        return not_kind("an object", kind)
 
 
 class _ExactMessage(_Message):
@@ -156,7 +142,7 @@ class _ExactMessage(_Message):
 
     def __init__(self, message_descriptor: descriptor.Descriptor) -> None:
         super().__init__(message_descriptor.full_name)
-        self._exact = _fallback(message_descriptor)
+        self._exact = fallback_check(message_descriptor)
 
     def check_fields(self, fields: Mapping[str, struct_pb2.Value], depth: int) -> str | None:
         """ParseDict's verdict on the object, this message being at ``depth``."""
@@ -253,10 +239,10 @@ class _Compiler:
         if message_type is not None:
             if _is_wrapper(message_type):
                 return self._element(message_type.fields_by_name["value"])
-            if message_type.full_name in _GENERIC_WKT:
-                return _generic_wkt(message_type), None
-            if message_type.full_name in _FALLBACK_WKT:
-                return _fallback(message_type), None
+            if message_type.full_name in GENERIC_WKT:
+                return generic_wkt_check(message_type), None
+            if message_type.full_name in FALLBACK_WKT:
+                return fallback_check(message_type), None
             return self._plain(message_type).check_value, None
         return self._scalar(field)
 
@@ -264,16 +250,16 @@ class _Compiler:
         cpp_type = field.cpp_type
         if cpp_type == descriptor.FieldDescriptor.CPPTYPE_STRING:
             if field.type == descriptor.FieldDescriptor.TYPE_BYTES:
-                return _bytes, None
-            return _string, "string_value"
+                return check_bytes, None
+            return check_string, "string_value"
         if cpp_type == descriptor.FieldDescriptor.CPPTYPE_BOOL:
-            return _bool, "bool_value"
-        if cpp_type in _INT_RANGES:
-            return _integer(*_INT_RANGES[cpp_type]), None
+            return check_bool, "bool_value"
+        if cpp_type in INT_RANGES:
+            return integer_check(*INT_RANGES[cpp_type]), None
         if cpp_type == descriptor.FieldDescriptor.CPPTYPE_DOUBLE:
-            return _double, None
+            return check_double, None
         if cpp_type == descriptor.FieldDescriptor.CPPTYPE_FLOAT:
-            return _float, None
+            return check_float, None
         if cpp_type == descriptor.FieldDescriptor.CPPTYPE_ENUM and field.enum_type is not None:
             return self._enum(field.enum_type), None
         raise TypeError(f"{field.full_name}: unexpected field type {field.type}")  # pragma: no cover
@@ -283,7 +269,7 @@ class _Compiler:
         numbers = {value.number for value in enum_type.values}
         by_number = enum_type.values_by_number
         closed = enum_type.is_closed
-        low, high = _INT_RANGES[descriptor.FieldDescriptor.CPPTYPE_INT32]
+        low, high = INT_RANGES[descriptor.FieldDescriptor.CPPTYPE_INT32]
         full_name = enum_type.full_name
 
         def check_enum(value: struct_pb2.Value, kind: str, depth: int) -> str | None:
@@ -303,7 +289,7 @@ class _Compiler:
             elif kind == "bool_value":
                 number = int(value.bool_value)  # ParseDict takes true as 1
             else:
-                return _not(f"a {full_name} name or number", kind)
+                return not_kind(f"a {full_name} name or number", kind)
             if number in numbers:
                 return None
             if not low <= number <= high and by_number.get(number) is not None:
@@ -332,13 +318,13 @@ class _Compiler:
     def _map(self, entry: descriptor.Descriptor) -> ValueCheck:
         key_field = entry.fields_by_name["key"]
         value_field = entry.fields_by_name["value"]
-        check_key = _map_key(key_field)
+        check_key = map_key_check(key_field)
         check_item, _ = self._element(value_field)
         null_allowed = _null_item_allowed(value_field)
 
         def check_map(value: struct_pb2.Value, kind: str, depth: int) -> str | None:
             if kind != "struct_value":
-                return _not("an object (a map)", kind)
+                return not_kind("an object (a map)", kind)
             entries = value.struct_value.fields
             for key in entries:
                 item = entries[key]
@@ -381,181 +367,10 @@ def _repeated(check_item: ValueCheck, null_allowed: bool, strings: bool) -> tupl
 
     def check_list(value: struct_pb2.Value, kind: str, depth: int) -> str | None:
         if kind != "list_value":
-            return _not("a list", kind)
+            return not_kind("a list", kind)
         return check_items(value.list_value.values, depth)
 
     return check_list, check_items
-
-
-def _string(value: struct_pb2.Value, kind: str, depth: int) -> str | None:
-    # Strings out of a Struct are valid UTF-8 already: ParseDict's unpaired-surrogate check cannot fire.
-    return None if kind == "string_value" else _not("a string", kind)
-
-
-def _bool(value: struct_pb2.Value, kind: str, depth: int) -> str | None:
-    return None if kind == "bool_value" else _not("a boolean", kind)
-
-
-def _bytes(value: struct_pb2.Value, kind: str, depth: int) -> str | None:
-    if kind != "string_value":
-        return _not("a base64 string", kind)
-    encoded = value.string_value.encode()
-    try:  # exactly ParseDict's decoding: URL-safe alphabet, padding optional
-        base64.urlsafe_b64decode(encoded + b"=" * (4 - len(encoded) % 4))
-    except ValueError:
-        return ": is not base64"
-    return None
-
-
-def _integer(low: int, high: int) -> ValueCheck:
-    def check_integer(value: struct_pb2.Value, kind: str, depth: int) -> str | None:
-        if kind == "number_value":
-            number = value.number_value
-            if not number.is_integer():  # NaN and infinities included
-                return f": {number} is not an integer"
-            whole = int(number)
-        elif kind == "string_value":
-            text = value.string_value
-            if " " in text:
-                return f": {text!r} is not an integer"
-            try:
-                whole = int(text)
-            except ValueError:
-                try:
-                    as_float = float(text)
-                except ValueError:
-                    return f": {text!r} is not an integer"
-                if not as_float.is_integer():
-                    return f": {text!r} is not an integer"
-                whole = int(as_float)
-        else:
-            return _not("an integer", kind)
-        if low <= whole <= high:
-            return None
-        return f": {whole} is out of range [{low}, {high}]"
-
-    return check_integer
-
-
-def _float_problem(value: struct_pb2.Value, kind: str, single: bool) -> str | None:
-    if kind == "number_value":
-        number = value.number_value
-        if number != number or number in (float("inf"), float("-inf")):
-            return ': a non-finite number must be the string "NaN", "Infinity" or "-Infinity"'
-        if single and not -_FLOAT_MAX <= number <= _FLOAT_MAX:
-            return f": {number} is out of range for a float"
-        return None
-    if kind == "string_value":
-        text = value.string_value
-        if text == "nan":
-            return ': "nan" must be spelled "NaN"'
-        try:
-            float(text)
-        except ValueError:
-            if text not in _FLOAT_SPELLINGS:
-                return f": {text!r} is not a number"
-        return None
-    if kind == "bool_value":
-        return None  # ParseDict takes float(true) == 1.0
-    return _not("a number", kind)
-
-
-def _double(value: struct_pb2.Value, kind: str, depth: int) -> str | None:
-    return _float_problem(value, kind, single=False)
-
-
-def _float(value: struct_pb2.Value, kind: str, depth: int) -> str | None:
-    return _float_problem(value, kind, single=True)
-
-
-def _map_key(key_field: descriptor.FieldDescriptor) -> Callable[[str], str | None]:
-    """The check of a map key (always a string in JSON) converted to the key type."""
-    cpp_type = key_field.cpp_type
-    if cpp_type == descriptor.FieldDescriptor.CPPTYPE_STRING:
-        return lambda key: None
-    if cpp_type == descriptor.FieldDescriptor.CPPTYPE_BOOL:
-        return lambda key: None if key in ("true", "false") else ': a bool key must be "true" or "false"'
-    check_integer = _integer(*_INT_RANGES[cpp_type])
-
-    def check_key(key: str) -> str | None:
-        as_value = struct_pb2.Value(string_value=key)
-        problem = check_integer(as_value, "string_value", 0)
-        return None if problem is None else f" (key){problem}"
-
-    return check_key
-
-
-# The shape MessageToDict writes (UTC, 0-9 fraction digits). FromJsonString goes through strptime (~10 µs);
-# for this shape its verdict is exactly whether the date and time exist, which datetime() tells far sooner.
-_CANONICAL_TIMESTAMP = re.compile(
-    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.[0-9]{1,9})?Z"
-)
-
-
-def _canonical_timestamp_exists(text: str) -> bool:
-    found = _CANONICAL_TIMESTAMP.fullmatch(text)
-    if found is None:
-        return False
-    year, month, day, hour, minute, second = map(int, found.groups())
-    try:
-        datetime.datetime(year, month, day, hour, minute, second)
-    except ValueError:
-        return False
-    return True
-
-
-# Likewise the Duration shape MessageToDict writes: FromJsonString refuses it only beyond ±10,000 years.
-_CANONICAL_DURATION = re.compile(r"-?([0-9]{1,12})(?:\.[0-9]{1,9})?s")
-_DURATION_SECONDS_MAX = 315_576_000_000
-
-
-def _canonical_duration_exists(text: str) -> bool:
-    found = _CANONICAL_DURATION.fullmatch(text)
-    return found is not None and int(found.group(1)) <= _DURATION_SECONDS_MAX
-
-
-def _generic_wkt(message_type: descriptor.Descriptor) -> ValueCheck:
-    """Timestamp, Duration, FieldMask: ParseDict hands the value to ``FromJsonString``; so do we."""
-    message_class = message_factory.GetMessageClass(message_type)
-    name = message_type.name
-    canonical = {
-        "google.protobuf.Timestamp": _canonical_timestamp_exists,
-        "google.protobuf.Duration": _canonical_duration_exists,
-    }.get(message_type.full_name)
-
-    def check_generic(value: struct_pb2.Value, kind: str, depth: int) -> str | None:
-        if depth + 1 > MAX_DEPTH:
-            return f": nested deeper than {MAX_DEPTH} messages"
-        if kind != "string_value":
-            return _not(f"a {name} string", kind)
-        if canonical is not None and canonical(value.string_value):
-            return None
-        try:
-            message_class().FromJsonString(value.string_value)  # type: ignore[attr-defined]
-        except (ValueError, TypeError) as error:
-            return f": not a {name}: {str(error)[:120]}"
-        return None
-
-    return check_generic
-
-
-def _fallback(message_type: descriptor.Descriptor) -> ValueCheck:
-    """``json_format`` decides a subtree (Any, Struct, Value, ListValue, rare shapes), at the right depth."""
-    message_class = message_factory.GetMessageClass(message_type)
-    name = message_type.full_name
-
-    def check_exactly(value: struct_pb2.Value, kind: str, depth: int) -> str | None:
-        try:
-            data = json_format.MessageToDict(value)
-        except ValueError:
-            return ": holds a non-finite number, which JSON cannot carry"
-        try:
-            json_format.ParseDict(data, message_class(), max_recursion_depth=MAX_DEPTH - depth)
-        except (json_format.ParseError, ValueError, TypeError, KeyError, AttributeError) as error:
-            return f": not a {name}: {str(error)[:120]}"
-        return None
-
-    return check_exactly
 
 
 def _is_wrapper(message_type: descriptor.Descriptor) -> bool:
@@ -564,7 +379,7 @@ def _is_wrapper(message_type: descriptor.Descriptor) -> bool:
 
 def _is_wkt(message_type: descriptor.Descriptor) -> bool:
     full_name = message_type.full_name
-    return full_name in _GENERIC_WKT or full_name in _FALLBACK_WKT or _is_wrapper(message_type)
+    return full_name in GENERIC_WKT or full_name in FALLBACK_WKT or _is_wrapper(message_type)
 
 
 def _keys_collide_with_oneofs(message_type: descriptor.Descriptor) -> bool:
@@ -574,7 +389,7 @@ def _keys_collide_with_oneofs(message_type: descriptor.Descriptor) -> bool:
 
 def _null_item_allowed(field: descriptor.FieldDescriptor) -> bool:
     """ParseDict refuses null items in lists and maps, except of ``google.protobuf.Value``."""
-    return field.message_type is not None and field.message_type.full_name == _VALUE
+    return field.message_type is not None and field.message_type.full_name == VALUE_TYPE
 
 
 def _custom_enum_names_extension() -> Any:
