@@ -16,7 +16,7 @@ SITE := $(VENV)/lib/python3.11/site-packages
 SWAGGER_UI := gateway_rest/swagger_ui
 SWAGGER_UI_FILES := swagger-ui-bundle.js swagger-ui-bundle.js.LICENSE.txt swagger-ui.css favicon-16x16.png favicon-32x32.png LICENSE NOTICE
 
-.PHONY: help install proto run migrate test lint breaking bench bench-getagent bench-events bench-validation bench-client bench-protection bench-logs bench-metrics bench-tracing clean vendor-protos
+.PHONY: help install proto run migrate test lint breaking bench bench-getagent bench-events bench-validation bench-payload bench-client bench-protection bench-logs bench-metrics bench-tracing clean vendor-protos
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -100,6 +100,9 @@ bench-protection: install proto ## µs per call the rate limit, stream limit and
 
 bench-validation: install proto ## ns per call of the request validation, for rule-less, valid and invalid requests
 	PYTHONPATH=. $(PY) -m bench.validation $(BENCH_ARGS)
+
+bench-payload: install proto ## µs per event of the event store's payload check: json_format vs the compiled check, per event type
+	PYTHONPATH=. $(PY) -m bench.payload_check $(BENCH_ARGS)
 
 bench-client: install proto ## µs per call of the client resilience chain and ns of the server deadline wrappers
 	PYTHONPATH=. $(PY) -m bench.client_chain $(BENCH_ARGS)

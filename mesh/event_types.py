@@ -11,7 +11,9 @@ The stored form of a payload is its proto3 JSON object (``Event.data`` is a
 names, 64-bit integers as decimal strings, default values omitted — the shapes REST clients
 and webhook receivers see. :meth:`EventTypes.encode` turns a typed message into
 ``(type, data_schema, data)``; :meth:`EventTypes.decode` turns a stored payload back into the
-typed message, refusing unknown types, a mismatched schema and fields the message lacks.
+typed message, refusing unknown types, a mismatched schema and fields the message lacks;
+:meth:`EventTypes.check` gives the same verdict on a ``Struct`` without building the message
+(:mod:`mesh.payload_check`, an order of magnitude faster), for the event store's appends.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from google.protobuf import (
     struct_pb2,
 )
 
+from mesh import payload_check
 from mesh.errors import InvalidArgument
 from mesh.registry import default_descriptor_set
 from vocelio.api.v1 import event_pb2
@@ -139,6 +142,7 @@ class EventTypes:
         self.types: tuple[EventType, ...] = tuple(sorted(by_type.values(), key=lambda e: e.type))
         self._by_type = by_type
         self._by_schema = {e.data_schema: e for e in self.types}
+        self._checkers: dict[str, payload_check.PayloadChecker] = {}
 
     @classmethod
     def from_descriptor_set(cls, path: pathlib.Path) -> EventTypes:
@@ -193,6 +197,33 @@ class EventTypes:
         found = self.of_message(payload)
         return EncodedEvent(found.type, found.data_schema, json_format.MessageToDict(payload))
 
+    def check(self, event_type: str, data_schema: str, data: struct_pb2.Struct) -> str | None:
+        """Why a stored payload is not the proto3 JSON of its type's message, or ``None``.
+
+        The verdict of :meth:`decode` (which builds the message) without building it: field
+        names (JSON and proto), unknown fields, kinds and ranges, enums, nesting, oneofs, and the
+        well-known types, walked straight on the ``Struct`` (see :mod:`mesh.payload_check`).
+
+        Args:
+            event_type: the event's type (``agent.created``).
+            data_schema: the schema recorded with the event; checked unless empty.
+            data: the payload as a ``Struct``.
+
+        Returns:
+            ``None`` when :meth:`decode` would accept it, else the problem with its field path
+            (``agent.state: 'NOPE' is not a vocelio.agents.v1.AgentState name``).
+
+        Raises:
+            UnknownEventType: no contract declares the type.
+            InvalidArgument: the schema does not match the type.
+
+        """
+        checker = self._checkers.get(event_type)
+        if checker is None or (data_schema and data_schema != checker.full_name):
+            found = self._schema_checked(event_type, data_schema)
+            checker = self._checkers[event_type] = payload_check.checker_for(found.descriptor)
+        return checker(data)
+
     def decode(
         self, event_type: str, data_schema: str, data: Mapping[str, Any] | struct_pb2.Struct | str | bytes
     ) -> message.Message:
@@ -210,12 +241,7 @@ class EventTypes:
                 proto3 JSON of the type's message (unknown fields included).
 
         """
-        found = self.get(event_type)
-        if data_schema and data_schema != found.data_schema:
-            raise InvalidArgument(
-                f"data_schema {data_schema!r} does not match event type {event_type!r}",
-                {"data_schema": f"{event_type} carries {found.data_schema}"},
-            )
+        found = self._schema_checked(event_type, data_schema)
         if isinstance(data, struct_pb2.Struct):
             data = json_format.MessageToDict(data)
         elif isinstance(data, str | bytes):
@@ -231,6 +257,15 @@ class EventTypes:
         except json_format.ParseError as error:
             raise InvalidArgument(f"event data is not a {found.data_schema}", {"data": str(error)[:300]}) from None
         return result
+
+    def _schema_checked(self, event_type: str, data_schema: str) -> EventType:
+        found = self.get(event_type)
+        if data_schema and data_schema != found.data_schema:
+            raise InvalidArgument(
+                f"data_schema {data_schema!r} does not match event type {event_type!r}",
+                {"data_schema": f"{event_type} carries {found.data_schema}"},
+            )
+        return found
 
 
 @functools.cache

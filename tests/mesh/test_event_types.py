@@ -27,6 +27,7 @@ def test_every_event_type_round_trips_through_its_stored_form(event):
     as_struct = struct_pb2.Struct()
     as_struct.update(encoded.data)
     assert EVENTS.decode(event.type, event.data_schema, as_struct) == sample
+    assert EVENTS.check(event.type, event.data_schema, as_struct) is None
     assert sample.ListFields(), f"the sample of {event.type} is empty"
 
 
@@ -74,3 +75,22 @@ def test_unknown_types_and_foreign_messages_are_refused_clearly():
         EVENTS.decode("agent.deleted", "", "{nope")
     with pytest.raises(InvalidArgument, match="JSON object"):
         EVENTS.decode("agent.deleted", "", "[]")
+
+
+def test_check_gives_decodes_verdict_without_building_the_message():
+    def struct_of(data):
+        result = struct_pb2.Struct()
+        result.update(data)
+        return result
+
+    good = struct_of({"name": "agents/a1"})
+    assert EVENTS.check("agent.deleted", "", good) is None
+    assert EVENTS.check("agent.deleted", "vocelio.agents.v1.AgentDeletedEvent", good) is None
+    bad = struct_of({"name": "agents/a1", "agent": {}})
+    assert EVENTS.check("agent.deleted", "", bad) == "agent: vocelio.agents.v1.AgentDeletedEvent has no such field"
+    with pytest.raises(InvalidArgument):
+        EVENTS.decode("agent.deleted", "", bad)
+    with pytest.raises(UnknownEventType):
+        EVENTS.check("agent.exploded", "", good)
+    with pytest.raises(InvalidArgument, match="does not match"):
+        EVENTS.check("agent.deleted", "vocelio.agents.v1.AgentCreatedEvent", good)

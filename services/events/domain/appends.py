@@ -101,10 +101,9 @@ def _payload_problem(event: events_service_pb2.ProposedEvent) -> tuple[str, str]
     declared = types.get(event.type)
     if event.data_schema != declared.data_schema:
         return "data_schema", f"{event.type} carries {declared.data_schema}"
-    try:
-        types.decode(event.type, event.data_schema, event.data)
-    except InvalidArgument:
-        return "data", f"is not the ProtoJSON form of {declared.data_schema}"
+    problem = types.check(event.type, event.data_schema, event.data)
+    if problem is not None:
+        return "data", f"is not the ProtoJSON form of {declared.data_schema}: {problem}"
     return None
 
 
