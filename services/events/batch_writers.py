@@ -163,6 +163,10 @@ class PostgresWriter:
         stream_ids, event_ids = _ids(queued)
         if self._connection is None or self._connection.closed:
             self._connection = await self._database.connect_driver()
+            # Prepared statements, but planned for each batch's own values: a generic plan made while the
+            # log was small (a sequential scan for the stored ids) would stay cached as it grows.
+            await self._connection.execute("SET plan_cache_mode = force_custom_plan")
+            await self._connection.commit()
         connection = self._connection
         try:
             async with connection.transaction():
