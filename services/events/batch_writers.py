@@ -92,7 +92,10 @@ class SqlWriter:
                         await store.set_head(connection, plan.head)
                     if plan.events:
                         await store.insert_streams(connection, plan.inserted_streams())
-                        await store.insert_events(connection, plan.events)
+                        columns = batches.EVENT_COLUMNS
+                        await store.insert_events(
+                            connection, [dict(zip(columns, row, strict=True)) for row in plan.events]
+                        )
                         await store.update_streams(connection, plan.updated_streams())
             except BaseException:
                 await self._drop(invalidate=True)
@@ -120,7 +123,6 @@ def _table(mapped: Any) -> Table:
 
 _LOG, _STREAMS, _EVENTS = _table(EventLogRow), _table(EventStreamRow), _table(EventRow)
 _STREAM_COLUMNS = tuple(column.name for column in _STREAMS.columns)
-_EVENT_COLUMNS = tuple(column.name for column in _EVENTS.columns)
 _MOVED_COLUMNS = store.APPEND_MOVED_COLUMNS
 
 _RESERVE = (
@@ -131,7 +133,7 @@ _STREAMS_BY_ID = f"SELECT {', '.join(_STREAM_COLUMNS)} FROM {_STREAMS.name} WHER
 _STORED_IDS = (
     f"SELECT event_id, stream_id, stream_version, global_position FROM {_EVENTS.name} WHERE event_id = ANY(%(ids)s)"
 )
-_COPY_EVENTS = f"COPY {_EVENTS.name} ({', '.join(_EVENT_COLUMNS)}) FROM STDIN"
+_COPY_EVENTS = f"COPY {_EVENTS.name} ({', '.join(batches.EVENT_COLUMNS)}) FROM STDIN"
 _INSERT_STREAM = (
     f"INSERT INTO {_STREAMS.name} ({', '.join(_STREAM_COLUMNS)}) "
     f"VALUES ({', '.join(f'%({c})s' for c in _STREAM_COLUMNS)})"
@@ -204,7 +206,7 @@ class PostgresWriter:
                 await cursor.executemany(_INSERT_STREAM, [_stream_params(v) for v in inserted])
             async with cursor.copy(_COPY_EVENTS) as copy:
                 for row in plan.events:
-                    await copy.write_row([row[column] for column in _EVENT_COLUMNS])
+                    await copy.write_row(row)
             updated = plan.updated_streams()
             if updated:
                 await cursor.executemany(_UPDATE_STREAM, [_stream_params(v) for v in updated])

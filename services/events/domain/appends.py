@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import uuid
 from collections.abc import Sequence
 
 from mesh import event_types
@@ -45,12 +44,12 @@ NO_STREAM = events_service_pb2.EXPECTED_STREAM_STATE_NO_STREAM
 STREAM_EXISTS = events_service_pb2.EXPECTED_STREAM_STATE_STREAM_EXISTS
 
 
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def canonical_uuid(value: str) -> bool:
-    """Whether ``value`` is a UUID in its canonical lower-case form."""
-    try:
-        return str(uuid.UUID(value)) == value
-    except ValueError:
-        return False
+    """Whether ``value`` is a UUID in its canonical lower-case form (``str(uuid.UUID(value)) == value``)."""
+    return _CANONICAL_UUID.fullmatch(value) is not None
 
 
 def proposed_event_violations(events: Sequence[events_service_pb2.ProposedEvent]) -> Violations:

@@ -76,14 +76,14 @@ class Plan:
 
     Attributes:
         outcomes: per queued append, its response or its error.
-        events: the ``events`` rows to insert, in position order.
+        events: the ``events`` rows to insert, in position order (values in :data:`EVENT_COLUMNS` order).
         head: the log's head after the batch (unchanged when nothing is written).
         streams: every stream record the batch loaded or created.
 
     """
 
     outcomes: list[Outcome]
-    events: list[dict[str, Any]]
+    events: list[tuple[Any, ...]]
     head: int
     streams: dict[str, StreamRecord]
 
@@ -190,22 +190,39 @@ def new_stream(scoped: names.Scoped, subject: str, now: datetime.datetime) -> di
     }
 
 
+EVENT_COLUMNS = (
+    "global_position",
+    "event_id",
+    "stream_id",
+    "stream_version",
+    "organization_id",
+    "type",
+    "data",
+    "data_schema",
+    "metadata",
+    "occur_time",
+    "record_time",
+    "hidden",
+)
+"""The ``events`` columns in the order of :func:`event_row`'s values (``metadata`` is ``EventRow.event_metadata``)."""
+
+
 def event_row(
     proposed: pb.ProposedEvent, scoped: names.Scoped, *, version: int, position: int, now: datetime.datetime
-) -> dict[str, Any]:
-    """The ``events`` row of one proposed event, by column name (``metadata`` is ``EventRow.event_metadata``)."""
+) -> tuple[Any, ...]:
+    """The ``events`` row of one proposed event, its values in :data:`EVENT_COLUMNS` order (what COPY sends)."""
     occur = proposed.occur_time.ToDatetime(datetime.UTC) if proposed.HasField("occur_time") else now
-    return {
-        "global_position": position,
-        "event_id": proposed.event_id,
-        "stream_id": scoped.id,
-        "stream_version": version,
-        "organization_id": scoped.organization_id,
-        "type": proposed.type,
-        "data": proposed.data.SerializeToString(deterministic=True),
-        "data_schema": proposed.data_schema,
-        "metadata": proposed.metadata.SerializeToString(deterministic=True),
-        "occur_time": occur,
-        "record_time": now,
-        "hidden": False,
-    }
+    return (
+        position,
+        proposed.event_id,
+        scoped.id,
+        version,
+        scoped.organization_id,
+        proposed.type,
+        proposed.data.SerializeToString(deterministic=True),
+        proposed.data_schema,
+        proposed.metadata.SerializeToString(deterministic=True),
+        occur,
+        now,
+        False,
+    )

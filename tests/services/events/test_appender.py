@@ -27,6 +27,7 @@ from services.events.appender import Appender
 from services.events.batch_writers import BatchWriter, PostgresWriter, writer_for
 from services.events.domain import batches, names
 from services.events.domain.reading import Filter
+from services.events.models import EventRow
 from services.events.notifier import LogNotifier
 from tests.services.events.support import pb, proposed_event
 
@@ -240,3 +241,7 @@ async def test_the_postgresql_writer_plans_each_batch_for_its_own_values(postgre
     finally:
         await writer.close()
         await database.dispose()
+
+
+def test_the_event_rows_name_every_column_of_the_events_table() -> None:
+    assert sorted(batches.EVENT_COLUMNS) == sorted(column.name for column in EventRow.__table__.columns)
