@@ -259,18 +259,10 @@ async def read_all(
     return list((await session.execute(query.limit(limit))).scalars())
 
 
-async def read_after(
-    executor: Executor, *, after: int, limit: int, organization_id: str | None, filt: Filter
-) -> tuple[Head, Sequence[Any]]:
-    """The committed head and the readable events after position ``after`` up to it, in one statement.
-
-    What a live subscription reads on every wake-up: ``read_all`` after ``head`` in one round trip.
-    The log's row is joined to the events it bounds, so head and events come from one snapshot
-    (nothing above that head, and everything at or below it committed). The rows carry the
-    attributes of :class:`EventRow` that :func:`services.events.convert.event_to_proto` reads.
-    """
+def read_after_statement(*, limit: int, organization_id: str | None, filt: Filter) -> Any:
+    """The statement of :func:`read_after` for one subscription (built once; the position is a parameter)."""
     condition = and_(
-        _EVENTS.c.global_position > after,
+        _EVENTS.c.global_position > bindparam("after"),
         _EVENTS.c.global_position <= _LOG.c.head_position,
         _EVENTS.c.hidden == false(),
     )
@@ -278,13 +270,24 @@ async def read_after(
         condition = and_(condition, _EVENTS.c.organization_id == organization_id)
     if (clause := _filter_clause(filt)) is not None:
         condition = and_(condition, clause)
-    query = (
+    return (
         select(_LOG.c.head_position.label("log_head"), _LOG.c.archived_position.label("log_archived"), *_EVENT_FIELDS)
         .select_from(_LOG.outerjoin(_EVENTS, condition))
         .order_by(_EVENTS.c.global_position)
         .limit(limit)
     )
-    rows = (await executor.execute(query)).all()
+
+
+async def read_after(executor: Executor, statement: Any, after: int) -> tuple[Head, Sequence[Any]]:
+    """The committed head and the readable events after position ``after`` up to it, in one statement.
+
+    What a live subscription reads on every wake-up (``statement`` from :func:`read_after_statement`):
+    ``read_all`` after ``head`` in one round trip. The log's row is joined to the events it bounds, so
+    head and events come from one snapshot (nothing above that head, and everything at or below it
+    committed). The rows carry the attributes of :class:`EventRow` that
+    :func:`services.events.convert.event_to_proto` reads.
+    """
+    rows = (await executor.execute(statement, {"after": after})).all()
     head = Head(int(rows[0].log_head), int(rows[0].log_archived))
     return head, [row for row in rows if row.global_position is not None]
 

@@ -105,15 +105,14 @@ class Subscriptions:
                 reading.check_position(start.after + 1, first.archived)
             last = max(start.after, first.archived)
         interval = checkpoint_interval or DEFAULT_CHECKPOINT_INTERVAL
+        reads = store.read_after_statement(limit=LIVE_WINDOW, organization_id=organization_id, filt=filt)
         scanned = 0
         live = False
         quiet_since = time.monotonic()
         while True:
             self._require_open()
             async with self._sessions() as session:
-                head, rows = await store.read_after(
-                    session, after=last, limit=LIVE_WINDOW, organization_id=organization_id, filt=filt
-                )
+                head, rows = await store.read_after(session, reads, last)
             if head.archived > last:
                 # Retention archived events this subscription had not delivered yet.
                 raise reading.archived_position_error(last + 1, head.archived)
