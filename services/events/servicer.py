@@ -64,7 +64,7 @@ class EventsServicer(events_service_pb2_grpc.EventsServiceServicer):
         scoped = names.parse_append_stream(request.stream, request.organization_id)
         appends.proposed_event_violations(request.events).raise_if_any()
         name = names.stream_name(scoped.organization_id, scoped.id)
-        return await self._appender.append(batches.Queued(request, scoped, name, principal.subject))
+        return await self._appender.append(batches.queued(request, scoped, name, principal.subject))
 
     # Reading
 

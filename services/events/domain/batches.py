@@ -64,6 +64,30 @@ class Queued:
     scoped: names.Scoped
     name: str
     subject: str
+    encoded: tuple[Encoded, ...]
+    """Each event's stored bytes, made by :func:`queued` in the caller's handler, outside the writer's turn."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Encoded:
+    """What an event stores that does not depend on where it lands: payload and metadata bytes, occur time."""
+
+    data: bytes
+    metadata: bytes
+    occur_time: datetime.datetime | None
+
+
+def queued(request: pb.AppendToStreamRequest, scoped: names.Scoped, name: str, subject: str) -> Queued:
+    """A checked append ready for the writer, its events already serialised."""
+    encoded = tuple(
+        Encoded(
+            event.data.SerializeToString(deterministic=True),
+            event.metadata.SerializeToString(deterministic=True),
+            event.occur_time.ToDatetime(datetime.UTC) if event.HasField("occur_time") else None,
+        )
+        for event in request.events
+    )
+    return Queued(request, scoped, name, subject, encoded)
 
 
 Outcome = pb.AppendToStreamResponse | VocelioError
@@ -151,9 +175,9 @@ def _decide(
         values["state"] = StreamState.ACTIVE
         values["delete_time"] = None
     version, position = values["last_version"], result.head
-    for proposed in request.events:
+    for proposed, stored in zip(request.events, queued.encoded, strict=True):
         version, position = version + 1, position + 1
-        result.events.append(event_row(proposed, scoped, version=version, position=position, now=now))
+        result.events.append(event_row(proposed, stored, scoped, version=version, position=position, now=now))
         known[proposed.event_id] = appends.StoredId(proposed.event_id, scoped.id, version, position)
     last = request.events[-1]
     values.update(
@@ -208,10 +232,15 @@ EVENT_COLUMNS = (
 
 
 def event_row(
-    proposed: pb.ProposedEvent, scoped: names.Scoped, *, version: int, position: int, now: datetime.datetime
+    proposed: pb.ProposedEvent,
+    stored: Encoded,
+    scoped: names.Scoped,
+    *,
+    version: int,
+    position: int,
+    now: datetime.datetime,
 ) -> tuple[Any, ...]:
     """The ``events`` row of one proposed event, its values in :data:`EVENT_COLUMNS` order (what COPY sends)."""
-    occur = proposed.occur_time.ToDatetime(datetime.UTC) if proposed.HasField("occur_time") else now
     return (
         position,
         proposed.event_id,
@@ -219,10 +248,10 @@ def event_row(
         version,
         scoped.organization_id,
         proposed.type,
-        proposed.data.SerializeToString(deterministic=True),
+        stored.data,
         proposed.data_schema,
-        proposed.metadata.SerializeToString(deterministic=True),
-        occur,
+        stored.metadata,
+        stored.occur_time or now,
         now,
         False,
     )

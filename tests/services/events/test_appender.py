@@ -85,7 +85,7 @@ def queued(
 ) -> batches.Queued:
     proposed = [proposed_event() for _ in range(events)] if isinstance(events, int) else list(events)
     request = pb.AppendToStreamRequest(stream=stream, organization_id=org, events=proposed, **expected)
-    return batches.Queued(request, names.Scoped(org, stream), names.stream_name(org, stream), "services/test")
+    return batches.queued(request, names.Scoped(org, stream), names.stream_name(org, stream), "services/test")
 
 
 async def stored(database: ServiceDatabase) -> list[tuple[int, str, int]]:
