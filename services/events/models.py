@@ -94,7 +94,6 @@ class EventRow(Base):
         UniqueConstraint("event_id", name="uq_events_event_id"),
         UniqueConstraint("stream_id", "stream_version", name="uq_events_stream_version"),
         Index("ix_events_organization_position", "organization_id", "global_position"),
-        Index("ix_events_record_time", "record_time"),
     )
 
 

@@ -338,19 +338,28 @@ class Archived:
 async def archive_before(session: AsyncSession, cutoff: datetime.datetime, *, batch: int) -> Archived | None:
     """Archive (delete) up to ``batch`` of the oldest events recorded before ``cutoff``, under the log's lock.
 
+    The oldest by position: the archived range is always a prefix of the log.
+
     Moves the log's watermark and each touched stream's ``archived_version`` in the same
     transaction, so a read never sees the events gone without the error that says so.
     Returns ``None`` when nothing is left to archive.
     """
     await lock_log(session)
     current = await head(session)
-    candidates = (
-        select(EventRow.global_position)
-        .where(EventRow.global_position > current.archived, EventRow.record_time < cutoff)
+    # The oldest events by position (the primary key, no index on record_time): record times follow
+    # positions (each batch is stamped as its writer's turn starts), so the old ones are a prefix; a clock that
+    # stepped back only makes the prefix end early, never archives a recent event.
+    oldest = (
+        select(EventRow.global_position, EventRow.record_time)
+        .where(EventRow.global_position > current.archived)
         .order_by(EventRow.global_position)
         .limit(batch)
     )
-    positions = [int(p) for p in (await session.execute(candidates)).scalars()]
+    positions: list[int] = []
+    for position, recorded in (await session.execute(oldest)).all():
+        if recorded >= cutoff:
+            break
+        positions.append(int(position))
     if not positions:
         return None
     # Archive by position: everything up to the last old event goes, so the log keeps no holes.

@@ -244,6 +244,26 @@ async def test_retention_archives_old_events_and_reads_into_them_say_so(settings
         assert (await retention.run_once()).scavenged == 1
 
 
+async def test_retention_archives_a_prefix_of_the_log_and_stops_at_the_first_recent_event(
+    settings: Settings,
+) -> None:
+    clock = FixedClock()
+    async with running_events(settings, clock=clock) as ev:
+        await ev.append(STREAM, 2)
+        clock.advance(datetime.timedelta(days=10))
+        await ev.append(STREAM, 1)
+        clock.advance(datetime.timedelta(days=-9))  # the clock stepped back: old-looking events after a recent one
+        await ev.append(STREAM, 2)
+        clock.advance(datetime.timedelta(days=9))
+        database = ev.service.host.database
+        retention = Retention(database.sessions, store.WriteGate(database.kind), clock, retention_days=5, interval=60)
+        done = await retention.run_once()
+        # Positions 4 and 5 are "older" than the cut-off, but archiving them would leave a hole at 3.
+        assert (done.archived, done.watermark) == (2, 2)
+        start = await ev.stub.ReadAll(pb.ReadAllRequest(parent="organizations/org_a"), metadata=ev.admin("org_a"))
+        assert [e.global_position for e in start.events] == [3, 4, 5]
+
+
 async def test_shutdown_ends_subscriptions_at_once(settings: Settings) -> None:
     async with running_events(settings) as ev:
         call = ev.stub.SubscribeToAll(
