@@ -103,7 +103,9 @@ async def test_an_oauth_client_library_obtains_refreshes_and_revokes_tokens(edge
             assert await _refused_within(plain, f"/v1/organizations/{org}/agents", key_token["access_token"])
 
         # A wrong secret is the library's OAuthError too, with the RFC code.
-        async with AsyncOAuth2Client(client_id=key_name, client_secret=key_secret[:-1] + "x", timeout=15) as wrong:
+        # Another last character (a secret ending in "x" made "wrong" the right one, 1 run in 64).
+        wrong_secret = key_secret[:-1] + ("y" if key_secret.endswith("x") else "x")
+        async with AsyncOAuth2Client(client_id=key_name, client_secret=wrong_secret, timeout=15) as wrong:
             with pytest.raises(OAuthError) as bad_client:
                 await wrong.fetch_token(token_url, grant_type="client_credentials")
             assert bad_client.value.error == "invalid_client"
