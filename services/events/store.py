@@ -35,10 +35,8 @@ from typing import Any, TypeAlias, cast
 
 from sqlalchemy import (
     ColumnElement,
-    String,
     Table,
     and_,
-    any_,
     bindparam,
     delete,
     false,
@@ -48,7 +46,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from services.events.domain.appends import StoredId
@@ -122,16 +119,9 @@ async def find_stream(session: AsyncSession, stream_id: str) -> EventStreamRow |
     return await session.get(EventStreamRow, stream_id, populate_existing=True)
 
 
-def _on_postgresql(executor: Executor) -> bool:
-    dialect = executor.dialect if isinstance(executor, AsyncConnection) else executor.get_bind().dialect
-    return dialect.name == "postgresql"
-
-
 async def stored_ids(executor: Executor, event_ids: Sequence[str]) -> list[StoredId]:
     """The events already stored under any of these ids."""
-    # PostgreSQL gets the ids as one array: one cached statement whatever the count.
-    statement = _STORED_IDS_ANY if _on_postgresql(executor) else _STORED_IDS
-    rows = (await executor.execute(statement, {"ids": list(event_ids)})).all()
+    rows = (await executor.execute(_STORED_IDS, {"ids": list(event_ids)})).all()
     return [StoredId(str(r[0]), str(r[1]), int(r[2]), int(r[3])) for r in rows]
 
 
@@ -178,9 +168,6 @@ _SET_HEAD = update(_LOG).values(head_position=bindparam("head"))
 _STORED_IDS = select(
     _EVENTS.c.event_id, _EVENTS.c.stream_id, _EVENTS.c.stream_version, _EVENTS.c.global_position
 ).where(_EVENTS.c.event_id.in_(bindparam("ids", expanding=True)))
-_STORED_IDS_ANY = select(
-    _EVENTS.c.event_id, _EVENTS.c.stream_id, _EVENTS.c.stream_version, _EVENTS.c.global_position
-).where(_EVENTS.c.event_id == any_(bindparam("ids", type_=postgresql.ARRAY(String))))
 # The events' columns under EventRow's attribute names (its ``metadata`` column is ``event_metadata``).
 _EVENT_FIELDS = tuple(
     column.label("event_metadata") if column.name == "metadata" else column for column in _EVENTS.columns
