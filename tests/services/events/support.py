@@ -89,3 +89,13 @@ def error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo | Non
             detail.Unpack(info)
             return info
     return None
+
+
+async def take(call: Any, count: int) -> list[Any]:
+    """The first ``count`` messages of a streaming call (fewer if it ends first)."""
+    messages = []
+    async for message in call:
+        messages.append(message)
+        if len(messages) == count:
+            break
+    return messages

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import grpc
 import pytest
 
 from mesh.config import Settings
-from tests.services.events.support import error_info, pb, proposed_event, running_events
+from tests.services.events.support import error_info, pb, proposed_event, running_events, take
 from vocelio.events.v1 import event_pb2
 
 Code = grpc.StatusCode
@@ -162,15 +161,6 @@ async def test_read_all_is_scoped_and_filtered(settings: Settings) -> None:
         assert [e.global_position for e in backwards.events] == [4, 3, 2] and backwards.next_position == 1
 
 
-async def _take(call: Any, count: int) -> list[Any]:
-    messages = []
-    async for message in call:
-        messages.append(message)
-        if len(messages) == count:
-            break
-    return messages
-
-
 async def test_subscribe_to_all_catches_up_then_goes_live_without_gap_or_duplicate(settings: Settings) -> None:
     async with running_events(settings) as ev:
         await ev.append(STREAM_A, 3)
@@ -178,13 +168,13 @@ async def test_subscribe_to_all_catches_up_then_goes_live_without_gap_or_duplica
             pb.SubscribeToAllRequest(parent="organizations/org_a"), metadata=ev.admin("org_a")
         )
         try:
-            head = await _take(call, 4)
+            head = await take(call, 4)
             assert [m.WhichOneof("message") for m in head] == ["event", "event", "event", "caught_up"]
             assert head[3].caught_up.global_position == 3
             await ev.append(STREAM_A, 2)
             await ev.append("organizations/org_b/event_streams/call-x", 1)
             await ev.append(STREAM_A, 1)
-            live = await asyncio.wait_for(_take(call, 3), 10)
+            live = await asyncio.wait_for(take(call, 3), 10)
             assert [m.event.global_position for m in live] == [4, 5, 7]
         finally:
             call.cancel()
@@ -200,13 +190,13 @@ async def test_subscribe_from_a_position_and_live_only(settings: Settings) -> No
             pb.SubscribeToAllRequest(parent="organizations/org_a", live_only=True), metadata=ev.admin("org_a")
         )
         try:
-            got = await _take(after, 2)
+            got = await take(after, 2)
             assert got[0].event.global_position == 3 and got[1].HasField("caught_up")
-            first = await _take(live, 1)
+            first = await take(live, 1)
             assert first[0].caught_up.global_position == 3
             await ev.append(STREAM_A, 1)
-            assert (await _take(live, 1))[0].event.global_position == 4
-            assert (await _take(after, 1))[0].event.global_position == 4
+            assert (await take(live, 1))[0].event.global_position == 4
+            assert (await take(after, 1))[0].event.global_position == 4
         finally:
             after.cancel()
             live.cancel()
@@ -224,7 +214,7 @@ async def test_filtered_subscription_sends_checkpoints(settings: Settings) -> No
             metadata=ev.root(),
         )
         try:
-            got = await _take(call, 2)
+            got = await take(call, 2)
             assert got[0].checkpoint.global_position == 5
             assert got[1].caught_up.global_position == 5
         finally:
@@ -305,7 +295,7 @@ async def test_subscribe_resumes_from_a_consumer_checkpoint(settings: Settings) 
             pb.SubscribeToAllRequest(parent="organizations/org_a", consumer_checkpoint=name), metadata=md
         )
         try:
-            got = await _take(call, 3)
+            got = await take(call, 3)
             assert [m.event.global_position for m in got[:2]] == [3, 4] and got[2].HasField("caught_up")
         finally:
             call.cancel()

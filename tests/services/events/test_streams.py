@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import time
-from typing import Any
 
 import grpc
 import pytest
@@ -15,21 +14,12 @@ from mesh.kit.clock import FixedClock
 from services.events import store
 from services.events.retention import Retention
 from services.events.subscriptions import LIVE_WINDOW
-from tests.services.events.support import error_info, pb, proposed_event, running_events
+from tests.services.events.support import error_info, pb, proposed_event, running_events, take
 from vocelio.events.v1 import event_pb2, event_stream_pb2
 
 Code = grpc.StatusCode
 STREAM = "organizations/org_a/event_streams/call-1"
 BACKWARDS = event_pb2.READ_DIRECTION_BACKWARDS
-
-
-async def _take(call: Any, count: int) -> list[Any]:
-    messages = []
-    async for message in call:
-        messages.append(message)
-        if len(messages) == count:
-            break
-    return messages
 
 
 async def test_read_stream_forwards_backwards_and_paged(settings: Settings) -> None:
@@ -166,15 +156,15 @@ async def test_subscribe_to_stream_catches_up_then_follows(settings: Settings) -
             pb.SubscribeToStreamRequest(stream="organizations/org_a/event_streams/later-1"), metadata=md
         )
         try:
-            got = await _take(call, 3)
+            got = await take(call, 3)
             assert [m.event.stream_version for m in got[:2]] == [0, 1]
             assert got[2].caught_up.stream_version == 1
-            assert (await _take(later, 1))[0].caught_up.stream_version == -1
+            assert (await take(later, 1))[0].caught_up.stream_version == -1
             await ev.append("organizations/org_a/event_streams/other-1", 1)
             await ev.append(STREAM, 1)
             await ev.append("organizations/org_a/event_streams/later-1", 1)
-            assert (await asyncio.wait_for(_take(call, 1), 10))[0].event.stream_version == 2
-            assert (await asyncio.wait_for(_take(later, 1), 10))[0].event.stream == (
+            assert (await asyncio.wait_for(take(call, 1), 10))[0].event.stream_version == 2
+            assert (await asyncio.wait_for(take(later, 1), 10))[0].event.stream == (
                 "organizations/org_a/event_streams/later-1"
             )
         finally:
@@ -182,7 +172,7 @@ async def test_subscribe_to_stream_catches_up_then_follows(settings: Settings) -
             later.cancel()
         foreign = ev.stub.SubscribeToStream(pb.SubscribeToStreamRequest(stream=STREAM), metadata=ev.admin("org_b"))
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await _take(foreign, 1)
+            await take(foreign, 1)
         assert caught.value.code() == Code.NOT_FOUND
 
 
@@ -192,10 +182,10 @@ async def test_a_live_subscriber_that_falls_a_window_behind_catches_up_again(set
             pb.SubscribeToAllRequest(parent="organizations/org_a"), metadata=ev.admin("org_a")
         )
         try:
-            assert (await _take(call, 1))[0].HasField("caught_up")
+            assert (await take(call, 1))[0].HasField("caught_up")
             await ev.append(STREAM, LIVE_WINDOW)
             await ev.append(STREAM, 3)
-            got = await asyncio.wait_for(_take(call, LIVE_WINDOW + 5), 30)
+            got = await asyncio.wait_for(take(call, LIVE_WINDOW + 5), 30)
             kinds = [m.WhichOneof("message") for m in got]
             assert kinds[0] == "fell_behind" and kinds.count("caught_up") == 1
             positions = [m.event.global_position for m in got if m.HasField("event")]
@@ -235,7 +225,7 @@ async def test_retention_archives_old_events_and_reads_into_them_say_so(settings
             pb.SubscribeToAllRequest(parent="organizations/org_a", after_position=1), metadata=md
         )
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await _take(call, 1)
+            await take(call, 1)
         assert caught.value.code() == Code.OUT_OF_RANGE
         # Truncated events are scavenged by the same pass.
         await ev.stub.TruncateEventStream(
@@ -269,10 +259,10 @@ async def test_shutdown_ends_subscriptions_at_once(settings: Settings) -> None:
         call = ev.stub.SubscribeToAll(
             pb.SubscribeToAllRequest(parent="organizations/org_a"), metadata=ev.admin("org_a")
         )
-        assert (await _take(call, 1))[0].HasField("caught_up")
+        assert (await take(call, 1))[0].HasField("caught_up")
         started = time.monotonic()
         await ev.service.host.shutdown()
         assert time.monotonic() - started < ev.service.host.settings.shutdown_grace
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await _take(call, 1)
+            await take(call, 1)
         assert caught.value.code() == Code.UNAVAILABLE
