@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,6 +22,23 @@ from vocelio.identity.v1 import audit_event_pb2, identity_service_pb2, signing_k
 
 AUDIT_EVENTS = ResourceName.for_message(audit_event_pb2.AuditEvent)
 SIGNING_KEYS = ResourceName.for_message(signing_key_pb2.SigningKey)
+# A kid is an RFC 7638 thumbprint (43 base64url characters), which may start with "-" or "_": the kit's id
+# rule refuses those, and a key whose kid did (2 in 64) could not be revoked. Its names are read by this.
+_KID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+def signing_key_id(name: str, *, field: str = "name") -> str:
+    """The kid of a ``signing_keys/{signing_key}`` name.
+
+    Raises:
+        InvalidArgument: the name is empty or has another shape; the violation names ``field``.
+
+    """
+    kid = name.removeprefix("signing_keys/")
+    if kid == name or not _KID.fullmatch(kid):
+        problem = "is required" if not name else f"must look like {SIGNING_KEYS.pattern}"
+        raise InvalidArgument(f"{field} {problem}", {field: problem})
+    return kid
 
 
 def _enum_names(enum: Any, prefix: str) -> dict[str, str]:
@@ -122,7 +140,7 @@ async def revoke_signing_key(
 
     """
     _platform_only(principal)
-    kid = SIGNING_KEYS.parse(request.name)["signing_key"]
+    kid = signing_key_id(request.name)
     reason = request.reason.strip()
     if not reason:
         raise InvalidArgument("reason is required", {"reason": "required"})
